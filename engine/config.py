@@ -1,0 +1,63 @@
+"""Settings: the only code that reads the environment.
+
+Every variable Polku understands, with its default:
+
+POLKU_DATABASE_URL     SQLAlchemy URL               sqlite:///var/polku.db (relative to the cwd)
+POLKU_SECRET_KEY       Flask session signing key    a random key per process (dev only)
+POLKU_ENV              development | production     development
+POLKU_TIMEZONE         display time zone            Europe/Helsinki
+POLKU_SCRIPT_STEPS     max lines one script may run 100000
+POLKU_MAX_UPLOAD       max bytes of one model file  5000000
+POLKU_WORKER_POLL      worker poll interval, seconds 1.0
+POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///var/polku.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; tests build one directly, programs call `from_env`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    env: str = "development"
+    timezone: str = "Europe/Helsinki"
+    script_steps: int = 100_000
+    max_upload_bytes: int = 5_000_000
+    worker_poll_seconds: float = 1.0
+    embedded_worker: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        """Tell whether this is a production deployment."""
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read every POLKU_* variable, falling back to the defaults above."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        if "POLKU_DATABASE_URL" in env:
+            kwargs["database_url"] = env["POLKU_DATABASE_URL"]
+        if "POLKU_SECRET_KEY" in env:
+            kwargs["secret_key"] = env["POLKU_SECRET_KEY"]
+        if "POLKU_ENV" in env:
+            kwargs["env"] = env["POLKU_ENV"]
+        if "POLKU_TIMEZONE" in env:
+            kwargs["timezone"] = env["POLKU_TIMEZONE"]
+        if "POLKU_SCRIPT_STEPS" in env:
+            kwargs["script_steps"] = int(env["POLKU_SCRIPT_STEPS"])
+        if "POLKU_MAX_UPLOAD" in env:
+            kwargs["max_upload_bytes"] = int(env["POLKU_MAX_UPLOAD"])
+        if "POLKU_WORKER_POLL" in env:
+            kwargs["worker_poll_seconds"] = float(env["POLKU_WORKER_POLL"])
+        if "POLKU_EMBEDDED_WORKER" in env:
+            kwargs["embedded_worker"] = env["POLKU_EMBEDDED_WORKER"] not in ("0", "false", "no")
+        return cls(**kwargs)  # type: ignore[arg-type]
