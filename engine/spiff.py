@@ -1,17 +1,54 @@
 """The SpiffWorkflow boundary: the only module that imports SpiffWorkflow.
 
-It owns the parser (Camunda flavour), the serializer, the restricted script engine, the
-engine clock (SpiffWorkflow's notion of "now") and the translation of SpiffWorkflow's
-exceptions into `engine.errors`. Nothing outside this module touches SpiffWorkflow objects
-except through the small helpers here.
+It owns the parser (Camunda flavour), the serializer (workflow state without the specs, which
+are cached per deployment), the restricted script engine (every BPMN/DMN expression and script
+runs under `engine.sandbox`), the engine clock (SpiffWorkflow's notion of "now", so timers can be
+fired at a chosen instant), history compaction for long-lived instances, and the translation of
+SpiffWorkflow's exceptions into `engine.errors`. Callers get plain dataclasses, never Spiff objects,
+except for the opaque `Workflow` handle they pass back in.
 """
 
 from __future__ import annotations
 
+import ast
+import contextvars
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
 
+from lxml import etree
+from SpiffWorkflow.bpmn import BpmnEvent
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.BpmnParser import XSD_PATH as _BPMN_XSD
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as _CamundaMessage
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import XSD_DIR as _DMN_XSD_DIR
+from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from . import sandbox
+from .errors import Problem, ScriptError
 
 BPMN_XSD_PATH = _BPMN_XSD
 DMN_XSD_PATHS = {
@@ -19,3 +56,543 @@ DMN_XSD_PATHS = {
     "http://www.omg.org/spec/DMN/20180521/MODEL/": os.path.join(_DMN_XSD_DIR, "DMN12.xsd"),
     "http://www.omg.org/spec/DMN/20151101/dmn.xsd": os.path.join(_DMN_XSD_DIR, "DMN.xsd"),
 }
+
+Workflow = BpmnWorkflow
+
+# ---------------------------------------------------------------------------------------------
+# The engine clock: SpiffWorkflow's timer module calls datetime.now(timezone.utc) itself.
+
+_clock: contextvars.ContextVar[datetime | None] = contextvars.ContextVar("polku_clock", default=None)
+
+
+class _ClockDatetime(datetime):
+    """datetime whose now() answers the engine clock when one is set."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+        fixed = _clock.get()
+        if fixed is None:
+            return datetime.now(tz)
+        return fixed.astimezone(tz) if tz is not None else fixed.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+_timer_module.datetime = _ClockDatetime  # type: ignore[misc]
+
+
+def engine_now() -> datetime:
+    """Return the engine clock: the instant set by `clock()`, else the real time (UTC)."""
+    fixed = _clock.get()
+    return fixed if fixed is not None else datetime.now(timezone.utc)
+
+
+@contextmanager
+def clock(at: datetime | None) -> Iterator[None]:
+    """Run the enclosed engine work as if it were `at` (None: the real time)."""
+    token = _clock.set(at.astimezone(timezone.utc) if at is not None else None)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------
+# Restricted script engine
+
+
+_limits = {"max_steps": 100_000}
+
+
+def configure(script_steps: int) -> None:
+    """Set the step budget of one script or expression."""
+    _limits["max_steps"] = script_steps
+
+
+def _strip_template(expression: str) -> str:
+    text = expression.strip()
+    if text.startswith("${") and text.endswith("}"):
+        return text[2:-1].strip()
+    return text
+
+
+class _RestrictedEnvironment(BasePythonScriptEngineEnvironment):
+    """Evaluate through `engine.sandbox`, never through plain eval/exec."""
+
+    def evaluate(self, expression: Any, context: dict, external_context: dict | None = None) -> Any:
+        if expression is None or not str(expression).strip():
+            return dict(context)  # a message without a payload expression carries the task data
+        names = {**(external_context or {}), **context}
+        return sandbox.evaluate(_strip_template(str(expression)), names,
+                                max_steps=_limits["max_steps"], clock=engine_now)
+
+    def execute(self, script: str, context: dict, external_context: dict | None = None) -> bool:
+        names = {**(external_context or {}), **context}
+        result = sandbox.execute(script, names, max_steps=_limits["max_steps"], clock=engine_now)
+        for key in external_context or {}:
+            result.pop(key, None)
+        context.update(result)
+        return True
+
+    def call_service(self, context: dict, **kwargs: Any) -> Any:
+        raise sandbox.SandboxViolation("service tasks are not supported by Polku")
+
+
+class _ScriptEngine(PythonScriptEngine):
+    def validate(self, expression: str) -> None:
+        ast.parse(_strip_template(expression))  # DMN uses SyntaxError to decide on "=="
+
+
+SCRIPT_ENGINE = _ScriptEngine(environment=_RestrictedEnvironment())
+
+
+def _merge_message_payload(self: Any, my_task: Any) -> None:
+    """Merge a Polku-delivered payload into the catching task's data (Camunda keeps it apart)."""
+    event_data = my_task.internal_data.get(self.name) or {}
+    if event_data.get("merge") and isinstance(event_data.get("payload"), dict):
+        my_task.data.update(event_data["payload"])
+    else:
+        my_task.data[event_data["result_var"]] = event_data["payload"]
+
+
+_CamundaMessage.update_task_data = _merge_message_payload  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------------------------
+# Serializer: the state is stored without the specs; specs come from the deployment cache.
+
+
+class _StateConverter(BpmnWorkflowConverter):
+    def to_dict(self, workflow: BpmnWorkflow) -> dict:
+        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict, spec: Any = None, subprocess_specs: Any = None) -> BpmnWorkflow:
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        workflow.script_engine = SCRIPT_ENGINE
+        return workflow
+
+
+def _uuid(value: str) -> Any:
+    from uuid import UUID
+
+    return UUID(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_config = dict(CAMUNDA_CONFIG)
+_config[BpmnWorkflow] = _StateConverter
+_registry = BpmnWorkflowSerializer.configure(_config)
+_serializer = BpmnWorkflowSerializer(_registry)
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    """Serialize an instance's runtime state (without its specs) to JSON text."""
+    _registry._encoder_mode = True
+    try:
+        dct = _serializer.to_dict(workflow)
+    finally:
+        _registry._encoder_mode = False
+    dct[_serializer.VERSION_KEY] = _serializer.VERSION
+    return json.dumps(dct, cls=_serializer._encoder_cls, separators=(",", ":"))
+
+
+def load_state(text: str, bundle: SpecBundle) -> BpmnWorkflow:
+    """Rebuild a workflow from `dump_state` output and its process specs."""
+    dct = json.loads(text)
+    _serializer.migrate(dct)
+    return _serializer.from_dict(dct, spec=bundle.spec, subprocess_specs=bundle.subprocess_specs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+@dataclass
+class SpecBundle:
+    """A process spec with the specs of everything it calls."""
+
+    process_id: str
+    spec: Any
+    subprocess_specs: dict[str, Any]
+
+    def element_ids(self) -> set[str]:
+        """Return the BPMN ids of every flow node Spiff kept, in the process and its subprocesses."""
+        ids: set[str] = set()
+        for spec in [self.spec, *self.subprocess_specs.values()]:
+            ids.update(t.bpmn_id for t in spec.task_specs.values() if getattr(t, "bpmn_id", None))
+        return ids
+
+    def own_element_ids(self) -> set[str]:
+        """Return the ids of flow nodes in this process (embedded subprocesses included)."""
+        ids = {t.bpmn_id for t in self.spec.task_specs.values() if getattr(t, "bpmn_id", None)}
+        for name, spec in self.subprocess_specs.items():
+            if getattr(spec, "file", None) == getattr(self.spec, "file", None) and name not in (self.process_id,):
+                ids.update(t.bpmn_id for t in spec.task_specs.values() if getattr(t, "bpmn_id", None))
+        return ids
+
+
+@dataclass
+class ParseResult:
+    """What Spiff made of a set of model files."""
+
+    bundles: dict[str, SpecBundle] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    decision_ids: set[str] = field(default_factory=set)
+
+
+def _problem_from_validation(err: ValidationException, default_file: str) -> Problem:
+    line = err.line_number if isinstance(err.line_number, int) else None
+    message = str(err).split("\n")[0]
+    return Problem(os.path.basename(err.file_name or default_file), line, err.id or None, message)
+
+
+def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseResult:
+    """Parse (filename, kind, tree) documents into spec bundles, translating Spiff's errors."""
+    result = ParseResult()
+    parser = CamundaParser()
+    for filename, kind, tree in documents:
+        try:
+            if kind == "dmn":
+                parser.add_dmn_xml(tree.getroot(), filename=filename)
+            else:
+                parser.add_bpmn_xml(tree, filename=filename)
+        except ValidationException as err:
+            result.problems.append(_problem_from_validation(err, filename))
+        except Exception as err:  # Spiff raises KeyError/TypeError on some malformed models
+            result.problems.append(Problem(filename, None, None, _explain_parse_error(err)))
+    result.decision_ids = set(parser.dmn_parsers.keys())
+    for filename, kind, tree in documents:
+        if kind != "bpmn":
+            continue
+        for proc in tree.getroot().iter("{http://www.omg.org/spec/BPMN/20100524/MODEL}process"):
+            pid = proc.get("id")
+            if not pid or proc.get("isExecutable", "false") != "true":
+                continue
+            try:
+                spec = parser.get_spec(pid)
+                subs = parser.get_subprocess_specs(pid)
+                result.bundles[pid] = SpecBundle(pid, spec, subs)
+            except ValidationException as err:
+                result.problems.append(_problem_from_validation(err, filename))
+            except Exception as err:
+                result.problems.append(Problem(filename, proc.sourceline, pid, _explain_parse_error(err)))
+    return result
+
+
+def _explain_parse_error(err: Exception) -> str:
+    text = str(err).strip("'\"")
+    if isinstance(err, KeyError):
+        return f"The model refers to '{text}', which is not defined (a missing reference or attribute)."
+    if isinstance(err, TypeError):
+        return ("An event or task is missing a reference it needs (for example a message, signal or "
+                f"error event without its definition): {text}")
+    return f"The model cannot be read: {text}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass(frozen=True)
+class ReadyTask:
+    """A READY user task, as the engine's callers see it."""
+
+    id: str
+    element_id: str
+    name: str
+    lane: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WaitingTimer:
+    """A waiting timer with its next due time."""
+
+    task_id: str
+    element_id: str
+    kind: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """A catch event waiting for a message."""
+
+    task_id: str
+    element_id: str
+    name: str
+
+
+def new_workflow(bundle: SpecBundle, data: dict[str, Any] | None = None) -> BpmnWorkflow:
+    """Create a new workflow for a process, with its start data."""
+    workflow = BpmnWorkflow(bundle.spec, bundle.subprocess_specs, script_engine=SCRIPT_ENGINE)
+    if data:
+        workflow.task_tree.data.update(data)
+        for task in workflow.get_tasks(state=TaskState.READY):
+            task.data.update(data)
+    return workflow
+
+
+def translate(err: Exception) -> ScriptError:
+    """Turn a Spiff or sandbox failure into a ScriptError naming the element."""
+    element = None
+    task = getattr(err, "task", None)
+    if task is not None:
+        element = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
+    elif getattr(err, "task_spec", None) is not None:
+        element = getattr(err.task_spec, "bpmn_id", None) or err.task_spec.name
+    line = getattr(err, "line_number", None) or None
+    inner = err.__cause__ or err.__context__
+    message = str(err).split("\n")[0] if not isinstance(err, SpiffWorkflowException) else err.args[0]
+    if isinstance(inner, sandbox.SandboxViolation) and str(inner) not in message:
+        message = f"{message}: {inner}"
+    notes = [n for n in getattr(err, "notes", []) if n and "Did you mean" in n]
+    if notes:
+        message += " " + " ".join(notes)
+    return ScriptError(str(message), element=element, line=line if isinstance(line, int) else None)
+
+
+def run_engine(workflow: BpmnWorkflow) -> list[str]:
+    """Run engine steps until the workflow waits; return the element ids completed, in order.
+
+    Raises:
+        ScriptError: a script, condition or decision failed (the workflow object is then spoilt:
+            the caller reloads the saved state).
+    """
+    completed: list[str] = []
+
+    def did_complete(task: Any) -> None:
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        if bpmn_id:
+            completed.append(bpmn_id)
+
+    try:
+        workflow.do_engine_steps(did_complete_task=did_complete)
+        workflow.refresh_timers()
+        workflow.do_engine_steps(did_complete_task=did_complete)
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    except SpiffWorkflowException as err:
+        raise translate(err) from err
+    return completed
+
+
+def fire_timers(workflow: BpmnWorkflow) -> list[str]:
+    """Let every timer due on the engine clock fire, then run engine steps."""
+    try:
+        workflow.refresh_timers()
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    return run_engine(workflow)
+
+
+def _all_tasks(workflow: BpmnWorkflow, state: int) -> list[Any]:
+    tasks = list(workflow.get_tasks(state=state))
+    for sub in workflow.subprocesses.values():
+        tasks.extend(sub.get_tasks(state=state))
+    return tasks
+
+
+def ready_user_tasks(workflow: BpmnWorkflow) -> list[ReadyTask]:
+    """List the READY manual (user) tasks of the workflow and its subprocesses."""
+    found = []
+    for task in _all_tasks(workflow, TaskState.READY):
+        if task.task_spec.manual:
+            found.append(ReadyTask(str(task.id), task.task_spec.bpmn_id, task.task_spec.bpmn_name
+                                   or task.task_spec.bpmn_id, task.task_spec.lane, task.data))
+    return found
+
+
+def complete_user_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> str:
+    """Complete a READY user task with submitted data; return its element id."""
+    task = workflow.get_task_from_id(_uuid(task_id))
+    task.data.update(data)
+    try:
+        task.run()
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    return task.task_spec.bpmn_id
+
+
+def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
+    """Return the Spiff state name of a task, or None when the task is gone."""
+    try:
+        task = workflow.get_task_from_id(_uuid(task_id))
+    except Exception:  # Spiff raises TaskNotFoundException or returns None, by version
+        return None
+    return None if task is None else TaskState.get_name(task.state)
+
+
+def set_task_data(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> None:
+    """Merge data into a task's data (used to fix data before retrying an incident)."""
+    workflow.get_task_from_id(_uuid(task_id)).data.update(data)
+
+
+def errored_or_ready_engine_tasks(workflow: BpmnWorkflow) -> list[str]:
+    """Return ids of non-manual tasks that are READY or in ERROR (what a retry would run)."""
+    tasks = _all_tasks(workflow, TaskState.READY | TaskState.ERROR)
+    return [str(t.id) for t in tasks if not t.task_spec.manual]
+
+
+def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
+    """List waiting timers with their due instants (UTC)."""
+    timers = []
+    for task in list(workflow.event_manager.tasks.values()):
+        definition = task.task_spec.event_definition
+        if not isinstance(definition, TimerEventDefinition) or not task.has_state(TaskState.WAITING):
+            continue
+        value = task.internal_data.get("event_value")
+        if value is None:
+            continue
+        if isinstance(definition, CycleTimerEventDefinition):
+            if not isinstance(value, dict) or value.get("cycles") == 0:
+                continue
+            due = datetime.fromisoformat(value["next"])
+            kind = "cycle"
+        else:
+            due = TimerEventDefinition.get_datetime(value) if "P" not in str(value)[:1] else None
+            if due is None:
+                continue
+            kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=timezone.utc)
+        timers.append(WaitingTimer(str(task.id), task.task_spec.bpmn_id, kind, due.astimezone(timezone.utc)))
+    return timers
+
+
+def skip_missed_cycles(workflow: BpmnWorkflow, now: datetime) -> None:
+    """Move every cycle timer's next occurrence past `now`, so missed cycles are not replayed."""
+    from datetime import timedelta
+
+    for task in list(workflow.event_manager.tasks.values()):
+        definition = task.task_spec.event_definition
+        value = task.internal_data.get("event_value")
+        if isinstance(definition, CycleTimerEventDefinition) and isinstance(value, dict) and value.get("cycles"):
+            nxt = datetime.fromisoformat(value["next"])
+            step = timedelta(seconds=value["duration"])
+            if step.total_seconds() <= 0:
+                continue
+            while nxt <= now:
+                nxt += step
+            value["next"] = nxt.isoformat()
+
+
+def waiting_messages(workflow: BpmnWorkflow) -> list[WaitingMessage]:
+    """List catch events waiting for a message, with the message name."""
+    found = []
+    for task in list(workflow.event_manager.tasks.values()):
+        definition = task.task_spec.event_definition
+        if isinstance(definition, MessageEventDefinition) and task.has_state(TaskState.WAITING):
+            found.append(WaitingMessage(str(task.id), task.task_spec.bpmn_id, definition.name))
+    return found
+
+
+def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> int:
+    """Deliver a message by name; its payload is merged into the catching task's data."""
+    definition = _CamundaMessage(name)
+    event = BpmnEvent(definition, payload={"payload": payload, "result_var": None, "merge": True})
+    try:
+        return workflow.event_manager.catch(event, internal=False)
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+
+
+def thrown_messages(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
+    """Take the messages the workflow threw that nothing inside it caught."""
+    found = []
+    for event in workflow.get_events():
+        definition = event.event_definition
+        if isinstance(definition, MessageEventDefinition):
+            payload = event.payload.get("payload") if isinstance(event.payload, dict) else event.payload
+            found.append((definition.name, payload))
+    return found
+
+
+def is_completed(workflow: BpmnWorkflow) -> bool:
+    """Tell whether the instance has finished."""
+    return bool(workflow.is_completed())
+
+
+def variables(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """Return the instance's current variables: the data of its newest live and completed tasks."""
+    live = _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
+    sources = [workflow.last_task] if workflow.last_task is not None else []
+    sources += sorted(live, key=lambda t: t.last_state_change)
+    merged: dict[str, Any] = {}
+    for task in sources:
+        if task is not None:
+            merged.update(task.data)
+    return merged
+
+
+def task_count(workflow: BpmnWorkflow) -> int:
+    """Count the tasks held in memory (history included): what compaction keeps small."""
+    return len(workflow.tasks) + sum(len(s.tasks) for s in workflow.subprocesses.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Compaction: completed history leaves the runtime state (it lives on in the audit trail).
+
+_KEEP_SPECS = (BoundaryEventSplit, BoundaryEventJoin)
+
+
+def _spliceable(task: Any, workflow: Any) -> bool:
+    spec = task.task_spec
+    if task.state != TaskState.COMPLETED or len(task._children) != 1 or task._parent is None:
+        return False
+    if task is workflow.last_task or task.id in workflow.top_workflow.subprocesses:
+        return False
+    if isinstance(spec, _KEEP_SPECS) or isinstance(spec, CatchingEvent):
+        return False
+    if not getattr(spec, "bpmn_id", None):
+        return False  # Spiff's own Root/Start/End specs anchor the tree
+    if len(spec.outputs) > 1 and not isinstance(spec, ExclusiveGateway):
+        return False
+    if len(spec.inputs) > 1 and not isinstance(spec, ExclusiveGateway):
+        return False  # joins look at their inputs' tasks
+    child = workflow.tasks.get(task._children[0])
+    if child is None or len(child.task_spec.inputs) > 1 and not isinstance(child.task_spec, ExclusiveGateway):
+        return False
+    return True
+
+
+def compact(workflow: BpmnWorkflow) -> int:
+    """Splice completed single-child tasks out of the task trees; return how many were removed."""
+    removed = 0
+    for wf in [workflow, *workflow.subprocesses.values()]:
+        for task in list(wf.tasks.values()):
+            if not _spliceable(task, wf):
+                continue
+            parent = wf.tasks[task._parent]
+            child = wf.tasks[task._children[0]]
+            parent._children = [child.id if c == task.id else c for c in parent._children]
+            child._parent = parent.id
+            del wf.tasks[task.id]
+            removed += 1
+    return removed
+
+
+def due_from(value: Any, now: datetime) -> datetime | None:
+    """Turn a due-date value (datetime, ISO date/datetime, ISO duration from `now`) into UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, 16, 0, tzinfo=timezone.utc)
+    text = str(value).strip()
+    if text.upper().startswith("P"):
+        parsed = TimerEventDefinition.parse_iso_duration(text)
+        return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
+    return TimerEventDefinition.get_datetime(text)

@@ -1,0 +1,169 @@
+"""The audit trail: append-only events chained by hash, read back as history, verified.
+
+Every change to an instance or a model appends an `AuditEvent` to a stream (`instance:<id>` per
+instance, `models` for deployments, `users` for accounts and customers). Each event's hash covers
+its own fields and the previous event's hash in the same stream, so editing, removing or
+reordering a row breaks the chain from that row on; the stream head (`AuditStream`) also holds
+the last hash, so cutting off the newest events is noticed as well. Rows are only ever added.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .db import utcnow
+from .models import AuditEvent, AuditStream
+
+GENESIS = "0" * 64
+
+
+class EventKind(enum.StrEnum):
+    DEPLOYED = "deployed"
+    INSTANCE_STARTED = "instance_started"
+    TASK_CREATED = "task_created"
+    TASK_CLAIMED = "task_claimed"
+    TASK_RELEASED = "task_released"
+    TASK_ASSIGNED = "task_assigned"
+    TASK_COMPLETED = "task_completed"
+    TASK_CANCELLED = "task_cancelled"
+    DATA_CHANGED = "data_changed"
+    MESSAGE_RECEIVED = "message_received"
+    MESSAGE_THROWN = "message_thrown"
+    TIMER_FIRED = "timer_fired"
+    INCIDENT_RAISED = "incident_raised"
+    INCIDENT_RESOLVED = "incident_resolved"
+    INSTANCE_COMPLETED = "instance_completed"
+    INSTANCE_CANCELLED = "instance_cancelled"
+    INSTANCE_MIGRATED = "instance_migrated"
+    USER_CHANGED = "user_changed"
+    CUSTOMER_CHANGED = "customer_changed"
+
+
+def instance_stream(instance_id: int) -> str:
+    """Return the stream key of an instance's events."""
+    return f"instance:{instance_id}"
+
+
+def _canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _digest(prev: str, stream: str, seq: int, kind: str, at: datetime, actor: str,
+            instance_id: int | None, version_id: int | None, element_id: str | None,
+            task_id: str | None, data: str) -> str:
+    fields = [prev, stream, str(seq), kind, at.isoformat(timespec="microseconds"), actor,
+              str(instance_id or ""), str(version_id or ""), element_id or "", task_id or "", data]
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+def append(session: Session, kind: EventKind | str, *, actor: str, stream: str | None = None,
+           instance_id: int | None = None, version_id: int | None = None, element_id: str | None = None,
+           task_id: str | None = None, data: dict[str, Any] | None = None,
+           at: datetime | None = None) -> AuditEvent:
+    """Append one event to its stream (the instance's, unless `stream` is given)."""
+    key = stream or (instance_stream(instance_id) if instance_id is not None else "models")
+    head = session.get(AuditStream, key, with_for_update=True)
+    if head is None:
+        head = AuditStream(key=key, seq=0, head=GENESIS)
+        session.add(head)
+    at = at or utcnow()
+    text = _canonical(data or {})
+    seq = head.seq + 1
+    digest = _digest(head.head, key, seq, str(kind), at, actor, instance_id, version_id, element_id,
+                     task_id, text)
+    event = AuditEvent(stream=key, seq=seq, kind=str(kind), at=at, actor=actor, instance_id=instance_id,
+                       version_id=version_id, element_id=element_id, task_id=task_id, data=text,
+                       prev_hash=head.head, hash=digest)
+    head.seq, head.head = seq, digest
+    session.add(event)
+    return event
+
+
+def history(session: Session, instance_id: int) -> list[AuditEvent]:
+    """Return an instance's events, oldest first."""
+    query = select(AuditEvent).where(AuditEvent.stream == instance_stream(instance_id)).order_by(AuditEvent.seq)
+    return list(session.scalars(query))
+
+
+def event_dict(event: AuditEvent, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return an event as plain JSON-able data."""
+    return {"id": event.id, "seq": event.seq, "kind": event.kind, "at": event.at.isoformat(),
+            "actor": event.actor, "instance_id": event.instance_id, "version_id": event.version_id,
+            "element_id": event.element_id, "task_id": event.task_id,
+            "data": json.loads(event.data) if data is None else data, "hash": event.hash}
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first event of a stream whose hash does not hold."""
+
+    stream: str
+    event_id: int | None
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Outcome of checking one or all streams."""
+
+    streams: int
+    events: int
+    breaks: list[ChainBreak]
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether every checked chain holds."""
+        return not self.breaks
+
+
+def _verify_stream(session: Session, head: AuditStream) -> tuple[int, ChainBreak | None]:
+    prev, expected_seq, count = GENESIS, 1, 0
+    query = select(AuditEvent).where(AuditEvent.stream == head.key).order_by(AuditEvent.seq)
+    for event in session.scalars(query).yield_per(2000):
+        count += 1
+        if event.seq != expected_seq:
+            return count, ChainBreak(head.key, event.id, event.seq, f"event {expected_seq} is missing")
+        if event.prev_hash != prev:
+            return count, ChainBreak(head.key, event.id, event.seq, "it does not follow the previous event")
+        digest = _digest(prev, event.stream, event.seq, event.kind, event.at, event.actor, event.instance_id,
+                         event.version_id, event.element_id, event.task_id, event.data)
+        if digest != event.hash:
+            return count, ChainBreak(head.key, event.id, event.seq, "its content was changed after it was written")
+        prev, expected_seq = event.hash, expected_seq + 1
+    if head.seq != expected_seq - 1 or head.head != prev:
+        return count, ChainBreak(head.key, None, expected_seq, "events after this one were removed")
+    return count, None
+
+
+def verify(session: Session, instance_id: int | None = None) -> Verification:
+    """Check the hash chains (one instance's, or all); name the first broken event of each."""
+    query = select(AuditStream).order_by(AuditStream.key)
+    if instance_id is not None:
+        query = query.where(AuditStream.key == instance_stream(instance_id))
+    breaks: list[ChainBreak] = []
+    streams = events = 0
+    for head in session.scalars(query):
+        streams += 1
+        count, broken = _verify_stream(session, head)
+        events += count
+        if broken:
+            breaks.append(broken)
+    return Verification(streams, events, breaks)
+
+
+def iter_events(session: Session, instance_ids: list[int] | None = None) -> Iterator[AuditEvent]:
+    """Stream events (of some instances, or all) in stream order without loading them all."""
+    query = select(AuditEvent).order_by(AuditEvent.stream, AuditEvent.seq)
+    if instance_ids is not None:
+        query = query.where(AuditEvent.instance_id.in_(instance_ids))
+    yield from session.scalars(query).yield_per(1000)

@@ -1,0 +1,377 @@
+"""The `polku` command line: drive the engine from scripts and tests.
+
+Every command prints JSON on stdout with `--json` (the default when stdout is not a terminal)
+and exits non-zero with a one-line error on stderr for bad input. Exit codes: 0 ok, 1 engine
+refused (not found, not available, conflict), 2 bad input (usage, JSON, form errors), 3 invalid
+model, 4 audit chain broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import audit, deploy, inbox, runtime
+from .config import Settings
+from .db import make_engine, make_sessions, upgrade
+from .errors import EngineError, FormInvalid, InvalidInput, InvalidModel, NotAllowed
+
+EXIT_REFUSED, EXIT_INPUT, EXIT_MODEL, EXIT_AUDIT = 1, 2, 3, 4
+
+
+class CliError(Exception):
+    """A user mistake on the command line, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_INPUT, detail: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.detail = detail
+
+
+def _json_arg(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliError(f"--data is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(value, dict):
+        raise CliError("--data must be a JSON object, like '{\"name\": \"value\"}'")
+    return value
+
+
+def _time_arg(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"'{text}' is not an ISO 8601 time like 2026-01-31T09:00:00+02:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _model_files(paths: Sequence[str]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted([*path.glob("*.bpmn"), *path.glob("*.dmn")]):
+                files[child.name] = child.read_bytes()
+        elif path.is_file():
+            files[path.name] = path.read_bytes()
+        else:
+            raise CliError(f"no such file or directory: {raw}")
+    if not files:
+        raise CliError("no .bpmn or .dmn files found in " + ", ".join(paths))
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands: each takes (args, sessions, settings) and returns JSON-able data.
+
+
+def cmd_init(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Create or migrate the database."""
+    return {"database": settings.database_url.split("@")[-1], "status": "migrated"}
+
+
+def cmd_deploy(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Validate and deploy model files."""
+    files = _model_files(args.paths)
+    with sessions.begin() as session:
+        if args.check:
+            checked = deploy.validate_files(files, max_bytes=settings.max_upload_bytes,
+                                            context=deploy._context_files(session, files))
+            if checked.problems:
+                raise InvalidModel(checked.problems)
+            return {"valid": True, "files": sorted(files)}
+        result = deploy.deploy_files(session, files, by=args.by, max_bytes=settings.max_upload_bytes)
+        return {"deployment_id": result.deployment_id,
+                "created": [{"process_id": v.process_id, "version": v.version, "kind": str(v.kind)} for v in result.created],
+                "unchanged": [{"process_id": v.process_id, "version": v.version} for v in result.unchanged]}
+
+
+def cmd_processes(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """List deployed processes and decisions with their versions."""
+    with sessions.begin() as session:
+        return deploy.list_versions(session)
+
+
+def cmd_start(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Start a process instance."""
+    with sessions.begin() as session:
+        instance = runtime.start_instance(session, args.process_id, by=args.by, data=_json_arg(args.data),
+                                          business_key=args.business_key, version=args.version)
+        instance_id = instance.id
+    with sessions.begin() as session:
+        return runtime.instance_summary(session, instance_id)
+
+
+def cmd_tasks(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """List open tasks."""
+    with sessions.begin() as session:
+        if args.overdue:
+            rows = inbox.overdue(session)
+        else:
+            rows = inbox.tasks(session, instance_id=args.instance, assignee=args.assignee)
+        return [runtime.task_dict(t) for t in rows]
+
+
+def cmd_complete(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Complete a task with form data."""
+    with sessions.begin() as session:
+        instance = runtime.complete_task(session, args.task_id, _json_arg(args.data), by=args.by)
+        instance_id = instance.id
+    with sessions.begin() as session:
+        return runtime.instance_summary(session, instance_id)
+
+
+def cmd_claim(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Claim, release or assign a task."""
+    with sessions.begin() as session:
+        if args.action == "claim":
+            task = inbox.claim(session, args.task_id, by=args.by)
+        elif args.action == "release":
+            task = inbox.release(session, args.task_id, by=args.by)
+        else:
+            task = inbox.assign(session, args.task_id, args.to, by=args.by)
+        return runtime.task_dict(task)
+
+
+def cmd_message(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Deliver a message to waiting instances."""
+    with sessions.begin() as session:
+        targets = runtime.deliver_message(session, args.name, by=args.by, data=_json_arg(args.data),
+                                          business_key=args.business_key, instance_id=args.instance)
+    return {"delivered_to": targets}
+
+
+def cmd_instance(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Show an instance."""
+    with sessions.begin() as session:
+        return runtime.instance_summary(session, args.instance_id)
+
+
+def cmd_history(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Show an instance's audit events."""
+    with sessions.begin() as session:
+        runtime.get_instance(session, args.instance_id)
+        events = [audit.event_dict(e) for e in audit.history(session, args.instance_id)]
+    if args.format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["seq", "at", "kind", "actor", "element_id", "task_id", "data", "hash"])
+        for e in events:
+            writer.writerow([e["seq"], e["at"], e["kind"], e["actor"], e["element_id"] or "", e["task_id"] or "",
+                             json.dumps(e["data"], ensure_ascii=False), e["hash"]])
+        return _Raw(out.getvalue())
+    return events
+
+
+def cmd_verify(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Check the audit hash chains."""
+    with sessions.begin() as session:
+        result = audit.verify(session, args.instance_id)
+    data = {"ok": result.ok, "streams": result.streams, "events": result.events,
+            "breaks": [b.__dict__ for b in result.breaks]}
+    if not result.ok:
+        first = result.breaks[0]
+        raise CliError(f"audit chain broken in {first.stream} at event #{first.seq}"
+                       f"{' (id ' + str(first.event_id) + ')' if first.event_id else ''}: {first.reason}",
+                       EXIT_AUDIT, data)
+    return data
+
+
+def cmd_incidents(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """List open incidents, or retry one."""
+    with sessions.begin() as session:
+        if args.retry is not None:
+            incident = runtime.retry_incident(session, args.retry, by=args.by, data=_json_arg(args.data))
+            return {"id": incident.id, "status": str(incident.status), "message": incident.message}
+        return [{"id": i.id, "instance_id": i.instance_id, "element_id": i.element_id, "message": i.message,
+                 "created_at": i.created_at.isoformat()} for i in runtime.open_incidents(session)]
+
+
+def cmd_fire_timers(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Fire every timer due at the given instant."""
+    if settings.is_production:
+        raise NotAllowed("fire-timers --now moves the engine clock and is refused when POLKU_ENV=production")
+    from . import timers
+
+    now = _time_arg(args.now) or datetime.now(timezone.utc)
+    fired = timers.fire_due_timers(sessions, now=now, worker_id="cli")
+    return {"now": now.isoformat(), "fired": fired}
+
+
+def cmd_worker(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Run the timer worker until interrupted."""
+    from . import timers
+
+    timers.run_worker(sessions, poll_seconds=args.poll or settings.worker_poll_seconds, once=args.once)
+    return {"stopped": True}
+
+
+def cmd_user(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Add a user."""
+    from . import users
+
+    with sessions.begin() as session:
+        user = users.add_user(session, args.username, args.password, args.roles.split(","),
+                              display_name=args.name)
+        return {"username": user.username, "roles": sorted(user.role_set)}
+
+
+def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Create the demo users (and deploy the shipped models)."""
+    from . import users
+
+    with sessions.begin() as session:
+        created = users.seed_demo_users(session)
+    return {"users": [{"username": u, "password": p, "roles": r} for u, p, r in created]}
+
+
+def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Run the web UI (with the embedded timer worker)."""
+    from webui import create_app
+
+    app = create_app(settings)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    return {"stopped": True}
+
+
+class _Raw(str):
+    """Output printed as is, not as JSON."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="polku", description="Polku process engine")
+    parser.add_argument("--json", action="store_true", help="print JSON (default when not a terminal)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[..., Any], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "create or migrate the database")
+    p = add("deploy", cmd_deploy, "validate and deploy .bpmn/.dmn files or folders")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--by", default="cli")
+    p.add_argument("--check", action="store_true", help="validate only, deploy nothing")
+    add("processes", cmd_processes, "list deployed processes and versions")
+    p = add("start", cmd_start, "start a process instance")
+    p.add_argument("process_id")
+    p.add_argument("--data", help="start data as a JSON object (or @file.json)")
+    p.add_argument("--business-key")
+    p.add_argument("--version", type=int)
+    p.add_argument("--by", default="cli")
+    p = add("tasks", cmd_tasks, "list open tasks")
+    p.add_argument("--instance", type=int)
+    p.add_argument("--assignee")
+    p.add_argument("--overdue", action="store_true")
+    p = add("complete", cmd_complete, "complete a task")
+    p.add_argument("task_id")
+    p.add_argument("--data")
+    p.add_argument("--by", required=True)
+    for action in ("claim", "release", "assign"):
+        p = add(action, cmd_claim, f"{action} a task")
+        p.add_argument("task_id")
+        p.add_argument("--by", required=True)
+        if action == "assign":
+            p.add_argument("--to", required=True)
+        p.set_defaults(action=action)
+    p = add("message", cmd_message, "deliver a message to waiting instances")
+    p.add_argument("name")
+    p.add_argument("--data")
+    p.add_argument("--business-key")
+    p.add_argument("--instance", type=int)
+    p.add_argument("--by", default="cli")
+    p = add("instance", cmd_instance, "show an instance")
+    p.add_argument("instance_id", type=int)
+    p = add("history", cmd_history, "show an instance's audit events")
+    p.add_argument("instance_id", type=int)
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p = add("verify-audit", cmd_verify, "check the audit hash chains")
+    p.add_argument("instance_id", type=int, nargs="?")
+    p = add("incidents", cmd_incidents, "list open incidents or retry one")
+    p.add_argument("--retry", type=int, metavar="INCIDENT_ID")
+    p.add_argument("--data", help="data to merge before retrying (JSON)")
+    p.add_argument("--by", default="cli")
+    p = add("fire-timers", cmd_fire_timers, "fire every timer due at --now (not in production)")
+    p.add_argument("--now", help="ISO 8601 instant; default: the real time")
+    p = add("worker", cmd_worker, "run the timer worker")
+    p.add_argument("--poll", type=float)
+    p.add_argument("--once", action="store_true", help="one sweep, then exit")
+    p = add("user", cmd_user, "add a user")
+    p.add_argument("username")
+    p.add_argument("--password", required=True)
+    p.add_argument("--roles", required=True, help="comma-separated: expert,supervisor,designer,auditor,admin")
+    p.add_argument("--name")
+    add("seed-demo", cmd_seed_demo, "create the demo users")
+    p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def _emit(value: Any, as_json: bool) -> None:
+    if isinstance(value, _Raw):
+        sys.stdout.write(value)
+        return
+    if as_json:
+        print(json.dumps(value, ensure_ascii=False, indent=None if not sys.stdout.isatty() else 2, default=str))
+    else:
+        print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run one polku command; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings or Settings.from_env()
+    as_json = args.json or not sys.stdout.isatty()
+    try:
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        from . import spiff
+
+        spiff.configure(settings.script_steps)
+        result = args.func(args, make_sessions(engine), settings)
+    except CliError as err:
+        print(f"polku: {err}", file=sys.stderr)
+        if err.detail is not None:
+            _emit(err.detail, as_json)
+        return err.code
+    except InvalidModel as err:
+        print(f"polku: invalid model: {err}", file=sys.stderr)
+        _emit({"problems": [p.as_dict() for p in err.problems]}, as_json)
+        return EXIT_MODEL
+    except FormInvalid as err:
+        fields = ", ".join(f"{k} ({v})" for k, v in err.errors.items())
+        print(f"polku: form invalid: {fields}", file=sys.stderr)
+        _emit({"errors": err.errors}, as_json)
+        return EXIT_INPUT
+    except InvalidInput as err:
+        print(f"polku: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    except EngineError as err:
+        print(f"polku: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+    _emit(result, as_json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""Deploy: validate a set of .bpmn/.dmn files and store new process versions.
+
+Validation runs in stages and reports every problem as file, line, element and a sentence:
+untrusted-XML checks and the OMG XSDs (`engine.xmlcheck`), references (call activities, DMN
+decisions), SpiffWorkflow's parser (translated), completeness (flow nodes Spiff silently drops),
+forms, and every expression compiled under the restricted evaluator. Nothing is stored unless
+every file is clean. A process gets a new version only when its content, or the content of a
+process or decision it uses, changed; running instances stay on their version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import audit, forms, sandbox, spiff, xmlcheck
+from .errors import InvalidModel, Problem, VersionNotFound
+from .models import Deployment, ModelFile, ModelKind, ProcessVersion
+
+BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA = forms.CAMUNDA
+FLOW_NODES = {
+    "task", "userTask", "serviceTask", "scriptTask", "businessRuleTask", "sendTask", "receiveTask",
+    "manualTask", "callActivity", "subProcess", "transaction", "adHocSubProcess", "startEvent",
+    "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway",
+}
+ISO_LITERAL = re.compile(r"^(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d{2}-\d{2}(T[0-9:.+\-Z]*)?)(/.*)?$")
+SUPERVISOR_LANES = ("supervisor", "esimies", "palveluesimies")
+
+
+def _b(tag: str) -> str:
+    return f"{{{BPMN}}}{tag}"
+
+
+def _local(el: etree._Element) -> str:
+    return etree.QName(el).localname if isinstance(el.tag, str) else ""
+
+
+@dataclass
+class Checked:
+    """The outcome of validating a set of files: parsed documents, specs and problems."""
+
+    documents: list[tuple[str, str, etree._ElementTree]] = field(default_factory=list)
+    parsed: spiff.ParseResult | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYTES,
+                   context: dict[str, bytes] | None = None) -> Checked:
+    """Validate model files (name -> bytes); `context` files are used to resolve references only."""
+    checked = Checked()
+    if not files:
+        checked.problems.append(Problem("(upload)", None, None, "No files were given to deploy."))
+        return checked
+    for name, content in {**(context or {}), **files}.items():
+        base = os.path.basename(name)
+        if not base.lower().endswith((".bpmn", ".dmn", ".xml")):
+            checked.problems.append(Problem(base, None, None, "Only .bpmn and .dmn files can be deployed."))
+            continue
+        tree, kind, problems = xmlcheck.check_file(base, content, max_bytes=max_bytes)
+        checked.problems.extend(problems)
+        if tree is not None and kind is not None and not problems:
+            checked.documents.append((base, kind, tree))
+    if checked.problems:
+        return checked
+    checked.problems.extend(_reference_problems(checked.documents))
+    if checked.problems:
+        return checked
+    checked.parsed = spiff.parse_models(checked.documents)
+    checked.problems.extend(checked.parsed.problems)
+    for name, kind, tree in checked.documents:
+        if kind == "bpmn":
+            checked.problems.extend(_bpmn_problems(name, tree, checked.parsed))
+        else:
+            checked.problems.extend(_dmn_problems(name, tree))
+    if not checked.parsed.bundles and not checked.problems and not any(k == "dmn" for _, k, _ in checked.documents):
+        checked.problems.append(Problem(next(iter(files)), None, None,
+                                        "The files contain no executable process (isExecutable=\"true\")."))
+    return checked
+
+
+def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
+    processes = {p.get("id") for _, k, t in documents if k == "bpmn" for p in t.getroot().iter(_b("process"))}
+    decisions = {d.get("id") for _, k, t in documents if k == "dmn"
+                 for d in t.getroot().iter() if _local(d) == "decision"}
+    problems = []
+    for name, kind, tree in documents:
+        if kind != "bpmn":
+            continue
+        for el in tree.getroot().iter(_b("callActivity")):
+            target = el.get("calledElement")
+            if not target:
+                problems.append(Problem(name, el.sourceline, el.get("id"), "This call activity does not say which process it calls (calledElement is empty)."))
+            elif target not in processes:
+                problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is neither in these files nor deployed."))
+        for el in tree.getroot().iter(_b("businessRuleTask")):
+            ref = el.get(f"{{{CAMUNDA}}}decisionRef")
+            if not ref:
+                problems.append(Problem(name, el.sourceline, el.get("id"), "This business rule task does not name its DMN decision (camunda:decisionRef is missing)."))
+            elif ref not in decisions:
+                problems.append(Problem(name, el.sourceline, el.get("id"), f"This business rule task uses DMN decision '{ref}', which is neither in these files nor deployed."))
+        for flow in tree.getroot().iter(_b("sequenceFlow")):
+            if not flow.get("id"):
+                problems.append(Problem(name, flow.sourceline, flow.get("sourceRef"), f"A sequence flow from '{flow.get('sourceRef')}' to '{flow.get('targetRef')}' has no id; the engine would silently ignore it. Give it an id."))
+    return problems
+
+
+def _bpmn_problems(name: str, tree: etree._ElementTree, parsed: spiff.ParseResult) -> list[Problem]:
+    problems: list[Problem] = []
+    kept: set[str] = set()
+    for bundle in parsed.bundles.values():
+        kept |= bundle.element_ids()
+    for proc in tree.getroot().iter(_b("process")):
+        if proc.get("isExecutable", "false") != "true" or proc.get("id") not in parsed.bundles:
+            continue
+        for el in proc.iter():
+            local = _local(el)
+            if local in FLOW_NODES and el.get("id") and el.get("id") not in kept:
+                label = el.get("name") or el.get("id")
+                problems.append(Problem(name, el.sourceline, el.get("id"),
+                                        f"'{label}' ({local}) cannot be reached from a start event through sequence flows; the engine would drop it. Connect it or remove it."))
+            problems.extend(_element_problems(name, el, local))
+    return problems
+
+
+def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem]:
+    problems = []
+
+    def problem(message: str, node: etree._Element | None = None) -> None:
+        node = node if node is not None else el
+        problems.append(Problem(name, node.sourceline, el.get("id") or xmlcheck.element_id(node), message))
+
+    if local in ("userTask", "startEvent"):
+        _fields, form_problems = forms.parse_form(el)
+        for text in form_problems:
+            problem(f"Form: {text}.")
+    for attr in ("assignee", "dueDate", "candidateUsers"):
+        value = el.get(f"{{{CAMUNDA}}}{attr}")
+        if value and value.strip().startswith("${"):
+            _check_expr(value.strip()[2:-1], f"camunda:{attr}", problem)
+    if local == "sequenceFlow":
+        for cond in el.iter(_b("conditionExpression")):
+            if (cond.text or "").strip():
+                _check_expr(cond.text, "the condition", problem, cond)
+    if local == "scriptTask":
+        fmt = (el.get("scriptFormat") or "python").lower()
+        if fmt not in ("python", "py"):
+            problem(f"Script format '{fmt}' is not supported; scripts are written in Python.")
+        for script in el.iter(_b("script")):
+            try:
+                sandbox.check_script(script.text or "")
+            except sandbox.SandboxViolation as err:
+                problem(f"The script cannot run: {err}", script)
+    for tag in ("timeDate", "timeDuration", "timeCycle"):
+        for timer in el.findall(f"{_b('timerEventDefinition')}/{_b(tag)}"):
+            text = (timer.text or "").strip()
+            if not text:
+                problem(f"The timer has an empty {tag}.", timer)
+            elif ISO_LITERAL.match(text):
+                problem(f"The timer value {text} is read as an expression: write it in quotes, '{text}'.", timer)
+            else:
+                _check_expr(text, "the timer expression", problem, timer)
+    return problems
+
+
+def _check_expr(text: str, what: str, problem: Any, node: etree._Element | None = None) -> None:
+    try:
+        sandbox.check_expression(text.strip())
+    except sandbox.SandboxViolation as err:
+        problem(f"{what[0].upper()}{what[1:]} '{text.strip()}' cannot be used: {err}", node)
+
+
+def _dmn_problems(name: str, tree: etree._ElementTree) -> list[Problem]:
+    problems: list[Problem] = []
+    for el in tree.getroot().iter():
+        local = _local(el)
+        if local not in ("inputExpression", "inputEntry", "outputEntry"):
+            continue
+        text_el = next((c for c in el if _local(c) == "text"), None)
+        text = (text_el.text or "").strip() if text_el is not None else ""
+        if not text or text == "-":
+            continue
+        candidates = [text]
+        if local == "inputEntry":
+            text = re.sub(r"\?", "dmninputexpr", text)
+            candidates = [text] if "dmninputexpr" in text else [text, f"dmninputexpr {text}"]
+        errors = []
+        for candidate in candidates:
+            try:
+                sandbox.check_expression(candidate)
+                break
+            except sandbox.SandboxViolation as err:
+                errors.append(err)
+        else:
+            element = xmlcheck.element_id(el)
+            problems.append(Problem(name, el.sourceline, element,
+                                    f"The DMN cell '{text}' cannot be used: {errors[-1]}"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing, catalogue, storing
+
+
+def _c14n(el: etree._Element) -> bytes:
+    return etree.tostring(el, method="c14n", exclusive=True, with_comments=False)
+
+
+def _lane_of(proc: etree._Element) -> dict[str, str]:
+    lanes = {}
+    for lane in proc.iter(_b("lane")):
+        for ref in lane.findall(_b("flowNodeRef")):
+            lanes[(ref.text or "").strip()] = lane.get("name") or lane.get("id")
+    return lanes
+
+
+def role_for(lane: str | None, candidate_groups: str | None) -> str:
+    """Return the inbox role of a user task from its candidate groups or its lane name."""
+    if candidate_groups:
+        return candidate_groups.split(",")[0].strip()
+    if lane and any(word in lane.lower() for word in SUPERVISOR_LANES):
+        return "supervisor"
+    return "expert"
+
+
+def _documentation(el: etree._Element) -> str | None:
+    doc = el.find(_b("documentation"))
+    return (doc.text or "").strip() if doc is not None and doc.text else None
+
+
+def build_catalogue(proc: etree._Element) -> dict[str, dict[str, Any]]:
+    """Describe every flow node of a process: name, type, lane, role, documentation, form."""
+    lanes = _lane_of(proc)
+    entries: dict[str, dict[str, Any]] = {}
+    for el in proc.iter():
+        local = _local(el)
+        if local not in FLOW_NODES or not el.get("id"):
+            continue
+        entry: dict[str, Any] = {"type": local, "name": el.get("name") or el.get("id"), "lane": lanes.get(el.get("id"))}
+        if local in ("userTask", "startEvent"):
+            fields, _ = forms.parse_form(el)
+            entry["form"] = [f.as_dict() for f in fields]
+            entry["documentation"] = _documentation(el)
+        if local == "userTask":
+            entry["role"] = role_for(entry["lane"], el.get(f"{{{CAMUNDA}}}candidateGroups"))
+            entry["assignee"] = el.get(f"{{{CAMUNDA}}}assignee")
+            entry["due_date"] = el.get(f"{{{CAMUNDA}}}dueDate")
+        if local == "startEvent":
+            entry["plain"] = not any(_local(c).endswith("EventDefinition") for c in el)
+            entry["top"] = el.getparent() is proc
+        entries[el.get("id")] = entry
+    return entries
+
+
+@dataclass
+class DeployResult:
+    """What a deployment stored: new versions and the processes left unchanged."""
+
+    deployment_id: int | None
+    created: list[ProcessVersion]
+    unchanged: list[ProcessVersion]
+
+
+def _context_files(session: Session, files: dict[str, bytes]) -> dict[str, bytes]:
+    """Find deployed files that define processes or decisions these files refer to but lack."""
+    defined: set[str] = set()
+    wanted: set[str] = set()
+    for content in files.values():
+        try:
+            root = etree.fromstring(content, xmlcheck.safe_parser())
+        except etree.XMLSyntaxError:
+            return {}
+        for el in root.iter():
+            local = _local(el)
+            if local in ("process", "decision") and el.get("id"):
+                defined.add(el.get("id"))
+            elif local == "callActivity" and el.get("calledElement"):
+                wanted.add(el.get("calledElement"))
+            elif local == "businessRuleTask" and el.get(f"{{{CAMUNDA}}}decisionRef"):
+                wanted.add(el.get(f"{{{CAMUNDA}}}decisionRef"))
+    context: dict[str, bytes] = {}
+    for target in sorted(wanted - defined):
+        version = latest_version(session, target, required=False)
+        if version is not None:
+            file = session.get(ModelFile, version.file_id)
+            if file is not None and file.filename not in files:
+                context[file.filename] = file.content.encode()
+    return context
+
+
+def deploy_files(session: Session, files: dict[str, bytes], *, by: str,
+                 max_bytes: int = xmlcheck.MAX_BYTES, note: str | None = None) -> DeployResult:
+    """Validate and deploy files as one unit; only changed processes get new versions.
+
+    Raises:
+        InvalidModel: with every problem found; nothing is stored then.
+    """
+    context = _context_files(session, files)
+    checked = validate_files(files, max_bytes=max_bytes, context=context)
+    if checked.problems:
+        raise InvalidModel(checked.problems)
+    assert checked.parsed is not None
+    hashes = _content_hashes(checked)
+    plan = []
+    for key, (kind, digest, filename, el) in sorted(hashes.items()):
+        latest = latest_version(session, key, required=False)
+        plan.append((key, kind, digest, filename, el, latest))
+    changed = [p for p in plan if p[5] is None or p[5].content_hash != p[2]]
+    unchanged = [p[5] for p in plan if p not in changed]
+    if not changed:
+        return DeployResult(None, [], unchanged)
+    deployment = Deployment(created_by=by, note=note)
+    session.add(deployment)
+    session.flush()
+    stored: dict[str, ModelFile] = {}
+    for name, content in {**context, **files}.items():
+        text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+        base = os.path.basename(name)
+        row = ModelFile(deployment_id=deployment.id, filename=base, content=text,
+                        sha256=hashlib.sha256(text.encode()).hexdigest())
+        session.add(row)
+        stored[base] = row
+    session.flush()
+    created = []
+    for key, kind, digest, filename, el, latest in changed:
+        catalogue: dict[str, Any] = {}
+        if kind == ModelKind.PROCESS:
+            catalogue = _version_catalogue(checked, key)
+        version = ProcessVersion(process_id=key, kind=kind, name=el.get("name") or key,
+                                 version=(latest.version + 1) if latest else 1, content_hash=digest,
+                                 deployment_id=deployment.id, file_id=stored[filename].id,
+                                 created_by=by, catalogue=catalogue)
+        session.add(version)
+        session.flush()
+        created.append(version)
+        audit.append(session, audit.EventKind.DEPLOYED, actor=by, stream="models", version_id=version.id,
+                     data={"process_id": key, "kind": str(kind), "version": version.version,
+                           "deployment_id": deployment.id, "file": filename, "hash": digest})
+    return DeployResult(deployment.id, created, unchanged)
+
+
+def _content_hashes(checked: Checked) -> dict[str, tuple[ModelKind, str, str, etree._Element]]:
+    """Hash each process and decision; a process's hash covers what it calls and decides with."""
+    own: dict[str, tuple[ModelKind, str, str, etree._Element]] = {}
+    deps: dict[str, set[str]] = {}
+    for filename, kind, tree in checked.documents:
+        root = tree.getroot()
+        if kind == "dmn":
+            for el in root.iter():
+                if _local(el) == "decision" and el.get("id"):
+                    own[el.get("id")] = (ModelKind.DECISION, hashlib.sha256(_c14n(el)).hexdigest(), filename, el)
+            continue
+        for proc in root.iter(_b("process")):
+            pid = proc.get("id")
+            if not pid:
+                continue
+            own[pid] = (ModelKind.PROCESS, hashlib.sha256(_c14n(proc)).hexdigest(), filename, proc)
+            deps[pid] = {e.get("calledElement") for e in proc.iter(_b("callActivity"))} | \
+                        {e.get(f"{{{CAMUNDA}}}decisionRef") for e in proc.iter(_b("businessRuleTask"))}
+
+    def closure(key: str, seen: set[str]) -> str:
+        kind, digest, _f, _e = own[key]
+        parts = [digest]
+        for dep in sorted(d for d in deps.get(key, set()) if d and d in own and d not in seen):
+            parts.append(closure(dep, seen | {key}))
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+    executable = set(checked.parsed.bundles) if checked.parsed else set()
+    result = {}
+    for key, (kind, _digest, filename, el) in own.items():
+        if kind == ModelKind.PROCESS and key not in executable:
+            continue
+        result[key] = (kind, closure(key, set()), filename, el)
+    return result
+
+
+def _version_catalogue(checked: Checked, process_id: str) -> dict[str, Any]:
+    assert checked.parsed is not None
+    bundle = checked.parsed.bundles[process_id]
+    wanted = {process_id, *bundle.subprocess_specs}
+    processes: dict[str, dict[str, Any]] = {}
+    start: dict[str, Any] = {"element_id": None, "form": []}
+    for _name, kind, tree in checked.documents:
+        if kind != "bpmn":
+            continue
+        for proc in tree.getroot().iter(_b("process")):
+            if proc.get("id") in wanted:
+                processes[proc.get("id")] = build_catalogue(proc)
+            if proc.get("id") == process_id:
+                for eid, entry in processes[process_id].items():
+                    if entry["type"] == "startEvent" and entry.get("top") and entry.get("plain"):
+                        start = {"element_id": eid, "form": entry.get("form", [])}
+                        break
+    return {"processes": processes, "start": start, "start_messages": _start_messages(checked, process_id)}
+
+
+def _start_messages(checked: Checked, process_id: str) -> list[str]:
+    """Return the names of messages that start the process (top-level message start events)."""
+    names = []
+    for _name, kind, tree in checked.documents:
+        if kind != "bpmn":
+            continue
+        messages = {m.get("id"): m.get("name") or m.get("id") for m in tree.getroot().iter(_b("message"))}
+        for proc in tree.getroot().iter(_b("process")):
+            if proc.get("id") != process_id:
+                continue
+            for start in proc.findall(_b("startEvent")):
+                for definition in start.findall(_b("messageEventDefinition")):
+                    if definition.get("messageRef") in messages:
+                        names.append(messages[definition.get("messageRef")])
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Looking versions up and turning them into specs
+
+
+def latest_version(session: Session, process_id: str, *, required: bool = True) -> ProcessVersion | None:
+    """Return the newest version of a process or decision.
+
+    Raises:
+        VersionNotFound: when `required` and there is none.
+    """
+    query = select(ProcessVersion).where(ProcessVersion.process_id == process_id) \
+        .order_by(ProcessVersion.version.desc()).limit(1)
+    found = session.scalars(query).first()
+    if found is None and required:
+        raise VersionNotFound(f"no process '{process_id}' is deployed")
+    return found
+
+
+def get_version(session: Session, process_id: str, version: int | None = None) -> ProcessVersion:
+    """Return a given (or the latest) version of a process.
+
+    Raises:
+        VersionNotFound: no such process or version.
+    """
+    if version is None:
+        found = latest_version(session, process_id)
+        assert found is not None
+        return found
+    query = select(ProcessVersion).where(ProcessVersion.process_id == process_id, ProcessVersion.version == version)
+    result = session.scalars(query).first()
+    if result is None:
+        raise VersionNotFound(f"process '{process_id}' has no version {version}")
+    return result
+
+
+def list_versions(session: Session) -> list[dict[str, Any]]:
+    """List processes with their versions, newest first."""
+    query = select(ProcessVersion).order_by(ProcessVersion.process_id, ProcessVersion.version.desc())
+    return [{"id": v.id, "process_id": v.process_id, "kind": str(v.kind), "name": v.name, "version": v.version,
+             "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.scalars(query)]
+
+
+def version_count(session: Session) -> int:
+    """Count stored versions."""
+    return session.scalar(select(func.count(ProcessVersion.id))) or 0
+
+
+def bundle_for(session: Session, version: ProcessVersion) -> spiff.SpecBundle:
+    """Return the (cached) SpiffWorkflow specs of a process version."""
+    return _bundle_cached(version.deployment_id, version.process_id,
+                          _deployment_files_key(session, version.deployment_id))
+
+
+_files_by_deployment: dict[int, tuple[tuple[str, str], ...]] = {}
+
+
+def _deployment_files_key(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
+    if deployment_id not in _files_by_deployment:
+        rows = session.scalars(select(ModelFile).where(ModelFile.deployment_id == deployment_id)
+                               .order_by(ModelFile.id))
+        _files_by_deployment[deployment_id] = tuple((r.filename, r.content) for r in rows)
+    return _files_by_deployment[deployment_id]
+
+
+@lru_cache(maxsize=256)
+def _bundle_cached(deployment_id: int, process_id: str, files: tuple[tuple[str, str], ...]) -> spiff.SpecBundle:
+    documents = []
+    for filename, content in files:
+        tree, _problems = xmlcheck.parse_untrusted(filename, content.encode(), max_bytes=1 << 62)
+        if tree is not None:
+            documents.append((filename, xmlcheck.model_kind(tree), tree))
+    parsed = spiff.parse_models(documents)
+    if process_id not in parsed.bundles:
+        raise VersionNotFound(f"process '{process_id}' cannot be built from deployment {deployment_id}")
+    return parsed.bundles[process_id]

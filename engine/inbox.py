@@ -1,0 +1,185 @@
+"""Inbox: task queries for a user or role, and claim, release and reassign.
+
+Views never build task queries themselves; they call these. Every query is served by the
+indexes on `task` (state+assignee, state+role, state+due), so an inbox stays fast however many
+finished instances the database holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .audit import EventKind
+from .db import utcnow
+from .errors import InvalidInput, TaskNotAvailable, TaskNotFound
+from .models import Instance, Task, TaskStatus
+
+SORTS = {
+    "due": (Task.due_at.is_(None), Task.due_at, Task.created_at),
+    "-due": (Task.due_at.is_(None), Task.due_at.desc(), Task.created_at),
+    "created": (Task.created_at,),
+    "-created": (Task.created_at.desc(),),
+    "task": (Task.name, Task.created_at),
+    "customer": (Instance.business_key, Task.created_at),
+    "process": (Instance.process_id, Task.created_at),
+}
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which open tasks to list."""
+
+    assignee: str | None = None         # tasks assigned to this user
+    roles: frozenset[str] | None = None  # unassigned tasks of these candidate roles
+    instance_id: int | None = None
+    business_key: str | None = None
+    process_id: str | None = None
+    due_before: datetime | None = None
+    overdue_at: datetime | None = None   # only tasks due before this instant
+    state: TaskStatus | None = TaskStatus.READY
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows with the total count."""
+
+    rows: list[Any]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """Return the number of pages."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def _query(flt: TaskFilter) -> Select:
+    query = select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+    if flt.state is not None:
+        query = query.where(Task.state == flt.state)
+    if flt.assignee is not None and flt.roles is not None:
+        query = query.where(or_(Task.assignee == flt.assignee,
+                                Task.assignee.is_(None) & Task.candidate_role.in_(flt.roles)))
+    elif flt.assignee is not None:
+        query = query.where(Task.assignee == flt.assignee)
+    elif flt.roles is not None:
+        query = query.where(Task.assignee.is_(None), Task.candidate_role.in_(flt.roles))
+    if flt.instance_id is not None:
+        query = query.where(Task.instance_id == flt.instance_id)
+    if flt.business_key:
+        query = query.where(Instance.business_key == flt.business_key)
+    if flt.process_id:
+        query = query.where(Instance.process_id == flt.process_id)
+    if flt.due_before is not None:
+        query = query.where(Task.due_at <= flt.due_before)
+    if flt.overdue_at is not None:
+        query = query.where(Task.due_at < flt.overdue_at)
+    return query
+
+
+def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: int = 1,
+               per_page: int = 50) -> Page:
+    """Return one page of tasks (with their instances) matching the filter.
+
+    Raises:
+        InvalidInput: unknown sort key or page below 1.
+    """
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort '{sort}' (use one of {', '.join(SORTS)})")
+    if page < 1 or not 1 <= per_page <= 500:
+        raise InvalidInput("page must be 1 or more and per_page between 1 and 500")
+    query = _query(flt)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = session.execute(query.order_by(*SORTS[sort]).offset((page - 1) * per_page).limit(per_page)).all()
+    return Page([(t, i) for t, i in rows], total, page, per_page)
+
+
+def tasks(session: Session, *, instance_id: int | None = None, assignee: str | None = None,
+          state: TaskStatus | None = TaskStatus.READY) -> list[Task]:
+    """List tasks of an instance or of an assignee (all matching, oldest first)."""
+    query = _query(TaskFilter(assignee=assignee, instance_id=instance_id, state=state))
+    return [t for t, _i in session.execute(query.order_by(Task.created_at)).all()]
+
+
+def overdue(session: Session, now: datetime | None = None) -> list[Task]:
+    """List open tasks whose due date has passed."""
+    now = now or utcnow()
+    query = _query(TaskFilter(overdue_at=now)).order_by(Task.due_at)
+    return [t for t, _i in session.execute(query).all()]
+
+
+def due_soon(task: Task, now: datetime | None = None, within: timedelta = timedelta(days=2)) -> bool:
+    """Tell whether an open task falls due within `within` (and is not yet overdue)."""
+    now = now or utcnow()
+    return task.due_at is not None and now <= task.due_at <= now + within
+
+
+def is_overdue(task: Task, now: datetime | None = None) -> bool:
+    """Tell whether an open task is past its due date."""
+    return task.due_at is not None and task.due_at < (now or utcnow()) and task.state == TaskStatus.READY
+
+
+def _open_task(session: Session, task_id: str) -> Task:
+    task = session.get(Task, task_id, with_for_update=True)
+    if task is None:
+        raise TaskNotFound(f"no task {task_id}")
+    if task.state != TaskStatus.READY:
+        raise TaskNotAvailable(f"this task was already {task.state}")
+    return task
+
+
+def _record(session: Session, task: Task, kind: EventKind, by: str, data: dict[str, Any]) -> None:
+    instance = session.get(Instance, task.instance_id)
+    audit.append(session, kind, actor=by, instance_id=task.instance_id,
+                 version_id=instance.version_id if instance else None, element_id=task.element_id,
+                 task_id=task.id, data=data)
+
+
+def claim(session: Session, task_id: str, *, by: str, roles: set[str] | None = None) -> Task:
+    """Take an unassigned task for yourself.
+
+    Raises:
+        TaskNotAvailable: already assigned to someone, done, or not your role's.
+    """
+    task = _open_task(session, task_id)
+    if task.assignee == by:
+        return task
+    if task.assignee is not None:
+        raise TaskNotAvailable(f"this task is already assigned to {task.assignee}")
+    if roles is not None and task.candidate_role not in roles and "admin" not in roles:
+        raise TaskNotAvailable(f"this task belongs to the {task.candidate_role} role")
+    task.assignee = by
+    _record(session, task, EventKind.TASK_CLAIMED, by, {"assignee": by})
+    return task
+
+
+def release(session: Session, task_id: str, *, by: str) -> Task:
+    """Give a task you hold back to its group.
+
+    Raises:
+        TaskNotAvailable: the task is not yours.
+    """
+    task = _open_task(session, task_id)
+    if task.assignee != by:
+        raise TaskNotAvailable("only the assignee can release this task")
+    task.assignee = None
+    _record(session, task, EventKind.TASK_RELEASED, by, {"previous": by})
+    return task
+
+
+def assign(session: Session, task_id: str, assignee: str | None, *, by: str) -> Task:
+    """Reassign an open task to a named user (a supervisor's action); None returns it to the group."""
+    task = _open_task(session, task_id)
+    previous = task.assignee
+    if previous == assignee:
+        return task
+    task.assignee = assignee
+    _record(session, task, EventKind.TASK_ASSIGNED, by, {"previous": previous, "assignee": assignee})
+    return task

@@ -1,0 +1,614 @@
+"""Runtime: start instances, complete tasks, deliver messages, fire timers, retry incidents.
+
+Every action loads the instance (from an in-process cache when the database still holds the same
+revision), changes it through `engine.spiff`, runs engine steps until it waits, and persists in
+the caller's transaction: the compacted state, the task rows that changed, changed variables,
+waiting timers and messages, and the audit events. The instance's `revision` is an optimistic
+lock: two writers on one instance never both win (`Conflict`).
+
+A failing script or condition never loses the instance: the state is rebuilt as it was just
+before the engine steps, an `Incident` is opened (element, message) and `retry_incident` runs
+the steps again, after the data has been fixed if need be.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from . import audit, deploy, forms, sandbox, spiff
+from .audit import EventKind
+from .db import utcnow
+from .errors import (
+    Conflict,
+    FormInvalid,
+    InstanceNotFound,
+    InvalidInput,
+    NotFound,
+    ScriptError,
+    TaskNotAvailable,
+    TaskNotFound,
+)
+from .models import (
+    Incident,
+    IncidentStatus,
+    Instance,
+    InstanceStatus,
+    MessageWait,
+    ProcessVersion,
+    Task,
+    TaskStatus,
+    Timer,
+    Variable,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Held:
+    """What we know of an instance beyond its row, kept between actions at the same revision."""
+
+    workflow: spiff.Workflow
+    variables: dict[str, Any]
+    ready: dict[str, str]            # spiff task id -> element id of READY task rows
+    timers: dict[str, tuple[str, datetime]]  # spiff task id -> (element id, due)
+    messages: dict[str, str]         # spiff task id -> message name
+
+
+@dataclass
+class _Loaded:
+    instance: Instance
+    version: ProcessVersion
+    bundle: spiff.SpecBundle
+    held: _Held
+    path: list[str] = field(default_factory=list)
+
+
+_cache: dict[int, tuple[int, _Held]] = {}
+
+
+def _after_commit_cache(session: Session, instance_id: int, revision: int, held: _Held) -> None:
+    pending = session.info.setdefault("polku_cache", {})
+    pending[instance_id] = (revision, held)
+
+
+@event.listens_for(Session, "after_commit")
+def _promote_cache(session: Session) -> None:
+    for key, value in session.info.pop("polku_cache", {}).items():
+        _cache[key] = value
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_cache(session: Session) -> None:
+    session.info.pop("polku_cache", None)
+
+
+def forget_cache() -> None:
+    """Drop every cached instance (tests use it to force loading from the database)."""
+    _cache.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and saving
+
+
+def get_instance(session: Session, instance_id: int) -> Instance:
+    """Return an instance row.
+
+    Raises:
+        InstanceNotFound: no such instance.
+    """
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        raise InstanceNotFound(f"no instance {instance_id}")
+    return instance
+
+
+def _load(session: Session, instance_id: int) -> _Loaded:
+    instance = get_instance(session, instance_id)
+    version = session.get(ProcessVersion, instance.version_id)
+    assert version is not None
+    bundle = deploy.bundle_for(session, version)
+    cached = _cache.pop(instance_id, None)
+    if cached is not None and cached[0] == instance.revision:
+        return _Loaded(instance, version, bundle, cached[1])
+    return _Loaded(instance, version, bundle, _read_held(session, instance, bundle))
+
+
+def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -> _Held:
+    workflow = spiff.load_state(instance.state, bundle)
+    variables = {v.name: v.value for v in session.scalars(select(Variable).where(Variable.instance_id == instance.id))}
+    ready = {t.id: t.element_id for t in session.scalars(
+        select(Task).where(Task.instance_id == instance.id, Task.state == TaskStatus.READY))}
+    timers = {t.task_id: (t.element_id, t.due_at) for t in session.scalars(
+        select(Timer).where(Timer.instance_id == instance.id))}
+    messages = {m.element_id + "|" + m.name: m.name for m in session.scalars(
+        select(MessageWait).where(MessageWait.instance_id == instance.id))}
+    return _Held(workflow, variables, ready, timers, messages)
+
+
+def _reload(session: Session, loaded: _Loaded) -> _Loaded:
+    """Rebuild the workflow from the stored state (the held one was spoilt by a failure)."""
+    held = _read_held(session, loaded.instance, loaded.bundle)
+    return _Loaded(loaded.instance, loaded.version, loaded.bundle, held)
+
+
+def _catalogue_entry(version: ProcessVersion, element_id: str) -> dict[str, Any]:
+    for elements in version.catalogue.get("processes", {}).values():
+        if element_id in elements:
+            return elements[element_id]
+    return {}
+
+
+def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
+    if not value:
+        return None
+    text = value.strip()
+    if text.startswith("${") and text.endswith("}"):
+        return sandbox.evaluate(text[2:-1], dict(data), clock=spiff.engine_now)
+    return text
+
+
+def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[Task, str | None]:
+    entry = _catalogue_entry(loaded.version, ready.element_id)
+    warning = None
+    try:
+        assignee = _evaluate_template(entry.get("assignee"), ready.data)
+        due = spiff.due_from(_evaluate_template(entry.get("due_date"), ready.data), now)
+    except Exception as err:  # a bad assignee/due expression must not stop the case: say so
+        assignee, due, warning = None, None, f"assignee or due date could not be evaluated: {err}"
+    task = Task(id=ready.id, instance_id=loaded.instance.id, element_id=ready.element_id,
+                name=entry.get("name") or ready.name, lane=ready.lane or entry.get("lane"),
+                candidate_role=entry.get("role", "expert"), state=TaskStatus.READY,
+                assignee=str(assignee) if assignee else None, due_at=due, created_at=now)
+    return task, warning
+
+
+def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+    """Write the instance's new state, task rows, variables, timers, messages and audit events."""
+    held, instance = loaded.held, loaded.instance
+    workflow = held.workflow
+    spiff.compact(workflow)
+    instance.state = spiff.dump_state(workflow)
+    vid = instance.version_id
+
+    # tasks
+    ready_now = {r.id: r for r in spiff.ready_user_tasks(workflow)}
+    for task_id in list(held.ready):
+        if task_id not in ready_now:
+            row = session.get(Task, task_id)
+            if row is not None and row.state == TaskStatus.READY:
+                row.state, row.completed_at = TaskStatus.CANCELLED, now
+                audit.append(session, EventKind.TASK_CANCELLED, actor=actor, instance_id=instance.id,
+                             version_id=vid, element_id=row.element_id, task_id=task_id, at=now)
+            del held.ready[task_id]
+    for task_id, ready in ready_now.items():
+        if task_id in held.ready:
+            continue
+        row, warning = _new_task_row(loaded, ready, now)
+        session.add(row)
+        held.ready[task_id] = ready.element_id
+        data = {"name": row.name, "role": row.candidate_role, "assignee": row.assignee,
+                "due_at": row.due_at.isoformat() if row.due_at else None}
+        if warning:
+            data["warning"] = warning
+        audit.append(session, EventKind.TASK_CREATED, actor=actor, instance_id=instance.id, version_id=vid,
+                     element_id=ready.element_id, task_id=task_id, data=data, at=now)
+
+    # variables
+    current = _jsonable(spiff.variables(workflow))
+    changes = {k: [held.variables.get(k), v] for k, v in current.items() if held.variables.get(k, _MISSING) != v}
+    removed = [k for k in held.variables if k not in current]
+    for name, (_old, new) in changes.items():
+        session.merge(Variable(instance_id=instance.id, name=name, value=new, updated_at=now))
+    for name in removed:
+        row = session.get(Variable, (instance.id, name))
+        if row is not None:
+            session.delete(row)
+        changes[name] = [held.variables[name], None]
+    if changes:
+        audit.append(session, EventKind.DATA_CHANGED, actor=actor, instance_id=instance.id, version_id=vid,
+                     data={"changes": changes}, at=now)
+    held.variables = current
+
+    # timers and messages
+    timers = {t.task_id: t for t in spiff.waiting_timers(workflow)}
+    if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
+        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
+            session.delete(row)
+        for t in timers.values():
+            session.add(Timer(instance_id=instance.id, task_id=t.task_id, element_id=t.element_id,
+                              kind=t.kind, due_at=t.due_at))
+        held.timers = {k: (t.element_id, t.due_at) for k, t in timers.items()}
+    waits = {m.element_id + "|" + m.name: m for m in spiff.waiting_messages(workflow)}
+    if set(waits) != set(held.messages):
+        for mrow in session.scalars(select(MessageWait).where(MessageWait.instance_id == instance.id)):
+            session.delete(mrow)
+        for m in waits.values():
+            session.add(MessageWait(instance_id=instance.id, name=m.name, element_id=m.element_id))
+        held.messages = {k: m.name for k, m in waits.items()}
+
+    if spiff.is_completed(workflow) and instance.status == InstanceStatus.RUNNING:
+        instance.status, instance.ended_at = InstanceStatus.COMPLETED, now
+        audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
+                     version_id=vid, data={"path": loaded.path[-50:]}, at=now)
+    thrown = spiff.thrown_messages(workflow)
+    _flush(session)
+    _after_commit_cache(session, instance.id, instance.revision, held)
+    for name, payload in thrown:
+        _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
+
+
+_MISSING = object()
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(data, default=spiff._json_default))
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except StaleDataError as err:
+        raise Conflict("someone else changed this case at the same time; reload and try again") from err
+
+
+# ---------------------------------------------------------------------------------------------
+# The action frame: mutate, run engine steps, persist; on a script failure keep state + incident
+
+
+def _act(session: Session, loaded: _Loaded, mutate: Callable[[spiff.Workflow], Any], *, actor: str,
+         now: datetime, retry_kind: str = "steps", steps: bool = True) -> Any:
+    with spiff.clock(now):
+        try:
+            result = mutate(loaded.held.workflow)
+            if steps:
+                loaded.path.extend(spiff.run_engine(loaded.held.workflow))
+        except ScriptError as err:
+            loaded = _reload(session, loaded)
+            try:
+                result = mutate(loaded.held.workflow) if retry_kind == "steps" else None
+            except ScriptError:
+                result = None
+                loaded = _reload(session, loaded)
+            _persist(session, loaded, actor=actor, now=now)
+            _raise_incident(session, loaded, err, actor=actor, now=now, retry_kind=retry_kind)
+            return result
+    _persist(session, loaded, actor=actor, now=now)
+    return result
+
+
+def _raise_incident(session: Session, loaded: _Loaded, err: ScriptError, *, actor: str, now: datetime,
+                    retry_kind: str) -> Incident:
+    instance = loaded.instance
+    message = str(err) + (f" (line {err.line})" if err.line else "")
+    incident = Incident(instance_id=instance.id, element_id=err.element, message=message,
+                        action={"kind": retry_kind}, created_at=now)
+    session.add(incident)
+    instance.open_incidents += 1
+    session.flush()
+    audit.append(session, EventKind.INCIDENT_RAISED, actor=actor, instance_id=instance.id,
+                 version_id=instance.version_id, element_id=err.element,
+                 data={"incident_id": incident.id, "message": message}, at=now)
+    _flush(session)
+    _after_commit_cache(session, instance.id, instance.revision, loaded.held)
+    log.warning("incident %s on instance %s at %s: %s", incident.id, instance.id, err.element, message)
+    return incident
+
+
+# ---------------------------------------------------------------------------------------------
+# Public actions
+
+
+def start_form(session: Session, process_id: str, version: int | None = None) -> list[forms.Field]:
+    """Return the start form of a process (empty when it has none)."""
+    pv = deploy.get_version(session, process_id, version)
+    return [forms.Field.from_dict(d) for d in pv.catalogue.get("start", {}).get("form", [])]
+
+
+def start_instance(session: Session, process_id: str, *, by: str, data: dict[str, Any] | None = None,
+                   business_key: str | None = None, version: int | None = None,
+                   now: datetime | None = None, parent_instance_id: int | None = None,
+                   validate_form: bool = True) -> Instance:
+    """Start an instance of the latest (or a given) version and run it until it waits.
+
+    Raises:
+        VersionNotFound: no such process/version.
+        FormInvalid: the start data breaks the start form.
+    """
+    now = now or utcnow()
+    pv = deploy.get_version(session, process_id, version)
+    if pv.kind != "process":
+        raise InvalidInput(f"'{process_id}' is a decision, not a process")
+    fields = [forms.Field.from_dict(d) for d in pv.catalogue.get("start", {}).get("form", [])]
+    data = dict(data or {})
+    if fields and validate_form:
+        data = forms.validate(fields, data)
+    bundle = deploy.bundle_for(session, pv)
+    workflow = spiff.new_workflow(bundle, data)
+    instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
+                        status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
+                        started_by=by, parent_instance_id=parent_instance_id)
+    session.add(instance)
+    session.flush()
+    audit.append(session, EventKind.INSTANCE_STARTED, actor=by, instance_id=instance.id, version_id=pv.id,
+                 data={"process_id": process_id, "version": pv.version, "business_key": business_key,
+                       "data": _jsonable(data), "parent_instance_id": parent_instance_id}, at=now)
+    loaded = _Loaded(instance, pv, bundle, _Held(workflow, {}, {}, {}, {}))
+    _act(session, loaded, lambda wf: None, actor=by, now=now)
+    return instance
+
+
+def _task_row(session: Session, task_id: str) -> Task:
+    row = session.get(Task, task_id)
+    if row is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return row
+
+
+def task_form(session: Session, task_id: str) -> list[forms.Field]:
+    """Return the form fields of a task."""
+    row = _task_row(session, task_id)
+    instance = get_instance(session, row.instance_id)
+    version = session.get(ProcessVersion, instance.version_id)
+    assert version is not None
+    return forms.fields_from_catalogue(_catalogue_entry(version, row.element_id))
+
+
+def task_details(session: Session, task_id: str) -> dict[str, Any]:
+    """Return what a task page shows: the row, its form, documentation and the instance data."""
+    row = _task_row(session, task_id)
+    instance = get_instance(session, row.instance_id)
+    version = session.get(ProcessVersion, instance.version_id)
+    assert version is not None
+    entry = _catalogue_entry(version, row.element_id)
+    variables = instance_variables(session, instance.id)
+    return {"task": row, "instance": instance, "version": version,
+            "form": forms.fields_from_catalogue(entry), "documentation": entry.get("documentation"),
+            "variables": variables}
+
+
+def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = None, *, by: str,
+                  roles: set[str] | None = None, now: datetime | None = None) -> Instance:
+    """Complete a user task with submitted form data on behalf of `by`, then run the instance on.
+
+    `roles` (given by the web UI) must include the task's candidate role unless the task is
+    assigned to `by`; the CLI, a trusted operator, passes none.
+
+    Raises:
+        TaskNotFound, TaskNotAvailable (completed, cancelled, or someone else's),
+        FormInvalid (with every wrong field), Conflict (a concurrent change won).
+    """
+    now = now or utcnow()
+    row = _task_row(session, task_id)
+    _check_available(row, by, roles)
+    loaded = _load(session, row.instance_id)
+    if spiff.task_state(loaded.held.workflow, task_id) != "READY":
+        raise TaskNotAvailable("this task is no longer waiting to be done")
+    entry = _catalogue_entry(loaded.version, row.element_id)
+    fields = forms.fields_from_catalogue(entry)
+    current = next((r.data for r in spiff.ready_user_tasks(loaded.held.workflow) if r.id == task_id), {})
+    clean = forms.validate(fields, dict(data or {}), current) if fields else {}
+    if not fields and data:
+        raise FormInvalid({k: "this task has no form field of that name" for k in data}, values=dict(data))
+    row.state, row.completed_at, row.completed_by = TaskStatus.COMPLETED, now, by
+    if row.assignee is None:
+        row.assignee = by
+    loaded.held.ready.pop(task_id, None)
+    audit.append(session, EventKind.TASK_COMPLETED, actor=by, instance_id=row.instance_id,
+                 version_id=loaded.instance.version_id, element_id=row.element_id, task_id=task_id,
+                 data={"name": row.name, "submitted": _jsonable(clean)}, at=now)
+    _act(session, loaded, lambda wf: spiff.complete_user_task(wf, task_id, clean), actor=by, now=now)
+    return loaded.instance
+
+
+def _check_available(row: Task, by: str, roles: set[str] | None) -> None:
+    if row.state != TaskStatus.READY:
+        raise TaskNotAvailable(f"this task was already {row.state} "
+                               f"{'by ' + row.completed_by if row.completed_by else ''}".strip())
+    if row.assignee and row.assignee != by and (roles is None or "supervisor" not in roles and "admin" not in roles):
+        if roles is not None:
+            raise TaskNotAvailable(f"this task is assigned to {row.assignee}")
+    if row.assignee is None and roles is not None and row.candidate_role not in roles and "admin" not in roles:
+        raise TaskNotAvailable(f"this task belongs to the {row.candidate_role} role")
+
+
+def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any] | None = None,
+                    business_key: str | None = None, instance_id: int | None = None,
+                    now: datetime | None = None) -> list[int]:
+    """Deliver a message to every instance waiting for it (narrowed by business key or instance).
+
+    Raises:
+        NotFound: no instance is waiting for this message.
+    """
+    now = now or utcnow()
+    query = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id) \
+        .where(MessageWait.name == name, Instance.status == InstanceStatus.RUNNING).distinct()
+    if business_key is not None:
+        query = query.where(Instance.business_key == business_key)
+    if instance_id is not None:
+        query = query.where(MessageWait.instance_id == instance_id)
+    targets = sorted(session.scalars(query))
+    if not targets:
+        raise NotFound(f"no running instance is waiting for message '{name}'")
+    payload = dict(data or {})
+    for target in targets:
+        loaded = _load(session, target)
+        audit.append(session, EventKind.MESSAGE_RECEIVED, actor=by, instance_id=target,
+                     version_id=loaded.instance.version_id, data={"name": name, "payload": _jsonable(payload)}, at=now)
+        _act(session, loaded, lambda wf: spiff.deliver_message(wf, name, payload), actor=by, now=now)
+    return targets
+
+
+def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload: Any, *, actor: str,
+                          now: datetime) -> None:
+    """Deliver a message thrown by an instance, or start the process whose start event catches it."""
+    instance = loaded.instance
+    data = payload if isinstance(payload, dict) else {"payload": payload}
+    audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
+                 version_id=instance.version_id, data={"name": name}, at=now)
+    waiting = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id).where(
+        MessageWait.name == name, Instance.business_key == instance.business_key, Instance.id != instance.id)
+    if session.scalars(waiting).first() is not None:
+        deliver_message(session, name, by=actor, data=data, business_key=instance.business_key, now=now)
+        return
+    target = _process_started_by(session, name)
+    if target is not None:
+        fields = start_form(session, target)
+        start_data = {f.id: data.get(f.id) for f in fields if f.id in data} if fields else {}
+        start_data.update({k: v for k, v in data.items() if k not in start_data})
+        start_instance(session, target, by=actor, data=start_data, business_key=instance.business_key,
+                       now=now, parent_instance_id=instance.id, validate_form=False)
+
+
+def _process_started_by(session: Session, message: str) -> str | None:
+    """Return the process whose latest version starts on this message (start-event message name)."""
+    for entry in deploy.list_versions(session):
+        pv = session.get(ProcessVersion, entry["id"])
+        if pv is None or pv.kind != "process":
+            continue
+        if deploy.latest_version(session, pv.process_id, required=False) is not pv:
+            continue
+        if message in pv.catalogue.get("start_messages", []):
+            return pv.process_id
+    return None
+
+
+def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, actor: str = "timer") -> list[str]:
+    """Fire every timer of one instance that is due at `now`; return the fired element ids."""
+    loaded = _load(session, instance_id)
+    loaded_timers = dict(loaded.held.timers)
+    due = {tid: eid for tid, (eid, at) in loaded_timers.items() if at <= now}
+    if not due:
+        _after_commit_cache(session, instance_id, loaded.instance.revision, loaded.held)
+        return []
+
+    def fire(workflow: spiff.Workflow) -> None:
+        spiff.fire_timers(workflow)
+        spiff.skip_missed_cycles(workflow, now)
+
+    _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
+    still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
+    fired = []
+    for tid, eid in due.items():
+        if tid in still:
+            continue
+        fired.append(eid)
+        due_at = loaded_timers[tid][1]
+        audit.append(session, EventKind.TIMER_FIRED, actor=actor, instance_id=instance_id,
+                     version_id=loaded.instance.version_id, element_id=eid, task_id=tid,
+                     data={"due_at": due_at.isoformat(), "lag_seconds": round((now - due_at).total_seconds(), 3)},
+                     at=now)
+    return fired
+
+
+def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[str, Any] | None = None,
+                   now: datetime | None = None) -> Incident:
+    """Run a failed step again, after merging `data` into the waiting engine tasks.
+
+    Returns the incident: resolved on success, still open (with the new message) on failure.
+    """
+    now = now or utcnow()
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    if incident.status != IncidentStatus.OPEN:
+        raise TaskNotAvailable(f"incident {incident_id} is already resolved")
+    loaded = _load(session, incident.instance_id)
+    workflow = loaded.held.workflow
+    if data:
+        for task_id in spiff.errored_or_ready_engine_tasks(workflow):
+            spiff.set_task_data(workflow, task_id, dict(data))
+    kind = incident.action.get("kind", "steps")
+    try:
+        with spiff.clock(now):
+            if kind == "timers":
+                loaded.path.extend(spiff.fire_timers(workflow))
+                spiff.skip_missed_cycles(workflow, now)
+            else:
+                loaded.path.extend(spiff.run_engine(workflow))
+    except ScriptError as err:
+        _cache.pop(incident.instance_id, None)
+        incident.message = str(err)
+        return incident
+    incident.status, incident.resolved_at, incident.resolved_by = IncidentStatus.RESOLVED, now, by
+    loaded.instance.open_incidents = max(0, loaded.instance.open_incidents - 1)
+    audit.append(session, EventKind.INCIDENT_RESOLVED, actor=by, instance_id=incident.instance_id,
+                 version_id=loaded.instance.version_id, element_id=incident.element_id,
+                 data={"incident_id": incident.id, "data": _jsonable(data or {})}, at=now)
+    _persist(session, loaded, actor=by, now=now)
+    return incident
+
+
+def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str = "",
+                    now: datetime | None = None) -> Instance:
+    """Cancel a running instance: its open tasks, timers and message waits go with it."""
+    now = now or utcnow()
+    instance = get_instance(session, instance_id)
+    if instance.status != InstanceStatus.RUNNING:
+        raise TaskNotAvailable(f"instance {instance_id} is already {instance.status}")
+    for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY)):
+        row.state, row.completed_at = TaskStatus.CANCELLED, now
+    for model in (Timer, MessageWait):
+        for item in session.scalars(select(model).where(model.instance_id == instance_id)):
+            session.delete(item)
+    instance.status, instance.ended_at = InstanceStatus.CANCELLED, now
+    audit.append(session, EventKind.INSTANCE_CANCELLED, actor=by, instance_id=instance_id,
+                 version_id=instance.version_id, data={"reason": reason}, at=now)
+    _cache.pop(instance_id, None)
+    _flush(session)
+    return instance
+
+
+def instance_variables(session: Session, instance_id: int) -> dict[str, Any]:
+    """Return an instance's current variables."""
+    return {v.name: v.value for v in session.scalars(select(Variable).where(Variable.instance_id == instance_id)
+                                                    .order_by(Variable.name))}
+
+
+def open_incidents(session: Session, instance_id: int | None = None) -> list[Incident]:
+    """List open incidents (of one instance, or all)."""
+    query = select(Incident).where(Incident.status == IncidentStatus.OPEN).order_by(Incident.created_at)
+    if instance_id is not None:
+        query = query.where(Incident.instance_id == instance_id)
+    return list(session.scalars(query))
+
+
+def instance_summary(session: Session, instance_id: int) -> dict[str, Any]:
+    """Return an instance as plain data: row, version, variables, open tasks, timers, incidents."""
+    instance = get_instance(session, instance_id)
+    version = session.get(ProcessVersion, instance.version_id)
+    assert version is not None
+    tasks = session.scalars(select(Task).where(Task.instance_id == instance_id).order_by(Task.created_at))
+    timers = session.scalars(select(Timer).where(Timer.instance_id == instance_id).order_by(Timer.due_at))
+    return {
+        "id": instance.id, "process_id": instance.process_id, "version": version.version,
+        "business_key": instance.business_key, "status": str(instance.status), "revision": instance.revision,
+        "started_at": instance.started_at.isoformat(), "started_by": instance.started_by,
+        "ended_at": instance.ended_at.isoformat() if instance.ended_at else None,
+        "parent_instance_id": instance.parent_instance_id,
+        "variables": instance_variables(session, instance_id),
+        "tasks": [task_dict(t) for t in tasks],
+        "timers": [{"element_id": t.element_id, "kind": t.kind, "due_at": t.due_at.isoformat()} for t in timers],
+        "incidents": [{"id": i.id, "element_id": i.element_id, "message": i.message,
+                       "created_at": i.created_at.isoformat()} for i in open_incidents(session, instance_id)],
+    }
+
+
+def task_dict(task: Task) -> dict[str, Any]:
+    """Return a task row as plain data."""
+    return {"id": task.id, "instance_id": task.instance_id, "element_id": task.element_id, "name": task.name,
+            "lane": task.lane, "role": task.candidate_role, "state": str(task.state), "assignee": task.assignee,
+            "due_at": task.due_at.isoformat() if task.due_at else None, "created_at": task.created_at.isoformat(),
+            "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+            "completed_by": task.completed_by}

@@ -1,0 +1,167 @@
+"""Timers: find due timers by one indexed query, fire each exactly once, on any number of workers.
+
+Every waiting timer of every instance is a `timer` row with its `due_at` (written by the runtime
+whenever an instance changes), so finding due work never reads instance states. A sweep claims a
+batch of due rows with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
+writer at a time), then fires each claimed instance in its own transaction. Exactly-once holds
+because firing happens under the instance's optimistic lock: a second worker that somehow fires
+the same instance loses with `Conflict` and rolls back; a worker killed mid-step loses nothing,
+its lease expires and another worker takes the timer.
+
+Run it as `polku worker` (one process per core or machine), embedded in `polku serve`, or as a
+single sweep: `fire_due_timers(sessions, now=...)` / `polku fire-timers --now ISO`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import runtime
+from .errors import Conflict
+from .models import Instance, InstanceStatus, Timer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(seconds=30)
+
+
+def worker_name() -> str:
+    """Return a name for this worker process: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _real_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def claim_due(session: Session, *, now: datetime, worker_id: str, limit: int = 100,
+              lease: timedelta = DEFAULT_LEASE) -> list[int]:
+    """Lease up to `limit` due timers; return their instance ids in due order (each once)."""
+    real_now = _real_now()
+    query = (select(Timer.id, Timer.instance_id)
+             .join(Instance, Instance.id == Timer.instance_id)
+             .where(Timer.due_at <= now, Instance.status == InstanceStatus.RUNNING, Instance.open_incidents == 0,
+                    or_(Timer.lease_until.is_(None), Timer.lease_until < real_now))
+             .order_by(Timer.due_at, Timer.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Timer, skip_locked=True)
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    session.execute(update(Timer).where(Timer.id.in_([r.id for r in rows]))
+                    .values(lease_owner=worker_id, lease_until=real_now + lease))
+    ordered: list[int] = []
+    for row in rows:
+        if row.instance_id not in ordered:
+            ordered.append(row.instance_id)
+    return ordered
+
+
+def next_due(session: Session) -> datetime | None:
+    """Return the earliest due time of any unleased timer."""
+    return session.scalar(select(func.min(Timer.due_at)).where(
+        or_(Timer.lease_until.is_(None), Timer.lease_until < _real_now())))
+
+
+def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, worker_id: str | None = None,
+                    batch: int = 100, lease: timedelta = DEFAULT_LEASE) -> int:
+    """Fire every timer due at `now` (default: the real time); return how many fired."""
+    worker_id = worker_id or worker_name()
+    fired = 0
+    while True:
+        sweep_now = now or _real_now()
+        with sessions.begin() as session:
+            instance_ids = claim_due(session, now=sweep_now, worker_id=worker_id, limit=batch, lease=lease)
+        if not instance_ids:
+            return fired
+        for instance_id in instance_ids:
+            fired += _fire_one(sessions, instance_id, sweep_now)
+
+
+def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime) -> int:
+    try:
+        with sessions.begin() as session:
+            return len(runtime.fire_instance_timers(session, instance_id, now=now))
+    except Conflict:
+        log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep", instance_id)
+        _release(sessions, instance_id)
+    except Exception:  # one broken instance must not stop the whole sweep
+        log.exception("firing the timers of instance %s failed", instance_id)
+        _release(sessions, instance_id, hold=timedelta(minutes=5))
+    return 0
+
+
+def _release(sessions: sessionmaker, instance_id: int, hold: timedelta = timedelta(0)) -> None:
+    with sessions.begin() as session:
+        session.execute(update(Timer).where(Timer.instance_id == instance_id)
+                        .values(lease_owner=None, lease_until=_real_now() + hold if hold else None))
+
+
+class Worker:
+    """A loop that fires due timers until stopped; punctual to within `poll_seconds`."""
+
+    def __init__(self, sessions: sessionmaker, *, poll_seconds: float = 1.0, worker_id: str | None = None,
+                 lease: timedelta = DEFAULT_LEASE):
+        self.sessions = sessions
+        self.poll_seconds = poll_seconds
+        self.worker_id = worker_id or worker_name()
+        self.lease = lease
+        self.stopping = threading.Event()
+
+    def sweep(self) -> int:
+        """Fire everything due now; never raise."""
+        try:
+            return fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease)
+        except Exception:  # the database may be away for a moment: keep the worker alive
+            log.exception("timer sweep failed; retrying in %.1f s", self.poll_seconds)
+            return 0
+
+    def run(self, once: bool = False) -> None:
+        """Sweep until `stop()`; on start-up everything overdue fires first, in due order."""
+        while not self.stopping.is_set():
+            self.sweep()
+            if once:
+                return
+            self.stopping.wait(self._pause())
+
+    def _pause(self) -> float:
+        try:
+            with self.sessions.begin() as session:
+                upcoming = next_due(session)
+        except Exception:  # keep polling at the normal pace
+            return self.poll_seconds
+        if upcoming is None:
+            return self.poll_seconds
+        return max(0.05, min(self.poll_seconds, (upcoming - _real_now()).total_seconds()))
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current sweep."""
+        self.stopping.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run the loop in a daemon thread (the web server's embedded worker)."""
+        thread = threading.Thread(target=self.run, name="polku-timer-worker", daemon=True)
+        thread.start()
+        return thread
+
+
+def run_worker(sessions: sessionmaker, *, poll_seconds: float = 1.0, once: bool = False,
+               lease: timedelta = DEFAULT_LEASE) -> None:
+    """Run a worker in the foreground until SIGTERM/SIGINT."""
+    worker = Worker(sessions, poll_seconds=poll_seconds, lease=lease)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    log.info("timer worker %s started (poll %.1f s)", worker.worker_id, poll_seconds)
+    try:
+        worker.run(once=once)
+    except KeyboardInterrupt:
+        worker.stop()
+    time.sleep(0)

@@ -1,0 +1,55 @@
+"""Engine fixtures: a migrated database per test and a helper to deploy test models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from engine import deploy as deploy_mod
+from engine import runtime
+from engine.db import make_engine, make_sessions, upgrade
+
+MODELS = Path(__file__).parent / "models"
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    """Return a session factory on a fresh, migrated SQLite database."""
+    engine = make_engine(f"sqlite:///{tmp_path}/engine.db")
+    upgrade(engine)
+    runtime.forget_cache()
+    yield make_sessions(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def deploy(sessions):
+    """Deploy test model files by name; return the created versions as (process_id, version)."""
+
+    def _deploy(*names: str, by: str = "designer"):
+        files = {n: (MODELS / n).read_bytes() for n in names}
+        with sessions.begin() as session:
+            result = deploy_mod.deploy_files(session, files, by=by)
+            return [(v.process_id, v.version) for v in result.created]
+
+    return _deploy
+
+
+@pytest.fixture(params=["straight", "reload"])
+def reload_mode(request):
+    """Run a scenario twice: with the in-process cache, and reloading from the database each step."""
+    return request.param
+
+
+@pytest.fixture
+def step(reload_mode):
+    """Call between scenario steps: in reload mode, forget everything held in memory."""
+
+    def _step():
+        if reload_mode == "reload":
+            runtime.forget_cache()
+
+    return _step
