@@ -278,12 +278,11 @@ def _context_files(session: Session, files: dict[str, bytes]) -> dict[str, bytes
     """Find deployed files that define processes or decisions these files refer to but lack."""
     defined: set[str] = set()
     wanted: set[str] = set()
-    for content in files.values():
-        try:
-            root = etree.fromstring(content, xmlcheck.safe_parser())
-        except etree.XMLSyntaxError:
-            return {}
-        for el in root.iter():
+    for name, content in files.items():
+        tree, problems = xmlcheck.parse_untrusted(name, content)
+        if tree is None or problems:
+            return {}  # validation reports it
+        for el in tree.getroot().iter():
             local = _local(el)
             if local in ("process", "decision") and el.get("id"):
                 defined.add(el.get("id"))

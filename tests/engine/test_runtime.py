@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import select
 
@@ -9,7 +11,7 @@ from engine import audit, inbox, runtime
 from engine.errors import FormInvalid, TaskNotAvailable
 from engine.models import Incident, InstanceStatus, Task, TaskStatus
 
-from .conftest import T0
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 
 def _start(sessions, **data):

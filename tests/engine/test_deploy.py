@@ -1,0 +1,93 @@
+"""Deploy validation names file, line and element; versions change only with content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import deploy as deploy_mod
+from engine import runtime
+from engine.errors import InvalidModel
+
+MODELS = Path(__file__).parent / "models"
+ORDER = (MODELS / "order.bpmn").read_text()
+
+
+def _problems(sessions, text: str, name: str = "x.bpmn"):
+    with sessions.begin() as s, pytest.raises(InvalidModel) as err:
+        deploy_mod.deploy_files(s, {name: text.encode()}, by="d")
+    with sessions.begin() as s:
+        assert deploy_mod.list_versions(s) == []
+    return err.value.problems
+
+
+def test_redeploying_unchanged_files_creates_no_version(sessions, deploy):
+    assert deploy("order.bpmn") == [("order", 1)]
+    assert deploy("order.bpmn") == []
+
+
+def test_changed_process_gets_new_version_and_running_instance_stays(sessions, deploy):
+    deploy("order.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "order", by="a", data={"customer": "Acme", "amount": 5}).id
+    changed = ORDER.replace('name="Review order"', 'name="Review the order"')
+    with sessions.begin() as s:
+        result = deploy_mod.deploy_files(s, {"order.bpmn": changed.encode()}, by="d")
+        assert [(v.process_id, v.version) for v in result.created] == [("order", 2)]
+    with sessions.begin() as s:
+        assert runtime.instance_summary(s, iid)["version"] == 1
+        assert runtime.instance_summary(s, iid)["tasks"][0]["name"] == "Review order"
+        new = runtime.start_instance(s, "order", by="a", data={"customer": "Acme", "amount": 5}).id
+        assert runtime.instance_summary(s, new)["tasks"][0]["name"] == "Review the order"
+
+
+def test_unreachable_task_is_named(sessions):
+    text = ORDER.replace("</bpmn:process>", '<bpmn:task id="orphan" name="Forgotten step" /></bpmn:process>')
+    [p] = _problems(sessions, text)
+    assert p.element == "orphan" and p.line and "cannot be reached" in p.message
+
+
+def test_sequence_flow_without_id_is_refused(sessions):
+    text = ORDER.replace('<bpmn:sequenceFlow id="f5" sourceRef', '<bpmn:sequenceFlow sourceRef')
+    problems = _problems(sessions, text)
+    assert any("has no id" in p.message and p.element == "wait_payment" for p in problems)
+
+
+def test_unsafe_condition_is_refused_at_deploy(sessions):
+    text = ORDER.replace("amount is not None and amount &gt; 1000", "__import__('os').system('id')")
+    problems = _problems(sessions, text)
+    assert any(p.element == "f_large" and "condition" in p.message for p in problems)
+
+
+def test_unquoted_timer_literal_gets_a_clear_message(sessions):
+    text = (MODELS / "reminder.bpmn").read_text().replace("'P14D'", "P14D")
+    [p] = _problems(sessions, text)
+    assert "quotes" in p.message and p.element == "late"
+
+
+def test_dangling_call_activity_and_decision_refs(sessions):
+    text = ORDER.replace('<bpmn:task', '<bpmn:task').replace(
+        "</bpmn:process>",
+        '<bpmn:callActivity id="call_x" calledElement="nowhere" /><bpmn:businessRuleTask id="rule_x" '
+        'camunda:decisionRef="no_table" /></bpmn:process>')
+    problems = _problems(sessions, text)
+    assert {p.element for p in problems} >= {"call_x", "rule_x"}
+    assert any("nowhere" in p.message for p in problems)
+
+
+@pytest.mark.parametrize("payload, phrase", [
+    ('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>', "DOCTYPE"),
+    ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><l>&b;</l>', "DOCTYPE"),
+    ("<bpmn:definitions", "well-formed"),
+    ("", "empty"),
+])
+def test_hostile_or_broken_xml_is_refused(sessions, payload, phrase):
+    problems = _problems(sessions, payload)
+    assert any(phrase.lower() in p.message.lower() for p in problems), problems
+
+
+def test_bad_form_constraint_is_reported(sessions):
+    text = ORDER.replace('name="maxlength" config="20"', 'name="maxlength" config="twenty"')
+    problems = _problems(sessions, text)
+    assert any("note" in p.message and p.element == "review" for p in problems)

@@ -1,0 +1,68 @@
+"""Timers: due rows in the database, fired once at the engine's instant, overdue tasks, cycles."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from engine import audit, inbox, runtime, timers
+from engine.models import AuditEvent, Timer
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def _start(sessions, step):
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id
+    step()
+    return iid
+
+
+def test_boundary_timer_row_has_due_time_and_fires_once(sessions, deploy, step):
+    deploy("reminder.bpmn")
+    iid = _start(sessions, step)
+    with sessions.begin() as s:
+        [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        assert row.element_id == "late" and row.due_at == T0 + timedelta(days=14)
+        [task] = inbox.tasks(s, instance_id=iid)
+        assert task.due_at == T0 + timedelta(days=7)
+        assert inbox.overdue(s, now=T0 + timedelta(days=8)) == [task]
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=13)) == 0
+    step()
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=14, seconds=1)) == 1
+    step()
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=30)) == 0
+    with sessions.begin() as s:
+        open_tasks = {t.element_id: t.candidate_role for t in inbox.tasks(s, instance_id=iid)}
+        assert open_tasks == {"call": "expert", "escalate": "supervisor"}
+        fired = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind == "timer_fired"))
+        assert fired == 1
+        assert audit.verify(s).ok
+
+
+def test_completing_before_due_removes_the_timer(sessions, deploy, step):
+    deploy("reminder.bpmn")
+    iid = _start(sessions, step)
+    with sessions.begin() as s:
+        [task] = inbox.tasks(s, instance_id=iid)
+        runtime.complete_task(s, task.id, {"reached": True}, by="anna", now=T0 + timedelta(days=1))
+    step()
+    with sessions.begin() as s:
+        assert s.scalars(select(Timer)).all() == []
+        assert str(runtime.get_instance(s, iid).status) == "completed"
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=30)) == 0
+
+
+def test_overdue_timers_fire_in_due_order_after_a_long_gap(sessions, deploy):
+    deploy("reminder.bpmn")
+    ids = []
+    for offset in (3, 1, 2):
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P1D"},
+                                              now=T0 + timedelta(hours=offset)).id)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=60)) == 3
+    with sessions.begin() as s:
+        order = [e.instance_id for e in s.scalars(select(AuditEvent).where(AuditEvent.kind == "timer_fired")
+                                                  .order_by(AuditEvent.id))]
+    assert order == [ids[1], ids[2], ids[0]]
