@@ -1,0 +1,269 @@
+"""Customer companies: business ID check, create, update, search, and who lacks a responsible expert.
+
+Field checks raise `FormInvalid({field: message}, values)` with every wrong field at once, so a
+form can be shown again with what the user typed. Messages are plain English sentences; the web
+UI translates them through its message catalogue (they are marked with `N_` for extraction).
+Every change is recorded in the `users` audit stream through `_record`; the caller owns the
+transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import CustomerNotFound, FormInvalid, InvalidInput
+from .models import Customer, Instance
+from .users import N_, experts
+
+AUDIT_STREAM = "users"
+FIELDS = ("name", "business_id", "industry", "founded_year", "headcount", "turnover_band", "situation",
+          "segment", "responsible_expert", "contact_person", "phone")
+CHECK_WEIGHTS = (7, 9, 10, 5, 8, 4, 2)
+BUSINESS_ID_PATTERN = re.compile(r"(\d{6,7})-(\d)")
+INDUSTRY_PATTERN = re.compile(r"([A-U]|\d{2,5})(\s.*)?")
+PHONE_PATTERN = re.compile(r"\+?[\d\s()-]{5,30}")
+EARLIEST_FOUNDED = 1800
+
+
+class Situation(enum.StrEnum):
+    STEADY = "steady"
+    GROWTH = "growth"
+    DECLINING = "declining"
+
+
+class Segment(enum.StrEnum):
+    """The ministry's six segments, then the need-based segments proposed in Pirkanmaa."""
+
+    STARTUP = "startup"
+    LOCAL = "local"
+    DOMESTIC = "domestic"
+    INTERNATIONAL_GROWTH = "international_growth"
+    LARGE = "large"
+    COMMUNITY = "community"
+    NEED_GROWING = "need_growing"
+    NEED_EFFICIENCY = "need_efficiency"
+    NEED_PROBLEMS = "need_problems"
+    NEED_STARTUP_CHALLENGES = "need_startup_challenges"
+    NEED_REPLACEMENT_RECRUITMENT = "need_replacement_recruitment"
+
+
+MINISTRY_SEGMENTS = tuple(s for s in Segment if not s.startswith("need_"))
+NEED_SEGMENTS = tuple(s for s in Segment if s.startswith("need_"))
+
+
+class TurnoverBand(enum.StrEnum):
+    """Yearly turnover in euros, cut at the EU's SME limits."""
+
+    UNDER_200K = "under_200k"
+    FROM_200K_TO_1M = "200k_1m"
+    FROM_1M_TO_2M = "1m_2m"
+    FROM_2M_TO_10M = "2m_10m"
+    FROM_10M_TO_50M = "10m_50m"
+    OVER_50M = "over_50m"
+
+
+def validate_business_id(value: str) -> str:
+    """Return the business ID as `1234567-8`; accept old 6-digit IDs by padding a leading 0.
+
+    Raises:
+        InvalidInput: the format or the mod-11 check digit is wrong.
+    """
+    match = BUSINESS_ID_PATTERN.fullmatch((value or "").strip())
+    if match is None:
+        raise InvalidInput(N_("Enter the business ID as 1234567-8."))
+    digits, check = match.group(1).zfill(7), int(match.group(2))
+    remainder = sum(int(d) * w for d, w in zip(digits, CHECK_WEIGHTS)) % 11
+    if remainder == 1 or check != (0 if remainder == 0 else 11 - remainder):
+        raise InvalidInput(N_("The check digit of this business ID does not match."))
+    return f"{digits}-{check}"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search results."""
+
+    items: list[Customer]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """Return the number of pages (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def _int(data: Mapping[str, Any], key: str, low: int, high: int, errors: dict[str, str],
+         message: str) -> int | None:
+    text = _text(data, key)
+    if not text:
+        return None
+    if not re.fullmatch(r"\d{1,9}", text) or not low <= int(text) <= high:
+        errors[key] = message
+        return None
+    return int(text)
+
+
+def _choice(data: Mapping[str, Any], key: str, choices: type[enum.StrEnum], errors: dict[str, str]) -> str | None:
+    text = _text(data, key)
+    if not text:
+        return None
+    if text not in {c.value for c in choices}:
+        errors[key] = N_("Choose one of the options.")
+        return None
+    return text
+
+
+def _clean(session: Session, data: Mapping[str, Any], current: Customer | None) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    clean["name"] = _text(data, "name")
+    if not clean["name"]:
+        errors["name"] = N_("Enter the company name.")
+    elif len(clean["name"]) > 200:
+        errors["name"] = N_("The name is too long (at most 200 characters).")
+    try:
+        clean["business_id"] = validate_business_id(_text(data, "business_id"))
+    except InvalidInput as exc:
+        errors["business_id"] = str(exc)
+    else:
+        _check_business_id_change(session, clean["business_id"], current, errors)
+    clean["industry"] = _text(data, "industry") or None
+    if clean["industry"] and (len(clean["industry"]) > 200 or not INDUSTRY_PATTERN.fullmatch(clean["industry"])):
+        errors["industry"] = N_("Start with a TOL 2008 code, e.g. 62010 or C.")
+    clean["founded_year"] = _int(data, "founded_year", EARLIEST_FOUNDED, date.today().year, errors,
+                                 N_("Enter a year between 1800 and this year."))
+    clean["headcount"] = _int(data, "headcount", 0, 1_000_000, errors, N_("Enter a whole number of people."))
+    clean["turnover_band"] = _choice(data, "turnover_band", TurnoverBand, errors)
+    clean["situation"] = _choice(data, "situation", Situation, errors)
+    clean["segment"] = _choice(data, "segment", Segment, errors)
+    clean["responsible_expert"] = _text(data, "responsible_expert").lower() or None
+    kept = current is not None and clean["responsible_expert"] == current.responsible_expert
+    if clean["responsible_expert"] and not kept and clean["responsible_expert"] not in {
+            u.username for u in experts(session)}:
+        errors["responsible_expert"] = N_("Choose an expert from the list.")
+    clean["contact_person"] = _text(data, "contact_person")[:200] or None
+    clean["phone"] = _text(data, "phone") or None
+    if clean["phone"] and (not PHONE_PATTERN.fullmatch(clean["phone"]) or len(clean["phone"]) > 40):
+        errors["phone"] = N_("Enter a phone number, e.g. +358 40 123 4567.")
+    if errors:
+        raise FormInvalid(errors, {k: _text(data, k) for k in FIELDS})
+    return clean
+
+
+def _check_business_id_change(session: Session, business_id: str, current: Customer | None,
+                              errors: dict[str, str]) -> None:
+    if current is not None and current.business_id == business_id:
+        return
+    if session.scalar(select(Customer.id).where(Customer.business_id == business_id)) is not None:
+        errors["business_id"] = N_("A customer with this business ID already exists.")
+    elif current is not None and process_count(session, current.business_id):
+        errors["business_id"] = N_("The business ID cannot be changed while service processes refer to it.")
+
+
+def _record(session: Session, customer: Customer, action: str, by: str, data: dict[str, Any]) -> None:
+    audit.append(session, audit.EventKind.CUSTOMER_CHANGED, actor=by, stream=AUDIT_STREAM,
+                 data={"customer": customer.business_id, "action": action, **data})
+
+
+def create_customer(session: Session, data: Mapping[str, Any], by: str) -> Customer:
+    """Add a customer from form data.
+
+    Raises:
+        FormInvalid: a field is wrong or the business ID is already registered.
+    """
+    clean = _clean(session, data, None)
+    customer = Customer(**clean)
+    session.add(customer)
+    session.flush()
+    _record(session, customer, "created", by, clean)
+    return customer
+
+
+def update_customer(session: Session, customer_id: int, data: Mapping[str, Any], by: str) -> Customer:
+    """Replace a customer's fields from form data.
+
+    Raises:
+        CustomerNotFound, FormInvalid: a field is wrong, the new business ID is taken, or
+        service processes refer to the old one.
+    """
+    customer = get_customer(session, customer_id)
+    clean = _clean(session, data, customer)
+    changed = {k: v for k, v in clean.items() if getattr(customer, k) != v}
+    for key, value in changed.items():
+        setattr(customer, key, value)
+    if changed:
+        session.flush()
+        _record(session, customer, "updated", by, changed)
+    return customer
+
+
+def get_customer(session: Session, customer_id: int) -> Customer:
+    """Return the customer with this id.
+
+    Raises:
+        CustomerNotFound: no such customer.
+    """
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise CustomerNotFound(f"No customer {customer_id}.")
+    return customer
+
+
+def find_by_business_id(session: Session, business_id: str) -> Customer | None:
+    """Return the customer with this business ID, or None."""
+    return session.scalar(select(Customer).where(Customer.business_id == business_id))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_customers(session: Session, q: str = "", page: int = 1, per_page: int = 25) -> Page:
+    """Return one page of customers whose name contains `q` or whose business ID starts with it."""
+    query = select(Customer)
+    text = (q or "").strip()
+    if text:
+        pattern = _like_escape(text)
+        query = query.where(or_(Customer.name.ilike(f"%{pattern}%", escape="\\"),
+                                Customer.business_id.like(f"{pattern}%", escape="\\")))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    per_page = max(1, min(per_page, 200))
+    page = max(1, page)
+    items = session.scalars(query.order_by(Customer.name, Customer.id)
+                            .limit(per_page).offset((page - 1) * per_page))
+    return Page(list(items), total, page, per_page)
+
+
+def customers_without_expert(session: Session) -> list[Customer]:
+    """Return customers with no responsible expert, or whose expert is no longer an active expert."""
+    active = [u.username for u in experts(session)]
+    query = select(Customer).where(or_(Customer.responsible_expert.is_(None),
+                                       Customer.responsible_expert.not_in(active)))
+    return list(session.scalars(query.order_by(Customer.name, Customer.id)))
+
+
+def process_count(session: Session, business_id: str) -> int:
+    """Return how many process instances carry this business ID as their business key."""
+    query = select(func.count()).select_from(Instance).where(Instance.business_key == business_id)
+    return session.scalar(query) or 0
+
+
+def customer_processes(session: Session, customer: Customer) -> list[Instance]:
+    """Return the customer's process instances (business key = business ID), newest first."""
+    query = select(Instance).where(Instance.business_key == customer.business_id)
+    return list(session.scalars(query.order_by(Instance.started_at.desc(), Instance.id.desc())))

@@ -1,0 +1,115 @@
+"""User accounts: hashing, authentication, roles, experts, demo users."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from engine import users
+from engine.errors import InvalidInput, UserNotFound
+from engine.models import AuditEvent
+
+
+def test_added_user_authenticates_with_its_password_only(session):
+    users.add_user(session, "Aino", "salasana-123", ["expert"], display_name="Aino A")
+    assert users.authenticate(session, "aino", "salasana-123").display_name == "Aino A"
+    assert users.authenticate(session, "AINO ", "salasana-123") is not None
+    assert users.authenticate(session, "aino", "wrong-password") is None
+    assert users.authenticate(session, "nobody", "salasana-123") is None
+
+
+def test_password_is_stored_as_a_scrypt_hash(session):
+    user = users.add_user(session, "aino", "salasana-123", ["expert"])
+    assert user.password_hash.startswith("scrypt:")
+    assert "salasana-123" not in user.password_hash
+
+
+def test_inactive_user_cannot_authenticate(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    users.set_profile(session, "aino", active=False)
+    assert users.authenticate(session, "aino", "salasana-123") is None
+
+
+@pytest.mark.parametrize("username", ["a", "with space", "ääkkönen", "x" * 81, "-dash-first", ""])
+def test_malformed_username_is_refused(session, username):
+    with pytest.raises(InvalidInput):
+        users.add_user(session, username, "salasana-123", ["expert"])
+
+
+def test_unknown_role_is_refused(session):
+    with pytest.raises(InvalidInput):
+        users.add_user(session, "aino", "salasana-123", ["expert", "superuser"])
+
+
+def test_short_password_is_refused(session):
+    with pytest.raises(InvalidInput):
+        users.add_user(session, "aino", "short", ["expert"])
+
+
+def test_taken_username_is_refused_whatever_its_case(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    with pytest.raises(InvalidInput, match="already taken"):
+        users.add_user(session, "AINO", "salasana-456", ["admin"])
+
+
+def test_set_password_replaces_the_old_one(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    users.set_password(session, "aino", "uusi-salasana")
+    assert users.authenticate(session, "aino", "salasana-123") is None
+    assert users.authenticate(session, "aino", "uusi-salasana") is not None
+
+
+def test_set_roles_keeps_canonical_order_and_drops_duplicates(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    user = users.set_roles(session, "aino", ["admin", "expert", "admin"])
+    assert user.roles == "expert,admin"
+    assert user.role_set == {"expert", "admin"}
+
+
+def test_changing_a_missing_user_raises_user_not_found(session):
+    with pytest.raises(UserNotFound):
+        users.set_roles(session, "nobody", ["expert"])
+    with pytest.raises(UserNotFound):
+        users.get_user(session, "nobody")
+
+
+def test_unknown_locale_is_refused_before_anything_changes(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"], display_name="Aino")
+    with pytest.raises(InvalidInput):
+        users.set_profile(session, "aino", display_name="Changed", locale="sv")
+    assert users.get_user(session, "aino").display_name == "Aino"
+
+
+def test_experts_lists_only_active_users_with_the_expert_role(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    users.add_user(session, "eero", "salasana-123", ["expert", "supervisor"])
+    users.add_user(session, "sanna", "salasana-123", ["supervisor"])
+    users.add_user(session, "olli", "salasana-123", ["expert"])
+    users.set_profile(session, "olli", active=False)
+    assert [u.username for u in users.experts(session)] == ["aino", "eero"]
+
+
+def test_list_users_is_sorted_by_username(session):
+    for name in ("pekka", "aino", "mika"):
+        users.add_user(session, name, "salasana-123", [])
+    assert [u.username for u in users.list_users(session)] == ["aino", "mika", "pekka"]
+
+
+def test_seed_demo_users_gives_every_role_a_working_login_once(session):
+    created = users.seed_demo_users(session)
+    assert {role for _, _, roles in created for role in roles} == set(users.ROLES)
+    for username, password, _ in created:
+        assert users.authenticate(session, username, password) is not None
+    assert users.seed_demo_users(session) == []
+
+
+def test_user_changes_are_audited_without_the_password(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"], by="admin")
+    users.set_password(session, "aino", "uusi-salasana", by="admin")
+    events = session.scalars(select(AuditEvent).where(AuditEvent.stream == "users")
+                             .order_by(AuditEvent.seq)).all()
+    assert [json.loads(e.data)["action"] for e in events] == ["created", "password_set"]
+    assert all(e.actor == "admin" for e in events)
+    assert not any("salasana" in e.data for e in events)
