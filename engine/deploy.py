@@ -473,18 +473,20 @@ def version_count(session: Session) -> int:
 def bundle_for(session: Session, version: ProcessVersion) -> spiff.SpecBundle:
     """Return the (cached) SpiffWorkflow specs of a process version."""
     return _bundle_cached(version.deployment_id, version.process_id,
-                          _deployment_files_key(session, version.deployment_id))
+                          _deployment_files(session, version.deployment_id))
 
 
-_files_by_deployment: dict[int, tuple[tuple[str, str], ...]] = {}
+# Deployed files never change, so a deployment's files are read once per database and process.
+_files_by_deployment: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
 
 
-def _deployment_files_key(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
-    if deployment_id not in _files_by_deployment:
+def _deployment_files(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
+    key = (str(session.get_bind().url), deployment_id)
+    if key not in _files_by_deployment:
         rows = session.scalars(select(ModelFile).where(ModelFile.deployment_id == deployment_id)
                                .order_by(ModelFile.id))
-        _files_by_deployment[deployment_id] = tuple((r.filename, r.content) for r in rows)
-    return _files_by_deployment[deployment_id]
+        _files_by_deployment[key] = tuple((r.filename, r.content) for r in rows)
+    return _files_by_deployment[key]
 
 
 @lru_cache(maxsize=256)

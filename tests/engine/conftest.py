@@ -11,7 +11,7 @@ from engine import deploy as deploy_mod
 from engine import runtime
 from engine.db import make_engine, make_sessions, upgrade
 
-MODELS = Path(__file__).parent / "models"
+MODELS = Path(__file__).parent / "bpmn"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
 

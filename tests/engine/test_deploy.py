@@ -10,7 +10,7 @@ from engine import deploy as deploy_mod
 from engine import runtime
 from engine.errors import InvalidModel
 
-MODELS = Path(__file__).parent / "models"
+MODELS = Path(__file__).parent / "bpmn"
 ORDER = (MODELS / "order.bpmn").read_text()
 
 
