@@ -1,0 +1,106 @@
+"""Shared fixtures: settings on a temporary SQLite file, a migrated database, sessions, the web app.
+
+Web tests: `client` posts carry the page's CSRF token automatically (read from the
+`<meta name="csrf-token">` of a real page); pass `csrf=False` to send a POST without one.
+`login_as("expert")` creates and signs in a user holding that role; `login_as("someone")` signs
+in an existing user. Do not hold the `session` fixture open while the client writes: SQLite
+has one writer, so a web test prepares or checks data in short `with sessions.begin() as s:`
+blocks instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine import users
+from engine.config import Settings
+from engine.db import make_engine, make_sessions, upgrade
+from webui import create_app
+
+TEST_PASSWORD = "test-password"
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Return settings pointing at a fresh SQLite file."""
+    return Settings(database_url=f"sqlite:///{tmp_path}/t.db", secret_key="test-secret-key")
+
+
+@pytest.fixture
+def db_engine(settings) -> Iterator[Engine]:
+    """Return an engine on the migrated test database."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(db_engine) -> sessionmaker:
+    """Return the session factory (`with sessions.begin() as s:`)."""
+    return make_sessions(db_engine)
+
+
+@pytest.fixture
+def session(sessions) -> Iterator[Session]:
+    """Return a session inside a transaction that commits when the test ends."""
+    with sessions.begin() as s:
+        yield s
+
+
+class PolkuClient(FlaskClient):
+    """Test client that adds the CSRF token to every POST unless told `csrf=False`."""
+
+    def csrf_token(self) -> str:
+        """Return the CSRF token a page of this client's session carries."""
+        page = self.get("/login", follow_redirects=True).get_data(as_text=True)
+        match = CSRF_META.search(page)
+        assert match, "no csrf-token meta tag on the page"
+        return match.group(1)
+
+    def post(self, *args, csrf: bool = True, **kwargs):  # type: ignore[override]
+        """POST as a browser would, with the form's CSRF token."""
+        data = kwargs.get("data")
+        if csrf and (data is None or isinstance(data, dict)) and "csrf_token" not in (data or {}):
+            kwargs["data"] = {**(data or {}), "csrf_token": self.csrf_token()}
+        return super().post(*args, **kwargs)
+
+
+@pytest.fixture
+def app(settings, db_engine) -> Iterator[Flask]:
+    """Return the web app on the test database."""
+    app = create_app(settings, TESTING=True)
+    app.test_client_class = PolkuClient
+    yield app
+    app.extensions["polku"].engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> PolkuClient:
+    """Return a test client (cookies kept between requests)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def login_as(client, sessions) -> Callable[..., str]:
+    """Sign the client in as a role (creating user `test-<role>`) or as an existing username."""
+
+    def _login(who: str, password: str = TEST_PASSWORD) -> str:
+        username = f"test-{who}" if who in users.ROLES else who
+        if who in users.ROLES:
+            with sessions.begin() as s:
+                if username not in {u.username for u in users.list_users(s)}:
+                    users.add_user(s, username, password, [who], display_name=f"Test {who}")
+        response = client.post("/login", data={"username": username, "password": password})
+        assert response.status_code == 302, f"login as {username} failed"
+        return username
+
+    return _login

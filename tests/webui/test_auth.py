@@ -1,0 +1,191 @@
+"""Sign-in, sign-out, throttling, CSRF, safe redirects, idle expiry with the form stash, headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import users
+from engine.db import utcnow
+from webui.auth import SEEN_KEY, safe_next
+from webui.throttle import LoginThrottle
+
+
+@pytest.fixture
+def aino(sessions):
+    with sessions.begin() as s:
+        users.add_user(s, "aino", "oikea-salasana", ["expert"], display_name="Aino Asiantuntija")
+    return "aino"
+
+
+def test_anonymous_visitor_is_sent_to_login_with_next(client):
+    response = client.get("/customers/?q=oy")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/customers/?q%3Doy"
+
+
+def test_login_lands_on_next_and_shows_the_user(client, aino):
+    response = client.post("/login", data={"username": "Aino", "password": "oikea-salasana",
+                                           "next": "/customers/"})
+    assert (response.status_code, response.headers["Location"]) == (302, "/customers/")
+    assert "Aino Asiantuntija" in client.get("/").get_data(as_text=True)
+
+
+def test_wrong_password_shows_an_error_and_no_login(client, aino):
+    response = client.post("/login", data={"username": "aino", "password": "väärä"})
+    assert response.status_code == 200
+    assert "Väärä käyttäjätunnus tai salasana." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_logout_forgets_the_login(client, login_as):
+    login_as("expert")
+    response = client.post("/logout")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_logout_by_get_is_not_possible(client, login_as):
+    login_as("expert")
+    assert client.get("/logout").status_code == 405
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("target, safe", [
+    ("/customers/1", "/customers/1"),
+    ("/customers/?q=a", "/customers/?q=a"),
+    ("https://evil.example/", None),
+    ("//evil.example/", None),
+    ("/\\evil.example", None),
+    ("javascript:alert(1)", None),
+    ("", None),
+])
+def test_next_is_kept_only_for_paths_on_this_site(target, safe):
+    assert safe_next(target) == safe
+
+
+def test_login_ignores_an_offsite_next(client, aino):
+    response = client.post("/login", data={"username": "aino", "password": "oikea-salasana",
+                                           "next": "//evil.example/"})
+    assert response.headers["Location"] == "/"
+
+
+def test_five_failures_lock_the_username_from_that_address(client, aino):
+    for _ in range(5):
+        assert client.post("/login", data={"username": "aino", "password": "väärä"}).status_code == 200
+    response = client.post("/login", data={"username": "aino", "password": "oikea-salasana"})
+    assert response.status_code == 429
+    assert "Liian monta epäonnistunutta kirjautumisyritystä" in response.get_data(as_text=True)
+
+
+def test_lock_is_per_username(client, aino, sessions):
+    with sessions.begin() as s:
+        users.add_user(s, "eero", "eeron-salasana", ["expert"])
+    for _ in range(5):
+        client.post("/login", data={"username": "aino", "password": "väärä"})
+    assert client.post("/login", data={"username": "eero", "password": "eeron-salasana"}).status_code == 302
+
+
+def test_success_before_the_limit_clears_the_count(client, aino):
+    for _ in range(4):
+        client.post("/login", data={"username": "aino", "password": "väärä"})
+    assert client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).status_code == 302
+    client.post("/logout")
+    for _ in range(4):
+        client.post("/login", data={"username": "aino", "password": "väärä"})
+    assert client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).status_code == 302
+
+
+def test_throttle_forgets_failures_older_than_the_window():
+    now = [1000.0]
+    throttle = LoginThrottle(limit=2, window_seconds=60, clock=lambda: now[0])
+    key = ("aino", "10.0.0.1")
+    throttle.fail(key)
+    throttle.fail(key)
+    assert throttle.blocked(key)
+    now[0] += 61
+    assert not throttle.blocked(key)
+
+
+def test_post_without_csrf_token_is_refused(client, login_as):
+    login_as("expert")
+    response = client.post("/customers/new", data={"name": "X Oy", "business_id": "0737546-2"}, csrf=False)
+    assert response.status_code == 400
+    assert "Lomake oli vanhentunut" in response.get_data(as_text=True)
+
+
+def test_login_without_csrf_token_is_refused(client, aino):
+    response = client.post("/login", data={"username": "aino", "password": "oikea-salasana"}, csrf=False)
+    assert response.status_code == 400
+
+
+def test_role_change_takes_effect_on_the_next_request(client, login_as, sessions):
+    username = login_as("expert")
+    assert client.get("/customers/").status_code == 200
+    with sessions.begin() as s:
+        users.set_roles(s, username, ["designer"])
+    assert client.get("/customers/").status_code == 403
+
+
+def test_deactivated_user_is_signed_out(client, login_as, sessions):
+    username = login_as("expert")
+    with sessions.begin() as s:
+        users.set_profile(s, username, active=False)
+    assert client.get("/customers/").status_code == 302
+
+
+def _expire(client):
+    with client.session_transaction() as s:
+        s[SEEN_KEY] = utcnow().timestamp() - 2 * 3600
+
+
+def test_idle_login_expires(client, login_as):
+    login_as("expert")
+    _expire(client)
+    response = client.get("/customers/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_form_posted_after_expiry_is_restored_after_signing_in_again(client, login_as):
+    username = login_as("expert")
+    token = client.csrf_token()
+    _expire(client)
+    typed = {"name": "Kadonnut Oy", "business_id": "0737546-2", "contact_person": "Liisa", "csrf_token": token}
+    response = client.post("/customers/new", data=typed)
+    assert (response.status_code, response.headers["Location"]) == (302, "/login?next=/customers/new")
+    response = client.post("/login", data={"username": username, "password": "test-password",
+                                           "next": "/customers/new"})
+    assert response.headers["Location"] == "/customers/new"
+    page = client.get("/customers/new").get_data(as_text=True)
+    assert 'value="Kadonnut Oy"' in page and 'value="Liisa"' in page
+    assert "kirjoittamasi tiedot on palautettu" in page
+    assert 'value="Kadonnut Oy"' not in client.get("/customers/new").get_data(as_text=True)  # only once
+
+
+def test_stashed_form_is_not_given_to_another_user(client, login_as):
+    login_as("expert")
+    token = client.csrf_token()
+    _expire(client)
+    client.post("/customers/new", data={"name": "Salainen Oy", "csrf_token": token})
+    login_as("supervisor")
+    assert "Salainen Oy" not in client.get("/customers/new").get_data(as_text=True)
+
+
+def test_pages_carry_security_headers_and_cookie_flags(client, aino):
+    response = client.get("/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    cookie = client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_production_cookie_is_secure(settings, db_engine):
+    from dataclasses import replace
+
+    from webui import create_app
+
+    app = create_app(replace(settings, env="production"))
+    try:
+        assert app.config["SESSION_COOKIE_SECURE"] is True
+    finally:
+        app.extensions["polku"].engine.dispose()

@@ -1,0 +1,69 @@
+"""Polku's web UI: `create_app` wires settings, database, sign-in, i18n, error pages and blueprints.
+
+Start here, then read `auth.py` (sign-in, roles, CSRF, form stash), `db.py` (the per-request
+session) and one blueprint (`customers.py`) with its templates in `templates/customers/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from engine.config import Settings
+from engine.db import make_engine, make_sessions
+
+from . import admin, auth, customers, db, errors, home, i18n
+from .stash import FormStash
+from .throttle import LoginThrottle
+
+__all__ = ["create_app", "Polku"]
+
+
+@dataclass
+class Polku:
+    """What the app shares across requests: `app.extensions["polku"]`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    throttle: LoginThrottle
+    stash: FormStash
+
+
+def _configure(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="polku_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=7),  # the cookie; sign-in itself idles out sooner
+        POLKU_IDLE_TIMEOUT=timedelta(minutes=60),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 100_000,
+    )
+
+
+def create_app(settings: Settings | None = None, **config: Any) -> Flask:
+    """Build the web application; `config` overrides Flask settings (tests)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    _configure(app, settings)
+    app.config.update(config)
+    engine = make_engine(settings.database_url)
+    app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash())
+    CSRFProtect(app)
+    db.init_app(app)
+    i18n.init_app(app, settings)
+    auth.init_app(app)
+    errors.init_app(app)
+    home.init_app(app)
+    for module in (auth, home, customers, admin):
+        app.register_blueprint(module.bp)
+    return app

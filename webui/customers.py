@@ -1,0 +1,133 @@
+"""Customer pages: search and list, register, edit, and one customer's page with its service processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+from engine import customers
+from engine.customers import MINISTRY_SEGMENTS, NEED_SEGMENTS, Segment, Situation, TurnoverBand
+from engine.errors import FormInvalid
+from engine.users import experts
+
+from .auth import current_user, login_required, restore_form
+from .db import get_session
+
+bp = Blueprint("customers", __name__, url_prefix="/customers")
+ROLES = ("expert", "supervisor", "admin")
+PER_PAGE = 25
+
+SITUATIONS = {
+    Situation.STEADY: _l("Steady"),
+    Situation.GROWTH: _l("Growth or expansion"),
+    Situation.DECLINING: _l("Declining"),
+}
+SEGMENTS = {
+    Segment.STARTUP: _l("Start-ups and inventors"),
+    Segment.LOCAL: _l("Local companies"),
+    Segment.DOMESTIC: _l("Domestic-market companies"),
+    Segment.INTERNATIONAL_GROWTH: _l("Internationally growing companies"),
+    Segment.LARGE: _l("Large enterprises"),
+    Segment.COMMUNITY: _l("Communities"),
+    Segment.NEED_GROWING: _l("Growing"),
+    Segment.NEED_EFFICIENCY: _l("Making operations more efficient"),
+    Segment.NEED_PROBLEMS: _l("Production or financial problems"),
+    Segment.NEED_STARTUP_CHALLENGES: _l("Start-up phase challenges"),
+    Segment.NEED_REPLACEMENT_RECRUITMENT: _l("Replacement recruitment"),
+}
+SEGMENT_GROUPS = (
+    (_l("Ministry segments"), MINISTRY_SEGMENTS),
+    (_l("Need-based segments"), NEED_SEGMENTS),
+)
+TURNOVER_BANDS = {
+    TurnoverBand.UNDER_200K: _l("under €0.2 million"),
+    TurnoverBand.FROM_200K_TO_1M: _l("€0.2–1 million"),
+    TurnoverBand.FROM_1M_TO_2M: _l("€1–2 million"),
+    TurnoverBand.FROM_2M_TO_10M: _l("€2–10 million"),
+    TurnoverBand.FROM_10M_TO_50M: _l("€10–50 million"),
+    TurnoverBand.OVER_50M: _l("over €50 million"),
+}
+
+
+def labels() -> dict[str, Any]:
+    """Return the option labels every customer template uses."""
+    segment_options = [(group, [(s.value, SEGMENTS[s]) for s in members]) for group, members in SEGMENT_GROUPS]
+    return {"situations": SITUATIONS, "segments": SEGMENTS, "segment_options": segment_options,
+            "turnover_bands": TURNOVER_BANDS}
+
+
+def _page_number() -> int:
+    text = request.args.get("page", "1")
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+@bp.route("/")
+@login_required(*ROLES)
+def index() -> str:
+    """List customers, searched by name or business ID, one page at a time."""
+    q = request.args.get("q", "").strip()
+    page = customers.search_customers(get_session(), q, _page_number(), PER_PAGE)
+    return render_template("customers/index.html", q=q, page=page, **labels())
+
+
+@bp.route("/without-expert")
+@login_required(*ROLES)
+def without_expert() -> str:
+    """List customers who have no active responsible expert."""
+    found = customers.customers_without_expert(get_session())
+    return render_template("customers/without_expert.html", customers=found, **labels())
+
+
+def _render_form(customer: Any, values: Any, errors: dict[str, str], status: int = 200) -> tuple[str, int]:
+    expert_options = [(u.username, f"{u.display_name} ({u.username})") for u in experts(get_session())]
+    if customer is not None and customer.responsible_expert not in (None, *(k for k, _ in expert_options)):
+        expert_options.append((customer.responsible_expert,
+                               _("%(name)s (no longer an expert)", name=customer.responsible_expert)))
+    html = render_template("customers/form.html", customer=customer, values=values, errors=errors,
+                           expert_options=expert_options, **labels())
+    return html, status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required(*ROLES)
+def create() -> Any:
+    """Show the form for a new customer; register it."""
+    if request.method == "GET":
+        return _render_form(None, restore_form() or {}, {})
+    try:
+        customer = customers.create_customer(get_session(), request.form, by=current_user().username)
+    except FormInvalid as exc:
+        return _render_form(None, exc.values, exc.errors, 422)
+    flash(_("Customer %(name)s registered.", name=customer.name), "success")
+    return redirect(url_for(".show", customer_id=customer.id))
+
+
+@bp.route("/<int:customer_id>")
+@login_required(*ROLES)
+def show(customer_id: int) -> str:
+    """Show a customer's details and service processes."""
+    session = get_session()
+    customer = customers.get_customer(session, customer_id)
+    processes = customers.customer_processes(session, customer)
+    return render_template("customers/show.html", customer=customer, processes=processes, **labels())
+
+
+@bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])
+@login_required(*ROLES)
+def edit(customer_id: int) -> Any:
+    """Show a customer's edit form; save the changes."""
+    session = get_session()
+    customer = customers.get_customer(session, customer_id)
+    if request.method == "GET":
+        current = {f: "" if getattr(customer, f) is None else str(getattr(customer, f)) for f in customers.FIELDS}
+        return _render_form(customer, restore_form() or current, {})
+    try:
+        customers.update_customer(session, customer_id, request.form, by=current_user().username)
+    except FormInvalid as exc:
+        return _render_form(customer, exc.values, exc.errors, 422)
+    flash(_("Changes saved."), "success")
+    return redirect(url_for(".show", customer_id=customer_id))

@@ -1,0 +1,103 @@
+"""The single mapping from engine errors (and HTTP errors) to status codes and friendly error pages.
+
+Views let `EngineError`s propagate unless they re-render a form; this module turns them into a
+page (or JSON for the API blueprint and clients that ask for JSON) with the status below.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
+
+from engine import errors as engine_errors
+
+STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (engine_errors.NotFound, 404),
+    (engine_errors.TaskNotAvailable, 409),
+    (engine_errors.Conflict, 409),
+    (StaleDataError, 409),  # the optimistic lock on Instance.revision, found at flush or commit
+    (engine_errors.FormInvalid, 422),
+    (engine_errors.InvalidInput, 400),
+    (engine_errors.NotAllowed, 403),
+    (engine_errors.InvalidModel, 422),
+)
+
+TITLES = {
+    400: _l("The request could not be handled"),
+    403: _l("You do not have access to this page"),
+    404: _l("Page not found"),
+    405: _l("This action is not possible here"),
+    409: _l("Someone else changed this first"),
+    413: _l("The file is too large"),
+    422: _l("Some information is not valid"),
+    429: _l("Too many attempts"),
+    500: _l("Something went wrong"),
+}
+
+EXPLANATIONS = {
+    400: _l("Check what you entered and try again."),
+    403: _l("Your roles do not allow this. Ask an administrator if you need access."),
+    404: _l("The page or item does not exist, or it has been removed."),
+    405: _l("Go back and use the buttons on the page."),
+    409: _l("Reload the page to see the latest situation, then try again."),
+    413: _l("Choose a smaller file."),
+    422: _l("Go back, correct the marked information and try again."),
+    429: _l("Wait a moment and try again."),
+    500: _l("The error has been logged. Try again later; if it repeats, contact the administrator."),
+}
+
+
+def status_for(exc: BaseException) -> int:
+    """Return the HTTP status for an exception (500 when it is not a known error)."""
+    if isinstance(exc, HTTPException):
+        return exc.code or 500
+    for cls, code in STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def _detail(exc: BaseException, status: int) -> str | None:
+    if isinstance(exc, CSRFError):
+        return _("The form had expired or did not come from this site. Reload the page and try again.")
+    if isinstance(exc, engine_errors.EngineError) and not isinstance(exc, engine_errors.NotFound):
+        return _(str(exc))  # engine messages are translated when the catalogue knows them
+    return None
+
+
+def _wants_json() -> bool:
+    if request.blueprint == "api":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(exc: BaseException) -> Response:
+    """Render the error page (or JSON) for an exception, with its mapped status."""
+    status = status_for(exc)
+    title = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
+    explanation = EXPLANATIONS.get(status, "")
+    detail = _detail(exc, status)
+    if _wants_json():
+        body = {"error": type(exc).__name__, "status": status, "message": detail or str(title)}
+        if isinstance(exc, engine_errors.FormInvalid):
+            body["errors"] = exc.errors
+        if isinstance(exc, engine_errors.InvalidModel):
+            body["problems"] = [p.as_dict() for p in exc.problems]
+        response = jsonify(body)
+    else:
+        response = Response(render_template("errors/error.html", status=status, title=title,
+                                            explanation=explanation, detail=detail, exc=exc))
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers for engine errors and HTTP errors (Flask turns the unexpected into 500)."""
+    app.register_error_handler(engine_errors.EngineError, error_response)
+    app.register_error_handler(StaleDataError, error_response)
+    app.register_error_handler(HTTPException, error_response)  # unexpected errors arrive as a 500 here

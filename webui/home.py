@@ -1,0 +1,78 @@
+"""The landing page after sign-in, the areas menu, and the language switch.
+
+`AREAS` lists every area of the UI with the roles that may enter it; the header menu and the
+landing page show the ones whose blueprint is registered and whose roles the user holds. A new
+blueprint adds its entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+from engine import users
+
+from .auth import LANG_KEY, current_user, login_required, safe_next
+from .db import get_session
+from .i18n import LOCALES
+
+bp = Blueprint("home", __name__)
+
+
+@dataclass(frozen=True)
+class Area:
+    """One area of the UI as the menu shows it."""
+
+    endpoint: str
+    label: Any
+    description: Any
+    roles: tuple[str, ...]
+
+
+AREAS = (
+    Area("tasks.inbox", _l("Tasks"), _l("Your tasks and your group's tasks, with due dates."),
+         ("expert", "supervisor")),
+    Area("customers.index", _l("Customers"), _l("Find, register and update customer companies."),
+         ("expert", "supervisor", "admin")),
+    Area("designer.index", _l("Process models"), _l("Edit, check and deploy BPMN and DMN models."),
+         ("designer",)),
+    Area("audit.index", _l("Audit"), _l("Who did what and when, under which model version."),
+         ("auditor",)),
+    Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),
+)
+
+
+def visible_areas() -> list[Area]:
+    """Return the areas that exist in this app and that the signed-in user may enter."""
+    user = current_user()
+    if user is None:
+        return []
+    return [a for a in AREAS if a.endpoint in current_app.view_functions and user.role_set & set(a.roles)]
+
+
+@bp.route("/")
+@login_required()
+def index() -> str:
+    """Show the areas the user's roles open."""
+    return render_template("home/index.html", areas=visible_areas())
+
+
+@bp.route("/language", methods=["POST"])
+def language() -> Response:
+    """Switch the UI language (remembered for the user, or for the session before sign-in)."""
+    lang = request.form.get("lang", "")
+    if lang in LOCALES:
+        session[LANG_KEY] = lang
+        user = current_user()
+        if user is not None:
+            users.set_profile(get_session(), user.username, locale=lang, by=user.username)
+    return redirect(safe_next(request.form.get("next")) or url_for("home.index"))
+
+
+def init_app(app: Flask) -> None:
+    """Offer the visible areas to every template as `nav_areas`."""
+    app.context_processor(lambda: {"nav_areas": visible_areas() if g.get("user") else []})
