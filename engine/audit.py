@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from .db import utcnow
@@ -71,10 +71,14 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
            at: datetime | None = None) -> AuditEvent:
     """Append one event to its stream (the instance's, unless `stream` is given)."""
     key = stream or (instance_stream(instance_id) if instance_id is not None else "models")
-    head = session.get(AuditStream, key, with_for_update=True)
-    if head is None:
-        head = AuditStream(key=key, seq=0, head=GENESIS)
-        session.add(head)
+    heads = session.info.setdefault("audit_heads", {})
+    head = heads.get(key)
+    if head is None:  # lock the stream head once per transaction; later appends reuse it
+        head = session.get(AuditStream, key, with_for_update=True)
+        if head is None:
+            head = AuditStream(key=key, seq=0, head=GENESIS)
+            session.add(head)
+        heads[key] = head
     at = at or utcnow()
     text = _canonical(data or {})
     seq = head.seq + 1
@@ -86,6 +90,12 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
     head.seq, head.head = seq, digest
     session.add(event)
     return event
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_heads(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop("audit_heads", None)
 
 
 def history(session: Session, instance_id: int) -> list[AuditEvent]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -174,6 +174,16 @@ def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tup
 
 def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
     """Write the instance's new state, task rows, variables, timers, messages and audit events."""
+    with session.no_autoflush:
+        _write(session, loaded, actor=actor, now=now)
+    thrown = spiff.thrown_messages(loaded.held.workflow)
+    _flush(session)
+    _after_commit_cache(session, loaded.instance.id, loaded.instance.revision, loaded.held)
+    for name, payload in thrown:
+        _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
+
+
+def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
     held, instance = loaded.held, loaded.instance
     workflow = held.workflow
     spiff.compact(workflow)
@@ -208,11 +218,13 @@ def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) ->
     changes = {k: [held.variables.get(k), v] for k, v in current.items() if held.variables.get(k, _MISSING) != v}
     removed = [k for k in held.variables if k not in current]
     for name, (_old, new) in changes.items():
-        session.merge(Variable(instance_id=instance.id, name=name, value=new, updated_at=now))
+        if name in held.variables:
+            session.execute(update(Variable).where(Variable.instance_id == instance.id, Variable.name == name)
+                            .values(value=new, updated_at=now))
+        else:
+            session.add(Variable(instance_id=instance.id, name=name, value=new, updated_at=now))
     for name in removed:
-        row = session.get(Variable, (instance.id, name))
-        if row is not None:
-            session.delete(row)
+        session.execute(delete(Variable).where(Variable.instance_id == instance.id, Variable.name == name))
         changes[name] = [held.variables[name], None]
     if changes:
         audit.append(session, EventKind.DATA_CHANGED, actor=actor, instance_id=instance.id, version_id=vid,
@@ -240,11 +252,6 @@ def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) ->
         instance.status, instance.ended_at = InstanceStatus.COMPLETED, now
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
                      version_id=vid, data={"path": loaded.path[-50:]}, at=now)
-    thrown = spiff.thrown_messages(workflow)
-    _flush(session)
-    _after_commit_cache(session, instance.id, instance.revision, held)
-    for name, payload in thrown:
-        _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
 
 
 _MISSING = object()

@@ -1,0 +1,214 @@
+"""Engine benchmark: Polku's engine API against raw SpiffWorkflow, in one run, side by side.
+
+Run: .venv/bin/python bench/engine.py [--instances N] [--loops 10,100,1000]
+
+Prints task completions per second for a 5-user-task process:
+  1. raw SpiffWorkflow in memory (no persistence at all);
+  2. raw SpiffWorkflow stateless per task: load row, deserialize, complete, serialize, SQLite write;
+  3. Polku's engine API: load, validate form, complete, persist task rows/variables/timers, audit
+     hash chain, commit — one transaction per completion, on SQLite (WAL).
+Then the cost of one completion after 10, 100 and 1,000 completed loop iterations, for Polku and
+for raw stateless SpiffWorkflow (which stops finding the ready task after ~500 iterations).
+This script imports SpiffWorkflow directly for the baseline: it measures, it is not product code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.util.task import TaskState
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+
+from engine import deploy, inbox, runtime  # noqa: E402
+from engine.db import make_engine, make_sessions, upgrade  # noqa: E402
+
+SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+
+
+def _spec(name: str, process_id: str):
+    parser = CamundaParser()
+    parser.add_bpmn_file(str(HERE / name))
+    return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+
+
+def _ready_user_task(workflow):
+    return workflow.get_next_task(state=TaskState.READY, manual=True)
+
+
+def raw_in_memory(instances: int) -> float:
+    """Return completions per second with the workflow kept in memory."""
+    spec, subs = _spec("five_tasks.bpmn", "five_tasks")
+    started = time.perf_counter()
+    done = 0
+    for _ in range(instances):
+        wf = BpmnWorkflow(spec, subs)
+        wf.do_engine_steps()
+        while (task := _ready_user_task(wf)) is not None:
+            task.data[f"v{done % 5 + 1}"] = done
+            task.run()
+            wf.do_engine_steps()
+            done += 1
+    return done / (time.perf_counter() - started)
+
+
+def _raw_db(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS wf (id INTEGER PRIMARY KEY, state TEXT)")
+    return db
+
+
+def _raw_step(db: sqlite3.Connection, wid: int, data: dict) -> bool:
+    state = db.execute("SELECT state FROM wf WHERE id = ?", (wid,)).fetchone()[0]
+    wf = SERIALIZER.deserialize_json(state)
+    task = _ready_user_task(wf)
+    if task is None:
+        return False
+    task.data.update(data)
+    task.run()
+    wf.do_engine_steps()
+    db.execute("BEGIN")
+    db.execute("UPDATE wf SET state = ? WHERE id = ?", (SERIALIZER.serialize_json(wf), wid))
+    db.execute("COMMIT")
+    return True
+
+
+def raw_stateless(instances: int, tmp: str) -> float:
+    """Return completions per second loading and saving the whole workflow around each task."""
+    spec, subs = _spec("five_tasks.bpmn", "five_tasks")
+    db = _raw_db(f"{tmp}/raw.db")
+    started = time.perf_counter()
+    done = 0
+    for _ in range(instances):
+        wf = BpmnWorkflow(spec, subs)
+        wf.do_engine_steps()
+        wid = db.execute("INSERT INTO wf (state) VALUES (?)", (SERIALIZER.serialize_json(wf),)).lastrowid
+        while _raw_step(db, wid, {"v": done}):
+            done += 1
+    return done / (time.perf_counter() - started)
+
+
+def _polku(tmp: str, name: str, files: list[str]):
+    engine = make_engine(f"sqlite:///{tmp}/{name}.db")
+    upgrade(engine)
+    sessions = make_sessions(engine)
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {f: (HERE / f).read_bytes() for f in files}, by="bench")
+    return sessions
+
+
+def polku_api(instances: int, tmp: str) -> float:
+    """Return completions per second through Polku's engine API, one transaction each."""
+    sessions = _polku(tmp, "polku", ["five_tasks.bpmn"])
+    started = time.perf_counter()
+    done = 0
+    for _ in range(instances):
+        with sessions.begin() as s:
+            iid = runtime.start_instance(s, "five_tasks", by="bench").id
+        for step in range(1, 6):
+            with sessions.begin() as s:
+                [task] = inbox.tasks(s, instance_id=iid)
+                runtime.complete_task(s, task.id, {f"v{step}": done}, by="bench")
+            done += 1
+    return done / (time.perf_counter() - started)
+
+
+def _sample(fn, count: int = 20) -> float:
+    times = []
+    for _ in range(count):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def polku_loop_costs(marks: list[int], tmp: str) -> dict[int, float]:
+    """Return the median ms of one completion after N completed loop iterations (Polku)."""
+    sessions = _polku(tmp, "loop", ["loop.bpmn"])
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "loop", by="bench").id
+
+    def complete() -> None:
+        with sessions.begin() as s:
+            [task] = inbox.tasks(s, instance_id=iid)
+            runtime.complete_task(s, task.id, {"more": True}, by="bench")
+
+    costs, done = {}, 0
+    for mark in marks:
+        while done < mark:
+            complete()
+            done += 1
+        costs[mark] = _sample(complete)
+        done += 20
+    return costs
+
+
+def raw_loop_costs(marks: list[int], tmp: str) -> dict[int, float | str]:
+    """Return the median ms of one stateless raw completion after N loop iterations."""
+    spec, subs = _spec("loop.bpmn", "loop")
+    db = _raw_db(f"{tmp}/rawloop.db")
+    wf = BpmnWorkflow(spec, subs)
+    wf.do_engine_steps()
+    wid = db.execute("INSERT INTO wf (state) VALUES (?)", (SERIALIZER.serialize_json(wf),)).lastrowid
+    costs: dict[int, float | str] = {}
+    done = 0
+
+    def complete() -> None:
+        if not _raw_step(db, wid, {"more": True}):
+            raise LookupError("no ready task found")
+
+    for mark in marks:
+        try:
+            while done < mark:
+                complete()
+                done += 1
+            costs[mark] = _sample(complete)
+            done += 20
+        except (LookupError, RecursionError) as err:
+            costs[mark] = f"fails after {done} iterations ({type(err).__name__}: {err})"
+            break
+    return costs
+
+
+def main() -> None:
+    """Run every measurement and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--loops", default="10,100,1000")
+    args = parser.parse_args()
+    marks = [int(x) for x in args.loops.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        mem = raw_in_memory(args.instances)
+        raw = raw_stateless(args.instances, tmp)
+        polku = polku_api(args.instances, tmp)
+        print(f"5-user-task process, {args.instances} instances ({args.instances * 5} completions each)")
+        print(f"  raw SpiffWorkflow in memory            {mem:9.0f} completions/s")
+        print(f"  raw SpiffWorkflow stateless + SQLite   {raw:9.0f} completions/s")
+        print(f"  Polku engine API (persist+audit+commit){polku:9.0f} completions/s"
+              f"  = {polku / raw * 100:.0f} % of raw stateless")
+        print("cost of one completion after N completed loop iterations (median of 20, ms)")
+        polku_costs = polku_loop_costs(marks, tmp)
+        raw_costs = raw_loop_costs(marks, tmp)
+        for mark in marks:
+            raw_text = raw_costs.get(mark, "not reached")
+            raw_text = f"{raw_text:.2f}" if isinstance(raw_text, float) else raw_text
+            print(f"  N={mark:5d}  Polku {polku_costs[mark]:7.2f}   raw stateless {raw_text}")
+        ratio = polku_costs[marks[-1]] / polku_costs[marks[0]]
+        print(f"  Polku cost at N={marks[-1]} is {ratio:.2f}x the cost at N={marks[0]}")
+
+
+if __name__ == "__main__":
+    main()
