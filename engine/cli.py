@@ -14,7 +14,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,9 @@ def cmd_worker(args: argparse.Namespace, sessions: Any, settings: Settings) -> A
     """Run the timer worker until interrupted."""
     from . import timers
 
-    timers.run_worker(sessions, poll_seconds=args.poll or settings.worker_poll_seconds, once=args.once)
+    lease = timers.DEFAULT_LEASE if args.lease is None else timedelta(seconds=args.lease)
+    timers.run_worker(sessions, poll_seconds=args.poll or settings.worker_poll_seconds, once=args.once,
+                      lease=lease)
     return {"stopped": True}
 
 
@@ -235,15 +237,24 @@ def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -
     from . import users
 
     with sessions.begin() as session:
-        created = users.seed_demo_users(session)
-    return {"users": [{"username": u, "password": p, "roles": r} for u, p, r in created]}
+        created = {u for u, _p, _r in users.seed_demo_users(session)}
+    logins = [{"username": u, "password": p, "roles": list(r), "new": u in created} for u, p, r, _n in users.DEMO_USERS]
+    for login in logins:
+        print(f"  demo login: {login['username']:<14} password: {login['password']:<22} roles: "
+              f"{', '.join(login['roles'])}", file=sys.stderr)
+    return {"users": logins}
 
 
 def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Run the web UI (with the embedded timer worker)."""
     from webui import create_app
 
+    from . import timers
+
     app = create_app(settings)
+    if settings.embedded_worker:
+        timers.Worker(sessions, poll_seconds=settings.worker_poll_seconds).start_thread()
+    print(f"Polku is running on http://{args.host}:{args.port}/ (Ctrl+C stops it)", file=sys.stderr)
     app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
     return {"stopped": True}
 
@@ -312,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("worker", cmd_worker, "run the timer worker")
     p.add_argument("--poll", type=float)
     p.add_argument("--once", action="store_true", help="one sweep, then exit")
+    p.add_argument("--lease", type=float, metavar="SECONDS",
+                   help="how long a claimed timer stays with this worker (default 30); a killed worker's "
+                        "timers are taken up by the others after it")
     p = add("user", cmd_user, "add a user")
     p.add_argument("username")
     p.add_argument("--password", required=True)
