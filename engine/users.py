@@ -174,6 +174,15 @@ def experts(session: Session) -> list[User]:
     return [u for u in session.scalars(query) if "expert" in u.role_set]
 
 
+def display_names(session: Session, usernames: Iterable[str | None]) -> dict[str, str]:
+    """Return {username: display name} for the given usernames that exist."""
+    wanted = {u for u in usernames if u}
+    if not wanted:
+        return {}
+    query = select(User.username, User.display_name).where(User.username.in_(wanted))
+    return {name: shown for name, shown in session.execute(query)}
+
+
 DEMO_USERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("asiantuntija", "asiantuntija-demo", ("expert",), "Aino Asiantuntija"),
     ("expert2", "expert2-demo", ("expert",), "Eero Expert"),

@@ -22,7 +22,7 @@ from . import admin, auth, customers, db, errors, home, i18n
 from .stash import FormStash
 from .throttle import LoginThrottle
 
-__all__ = ["create_app", "Polku"]
+__all__ = ["Polku", "create_app"]
 
 
 @dataclass

@@ -7,12 +7,11 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from werkzeug.wrappers import Response
 
 from engine import customers
 from engine.customers import MINISTRY_SEGMENTS, NEED_SEGMENTS, Segment, Situation, TurnoverBand
 from engine.errors import FormInvalid
-from engine.users import experts
+from engine.users import display_names, experts
 
 from .auth import current_user, login_required, restore_form
 from .db import get_session
@@ -70,8 +69,10 @@ def _page_number() -> int:
 def index() -> str:
     """List customers, searched by name or business ID, one page at a time."""
     q = request.args.get("q", "").strip()
-    page = customers.search_customers(get_session(), q, _page_number(), PER_PAGE)
-    return render_template("customers/index.html", q=q, page=page, **labels())
+    session = get_session()
+    page = customers.search_customers(session, q, _page_number(), PER_PAGE)
+    names = display_names(session, (c.responsible_expert for c in page.items))
+    return render_template("customers/index.html", q=q, page=page, names=names, **labels())
 
 
 @bp.route("/without-expert")
@@ -113,7 +114,9 @@ def show(customer_id: int) -> str:
     session = get_session()
     customer = customers.get_customer(session, customer_id)
     processes = customers.customer_processes(session, customer)
-    return render_template("customers/show.html", customer=customer, processes=processes, **labels())
+    names = display_names(session, [customer.responsible_expert])
+    return render_template("customers/show.html", customer=customer, processes=processes, names=names,
+                           **labels())
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])

@@ -40,7 +40,7 @@ def localdate(value: date | datetime | None, format: str = "short") -> str:
     return "" if value is None else format_date(value, format)
 
 
-def number(value: float | int | None) -> str:
+def number(value: float | None) -> str:
     """Format a number with the user's language's separators ('' for None)."""
     return "" if value is None else format_decimal(value)
 

@@ -113,3 +113,9 @@ def test_user_changes_are_audited_without_the_password(session):
     assert [json.loads(e.data)["action"] for e in events] == ["created", "password_set"]
     assert all(e.actor == "admin" for e in events)
     assert not any("salasana" in e.data for e in events)
+
+
+def test_display_names_maps_known_usernames(session):
+    users.add_user(session, "aino", "salasana-123", ["expert"], display_name="Aino A")
+    assert users.display_names(session, ["aino", "nobody", None]) == {"aino": "Aino A"}
+    assert users.display_names(session, []) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine import customers, users
+from engine.errors import InvalidInput
 
 
 @pytest.fixture
@@ -29,6 +30,7 @@ def test_register_customer_and_see_its_page(client, expert):
     assert "Asiakas Pirkan Puu Oy lisätty." in page
     assert "0737546-2" in page and "Kasvu tai laajentuminen" in page and "Kotimarkkinayritykset" in page
     assert "Ei vielä palveluprosesseja." in page
+    assert "Aino Asiantuntija" in page
 
 
 def test_bad_business_id_rerenders_the_form_with_the_typed_values(client, expert):
@@ -89,7 +91,7 @@ def test_search_by_name_and_business_id_with_pages(client, expert, sessions):
 def _valid(business_id):
     try:
         customers.validate_business_id(business_id)
-    except Exception:
+    except InvalidInput:
         return False
     return True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
@@ -84,7 +84,7 @@ def _key(value):
 
 
 def test_localtime_shows_helsinki_time_in_the_users_language(app):
-    summer = datetime(2026, 7, 15, 10, 0, tzinfo=timezone.utc)
+    summer = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
     with app.test_request_context():
         assert localtime(summer) == "15.7.2026 13.00"
         assert localtime(None) == ""
