@@ -22,8 +22,9 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import runtime
 from .errors import Conflict
@@ -47,11 +48,8 @@ def claim_due(session: Session, *, now: datetime, worker_id: str, limit: int = 1
               lease: timedelta = DEFAULT_LEASE) -> list[int]:
     """Lease up to `limit` due timers; return their instance ids in due order (each once)."""
     real_now = _real_now()
-    query = (select(Timer.id, Timer.instance_id)
-             .join(Instance, Instance.id == Timer.instance_id)
-             .where(Timer.due_at <= now, Instance.status == InstanceStatus.RUNNING, Instance.open_incidents == 0,
-                    or_(Timer.lease_until.is_(None), Timer.lease_until < real_now))
-             .order_by(Timer.due_at, Timer.id).limit(limit))
+    query = (_fireable(select(Timer.id, Timer.instance_id), real_now)
+             .where(Timer.due_at <= now).order_by(Timer.due_at, Timer.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=Timer, skip_locked=True)
     rows = session.execute(query).all()
@@ -66,10 +64,17 @@ def claim_due(session: Session, *, now: datetime, worker_id: str, limit: int = 1
     return ordered
 
 
+def _fireable(query: Select, real_now: datetime) -> Select:
+    # the same filter for claiming and for sleeping: a timer of an instance that waits for an
+    # incident to be resolved is not work, and must not keep the worker awake
+    return (query.join(Instance, Instance.id == Timer.instance_id)
+            .where(Instance.status == InstanceStatus.RUNNING, Instance.open_incidents == 0,
+                   or_(Timer.lease_until.is_(None), Timer.lease_until < real_now)))
+
+
 def next_due(session: Session) -> datetime | None:
-    """Return the earliest due time of any unleased timer."""
-    return session.scalar(select(func.min(Timer.due_at)).where(
-        or_(Timer.lease_until.is_(None), Timer.lease_until < _real_now())))
+    """Return the earliest due time of any timer a worker could claim."""
+    return session.scalar(_fireable(select(func.min(Timer.due_at)), _real_now()))
 
 
 def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, worker_id: str | None = None,
@@ -78,31 +83,39 @@ def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, work
     worker_id = worker_id or worker_name()
     fired = 0
     while True:
-        sweep_now = now or _real_now()
         with sessions.begin() as session:
-            instance_ids = claim_due(session, now=sweep_now, worker_id=worker_id, limit=batch, lease=lease)
+            instance_ids = claim_due(session, now=now or _real_now(), worker_id=worker_id, limit=batch,
+                                     lease=lease)
         if not instance_ids:
             return fired
-        for instance_id in instance_ids:
-            fired += _fire_one(sessions, instance_id, sweep_now)
+        # stop well before the lease runs out: past it, another worker may take the same timers
+        deadline = time.monotonic() + lease.total_seconds() * 0.8
+        for position, instance_id in enumerate(instance_ids):
+            if time.monotonic() > deadline:
+                _release(sessions, instance_ids[position:], worker_id)
+                break
+            # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
+            fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
 
 
-def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime) -> int:
+def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime, worker_id: str) -> int:
     try:
         with sessions.begin() as session:
             return len(runtime.fire_instance_timers(session, instance_id, now=now))
-    except Conflict:
+    except (Conflict, StaleDataError):  # StaleDataError: the optimistic lock, seen by an autoflush
         log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep", instance_id)
-        _release(sessions, instance_id)
+        _release(sessions, [instance_id], worker_id)
     except Exception:  # one broken instance must not stop the whole sweep
         log.exception("firing the timers of instance %s failed", instance_id)
-        _release(sessions, instance_id, hold=timedelta(minutes=5))
+        _release(sessions, [instance_id], worker_id, hold=timedelta(minutes=5))
     return 0
 
 
-def _release(sessions: sessionmaker, instance_id: int, hold: timedelta = timedelta(0)) -> None:
+def _release(sessions: sessionmaker, instance_ids: list[int], worker_id: str,
+             hold: timedelta = timedelta(0)) -> None:
+    """Hand back this worker's leases on these instances' timers (or hold them back a while)."""
     with sessions.begin() as session:
-        session.execute(update(Timer).where(Timer.instance_id == instance_id)
+        session.execute(update(Timer).where(Timer.instance_id.in_(instance_ids), Timer.lease_owner == worker_id)
                         .values(lease_owner=None, lease_until=_real_now() + hold if hold else None))
 
 
