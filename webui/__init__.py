@@ -59,9 +59,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash())
     CSRFProtect(app)
-    db.init_app(app)
     i18n.init_app(app, settings)
     auth.init_app(app)
+    db.init_app(app)  # registered after auth: its commit runs first, so any error page still gets headers
     errors.init_app(app)
     home.init_app(app)
     for module in (auth, home, customers, admin):
