@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .db import utcnow
 from .models import AuditEvent, AuditStream
@@ -90,6 +90,15 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
     head.seq, head.head = seq, digest
     session.add(event)
     return event
+
+
+def assume_head(session: Session, key: str, seq: int, head: str) -> None:
+    """Use a stream head the caller knows to be current (held under the instance's revision lock)."""
+    heads = session.info.setdefault("audit_heads", {})
+    if key not in heads:
+        known = AuditStream(key=key, seq=seq, head=head)
+        make_transient_to_detached(known)
+        heads[key] = session.merge(known, load=False)
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -470,6 +470,21 @@ def version_count(session: Session) -> int:
     return session.scalar(select(func.count(ProcessVersion.id))) or 0
 
 
+_versions: dict[tuple[str, int], ProcessVersion] = {}
+
+
+def version_by_id(session: Session, version_id: int) -> ProcessVersion:
+    """Return a process version by id; versions never change, so each is read once per process."""
+    key = (str(session.get_bind().url), version_id)
+    found = _versions.get(key)
+    if found is None:
+        found = session.get(ProcessVersion, version_id)
+        if found is None:
+            raise VersionNotFound(f"no process version {version_id}")
+        _versions[key] = found
+    return found
+
+
 def bundle_for(session: Session, version: ProcessVersion) -> spiff.SpecBundle:
     """Return the (cached) SpiffWorkflow specs of a process version."""
     return _bundle_cached(version.deployment_id, version.process_id,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from . import audit
 from .audit import EventKind
@@ -137,6 +138,8 @@ def _open_task(session: Session, task_id: str) -> Task:
 
 def _record(session: Session, task: Task, kind: EventKind, by: str, data: dict[str, Any]) -> None:
     instance = session.get(Instance, task.instance_id)
+    if instance is not None:
+        flag_modified(instance, "state")  # a claim changes the case: bump its revision (optimistic lock)
     audit.append(session, kind, actor=by, instance_id=task.instance_id,
                  version_id=instance.version_id if instance else None, element_id=task.element_id,
                  task_id=task.id, data=data)

@@ -61,6 +61,8 @@ class _Held:
     ready: dict[str, str]            # spiff task id -> element id of READY task rows
     timers: dict[str, tuple[str, datetime]]  # spiff task id -> (element id, due)
     messages: dict[str, str]         # spiff task id -> message name
+    audit_head: tuple[int, str] | None = None  # (seq, hash) of the instance's audit stream
+
 
 
 @dataclass
@@ -82,8 +84,11 @@ def _after_commit_cache(session: Session, instance_id: int, revision: int, held:
 
 @event.listens_for(Session, "after_commit")
 def _promote_cache(session: Session) -> None:
-    for key, value in session.info.pop("polku_cache", {}).items():
-        _cache[key] = value
+    heads = session.info.get("audit_heads", {})
+    for key, (revision, held) in session.info.pop("polku_cache", {}).items():
+        head = heads.get(audit.instance_stream(key))
+        held.audit_head = (head.seq, head.head) if head is not None else None
+        _cache[key] = (revision, held)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -114,11 +119,12 @@ def get_instance(session: Session, instance_id: int) -> Instance:
 
 def _load(session: Session, instance_id: int) -> _Loaded:
     instance = get_instance(session, instance_id)
-    version = session.get(ProcessVersion, instance.version_id)
-    assert version is not None
+    version = deploy.version_by_id(session, instance.version_id)
     bundle = deploy.bundle_for(session, version)
     cached = _cache.pop(instance_id, None)
     if cached is not None and cached[0] == instance.revision:
+        if cached[1].audit_head is not None:
+            audit.assume_head(session, audit.instance_stream(instance_id), *cached[1].audit_head)
         return _Loaded(instance, version, bundle, cached[1])
     return _Loaded(instance, version, bundle, _read_held(session, instance, bundle))
 
