@@ -325,9 +325,14 @@ def deploy_files(session: Session, files: dict[str, bytes], *, by: str,
     session.add(deployment)
     session.flush()
     stored: dict[str, ModelFile] = {}
+    trees = {name: tree for name, _kind, tree in checked.documents}
     for name, content in {**context, **files}.items():
-        text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
         base = os.path.basename(name)
+        tree = trees[base]
+        if (tree.docinfo.encoding or "UTF-8").upper() in ("UTF-8", "UTF8", "US-ASCII"):
+            text = content.decode("utf-8-sig")
+        else:  # store as Unicode text without the foreign encoding declaration
+            text = etree.tostring(tree, encoding="unicode")
         row = ModelFile(deployment_id=deployment.id, filename=base, content=text,
                         sha256=hashlib.sha256(text.encode()).hexdigest())
         session.add(row)

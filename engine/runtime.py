@@ -455,12 +455,38 @@ def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any
     if not targets:
         raise NotFound(f"no running instance is waiting for message '{name}'")
     payload = dict(data or {})
+
+    def deliver(workflow: spiff.Workflow) -> None:
+        spiff.deliver_message(workflow, name, payload)
+        spiff.update_live_data(workflow, payload)
+
     for target in targets:
         loaded = _load(session, target)
         audit.append(session, EventKind.MESSAGE_RECEIVED, actor=by, instance_id=target,
                      version_id=loaded.instance.version_id, data={"name": name, "payload": _jsonable(payload)}, at=now)
-        _act(session, loaded, lambda wf: spiff.deliver_message(wf, name, payload), actor=by, now=now)
+        _act(session, loaded, deliver, actor=by, now=now)
+        _reassign_by_expression(session, loaded, actor=by, now=now)
     return targets
+
+
+def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+    """Re-evaluate `camunda:assignee` of open tasks after the case data changed (R2: new expert)."""
+    ready = {r.id: r for r in spiff.ready_user_tasks(loaded.held.workflow)}
+    rows = session.scalars(select(Task).where(Task.instance_id == loaded.instance.id, Task.state == TaskStatus.READY))
+    for row in rows:
+        template = _catalogue_entry(loaded.version, row.element_id).get("assignee")
+        if not template or not template.strip().startswith("${") or row.id not in ready:
+            continue
+        try:
+            new = _evaluate_template(template, ready[row.id].data)
+        except Exception:  # keep the current assignee when the expression cannot be evaluated
+            continue
+        new = str(new) if new else None
+        if new != row.assignee:
+            audit.append(session, EventKind.TASK_ASSIGNED, actor=actor, instance_id=row.instance_id,
+                         version_id=loaded.instance.version_id, element_id=row.element_id, task_id=row.id,
+                         data={"previous": row.assignee, "assignee": new, "reason": "case data changed"}, at=now)
+            row.assignee = new
 
 
 def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload: Any, *, actor: str,

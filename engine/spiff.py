@@ -495,7 +495,21 @@ def waiting_messages(workflow: BpmnWorkflow) -> list[WaitingMessage]:
         definition = task.task_spec.event_definition
         if isinstance(definition, MessageEventDefinition) and task.has_state(TaskState.WAITING):
             found.append(WaitingMessage(str(task.id), task.task_spec.bpmn_id, definition.name))
+    if not workflow.is_completed():
+        # message-started event subprocesses wait from the start without a task of their own
+        for name in getattr(workflow.spec.start, "trigger_specs", None) or []:
+            spec = workflow.subprocess_specs.get(name)
+            for task_spec in spec.task_specs.values() if spec is not None else []:
+                definition = getattr(task_spec, "event_definition", None)
+                if isinstance(definition, MessageEventDefinition) and task_spec in spec.start.outputs:
+                    found.append(WaitingMessage("", task_spec.bpmn_id, definition.name))
     return found
+
+
+def update_live_data(workflow: BpmnWorkflow, data: dict[str, Any]) -> None:
+    """Merge data into every unfinished task, so the rest of the case sees it (e.g. a new expert)."""
+    for task in _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR):
+        task.data.update(data)
 
 
 def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> int:
