@@ -8,17 +8,21 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine import customers
+from engine import customers, kpi, runtime
 from engine.customers import MINISTRY_SEGMENTS, NEED_SEGMENTS, Segment, Situation, TurnoverBand
+from engine.db import utcnow
 from engine.errors import FormInvalid
 from engine.users import display_names, experts
 
+from . import formfields
 from .auth import current_user, login_required, restore_form
 from .db import get_session
+from .tasks import due_state, next_task, process_names
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 ROLES = ("expert", "supervisor", "admin")
 PER_PAGE = 25
+SERVICE_PROCESS = "customer_service"  # the process the customer page starts
 
 SITUATIONS = {
     Situation.STEADY: _l("Steady"),
@@ -113,10 +117,51 @@ def show(customer_id: int) -> str:
     """Show a customer's details and service processes."""
     session = get_session()
     customer = customers.get_customer(session, customer_id)
-    processes = customers.customer_processes(session, customer)
-    names = display_names(session, [customer.responsible_expert])
-    return render_template("customers/show.html", customer=customer, processes=processes, names=names,
-                           **labels())
+    processes = kpi.process_steps(session, customers.customer_processes(session, customer))
+    people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
+                                              for t in p.open_tasks + p.aftercare]
+    return render_template("customers/show.html", customer=customer, processes=processes,
+                           names=display_names(session, people), process_names=process_names(),
+                           due_state=due_state, now=utcnow(), **labels())
+
+
+def _render_start(customer: Any, fields: list[Any], values: dict[str, Any], errors: dict[str, str],
+                  status: int = 200) -> tuple[str, int]:
+    html = render_template("customers/start.html", customer=customer, fields=fields, values=values,
+                           errors=formfields.messages(errors),
+                           process_name=process_names().get(SERVICE_PROCESS, SERVICE_PROCESS))
+    return html, status
+
+
+@bp.route("/<int:customer_id>/start", methods=["GET", "POST"])
+@login_required(*ROLES)
+def start(customer_id: int) -> Any:
+    """Show the start form of a service process for this customer; start it and open its first task."""
+    session, user = get_session(), current_user()
+    customer = customers.get_customer(session, customer_id)
+    fields = runtime.start_form(session, SERVICE_PROCESS)
+    known = {"business_id": customer.business_id, "company_name": customer.name}
+    initial = formfields.initial_values(fields, known)
+    if request.method == "GET":
+        restored = restore_form()
+        values = formfields.typed_values(fields, initial, formfields.read_posted(fields, restored)) \
+            if restored is not None else initial
+        return _render_start(customer, fields, values, {})
+    data = formfields.read_posted(fields, request.form)
+    values = formfields.typed_values(fields, initial, data)
+    if data.get("business_id", "").strip() != customer.business_id:
+        return _render_start(customer, fields, values,
+                             {"business_id": _("The business ID must be this customer's.")}, 422)
+    try:
+        instance = runtime.start_instance(session, SERVICE_PROCESS, by=user.username, data=data,
+                                          business_key=customer.business_id)
+    except FormInvalid as exc:
+        return _render_start(customer, fields, values, exc.errors, 422)
+    flash(_("Service process started for %(name)s.", name=customer.name), "success")
+    first = next_task(instance.id, user)
+    if first is not None:
+        return redirect(url_for("tasks.task", task_id=first.id))
+    return redirect(url_for(".show", customer_id=customer_id))
 
 
 @bp.route("/<int:customer_id>/edit", methods=["GET", "POST"])

@@ -36,6 +36,9 @@ class Area:
 AREAS = (
     Area("tasks.inbox", _l("Tasks"), _l("Your tasks and your group's tasks, with due dates."),
          ("expert", "supervisor")),
+    Area("supervisor.overview", _l("Supervisor view"),
+         _l("Open work and aftercare per expert, overdue aftercare, customers without an expert."),
+         ("supervisor", "admin")),
     Area("customers.index", _l("Customers"), _l("Find, register and update customer companies."),
          ("expert", "supervisor", "admin")),
     Area("designer.index", _l("Process models"), _l("Edit, check and deploy BPMN and DMN models."),

@@ -15,7 +15,8 @@ def url_values(sessions):
     with sessions.begin() as s:
         customer = customers.create_customer(s, {"name": "Matriisi Oy", "business_id": "0737546-2"}, by="t")
         users.add_user(s, "target-user", "salasana-123", ["expert"])
-        return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css"}
+        return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css",
+                "task_id": "no-such-task"}
 
 
 def _protected(app):

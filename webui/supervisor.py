@@ -1,0 +1,43 @@
+"""The supervisor's page: open work and aftercare per expert, overdue aftercare to reassign, customers
+without a responsible expert and this month's share of aftercare contacts made on time.
+
+The figures come from `engine.kpi`; reassigning posts to `tasks.assign_task` and comes back here.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from engine import customers, kpi
+from engine.db import utcnow
+from engine.users import display_names, experts
+
+from .auth import login_required
+from .db import get_session
+from .tasks import row_context
+
+bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
+
+
+def _loads(session, figures: dict) -> list[kpi.ExpertLoad]:
+    """Return a load row for every active expert (idle ones too) and anyone else holding tasks."""
+    loads = {load.assignee: load for load in figures["loads"]}
+    for user in experts(session):
+        loads.setdefault(user.username, kpi.ExpertLoad(user.username))
+    return sorted(loads.values(), key=lambda load: (-load.open_tasks, load.assignee))
+
+
+@bp.route("/")
+@login_required("supervisor", "admin")
+def overview() -> str:
+    """Show open work per expert, overdue aftercare, customers without an expert and the on-time share."""
+    session, now = get_session(), utcnow()
+    figures = kpi.summary(session, now, current_app.extensions["polku"].settings.timezone)
+    loads = _loads(session, figures)
+    overdue = kpi.overdue_aftercare(session, now)
+    context = row_context(overdue)
+    context["names"].update(display_names(session, (load.assignee for load in loads)))
+    return render_template("supervisor/overview.html", loads=loads, overdue=overdue,
+                           unassigned=figures["unassigned"], on_time=figures["on_time"],
+                           without_expert=customers.customers_without_expert(session),
+                           experts=experts(session), **context)

@@ -1,0 +1,245 @@
+"""The expert's pages: the inbox (my / my group's / all tasks), my aftercare, and one task's page.
+
+The task page renders the task's form from its fields (`templates/tasks/_form.html`), completes it
+through `engine.runtime.complete_task` and goes straight on to the case's next task when it is the
+user's. A refused submission (wrong fields, taken or completed by someone else, a concurrent change)
+re-renders the form with everything typed. Claim, release and reassign post to their own URLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+from engine import customers, deploy, kpi, runtime
+from engine.db import utcnow
+from engine.errors import Conflict, FormInvalid, TaskNotAvailable
+from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
+from engine.inbox import tasks as open_tasks
+from engine.models import Task, TaskStatus, User
+from engine.users import display_names, experts
+
+from . import formfields
+from .auth import current_user, has_role, login_required, restore_form, safe_next
+from .db import get_session
+
+bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+ROLES = ("expert", "supervisor", "admin")
+SUPERVISORS = ("supervisor", "admin")
+PER_PAGE = 25
+TABS = {"mine": _l("My tasks"), "group": _l("My group's tasks"), "all": _l("All open tasks")}
+DUE_FILTERS = {"overdue": _l("Overdue"), "soon": _l("Due within 2 days"), "week": _l("Due within 7 days")}
+
+
+def due_state(task: Task, now: datetime) -> str | None:
+    """Return 'overdue', 'soon' or None for an open task's due date."""
+    if is_overdue(task, now):
+        return "overdue"
+    return "soon" if task.state == TaskStatus.READY and due_soon(task, now) else None
+
+
+def _me() -> User:
+    user = current_user()
+    assert user is not None  # login_required ran
+    return user
+
+
+def process_names() -> dict[str, str]:
+    """Return {process id: name} of the deployed processes."""
+    return {v["process_id"]: v["name"] for v in deploy.list_versions(get_session()) if v["kind"] == "process"}
+
+
+def row_context(rows: list[tuple[Task, Any]]) -> dict[str, Any]:
+    """Return what a task table shows beside the rows: customer, assignee and process names, due states."""
+    session = get_session()
+    return {"customer_names": kpi.customer_names(session, (i.business_key for _t, i in rows)),
+            "names": display_names(session, (t.assignee for t, _i in rows)),
+            "processes": process_names(), "now": utcnow(), "due_state": due_state}
+
+
+def _filter(tab: str, user: User, now: datetime) -> TaskFilter:
+    base = {"mine": TaskFilter(assignee=user.username), "group": TaskFilter(roles=frozenset(user.role_set)),
+            "all": TaskFilter()}[tab]
+    due = request.args.get("due")
+    return replace(base, business_key=request.args.get("customer", "").strip() or None,
+                   process_id=request.args.get("process") or None,
+                   due_before=now + timedelta(days=2 if due == "soon" else 7) if due in ("soon", "week") else None,
+                   overdue_at=now if due == "overdue" else None)
+
+
+def _page_number() -> int:
+    text = request.args.get("page", "1")
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+@bp.route("/")
+@login_required(*ROLES)
+def inbox() -> str:
+    """List my tasks, my group's tasks or (for supervisors) all open tasks, filtered, sorted and paged."""
+    user, now = _me(), utcnow()
+    tabs = [t for t in TABS if t != "all" or has_role(*SUPERVISORS)]
+    tab = request.args.get("tab", "mine")
+    if tab not in tabs:
+        tab = "mine"
+    sort = request.args.get("sort", "due")
+    sort = sort if sort in SORTS else "due"
+    page = list_tasks(get_session(), _filter(tab, user, now), sort=sort, page=_page_number(), per_page=PER_PAGE)
+    args = {k: request.args.get(k, "") for k in ("customer", "process", "due")}
+    return render_template("tasks/inbox.html", tab=tab, tabs=tabs, tab_labels=TABS, page=page, sort=sort,
+                           args=args, due_filters=DUE_FILTERS, experts=experts(get_session()),
+                           **row_context(page.rows))
+
+
+@bp.route("/aftercare")
+@login_required(*ROLES)
+def aftercare() -> str:
+    """List my open aftercare contacts and follow-up days, earliest due first."""
+    rows = kpi.aftercare_tasks(get_session(), _me().username)
+    return render_template("tasks/aftercare.html", rows=rows, **row_context(rows))
+
+
+def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str], status: int = 200,
+            problem: str | None = None) -> tuple[str, int]:
+    session = get_session()
+    task, instance = details["task"], details["instance"]
+    customer = customers.find_by_business_id(session, instance.business_key) if instance.business_key else None
+    user = _me()
+    html = render_template(
+        "tasks/task.html", task=task, instance=instance, fields=details["form"], values=values,
+        errors=formfields.messages(errors), problem=problem, customer=customer,
+        documentation=formfields.safe_markdown(details["documentation"]), variables=details["variables"],
+        names=display_names(session, [task.assignee, task.completed_by]), processes=process_names(),
+        due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
+        can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
+        mine=task.assignee == user.username)
+    return html, status
+
+
+def _refused(task: Task) -> str:
+    who = task.completed_by or task.assignee or ""
+    if task.state == TaskStatus.COMPLETED:
+        return _("%(who)s completed this task already. What you typed is kept below; copy anything you still "
+                 "need.", who=who)
+    if task.state != TaskStatus.READY:
+        return _("This task is no longer open (the case moved on). What you typed is kept below.")
+    if task.assignee and task.assignee != _me().username:
+        return _("This task is assigned to %(who)s. What you typed is kept below.", who=who)
+    return _("This task belongs to another group: you cannot complete it. What you typed is kept below.")
+
+
+@bp.route("/<task_id>", methods=["GET", "POST"])
+@login_required(*ROLES)
+def task(task_id: str) -> Any:
+    """Show a task with its form; complete it and go on to the case's next task of mine."""
+    session, user = get_session(), _me()
+    details = runtime.task_details(session, task_id)
+    fields = details["form"]
+    initial = formfields.initial_values(fields, details["variables"])
+    if request.method == "GET":
+        restored = restore_form()
+        values = formfields.typed_values(fields, initial, formfields.read_posted(fields, restored)) \
+            if restored is not None else initial
+        return _render(details, values, {})
+    data = formfields.read_posted(fields, request.form)
+    values = formfields.typed_values(fields, initial, data)
+    instance_id, name = details["instance"].id, details["task"].name
+    try:
+        runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
+    except FormInvalid as exc:
+        return _render(details, values, exc.errors, 422)
+    except TaskNotAvailable:
+        session.rollback()
+        details = runtime.task_details(session, task_id)
+        return _render(details, values, {}, 409, problem=_refused(details["task"]))
+    except Conflict:
+        session.rollback()
+        details = runtime.task_details(session, task_id)
+        return _render(details, values, {}, 409, problem=_(
+            "Someone else changed this case at the same moment. What you typed is kept: try again."))
+    return _go_on(instance_id, name)
+
+
+def next_task(instance_id: int, user: User) -> Task | None:
+    """Return the case's first open task that is the user's (assigned, or unassigned in their roles)."""
+    for candidate in open_tasks(get_session(), instance_id=instance_id):
+        if candidate.assignee == user.username or (candidate.assignee is None
+                                                   and candidate.candidate_role in user.role_set):
+            return candidate
+    return None
+
+
+def _go_on(instance_id: int, done_name: str | None = None) -> Response:
+    following = next_task(instance_id, _me())
+    if done_name:
+        flash(_("Task “%(name)s” completed.", name=done_name), "success")
+    if following is not None:
+        flash(_("Next task in this case: %(name)s.", name=following.name), "info")
+        return redirect(url_for(".task", task_id=following.id))
+    if done_name:
+        flash(_("This case has no further task for you right now."), "info")
+    return redirect(url_for(".inbox"))
+
+
+def _back(default: str) -> str:
+    return safe_next(request.form.get("next")) or default
+
+
+@bp.route("/<task_id>/claim", methods=["GET", "POST"])
+@login_required(*ROLES)
+def claim_task(task_id: str) -> Response:
+    """Take an unassigned task of my group."""
+    target = url_for(".task", task_id=task_id)
+    if request.method == "GET":  # back here after signing in again: show the task
+        return redirect(target)
+    user = _me()
+    try:
+        claim(get_session(), task_id, by=user.username, roles=set(user.role_set))
+    except TaskNotAvailable as exc:
+        flash(_("You could not take the task: %(reason)s", reason=formfields.message(str(exc))), "error")
+        return redirect(_back(url_for(".inbox")))
+    flash(_("The task is now yours."), "success")
+    return redirect(_back(target))
+
+
+@bp.route("/<task_id>/release", methods=["GET", "POST"])
+@login_required(*ROLES)
+def release_task(task_id: str) -> Response:
+    """Give a task I hold back to its group."""
+    if request.method == "GET":
+        return redirect(url_for(".task", task_id=task_id))
+    try:
+        release(get_session(), task_id, by=_me().username)
+    except TaskNotAvailable:
+        flash(_("Only the person holding the task can release it."), "error")
+        return redirect(_back(url_for(".task", task_id=task_id)))
+    flash(_("The task was returned to the group."), "success")
+    return redirect(_back(url_for(".inbox")))
+
+
+@bp.route("/<task_id>/assign", methods=["GET", "POST"])
+@login_required(*SUPERVISORS)
+def assign_task(task_id: str) -> Response:
+    """Reassign an open task to a named expert, or back to the group (supervisors)."""
+    if request.method == "GET":
+        return redirect(url_for(".task", task_id=task_id))
+    session = get_session()
+    assignee = request.form.get("assignee", "").strip()
+    choices = {u.username: u.display_name for u in experts(session)}
+    if assignee and assignee not in choices:
+        abort(400)
+    try:
+        assign(session, task_id, assignee or None, by=_me().username)
+    except TaskNotAvailable:
+        flash(_("The task is no longer open, so it cannot be reassigned."), "error")
+        return redirect(_back(url_for(".inbox")))
+    if assignee:
+        flash(_("Task reassigned to %(name)s.", name=choices[assignee]), "success")
+    else:
+        flash(_("The task was returned to the group."), "success")
+    return redirect(_back(url_for(".task", task_id=task_id)))
