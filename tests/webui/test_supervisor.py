@@ -1,0 +1,137 @@
+"""Supervisor view on the shipped process: work and aftercare per expert, on-time share this month,
+customers without an expert, reassigning overdue aftercare; experts are kept out."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine import audit, customers, deploy, kpi, runtime, users
+from engine.db import utcnow
+from engine.inbox import tasks as open_tasks
+
+BPMN = Path(__file__).parents[2] / "bpmn"
+BUSINESS_ID = "0737546-2"
+
+
+def _values(fields, expert):
+    values = {}
+    for f in fields:
+        if f.type == "date":
+            values[f.id] = date.today().isoformat()
+        elif f.type == "enum":
+            values[f.id] = ["other_partner_service"] if f.id == "identified_needs" else (
+                ([f.options[0][0]] if f.required else []) if f.multiple else f.default or f.options[0][0])
+        elif f.type == "long":
+            values[f.id] = 3
+        elif f.type == "boolean":
+            values[f.id] = f.id != "follow_up_day_wanted"
+        else:
+            values[f.id] = expert if f.id == "responsible_expert" else "x"
+    return values
+
+
+def drive_to_aftercare(sessions, expert, started, *, complete_aftercare=False) -> str:
+    """Run a case for `expert` (clock at `started`) to its aftercare contact; return that task's id."""
+    with sessions.begin() as s:
+        start = {"business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_channel": "phone_service",
+                 "contact_reason": "x"}
+        instance_id = runtime.start_instance(s, "customer_service", by=expert, data=start,
+                                             business_key=BUSINESS_ID, now=started).id
+        for _ in range(6):
+            row = open_tasks(s, instance_id=instance_id)[0]
+            at = utcnow() if row.element_id == "aftercare_contact" else started
+            if row.element_id == "aftercare_contact" and not complete_aftercare:
+                return row.id
+            runtime.complete_task(s, row.id, _values(runtime.task_details(s, row.id)["form"], expert),
+                                  by=expert, now=at)
+            if row.element_id == "aftercare_contact":
+                return row.id
+    raise AssertionError("the case did not reach its aftercare contact")
+
+
+@pytest.fixture
+def office(sessions):
+    """Deploy the models; two experts with cases in several aftercare states; one unassigned task."""
+    now = utcnow()
+    with sessions.begin() as s:
+        files = {p.name: p.read_bytes() for p in BPMN.iterdir() if p.suffix in (".bpmn", ".dmn")}
+        deploy.deploy_files(s, files, by="test")
+        users.add_user(s, "aino", "salasana-123", ["expert"], display_name="Aino Asiantuntija")
+        users.add_user(s, "eero", "salasana-123", ["expert"], display_name="Eero Expert")
+        users.add_user(s, "ville", "salasana-123", ["expert"], display_name="Ville Vapaa")
+        customers.create_customer(s, {"name": "Pirkan Puu Oy", "business_id": BUSINESS_ID,
+                                      "responsible_expert": "aino"}, by="test")
+        customers.create_customer(s, {"name": "Vailla Oy", "business_id": "2617416-4"}, by="test")
+    late = drive_to_aftercare(sessions, "aino", now - timedelta(days=60))
+    drive_to_aftercare(sessions, "eero", now - timedelta(minutes=5))
+    drive_to_aftercare(sessions, "eero", now - timedelta(days=60), complete_aftercare=True)
+    drive_to_aftercare(sessions, "eero", now - timedelta(minutes=5), complete_aftercare=True)
+    with sessions.begin() as s:
+        runtime.start_instance(s, "customer_service", by="test", business_key=BUSINESS_ID,
+                               data={"business_id": BUSINESS_ID, "company_name": "P", "contact_channel": "web_service",
+                                     "contact_reason": "x"})
+    return {"late": late}
+
+
+@pytest.fixture
+def supervisor(client, login_as, office):
+    return login_as("supervisor")
+
+
+def _row(page, username):
+    row = re.search(rf'<tr id="load-{username}">(.*?)</tr>', page, re.DOTALL)[1]
+    return [int(n) for n in re.findall(r"<td>(?:<strong[^>]*>)?(\d+)", row)]
+
+
+def test_supervisor_page_counts_work_and_aftercare_per_expert(client, supervisor, sessions):
+    page = client.get("/supervisor/").get_data(as_text=True)
+    assert "Aino Asiantuntija" in page and "Ville Vapaa" in page
+    assert _row(page, "aino") == [1, 1, 0, 1]     # open, overdue, aftercare due, aftercare overdue
+    assert _row(page, "eero") == [1, 0, 1, 0]
+    assert _row(page, "ville") == [0, 0, 0, 0]    # an idle expert is listed too
+    with sessions.begin() as s:
+        assert {load.assignee for load in kpi.expert_loads(s)} == {"aino", "eero"}
+
+
+def test_supervisor_page_shows_on_time_share_and_unassigned_work(client, supervisor):
+    page = client.get("/supervisor/").get_data(as_text=True)
+    on_time = re.search(r'id="on-time">(.*?)</li>', page, re.DOTALL)[1]
+    assert "50 %" in on_time and "1 / 2" in on_time
+    assert re.search(r'id="unassigned">.*?<strong>1</strong>', page, re.DOTALL)
+    assert re.search(r'id="overdue-aftercare">.*?<strong>1</strong>', page, re.DOTALL)
+
+
+def test_supervisor_page_lists_customers_without_expert(client, supervisor):
+    page = client.get("/supervisor/").get_data(as_text=True)
+    section = page.split('id="no-expert-heading"')[1]
+    assert "Vailla Oy" in section and "Pirkan Puu Oy" not in section
+
+
+def test_on_time_share_counts_only_this_month(sessions, office):
+    with sessions.begin() as s:
+        assert kpi.aftercare_on_time(s, utcnow() - timedelta(days=400), utcnow() - timedelta(days=1)).done == 0
+        result = kpi.summary(s)["on_time"]
+        assert (result.done, result.on_time, result.share) == (2, 1, 0.5)
+
+
+def test_supervisor_reassigns_overdue_aftercare_and_comes_back(client, supervisor, office, sessions):
+    late = office["late"]
+    response = client.post(f"/tasks/{late}/assign", data={"assignee": "ville", "next": "/supervisor/"})
+    assert response.headers["Location"] == "/supervisor/"
+    page = client.get("/supervisor/").get_data(as_text=True)
+    assert "Tehtävä siirretty henkilölle Ville Vapaa." in page
+    assert _row(page, "ville") == [1, 1, 0, 1] and _row(page, "aino") == [0, 0, 0, 0]
+    with sessions.begin() as s:
+        instance_id = runtime.task_details(s, late)["instance"].id
+        moved = [json.loads(e.data) for e in audit.history(s, instance_id) if e.kind == "task_assigned"]
+    assert moved == [{"previous": "aino", "assignee": "ville"}]
+
+
+def test_experts_cannot_open_the_supervisor_view(client, login_as, office):
+    login_as("expert")
+    assert client.get("/supervisor/").status_code == 403
