@@ -6,7 +6,10 @@ batch of due rows with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQ
 writer at a time), then fires each claimed instance in its own transaction. Exactly-once holds
 because firing happens under the instance's optimistic lock: a second worker that somehow fires
 the same instance loses with `Conflict` and rolls back; a worker killed mid-step loses nothing,
-its lease expires and another worker takes the timer.
+its lease expires and another worker takes the timer. A worker hands back what is left of its batch
+before its lease runs out, and a firing that lost a race (`Conflict`, a PostgreSQL deadlock or
+serialization failure) is released for the next sweep at once. In real time each instance fires at
+its own instant, so the audit's `at` and `lag_seconds` say when it really happened.
 
 Run it as `polku worker` (one process per core or machine), embedded in `polku serve`, or as a
 single sweep: `fire_due_timers(sessions, now=...)` / `polku fire-timers --now ISO`.
@@ -20,9 +23,10 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -41,7 +45,7 @@ def worker_name() -> str:
 
 
 def _real_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def claim_due(session: Session, *, now: datetime, worker_id: str, limit: int = 100,
@@ -91,21 +95,34 @@ def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, work
         # stop well before the lease runs out: past it, another worker may take the same timers
         deadline = time.monotonic() + lease.total_seconds() * 0.8
         for position, instance_id in enumerate(instance_ids):
-            if time.monotonic() > deadline:
+            if position and time.monotonic() > deadline:  # the first always fires: progress at any lease
                 _release(sessions, instance_ids[position:], worker_id)
                 break
             # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
             fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
 
 
+# PostgreSQL's "serialization failure" and "deadlock detected": the other transaction went on
+LOST_RACE_SQLSTATES = ("40001", "40P01")
+
+
+def _lost_race(err: Exception) -> bool:
+    """Tell whether firing failed only because someone else wrote the same instance at that moment."""
+    if isinstance(err, (Conflict, StaleDataError)):  # StaleDataError: the optimistic lock, via an autoflush
+        return True
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in LOST_RACE_SQLSTATES
+
+
 def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime, worker_id: str) -> int:
     try:
         with sessions.begin() as session:
             return len(runtime.fire_instance_timers(session, instance_id, now=now))
-    except (Conflict, StaleDataError):  # StaleDataError: the optimistic lock, seen by an autoflush
-        log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep", instance_id)
-        _release(sessions, [instance_id], worker_id)
-    except Exception:  # one broken instance must not stop the whole sweep
+    except Exception as err:  # one broken instance must not stop the whole sweep
+        if _lost_race(err):
+            log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep",
+                     instance_id)
+            _release(sessions, [instance_id], worker_id)
+            return 0
         log.exception("firing the timers of instance %s failed", instance_id)
         _release(sessions, [instance_id], worker_id, hold=timedelta(minutes=5))
     return 0
@@ -150,7 +167,7 @@ class Worker:
         try:
             with self.sessions.begin() as session:
                 upcoming = next_due(session)
-        except Exception:  # keep polling at the normal pace
+        except SQLAlchemyError:  # the database is away a moment: keep polling at the normal pace
             return self.poll_seconds
         if upcoming is None:
             return self.poll_seconds

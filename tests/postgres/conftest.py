@@ -32,8 +32,8 @@ def _server_url() -> str:
     url = os.environ.get("POLKU_TEST_PG_URL")
     if url:
         return url
-    done = subprocess.run([str(ROOT / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run([str(ROOT / "scripts" / "postgres.sh"), "start"], check=False, capture_output=True,
+                          text=True, timeout=600)
     if done.returncode != 0:
         pytest.fail(f"scripts/postgres.sh start failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 
 from engine import audit, inbox, runtime, timers
 from engine.errors import Conflict, TaskNotAvailable
-from engine.models import AuditEvent, Instance, InstanceStatus, Task, Timer
+from engine.models import AuditEvent, Incident, Instance, InstanceStatus, Task, Timer
 
 from .conftest import deploy_models
 
 pytestmark = pytest.mark.postgres
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,40 +88,145 @@ def test_boundary_timer_fires_once_into_an_escalation_task(sessions):
         assert s.scalar(select(func.count()).select_from(Timer).where(Timer.instance_id == iid)) == 0
 
 
-def test_two_sessions_completing_the_same_task_exactly_one_succeeds(sessions):
-    with sessions.begin() as s:
-        iid = runtime.start_instance(s, "order", by="anna", data={"customer": "Acme", "amount": 5000}).id
-        [task] = inbox.tasks(s, instance_id=iid)
-    runtime.forget_cache()
-    loaded = threading.Barrier(2, timeout=20)
-    outcomes: list[str] = []
+def _race(sessions, preload, *actions, warm: bool) -> list[object]:
+    """Run each action in its own thread and session, all loaded before any commits; return outcomes."""
+    if not warm:
+        runtime.forget_cache()
+    loaded = threading.Barrier(len(actions), timeout=20)
+    outcomes: list[object] = []
 
-    def complete(user: str) -> None:
+    def run(action) -> None:
         try:
             with sessions.begin() as s:
-                s.get(Instance, iid)
-                s.get(Task, task.id)  # both hold the task as READY before either commits
+                held = preload(s)  # each session holds the rows as they were before anyone wrote
                 loaded.wait()
-                runtime.complete_task(s, task.id, {"channel": "phone"}, by=user)
+                action(s)
+                del held
             outcomes.append("ok")
-        except (Conflict, TaskNotAvailable) as err:
-            outcomes.append(type(err).__name__)
-        except Exception as err:  # anything else fails the test below, with its name
-            outcomes.append(repr(err))
+        except Exception as err:  # noqa: BLE001 - judged by the test
+            outcomes.append(err)
 
-    threads = [threading.Thread(target=complete, args=(u,)) for u in ("anna", "bob")]
+    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception) and not isinstance(outcome, (Conflict, TaskNotAvailable)):
+            raise outcome
+    return outcomes
+
+
+# With the instance cached, one writer flushes its audit event before it touches the stream head,
+# the other locks the head first (engine/audit.py assume_head vs append): they can deadlock.
+DEADLOCK = pytest.mark.xfail(raises=OperationalError, strict=False,
+                             reason="lock order differs between a cached and an uncached writer: deadlock")
+
+
+@pytest.mark.parametrize("cache", ["cold", pytest.param("warm", marks=DEADLOCK)])
+def test_two_sessions_completing_the_same_task_exactly_one_succeeds(sessions, cache):
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "order", by="anna", data={"customer": "Acme", "amount": 5000}).id
+        [task] = inbox.tasks(s, instance_id=iid)
+
+    def preload(s):
+        return [s.get(Instance, iid), s.get(Task, task.id)]  # the identity map only holds them weakly
+
+    outcomes = _race(sessions, preload,
+                     *[lambda s, u=u: runtime.complete_task(s, task.id, {"channel": "phone"}, by=u)
+                       for u in ("anna", "bob")], warm=cache == "warm")
     assert outcomes.count("ok") == 1 and len(outcomes) == 2, outcomes
-    assert set(outcomes) - {"ok"} <= {"Conflict", "TaskNotAvailable"}, outcomes
     assert [e for _, e in _open_tasks(sessions, iid)] == ["approve"]
     with sessions.begin() as s:
         completed = s.scalars(select(AuditEvent).where(AuditEvent.instance_id == iid,
                                                        AuditEvent.kind == "task_completed")).all()
         assert len(completed) == 1
         assert audit.verify(s, iid).ok
+
+
+# Two writers on one instance, made deterministic: the second session loads, the first commits,
+# then the second acts on what it loaded. It must be refused, and leave no trace.
+
+def _case(sessions, process: str) -> dict:
+    with sessions.begin() as s:
+        if process == "reminder":
+            iid = runtime.start_instance(s, "reminder", by="anna", data={"due": "P1D"}, now=T0).id
+        else:
+            iid = runtime.start_instance(s, "order", by="anna", data={"customer": "Acme", "amount": 5}).id
+        [task] = inbox.tasks(s, instance_id=iid)
+        case = {"iid": iid, "task": task.id}
+        if process == "order-incident":
+            runtime.complete_task(s, task.id, {"channel": "phone"}, by="anna")
+    if process == "order-incident":
+        with sessions.begin() as s:
+            [incident] = runtime.open_incidents(s, iid)
+            case["incident"] = incident.id
+    return case
+
+
+LATE = T0 + timedelta(days=15)
+ACTIONS = {
+    "complete": (lambda s, c: runtime.complete_task(s, c["task"], {"reached": True}, by="anna", now=LATE),
+                 "task_completed"),
+    "complete-order": (lambda s, c: runtime.complete_task(s, c["task"], {"channel": "phone"}, by="anna"),
+                       "task_completed"),
+    "cancel": (lambda s, c: runtime.cancel_instance(s, c["iid"], by="sam", now=LATE), "instance_cancelled"),
+    "fire": (lambda s, c: runtime.fire_instance_timers(s, c["iid"], now=LATE), "timer_fired"),
+    "retry": (lambda s, c: runtime.retry_incident(s, c["incident"], by="admin", data={"divisor": 1}),
+              "incident_resolved"),
+}
+
+
+# engine/audit.py `append` locks the stream head with `session.get(..., with_for_update=True)`, which
+# autoflushes the caller's stale instance first: the optimistic lock then fails as a bare
+# StaleDataError instead of Conflict (retry_incident, cancel_instance). Fix: no_autoflush around it.
+STALE_BUG = pytest.mark.xfail(raises=StaleDataError, strict=True,
+                              reason="audit.append autoflushes a stale instance: StaleDataError, not Conflict")
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+@pytest.mark.parametrize(("process", "first", "second"), [
+    ("order", "complete-order", "complete-order"),
+    pytest.param("order-incident", "retry", "retry", marks=STALE_BUG),
+    pytest.param("reminder", "complete", "cancel", marks=STALE_BUG),
+    ("reminder", "cancel", "complete"),
+    ("reminder", "fire", "complete"),
+    ("reminder", "complete", "fire"),
+    pytest.param("reminder", "fire", "cancel", marks=STALE_BUG),
+    ("reminder", "fire", "fire"),
+])
+def test_stale_second_writer_is_refused_and_leaves_no_trace(sessions, process, first, second, cache):
+    case = _case(sessions, process)
+    if cache == "cold":
+        runtime.forget_cache()
+    stale = sessions()
+    try:
+        stale.begin()
+        held = [stale.get(Instance, case["iid"]), stale.get(Task, case["task"])]  # held: the map is weak
+        if "incident" in case:
+            held.append(stale.get(Incident, case["incident"]))
+        with sessions.begin() as s:
+            ACTIONS[first][0](s, case)
+        if second == "fire":  # refused, or the timer is no longer waiting: nothing fires either way
+            try:
+                assert ACTIONS[second][0](stale, case) == []
+                stale.commit()
+            except Conflict:
+                pass
+        else:
+            with pytest.raises((Conflict, TaskNotAvailable)):
+                ACTIONS[second][0](stale, case)
+                stale.commit()
+        assert all(row in stale for row in held)
+    finally:
+        stale.rollback()
+        stale.close()
+    with sessions.begin() as s:
+        kinds = [e.kind for e in audit.history(s, case["iid"])]
+        assert kinds.count(ACTIONS[first][1]) == 1, kinds
+        if first != second:
+            assert ACTIONS[second][1] not in kinds, kinds
+        assert audit.verify(s, case["iid"]).ok
 
 
 def test_audit_chains_of_the_whole_database_verify(sessions):
@@ -140,7 +247,7 @@ def test_aware_datetimes_come_back_in_utc(sessions):
         [timer] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
         values = [instance.started_at, task.created_at, task.due_at, timer.due_at]
     for value in values:
-        assert value.utcoffset() == timedelta(0) and value.tzinfo == timezone.utc, value
+        assert value.utcoffset() == timedelta(0) and value.tzinfo == UTC, value
     assert instance.started_at == started and instance.started_at.hour == 8
     assert task.due_at == started + timedelta(days=1)
     assert timer.due_at == started + timedelta(days=14)

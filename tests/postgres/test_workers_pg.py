@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def sessions(fresh_pg_url):
     runtime.forget_cache()
     factory = make_sessions(engine)
     deploy_models(factory, "reminder.bpmn")
-    started = datetime.now(timezone.utc) - timedelta(days=15)
+    started = datetime.now(UTC) - timedelta(days=15)
     for _ in range(INSTANCES // 100):
         with factory.begin() as s:  # one transaction per hundred starts
             for _ in range(100):

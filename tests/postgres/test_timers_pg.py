@@ -1,0 +1,127 @@
+"""Timer sweeps on PostgreSQL: a lost race is retried at once, short leases, incident-blocked timers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from engine import runtime, timers
+from engine.db import make_engine, make_sessions
+from engine.models import AuditEvent, AuditStream, Instance, Timer
+
+from .conftest import deploy_models
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+LATE = T0 + timedelta(days=15)
+
+
+@pytest.fixture
+def sessions(fresh_pg_url):
+    """Return sessions on a database of its own (a new URL: nothing of it is cached in this process)."""
+    engine = make_engine(fresh_pg_url)
+    runtime.forget_cache()
+    factory = make_sessions(engine)
+    deploy_models(factory, "reminder.bpmn")
+    yield factory
+    engine.dispose()
+
+
+def _start(sessions, count=1, now=T0) -> list[int]:
+    with sessions.begin() as s:
+        return [runtime.start_instance(s, "reminder", by="anna", data={"due": "P1D"}, now=now).id
+                for _ in range(count)]
+
+
+def _fired(sessions) -> list[tuple[int, datetime, str]]:
+    with sessions.begin() as s:
+        return [tuple(r) for r in s.execute(select(AuditEvent.instance_id, AuditEvent.at, AuditEvent.data)
+                                            .where(AuditEvent.kind == "timer_fired").order_by(AuditEvent.id))]
+
+
+def _wait_until_blocked(sessions) -> None:
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                 "AND datname = current_database()")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with sessions.begin() as s:
+            if s.scalar(query):
+                return
+        time.sleep(0.02)  # the worker is another thread: poll the server for its lock wait
+    raise AssertionError("the worker never waited for the instance lock")
+
+
+DETACHED_VERSION = pytest.mark.xfail(
+    strict=True, reason="engine/deploy.py version_by_id caches a ProcessVersion that the rolled-back transaction "
+                        "expires: every later firing of that version raises DetachedInstanceError")
+
+
+# The rival takes one lock, waits until the worker queues behind it, then asks for the other. In the
+# order opposite to the engine's own, PostgreSQL breaks the deadlock by failing the worker (it waited
+# first); in the other order the two simply take turns. Either way the timer fires once, no error.
+@pytest.mark.parametrize("first_lock", [pytest.param("instance", marks=DETACHED_VERSION), "audit_stream"])
+def test_worker_that_loses_a_deadlock_fires_the_timer_on_its_next_claim(sessions, caplog, first_lock):
+    caplog.set_level(logging.INFO, logger="engine.timers")
+    [iid] = _start(sessions)  # the start leaves the instance cached in this process, as in a worker
+    locks = {"instance": select(Instance.id).where(Instance.id == iid).with_for_update(),
+             "audit_stream": select(AuditStream.key).where(AuditStream.key == f"instance:{iid}").with_for_update()}
+    second_lock = next(name for name in locks if name != first_lock)
+    rival = sessions()
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(timers.fire_due_timers(sessions, now=LATE)))
+    try:
+        rival.begin()
+        rival.execute(locks[first_lock]).all()
+        worker.start()
+        _wait_until_blocked(sessions)
+        rival.execute(locks[second_lock]).all()
+    finally:
+        rival.rollback()
+        rival.close()
+        worker.join(timeout=30)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert result == [1]
+    assert [f[0] for f in _fired(sessions)] == [iid]
+
+
+def test_lease_shorter_than_one_firing_still_fires_everything_once(sessions):
+    ids = _start(sessions, 5)
+    result: list[int] = []
+    sweep = threading.Thread(target=lambda: result.append(
+        timers.fire_due_timers(sessions, now=LATE, lease=timedelta(microseconds=1))), daemon=True)
+    sweep.start()
+    sweep.join(timeout=60)
+    assert result == [5], "the sweep handed back its whole batch again and again"
+    assert sorted(f[0] for f in _fired(sessions)) == ids
+    with sessions.begin() as s:
+        assert s.scalar(select(func.count()).select_from(Timer)) == 0
+
+
+def test_real_time_sweep_records_each_firing_at_its_own_instant(sessions):
+    real_start = datetime.now(UTC) - timedelta(days=15)
+    ids = _start(sessions, 5, now=real_start)
+    before = datetime.now(UTC)
+    assert timers.fire_due_timers(sessions) == 5
+    after = datetime.now(UTC)
+    fired = _fired(sessions)
+    assert sorted(f[0] for f in fired) == ids
+    instants = [at for _, at, _ in fired]
+    assert all(before <= at <= after for at in instants)
+    assert len(set(instants)) == len(instants), "all fired at the sweep's instant, not their own"
+
+
+def test_timers_of_instances_waiting_for_an_incident_do_not_wake_the_worker(sessions):
+    [blocked, later] = _start(sessions, 2)
+    with sessions.begin() as s:
+        s.execute(update(Instance).where(Instance.id == later).values(started_at=T0))
+        s.execute(update(Timer).where(Timer.instance_id == later).values(due_at=LATE + timedelta(days=1)))
+        s.execute(update(Instance).where(Instance.id == blocked).values(open_incidents=1))
+    assert timers.fire_due_timers(sessions, now=LATE) == 0
+    with sessions.begin() as s:
+        assert timers.next_due(s) == LATE + timedelta(days=1)
