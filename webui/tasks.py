@@ -22,7 +22,7 @@ from engine.db import utcnow
 from engine.errors import Conflict, FormInvalid, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
 from engine.inbox import tasks as open_tasks
-from engine.models import Task, TaskStatus, User
+from engine.models import ProcessVersion, Task, TaskStatus, User
 from engine.users import display_names, experts
 
 from . import formfields
@@ -121,6 +121,16 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
     return html, status
 
 
+def keep_versions(session: Any) -> None:
+    """Detach the loaded process versions before this request's work is rolled back.
+
+    `engine.deploy.version_by_id` keeps version rows across requests; a rollback would expire the
+    kept copy and every later action on that version would fail (DetachedInstanceError).
+    """
+    for row in [o for o in session.identity_map.values() if isinstance(o, ProcessVersion)]:
+        session.expunge(row)
+
+
 def _refused(task: Task) -> str:
     who = task.completed_by or task.assignee or ""
     if task.state == TaskStatus.COMPLETED:
@@ -152,12 +162,15 @@ def task(task_id: str) -> Any:
     try:
         runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
     except FormInvalid as exc:
+        keep_versions(session)  # the 422 rolls back
         return _render(details, values, exc.errors, 422)
     except TaskNotAvailable:
+        keep_versions(session)
         session.rollback()
         details = runtime.task_details(session, task_id)
         return _render(details, values, {}, 409, problem=_refused(details["task"]))
     except Conflict:
+        keep_versions(session)
         session.rollback()
         details = runtime.task_details(session, task_id)
         return _render(details, values, {}, 409, problem=_(

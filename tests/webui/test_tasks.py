@@ -300,3 +300,13 @@ def test_filters_and_sorting(client, expert, sessions):
 def test_documentation_markdown_is_rendered_safely():
     html = str(safe_markdown("**Soita** asiakkaalle <script>alert(1)</script> [x](javascript:alert(1))"))
     assert "<strong>Soita</strong>" in html and "<script>" not in html and "javascript:" not in html
+
+
+def test_a_corrected_form_completes_after_a_refused_one(client, expert, sessions):
+    runtime.forget_cache()
+    instance_id = start_case(sessions)
+    task = open_task(sessions, instance_id)
+    assert client.post(f"/tasks/{task.id}", data=assessment(headcount="-5")).status_code == 422
+    response = client.post(f"/tasks/{task.id}", data=assessment())
+    assert response.status_code == 302
+    assert open_task(sessions, instance_id).element_id == "plan_referral"

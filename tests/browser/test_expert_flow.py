@@ -1,0 +1,181 @@
+"""Real Chromium against a live server: an expert starts a service process for a customer, meets a
+wrong field (message shown, value kept), completes the assessment and lands on the next task; a
+supervisor reassigns an overdue aftercare contact. Saves screenshots of the main pages to
+docs/screenshots/.
+
+Needs Debian's chromium (`scripts/browser.sh`); never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine import customers, deploy, runtime, users
+from engine.config import Settings
+from engine.db import make_engine, make_sessions, upgrade, utcnow
+from engine.inbox import tasks as open_tasks
+from webui import create_app
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+BUSINESS_ID = "0737546-2"
+PASSWORD = "salasana-123"
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (run scripts/browser.sh)", allow_module_level=True)
+
+
+@pytest.fixture
+def office(tmp_path):
+    """Return (session factory, customer id) of a database with the shipped models, users and a customer."""
+    engine = make_engine(f"sqlite:///{tmp_path}/live.db")
+    upgrade(engine)
+    sessions = make_sessions(engine)
+    with sessions.begin() as s:
+        files = {p.name: p.read_bytes() for p in (ROOT / "bpmn").iterdir() if p.suffix in (".bpmn", ".dmn")}
+        deploy.deploy_files(s, files, by="test")
+        users.add_user(s, "aino", PASSWORD, ["expert"], display_name="Aino Asiantuntija")
+        users.add_user(s, "eero", PASSWORD, ["expert"], display_name="Eero Expert")
+        users.add_user(s, "sanna", PASSWORD, ["supervisor"], display_name="Sanna Esimies")
+        customer = customers.create_customer(s, {"name": "Pirkan Puu Oy", "business_id": BUSINESS_ID,
+                                                 "responsible_expert": "aino", "contact_person": "Matti Meikäläinen",
+                                                 "phone": "040 123 4567"}, by="test")
+        customers.create_customer(s, {"name": "Vailla Oy", "business_id": "2617416-4"}, by="test")
+    yield sessions, customer.id
+    engine.dispose()
+
+
+@pytest.fixture
+def base_url(tmp_path, office) -> Iterator[str]:
+    """Serve the app on a free local port in a thread; return its address."""
+    from werkzeug.serving import make_server
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/live.db", secret_key="browser-test",
+                              embedded_worker=False))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    app.extensions["polku"].engine.dispose()
+
+
+@pytest.fixture
+def browser():
+    """Return Debian's chromium driven by Playwright."""
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser, base_url, username, shot=None):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
+    page.goto(f"{base_url}/login")
+    if shot:
+        page.screenshot(path=str(SHOTS / shot), full_page=True)
+    page.fill("#f-username", username)
+    page.fill("#f-password", PASSWORD)
+    page.click("button.button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    return page
+
+
+def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, office):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sessions, customer_id = office
+    page = sign_in(browser, base_url, "aino", shot="login.png")
+    page.goto(f"{base_url}/customers/{customer_id}")
+    page.click("text=Aloita uusi palveluprosessi")
+    assert page.input_value("#f-business_id") == BUSINESS_ID
+    page.select_option("#f-contact_channel", "phone_service")
+    page.fill("#f-contact_reason", "Yritys hakee kasvua ja tarvitsee uusia työntekijöitä.")
+    page.click("text=Aloita prosessi")
+    page.wait_for_selector("h1:has-text('Assess service needs with the customer')")
+
+    page.fill("#f-assessment_date", date.today().isoformat())
+    page.select_option("#f-company_situation", "growth")
+    page.fill("#f-headcount", "-5")
+    page.select_option("#f-segment", "local")
+    page.check("#f-identified_needs-other_partner_service")
+    page.fill("#f-assessment_notes", "Kävimme läpi kasvusuunnitelman.")
+    page.check("#f-process_agreed_with_customer")
+    page.fill("#f-responsible_expert", "aino")
+    page.click("text=Merkitse tehtävä tehdyksi")
+    page.wait_for_selector(".error-summary")
+    assert "Arvon on oltava vähintään 0" in page.inner_text("#e-headcount")
+    assert page.input_value("#f-headcount") == "-5"
+    assert page.input_value("#f-assessment_notes") == "Kävimme läpi kasvusuunnitelman."
+    assert page.is_checked("#f-identified_needs-other_partner_service")
+    page.screenshot(path=str(SHOTS / "task-form-error.png"), full_page=True)
+
+    page.fill("#f-headcount", "42")
+    page.click("text=Merkitse tehtävä tehdyksi")
+    page.wait_for_selector("h1:has-text('Agree the referral with the customer')")
+    assert "Seuraava tehtävä tässä asiassa" in page.inner_text(".flashes")
+    with sessions.begin() as s:
+        (case,) = customers.customer_processes(s, customers.get_customer(s, customer_id))
+        assert runtime.instance_variables(s, case.id)["headcount"] == 42
+
+    page.goto(f"{base_url}/tasks/")
+    assert "Agree the referral with the customer" in page.inner_text("table.tasks")
+    page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+    page.goto(f"{base_url}/customers/{customer_id}")
+    assert "Agree the referral with the customer" in page.inner_text("section.processes")
+    page.screenshot(path=str(SHOTS / "customer.png"), full_page=True)
+
+
+def _overdue_aftercare(sessions, expert) -> str:
+    """Drive a case whose clock ran 60 days ago to its (now overdue) aftercare contact."""
+    past = utcnow() - timedelta(days=60)
+    with sessions.begin() as s:
+        start = {"business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_channel": "web_service",
+                 "contact_reason": "Koulutustarve"}
+        instance_id = runtime.start_instance(s, "customer_service", by=expert, data=start, business_key=BUSINESS_ID,
+                                             now=past).id
+        for _ in range(6):
+            row = open_tasks(s, instance_id=instance_id)[0]
+            if row.element_id == "aftercare_contact":
+                return row.id
+            values = {}
+            for f in runtime.task_details(s, row.id)["form"]:
+                if f.type == "date":
+                    values[f.id] = past.date().isoformat()
+                elif f.type == "enum":
+                    first = "other_partner_service" if f.id == "identified_needs" else f.options[0][0]
+                    values[f.id] = ([first] if f.required else []) if f.multiple else f.default or first
+                elif f.type == "long":
+                    values[f.id] = 12
+                elif f.type == "boolean":
+                    values[f.id] = True
+                else:
+                    values[f.id] = expert if f.id == "responsible_expert" else "Sovittu asiakkaan kanssa."
+            runtime.complete_task(s, row.id, values, by=expert, now=past)
+    raise AssertionError("the case did not reach its aftercare contact")
+
+
+def test_supervisor_reassigns_an_overdue_aftercare_contact(browser, base_url, office):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sessions, _customer_id = office
+    task_id = _overdue_aftercare(sessions, "aino")
+    page = sign_in(browser, base_url, "sanna")
+    page.goto(f"{base_url}/supervisor/")
+    assert "Myöhässä" in page.inner_text("table.tasks")
+    page.screenshot(path=str(SHOTS / "supervisor.png"), full_page=True)
+    page.select_option(f"#assignee-{task_id}", "eero")
+    page.click(f"form:has(#assignee-{task_id}) button")
+    page.wait_for_selector("text=Tehtävä siirretty henkilölle Eero Expert.")
+    row = page.inner_text("table.tasks")
+    assert "Eero Expert" in row and "Make the aftercare contact" in row
