@@ -135,3 +135,15 @@ def test_supervisor_reassigns_overdue_aftercare_and_comes_back(client, superviso
 def test_experts_cannot_open_the_supervisor_view(client, login_as, office):
     login_as("expert")
     assert client.get("/supervisor/").status_code == 403
+
+
+def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, login_as, office):
+    login_as("expert")
+    page = client.get("/customers/").get_data(as_text=True)
+    customer_url = re.search(r'href="(/customers/\d+)">Pirkan Puu Oy', page)[1]
+    page = client.get(customer_url).get_data(as_text=True)
+    section = page.split('id="processes-heading"')[1]
+    assert section.count("Customer service process #") == 5
+    assert "Make the aftercare contact: määräaika" in section and "Myöhässä" in section
+    assert section.count("Make the aftercare contact: tehty") == 2
+    assert "Assess service needs with the customer" in section  # the unassigned case's current step

@@ -310,3 +310,10 @@ def test_a_corrected_form_completes_after_a_refused_one(client, expert, sessions
     response = client.post(f"/tasks/{task.id}", data=assessment())
     assert response.status_code == 302
     assert open_task(sessions, instance_id).element_id == "plan_referral"
+
+
+def test_a_completed_task_page_says_who_did_it_and_offers_no_form(client, expert, sessions):
+    task = open_task(sessions, start_case(sessions))
+    client.post(f"/tasks/{task.id}", data=assessment())
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "Test expert teki tämän tehtävän" in page and "Merkitse tehtävä tehdyksi" not in page
