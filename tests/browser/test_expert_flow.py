@@ -1,13 +1,14 @@
 """Real Chromium against a live server: an expert starts a service process for a customer, meets a
 wrong field (message shown, value kept), completes the assessment and lands on the next task; a
-supervisor reassigns an overdue aftercare contact. Saves screenshots of the main pages to
-docs/screenshots/.
+supervisor reassigns an overdue aftercare contact. Screenshots of the main pages go to a temporary
+folder, or to docs/screenshots/ with `POLKU_SCREENSHOTS=1` (then commit them).
 
 Needs Debian's chromium (`scripts/browser.sh`); never `playwright install`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -24,7 +25,6 @@ from webui import create_app
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -73,6 +73,14 @@ def base_url(tmp_path, office) -> Iterator[str]:
 
 
 @pytest.fixture
+def shots(tmp_path) -> Path:
+    """Return the folder for screenshots: docs/screenshots/ when asked for, else a temporary one."""
+    folder = ROOT / "docs" / "screenshots" if os.environ.get("POLKU_SCREENSHOTS") else tmp_path / "shots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 def browser():
     """Return Debian's chromium driven by Playwright."""
     with sync_api.sync_playwright() as p:
@@ -85,7 +93,7 @@ def sign_in(browser, base_url, username, shot=None):
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
     page.goto(f"{base_url}/login")
     if shot:
-        page.screenshot(path=str(SHOTS / shot), full_page=True)
+        page.screenshot(path=str(shot), full_page=True)
     page.fill("#f-username", username)
     page.fill("#f-password", PASSWORD)
     page.click("button.button[type=submit]")
@@ -93,10 +101,9 @@ def sign_in(browser, base_url, username, shot=None):
     return page
 
 
-def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, office):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, office, shots):
     sessions, customer_id = office
-    page = sign_in(browser, base_url, "aino", shot="login.png")
+    page = sign_in(browser, base_url, "aino", shot=shots / "login.png")
     page.goto(f"{base_url}/customers/{customer_id}")
     page.click("text=Aloita uusi palveluprosessi")
     assert page.input_value("#f-business_id") == BUSINESS_ID
@@ -119,7 +126,7 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, of
     assert page.input_value("#f-headcount") == "-5"
     assert page.input_value("#f-assessment_notes") == "Kävimme läpi kasvusuunnitelman."
     assert page.is_checked("#f-identified_needs-other_partner_service")
-    page.screenshot(path=str(SHOTS / "task-form-error.png"), full_page=True)
+    page.screenshot(path=str(shots / "task-form-error.png"), full_page=True)
 
     page.fill("#f-headcount", "42")
     page.click("text=Merkitse tehtävä tehdyksi")
@@ -131,10 +138,10 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, of
 
     page.goto(f"{base_url}/tasks/")
     assert "Agree the referral with the customer" in page.inner_text("table.tasks")
-    page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+    page.screenshot(path=str(shots / "inbox.png"), full_page=True)
     page.goto(f"{base_url}/customers/{customer_id}")
     assert "Agree the referral with the customer" in page.inner_text("section.processes")
-    page.screenshot(path=str(SHOTS / "customer.png"), full_page=True)
+    page.screenshot(path=str(shots / "customer.png"), full_page=True)
 
 
 def _overdue_aftercare(sessions, expert) -> str:
@@ -166,14 +173,13 @@ def _overdue_aftercare(sessions, expert) -> str:
     raise AssertionError("the case did not reach its aftercare contact")
 
 
-def test_supervisor_reassigns_an_overdue_aftercare_contact(browser, base_url, office):
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_supervisor_reassigns_an_overdue_aftercare_contact(browser, base_url, office, shots):
     sessions, _customer_id = office
     task_id = _overdue_aftercare(sessions, "aino")
     page = sign_in(browser, base_url, "sanna")
     page.goto(f"{base_url}/supervisor/")
     assert "Myöhässä" in page.inner_text("table.tasks")
-    page.screenshot(path=str(SHOTS / "supervisor.png"), full_page=True)
+    page.screenshot(path=str(shots / "supervisor.png"), full_page=True)
     page.select_option(f"#assignee-{task_id}", "eero")
     page.click(f"form:has(#assignee-{task_id}) button")
     page.wait_for_selector("text=Tehtävä siirretty henkilölle Eero Expert.")
