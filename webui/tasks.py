@@ -67,6 +67,8 @@ def _filter(tab: str, user: User, now: datetime) -> TaskFilter:
     base = {"mine": TaskFilter(assignee=user.username), "group": TaskFilter(roles=frozenset(user.role_set)),
             "all": TaskFilter()}[tab]
     due = request.args.get("due")
+    if tab == "all" and request.args.get("assignee"):
+        base = TaskFilter(assignee=request.args["assignee"])
     return replace(base, business_key=request.args.get("customer", "").strip() or None,
                    process_id=request.args.get("process") or None,
                    due_before=now + timedelta(days=2 if due == "soon" else 7) if due in ("soon", "week") else None,
@@ -91,6 +93,8 @@ def inbox() -> str:
     sort = sort if sort in SORTS else "due"
     page = list_tasks(get_session(), _filter(tab, user, now), sort=sort, page=_page_number(), per_page=PER_PAGE)
     args = {k: request.args.get(k, "") for k in ("customer", "process", "due")}
+    if tab == "all" and request.args.get("assignee"):
+        args["assignee"] = request.args["assignee"]
     return render_template("tasks/inbox.html", tab=tab, tabs=tabs, tab_labels=TABS, page=page, sort=sort,
                            args=args, due_filters=DUE_FILTERS, experts=experts(get_session()),
                            **row_context(page.rows))

@@ -147,3 +147,10 @@ def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, lo
     assert "Make the aftercare contact: määräaika" in section and "Myöhässä" in section
     assert section.count("Make the aftercare contact: tehty") == 2
     assert "Assess service needs with the customer" in section  # the unassigned case's current step
+
+
+def test_expert_row_links_to_that_experts_open_tasks(client, supervisor):
+    page = client.get("/supervisor/").get_data(as_text=True)
+    assert 'href="/tasks/?tab=all&amp;assignee=aino"' in page
+    tasks = client.get("/tasks/?tab=all&assignee=aino").get_data(as_text=True)
+    assert "1 tehtävä." in tasks and "Make the aftercare contact" in tasks and "Aino Asiantuntija" in tasks
