@@ -13,6 +13,7 @@ import pytest
 
 from engine import audit, customers, deploy, runtime, users
 from engine.db import utcnow
+from engine.errors import Conflict
 from engine.inbox import claim
 from engine.inbox import tasks as open_tasks
 from engine.models import Task
@@ -317,3 +318,16 @@ def test_a_completed_task_page_says_who_did_it_and_offers_no_form(client, expert
     client.post(f"/tasks/{task.id}", data=assessment())
     page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
     assert "Test expert teki tämän tehtävän" in page and "Merkitse tehtävä tehdyksi" not in page
+
+
+def test_a_concurrent_change_asks_to_try_again_and_keeps_values(client, expert, sessions, monkeypatch):
+    task = open_task(sessions, start_case(sessions))
+
+    def lose_the_race(*args, **kwargs):
+        raise Conflict("someone else changed this case at the same time; reload and try again")
+
+    monkeypatch.setattr(runtime, "complete_task", lose_the_race)  # a real race needs two writers at once
+    response = client.post(f"/tasks/{task.id}", data=assessment(assessment_notes="Ei saa kadota"))
+    body = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "Joku muu muutti tätä asiaa samalla hetkellä" in body and "Ei saa kadota</textarea>" in body
