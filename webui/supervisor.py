@@ -6,7 +6,10 @@ The figures come from `engine.kpi`; reassigning posts to `tasks.assign_task` and
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, current_app, render_template
+from sqlalchemy.orm import Session
 
 from engine import customers, kpi
 from engine.db import utcnow
@@ -19,7 +22,7 @@ from .tasks import row_context
 bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
 
 
-def _loads(session, figures: dict) -> list[kpi.ExpertLoad]:
+def _loads(session: Session, figures: dict[str, Any]) -> list[kpi.ExpertLoad]:
     """Return a load row for every active expert (idle ones too) and anyone else holding tasks."""
     loads = {load.assignee: load for load in figures["loads"]}
     for user in experts(session):
