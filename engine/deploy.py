@@ -19,7 +19,8 @@ from typing import Any
 
 from lxml import etree
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import audit, forms, sandbox, spiff, xmlcheck
 from .errors import InvalidModel, Problem, VersionNotFound
@@ -483,9 +484,12 @@ def version_by_id(session: Session, version_id: int) -> ProcessVersion:
     key = (str(session.get_bind().url), version_id)
     found = _versions.get(key)
     if found is None:
-        found = session.get(ProcessVersion, version_id)
-        if found is None:
+        row = session.get(ProcessVersion, version_id)
+        if row is None:
             raise VersionNotFound(f"no process version {version_id}")
+        # keep a detached copy that no session owns, so no rollback can expire it
+        found = ProcessVersion(**{c.key: getattr(row, c.key) for c in sa_inspect(ProcessVersion).column_attrs})
+        make_transient_to_detached(found)
         _versions[key] = found
     return found
 
