@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import Session
 
 from .db import utcnow
 from .models import AuditEvent, AuditStream
@@ -65,50 +65,97 @@ def _digest(prev: str, stream: str, seq: int, kind: str, at: datetime, actor: st
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
-def append(session: Session, kind: EventKind | str, *, actor: str, stream: str | None = None,
-           instance_id: int | None = None, version_id: int | None = None, element_id: str | None = None,
-           task_id: str | None = None, data: dict[str, Any] | None = None,
-           at: datetime | None = None) -> AuditEvent:
-    """Append one event to its stream (the instance's, unless `stream` is given)."""
-    key = stream or (instance_stream(instance_id) if instance_id is not None else "models")
+@dataclass
+class _Head:
+    """A stream head as this transaction sees it; written back once, before commit."""
+
+    seq: int
+    head: str
+    exists: bool
+    dirty: bool = False
+
+
+def _stream_head(session: Session, key: str) -> _Head:
     heads = session.info.setdefault("audit_heads", {})
     head = heads.get(key)
     if head is None:  # lock the stream head once per transaction; later appends reuse it
-        head = session.get(AuditStream, key, with_for_update=True)
-        if head is None:
-            head = AuditStream(key=key, seq=0, head=GENESIS)
-            session.add(head)
+        query = select(AuditStream.seq, AuditStream.head).where(AuditStream.key == key)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = session.execute(query).first()
+        head = _Head(row.seq, row.head, True) if row else _Head(0, GENESIS, False)
         heads[key] = head
+    return head
+
+
+def append(session: Session, kind: EventKind | str, *, actor: str, stream: str | None = None,
+           instance_id: int | None = None, version_id: int | None = None, element_id: str | None = None,
+           task_id: str | None = None, data: dict[str, Any] | None = None,
+           at: datetime | None = None) -> None:
+    """Append one event to its stream (the instance's, unless `stream` is given).
+
+    Events are buffered and written in one statement before the transaction commits (or when
+    `write_pending` is called), so an action with several events costs one insert.
+    """
+    key = stream or (instance_stream(instance_id) if instance_id is not None else "models")
+    head = _stream_head(session, key)
     at = at or utcnow()
     text = _canonical(data or {})
     seq = head.seq + 1
     digest = _digest(head.head, key, seq, str(kind), at, actor, instance_id, version_id, element_id,
                      task_id, text)
-    event = AuditEvent(stream=key, seq=seq, kind=str(kind), at=at, actor=actor, instance_id=instance_id,
-                       version_id=version_id, element_id=element_id, task_id=task_id, data=text,
-                       prev_hash=head.head, hash=digest)
-    head.seq, head.head = seq, digest
-    session.add(event)
-    return event
+    session.info.setdefault("audit_pending", []).append(
+        {"stream": key, "seq": seq, "kind": str(kind), "at": at, "actor": actor, "instance_id": instance_id,
+         "version_id": version_id, "element_id": element_id, "task_id": task_id, "data": text,
+         "prev_hash": head.head, "hash": digest})
+    head.seq, head.head, head.dirty = seq, digest, True
+
+
+def write_pending(session: Session) -> None:
+    """Write buffered events and the stream heads they moved."""
+    pending = session.info.pop("audit_pending", None)
+    conn = session.connection()  # plain Core: these rows need none of the ORM's bookkeeping
+    if pending:
+        conn.execute(insert(AuditEvent.__table__), pending)
+    streams = AuditStream.__table__
+    for key, head in session.info.get("audit_heads", {}).items():
+        if not head.dirty:
+            continue
+        if head.exists:
+            conn.execute(update(streams).where(streams.c.key == key).values(seq=head.seq, head=head.head))
+        else:
+            conn.execute(insert(streams).values(key=key, seq=head.seq, head=head.head))
+            head.exists = True
+        head.dirty = False
 
 
 def assume_head(session: Session, key: str, seq: int, head: str) -> None:
     """Use a stream head the caller knows to be current (held under the instance's revision lock)."""
-    heads = session.info.setdefault("audit_heads", {})
-    if key not in heads:
-        known = AuditStream(key=key, seq=seq, head=head)
-        make_transient_to_detached(known)
-        heads[key] = session.merge(known, load=False)
+    session.info.setdefault("audit_heads", {}).setdefault(key, _Head(seq, head, True))
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _write_before_reads(state: Any) -> None:
+    # read-your-writes: a query in the same transaction sees the buffered events
+    if state.is_select and state.session.info.get("audit_pending"):
+        write_pending(state.session)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    write_pending(session)
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_heads(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop("audit_heads", None)
+        session.info.pop("audit_pending", None)
 
 
 def history(session: Session, instance_id: int) -> list[AuditEvent]:
     """Return an instance's events, oldest first."""
+    write_pending(session)
     query = select(AuditEvent).where(AuditEvent.stream == instance_stream(instance_id)).order_by(AuditEvent.seq)
     return list(session.scalars(query))
 
@@ -166,6 +213,7 @@ def _verify_stream(session: Session, head: AuditStream) -> tuple[int, ChainBreak
 
 def verify(session: Session, instance_id: int | None = None) -> Verification:
     """Check the hash chains (one instance's, or all); name the first broken event of each."""
+    write_pending(session)
     query = select(AuditStream).order_by(AuditStream.key)
     if instance_id is not None:
         query = query.where(AuditStream.key == instance_stream(instance_id))
@@ -182,6 +230,7 @@ def verify(session: Session, instance_id: int | None = None) -> Verification:
 
 def iter_events(session: Session, instance_ids: list[int] | None = None) -> Iterator[AuditEvent]:
     """Stream events (of some instances, or all) in stream order without loading them all."""
+    write_pending(session)
     query = select(AuditEvent).order_by(AuditEvent.stream, AuditEvent.seq)
     if instance_ids is not None:
         query = query.where(AuditEvent.instance_id.in_(instance_ids))

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, deploy, forms, sandbox, spiff
@@ -193,7 +194,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     held, instance = loaded.held, loaded.instance
     workflow = held.workflow
     spiff.compact(workflow)
-    instance.state = spiff.dump_state(workflow)
+    row_values: dict[str, Any] = {"state": spiff.dump_state(workflow)}
     vid = instance.version_id
 
     # tasks
@@ -206,11 +207,12 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
                 audit.append(session, EventKind.TASK_CANCELLED, actor=actor, instance_id=instance.id,
                              version_id=vid, element_id=row.element_id, task_id=task_id, at=now)
             del held.ready[task_id]
+    new_rows: list[dict[str, Any]] = []
     for task_id, ready in ready_now.items():
         if task_id in held.ready:
             continue
         row, warning = _new_task_row(loaded, ready, now)
-        session.add(row)
+        new_rows.append({c.key: getattr(row, c.key) for c in _TASK_COLUMNS})
         held.ready[task_id] = ready.element_id
         data = {"name": row.name, "role": row.candidate_role, "assignee": row.assignee,
                 "due_at": row.due_at.isoformat() if row.due_at else None}
@@ -225,8 +227,9 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     removed = [k for k in held.variables if k not in current]
     for name, (_old, new) in changes.items():
         if name in held.variables:
-            session.execute(update(Variable).where(Variable.instance_id == instance.id, Variable.name == name)
-                            .values(value=new, updated_at=now))
+            table = Variable.__table__
+            session.connection().execute(update(table).where(table.c.instance_id == instance.id,
+                                                             table.c.name == name).values(value=new, updated_at=now))
         else:
             session.add(Variable(instance_id=instance.id, name=name, value=new, updated_at=now))
     for name in removed:
@@ -254,10 +257,38 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
             session.add(MessageWait(instance_id=instance.id, name=m.name, element_id=m.element_id))
         held.messages = {k: m.name for k, m in waits.items()}
 
+    if new_rows:
+        session.connection().execute(insert(Task.__table__), new_rows)
     if spiff.is_completed(workflow) and instance.status == InstanceStatus.RUNNING:
-        instance.status, instance.ended_at = InstanceStatus.COMPLETED, now
+        row_values.update(status=InstanceStatus.COMPLETED, ended_at=now)
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
                      version_id=vid, data={"path": loaded.path[-50:]}, at=now)
+    _save_instance(session, instance, row_values)
+
+
+_TASK_COLUMNS = Task.__mapper__.column_attrs
+
+
+def _update_row(session: Session, row: Task, **values: Any) -> None:
+    """Update a task row with one plain statement and keep the loaded object in step."""
+    table = Task.__table__
+    session.connection().execute(update(table).where(table.c.id == row.id).values(**values))
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+
+
+def _save_instance(session: Session, instance: Instance, values: dict[str, Any]) -> None:
+    """Write the instance row with its revision check in one statement (the optimistic lock)."""
+    session.flush()  # pending ORM changes (of this row too) go first, with their own check
+    table = Instance.__table__
+    revision = instance.revision
+    result = session.connection().execute(
+        update(table).where(table.c.id == instance.id, table.c.revision == revision)
+        .values(revision=revision + 1, **values))
+    if result.rowcount != 1:
+        raise Conflict("someone else changed this case at the same time; reload and try again")
+    for key, value in {**values, "revision": revision + 1}.items():
+        set_committed_value(instance, key, value)
 
 
 _MISSING = object()
@@ -272,6 +303,7 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 def _flush(session: Session) -> None:
     try:
         session.flush()
+        audit.write_pending(session)
     except StaleDataError as err:
         raise Conflict("someone else changed this case at the same time; reload and try again") from err
 
@@ -363,10 +395,12 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
 
 
 def _task_row(session: Session, task_id: str) -> Task:
-    row = session.get(Task, task_id)
-    if row is None:
+    # one query loads the task and its instance (the action needs both)
+    found = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+                            .where(Task.id == task_id)).first()
+    if found is None:
         raise TaskNotFound(f"no task {task_id}")
-    return row
+    return found[0]
 
 
 def task_form(session: Session, task_id: str) -> list[forms.Field]:
@@ -414,9 +448,8 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     clean = forms.validate(fields, dict(data or {}), current) if fields else {}
     if not fields and data:
         raise FormInvalid({k: "this task has no form field of that name" for k in data}, values=dict(data))
-    row.state, row.completed_at, row.completed_by = TaskStatus.COMPLETED, now, by
-    if row.assignee is None:
-        row.assignee = by
+    _update_row(session, row, state=TaskStatus.COMPLETED, completed_at=now, completed_by=by,
+                assignee=row.assignee or by)
     loaded.held.ready.pop(task_id, None)
     audit.append(session, EventKind.TASK_COMPLETED, actor=by, instance_id=row.instance_id,
                  version_id=loaded.instance.version_id, element_id=row.element_id, task_id=task_id,
