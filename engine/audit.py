@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from .db import utcnow
@@ -111,20 +111,24 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
     head.seq, head.head, head.dirty = seq, digest, True
 
 
+_INSERT_EVENTS = insert(AuditEvent.__table__)
+_INSERT_HEAD = insert(AuditStream.__table__)
+_UPDATE_HEAD = update(AuditStream.__table__).where(AuditStream.__table__.c.key == bindparam("b_key"))
+
+
 def write_pending(session: Session) -> None:
     """Write buffered events and the stream heads they moved."""
     pending = session.info.pop("audit_pending", None)
     conn = session.connection()  # plain Core: these rows need none of the ORM's bookkeeping
     if pending:
-        conn.execute(insert(AuditEvent.__table__), pending)
-    streams = AuditStream.__table__
+        conn.execute(_INSERT_EVENTS, pending)
     for key, head in session.info.get("audit_heads", {}).items():
         if not head.dirty:
             continue
         if head.exists:
-            conn.execute(update(streams).where(streams.c.key == key).values(seq=head.seq, head=head.head))
+            conn.execute(_UPDATE_HEAD, {"b_key": key, "seq": head.seq, "head": head.head})
         else:
-            conn.execute(insert(streams).values(key=key, seq=head.seq, head=head.head))
+            conn.execute(_INSERT_HEAD, {"key": key, "seq": head.seq, "head": head.head})
             head.exists = True
         head.dirty = False
 

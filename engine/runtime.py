@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import bindparam, delete, event, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -227,9 +227,8 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     removed = [k for k in held.variables if k not in current]
     for name, (_old, new) in changes.items():
         if name in held.variables:
-            table = Variable.__table__
-            session.connection().execute(update(table).where(table.c.instance_id == instance.id,
-                                                             table.c.name == name).values(value=new, updated_at=now))
+            session.connection().execute(_UPDATE_VARIABLE, {"b_instance": instance.id, "b_name": name,
+                                                            "value": new, "updated_at": now})
         else:
             session.add(Variable(instance_id=instance.id, name=name, value=new, updated_at=now))
     for name in removed:
@@ -258,7 +257,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
         held.messages = {k: m.name for k, m in waits.items()}
 
     if new_rows:
-        session.connection().execute(insert(Task.__table__), new_rows)
+        session.connection().execute(_INSERT_TASK, new_rows)
     if spiff.is_completed(workflow) and instance.status == InstanceStatus.RUNNING:
         row_values.update(status=InstanceStatus.COMPLETED, ended_at=now)
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
@@ -267,12 +266,18 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
 
 
 _TASK_COLUMNS = Task.__mapper__.column_attrs
+# Statements built once: building them per call costs more than running them on SQLite.
+_INSERT_TASK = insert(Task.__table__)
+_UPDATE_VARIABLE = update(Variable.__table__).where(
+    Variable.__table__.c.instance_id == bindparam("b_instance"), Variable.__table__.c.name == bindparam("b_name"))
+_UPDATE_INSTANCE = update(Instance.__table__).where(
+    Instance.__table__.c.id == bindparam("b_id"), Instance.__table__.c.revision == bindparam("b_revision"))
+_UPDATE_TASK = update(Task.__table__).where(Task.__table__.c.id == bindparam("b_id"))
 
 
 def _update_row(session: Session, row: Task, **values: Any) -> None:
     """Update a task row with one plain statement and keep the loaded object in step."""
-    table = Task.__table__
-    session.connection().execute(update(table).where(table.c.id == row.id).values(**values))
+    session.connection().execute(_UPDATE_TASK, {"b_id": row.id, **values})
     for key, value in values.items():
         set_committed_value(row, key, value)
 
@@ -280,11 +285,9 @@ def _update_row(session: Session, row: Task, **values: Any) -> None:
 def _save_instance(session: Session, instance: Instance, values: dict[str, Any]) -> None:
     """Write the instance row with its revision check in one statement (the optimistic lock)."""
     session.flush()  # pending ORM changes (of this row too) go first, with their own check
-    table = Instance.__table__
     revision = instance.revision
     result = session.connection().execute(
-        update(table).where(table.c.id == instance.id, table.c.revision == revision)
-        .values(revision=revision + 1, **values))
+        _UPDATE_INSTANCE, {"b_id": instance.id, "b_revision": revision, "revision": revision + 1, **values})
     if result.rowcount != 1:
         raise Conflict("someone else changed this case at the same time; reload and try again")
     for key, value in {**values, "revision": revision + 1}.items():
