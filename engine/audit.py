@@ -82,7 +82,7 @@ def _stream_head(session: Session, key: str) -> _Head:
         query = select(AuditStream.seq, AuditStream.head).where(AuditStream.key == key)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
-        row = session.execute(query).first()
+        row = session.connection().execute(query).first()  # no autoflush of the caller's objects here
         head = _Head(row.seq, row.head, True) if row else _Head(0, GENESIS, False)
         heads[key] = head
     return head

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import audit, deploy, inbox, runtime
+from sqlalchemy.orm.exc import StaleDataError
+
 from .config import Settings
 from .db import make_engine, make_sessions, upgrade
 from .errors import EngineError, FormInvalid, InvalidInput, InvalidModel, NotAllowed
@@ -375,6 +377,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         print(f"polku: form invalid: {fields}", file=sys.stderr)
         _emit({"errors": err.errors}, as_json)
         return EXIT_INPUT
+    except StaleDataError:
+        print("polku: someone else changed this case at the same time; try again", file=sys.stderr)
+        return EXIT_REFUSED
     except InvalidInput as err:
         print(f"polku: {err}", file=sys.stderr)
         return EXIT_INPUT

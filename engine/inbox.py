@@ -128,9 +128,13 @@ def is_overdue(task: Task, now: datetime | None = None) -> bool:
 
 
 def _open_task(session: Session, task_id: str) -> Task:
-    task = session.get(Task, task_id, with_for_update=True)
+    task = session.get(Task, task_id)
     if task is None:
         raise TaskNotFound(f"no task {task_id}")
+    from .runtime import lock_instance  # the instance lock first, as every writer takes it
+
+    lock_instance(session, task.instance_id)
+    session.refresh(task)
     if task.state != TaskStatus.READY:
         raise TaskNotAvailable(f"this task was already {task.state}")
     return task

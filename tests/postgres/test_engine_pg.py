@@ -117,13 +117,7 @@ def _race(sessions, preload, *actions, warm: bool) -> list[object]:
     return outcomes
 
 
-# With the instance cached, one writer flushes its audit event before it touches the stream head,
-# the other locks the head first (engine/audit.py assume_head vs append): they can deadlock.
-DEADLOCK = pytest.mark.xfail(raises=OperationalError, strict=False,
-                             reason="lock order differs between a cached and an uncached writer: deadlock")
-
-
-@pytest.mark.parametrize("cache", ["cold", pytest.param("warm", marks=DEADLOCK)])
+@pytest.mark.parametrize("cache", ["cold", "warm"])
 def test_two_sessions_completing_the_same_task_exactly_one_succeeds(sessions, cache):
     with sessions.begin() as s:
         iid = runtime.start_instance(s, "order", by="anna", data={"customer": "Acme", "amount": 5000}).id
@@ -177,22 +171,15 @@ ACTIONS = {
 }
 
 
-# engine/audit.py `append` locks the stream head with `session.get(..., with_for_update=True)`, which
-# autoflushes the caller's stale instance first: the optimistic lock then fails as a bare
-# StaleDataError instead of Conflict (retry_incident, cancel_instance). Fix: no_autoflush around it.
-STALE_BUG = pytest.mark.xfail(raises=StaleDataError, strict=True,
-                              reason="audit.append autoflushes a stale instance: StaleDataError, not Conflict")
-
-
 @pytest.mark.parametrize("cache", ["cold", "warm"])
 @pytest.mark.parametrize(("process", "first", "second"), [
     ("order", "complete-order", "complete-order"),
-    pytest.param("order-incident", "retry", "retry", marks=STALE_BUG),
-    pytest.param("reminder", "complete", "cancel", marks=STALE_BUG),
+    ("order-incident", "retry", "retry"),
+    ("reminder", "complete", "cancel"),
     ("reminder", "cancel", "complete"),
     ("reminder", "fire", "complete"),
     ("reminder", "complete", "fire"),
-    pytest.param("reminder", "fire", "cancel", marks=STALE_BUG),
+    ("reminder", "fire", "cancel"),
     ("reminder", "fire", "fire"),
 ])
 def test_stale_second_writer_is_refused_and_leaves_no_trace(sessions, process, first, second, cache):

@@ -57,15 +57,10 @@ def _wait_until_blocked(sessions) -> None:
     raise AssertionError("the worker never waited for the instance lock")
 
 
-DETACHED_VERSION = pytest.mark.xfail(
-    strict=True, reason="engine/deploy.py version_by_id caches a ProcessVersion that the rolled-back transaction "
-                        "expires: every later firing of that version raises DetachedInstanceError")
-
-
 # The rival takes one lock, waits until the worker queues behind it, then asks for the other. In the
 # order opposite to the engine's own, PostgreSQL breaks the deadlock by failing the worker (it waited
 # first); in the other order the two simply take turns. Either way the timer fires once, no error.
-@pytest.mark.parametrize("first_lock", [pytest.param("instance", marks=DETACHED_VERSION), "audit_stream"])
+@pytest.mark.parametrize("first_lock", ["instance", "audit_stream"])
 def test_worker_that_loses_a_deadlock_fires_the_timer_on_its_next_claim(sessions, caplog, first_lock):
     caplog.set_level(logging.INFO, logger="engine.timers")
     [iid] = _start(sessions)  # the start leaves the instance cached in this process, as in a worker
