@@ -425,6 +425,7 @@ def _task_row(session: Session, task_id: str) -> Task:
                             .where(Task.id == task_id)).first()
     if found is None:
         raise TaskNotFound(f"no task {task_id}")
+    session.info["polku_held_instance"] = found[1]  # the identity map holds rows weakly: keep it
     return found[0]
 
 
