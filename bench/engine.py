@@ -22,17 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
-from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.util.task import TaskState
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine import deploy, inbox, runtime  # noqa: E402
-from engine.db import make_engine, make_sessions, upgrade  # noqa: E402
+from engine import deploy, inbox, runtime
+from engine.db import make_engine, make_sessions, upgrade
 
 SERIALIZER = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
 

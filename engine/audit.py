@@ -199,17 +199,17 @@ class Verification:
 def _verify_stream(session: Session, head: AuditStream) -> tuple[int, ChainBreak | None]:
     prev, expected_seq, count = GENESIS, 1, 0
     query = select(AuditEvent).where(AuditEvent.stream == head.key).order_by(AuditEvent.seq)
-    for event in session.scalars(query).yield_per(2000):
+    for row in session.scalars(query).yield_per(2000):
         count += 1
-        if event.seq != expected_seq:
-            return count, ChainBreak(head.key, event.id, event.seq, f"event {expected_seq} is missing")
-        if event.prev_hash != prev:
-            return count, ChainBreak(head.key, event.id, event.seq, "it does not follow the previous event")
-        digest = _digest(prev, event.stream, event.seq, event.kind, event.at, event.actor, event.instance_id,
-                         event.version_id, event.element_id, event.task_id, event.data)
-        if digest != event.hash:
-            return count, ChainBreak(head.key, event.id, event.seq, "its content was changed after it was written")
-        prev, expected_seq = event.hash, expected_seq + 1
+        if row.seq != expected_seq:
+            return count, ChainBreak(head.key, row.id, row.seq, f"event {expected_seq} is missing")
+        if row.prev_hash != prev:
+            return count, ChainBreak(head.key, row.id, row.seq, "it does not follow the previous event")
+        digest = _digest(prev, row.stream, row.seq, row.kind, row.at, row.actor, row.instance_id,
+                         row.version_id, row.element_id, row.task_id, row.data)
+        if digest != row.hash:
+            return count, ChainBreak(head.key, row.id, row.seq, "its content was changed after it was written")
+        prev, expected_seq = row.hash, expected_seq + 1
     if head.seq != expected_seq - 1 or head.head != prev:
         return count, ChainBreak(head.key, None, expected_seq, "events after this one were removed")
     return count, None

@@ -14,13 +14,13 @@ import io
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit, deploy, inbox, runtime
 from sqlalchemy.orm.exc import StaleDataError
 
+from . import audit, deploy, inbox, runtime
 from .config import Settings
 from .db import make_engine, make_sessions, upgrade
 from .errors import EngineError, FormInvalid, InvalidInput, InvalidModel, NotAllowed
@@ -55,10 +55,10 @@ def _time_arg(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text)
     except ValueError:
         raise CliError(f"'{text}' is not an ISO 8601 time like 2026-01-31T09:00:00+02:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _model_files(paths: Sequence[str]) -> dict[str, bytes]:
@@ -209,7 +209,7 @@ def cmd_fire_timers(args: argparse.Namespace, sessions: Any, settings: Settings)
         raise NotAllowed("fire-timers --now moves the engine clock and is refused when POLKU_ENV=production")
     from . import timers
 
-    now = _time_arg(args.now) or datetime.now(timezone.utc)
+    now = _time_arg(args.now) or datetime.now(UTC)
     fired = timers.fire_due_timers(sessions, now=now, worker_id="cli")
     return {"now": now.isoformat(), "fired": fired}
 

@@ -377,7 +377,7 @@ def _content_hashes(checked: Checked) -> dict[str, tuple[ModelKind, str, str, et
                         {e.get(f"{{{CAMUNDA}}}decisionRef") for e in proc.iter(_b("businessRuleTask"))}
 
     def closure(key: str, seen: set[str]) -> str:
-        kind, digest, _f, _e = own[key]
+        _kind, digest, _f, _e = own[key]
         parts = [digest]
         for dep in sorted(d for d in deps.get(key, set()) if d and d in own and d not in seen):
             parts.append(closure(dep, seen | {key}))

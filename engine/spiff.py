@@ -17,12 +17,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnEvent
-from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.BpmnParser import XSD_PATH as _BPMN_XSD
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -73,7 +72,7 @@ class _ClockDatetime(datetime):
         fixed = _clock.get()
         if fixed is None:
             return datetime.now(tz)
-        return fixed.astimezone(tz) if tz is not None else fixed.astimezone(timezone.utc).replace(tzinfo=None)
+        return fixed.astimezone(tz) if tz is not None else fixed.astimezone(UTC).replace(tzinfo=None)
 
 
 _timer_module.datetime = _ClockDatetime  # type: ignore[misc]
@@ -82,13 +81,13 @@ _timer_module.datetime = _ClockDatetime  # type: ignore[misc]
 def engine_now() -> datetime:
     """Return the engine clock: the instant set by `clock()`, else the real time (UTC)."""
     fixed = _clock.get()
-    return fixed if fixed is not None else datetime.now(timezone.utc)
+    return fixed if fixed is not None else datetime.now(UTC)
 
 
 @contextmanager
 def clock(at: datetime | None) -> Iterator[None]:
     """Run the enclosed engine work as if it were `at` (None: the real time)."""
-    token = _clock.set(at.astimezone(timezone.utc) if at is not None else None)
+    token = _clock.set(at.astimezone(UTC) if at is not None else None)
     try:
         yield
     finally:
@@ -269,7 +268,7 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
                 parser.add_bpmn_xml(tree, filename=filename)
         except ValidationException as err:
             result.problems.append(_problem_from_validation(err, filename))
-        except Exception as err:  # Spiff raises KeyError/TypeError on some malformed models
+        except Exception as err:  # noqa: BLE001 - Spiff raises KeyError/TypeError on some malformed models
             result.problems.append(Problem(filename, None, None, _explain_parse_error(err)))
     result.decision_ids = set(parser.dmn_parsers.keys())
     for filename, kind, tree in documents:
@@ -285,7 +284,7 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
                 result.bundles[pid] = SpecBundle(pid, spec, subs)
             except ValidationException as err:
                 result.problems.append(_problem_from_validation(err, filename))
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - every parse failure becomes a Problem
                 result.problems.append(Problem(filename, proc.sourceline, pid, _explain_parse_error(err)))
     return result
 
@@ -429,7 +428,7 @@ def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
     """Return the Spiff state name of a task, or None when the task is gone."""
     try:
         task = workflow.get_task_from_id(_uuid(task_id))
-    except Exception:  # Spiff raises TaskNotFoundException or returns None, by version
+    except Exception:  # noqa: BLE001 - Spiff raises TaskNotFoundException or returns None, by version
         return None
     return None if task is None else TaskState.get_name(task.state)
 
@@ -466,8 +465,8 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
                 continue
             kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
         if due.tzinfo is None:
-            due = due.replace(tzinfo=timezone.utc)
-        timers.append(WaitingTimer(str(task.id), task.task_spec.bpmn_id, kind, due.astimezone(timezone.utc)))
+            due = due.replace(tzinfo=UTC)
+        timers.append(WaitingTimer(str(task.id), task.task_spec.bpmn_id, kind, due.astimezone(UTC)))
     return timers
 
 
@@ -567,7 +566,7 @@ def _spliceable(task: Any, workflow: Any) -> bool:
         return False
     if task is workflow.last_task or task.id in workflow.top_workflow.subprocesses:
         return False
-    if isinstance(spec, _KEEP_SPECS) or isinstance(spec, CatchingEvent):
+    if isinstance(spec, (_KEEP_SPECS, CatchingEvent)):
         return False
     if not getattr(spec, "bpmn_id", None):
         return False  # Spiff's own Root/Start/End specs anchor the tree
@@ -576,9 +575,7 @@ def _spliceable(task: Any, workflow: Any) -> bool:
     if len(spec.inputs) > 1 and not isinstance(spec, ExclusiveGateway):
         return False  # joins look at their inputs' tasks
     child = workflow.tasks.get(task._children[0])
-    if child is None or len(child.task_spec.inputs) > 1 and not isinstance(child.task_spec, ExclusiveGateway):
-        return False
-    return True
+    return not (child is None or len(child.task_spec.inputs) > 1 and not isinstance(child.task_spec, ExclusiveGateway))
 
 
 def compact(workflow: BpmnWorkflow) -> int:
@@ -602,9 +599,9 @@ def due_from(value: Any, now: datetime) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, 16, 0, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, 16, 0, tzinfo=UTC)
     text = str(value).strip()
     if text.upper().startswith("P"):
         parsed = TimerEventDefinition.parse_iso_duration(text)

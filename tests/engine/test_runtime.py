@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +11,7 @@ from engine import audit, inbox, runtime
 from engine.errors import FormInvalid, TaskNotAvailable
 from engine.models import Incident, InstanceStatus, Task, TaskStatus
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 def _start(sessions, **data):
@@ -72,7 +72,7 @@ def test_large_order_goes_to_supervisor_lane(sessions, deploy, step):
     with sessions.begin() as s:
         runtime.complete_task(s, tid, {"channel": "email"}, by="anna", now=T0)
     step()
-    [(tid2, element, assignee, role)] = _open_tasks(sessions, iid)
+    [(tid2, element, _assignee, role)] = _open_tasks(sessions, iid)
     assert (element, role) == ("approve", "supervisor")
     with sessions.begin() as s, pytest.raises(TaskNotAvailable):
         runtime.complete_task(s, tid2, {"approved": True}, by="anna", roles={"expert"}, now=T0)
