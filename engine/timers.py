@@ -82,11 +82,13 @@ def next_due(session: Session) -> datetime | None:
 
 
 def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, worker_id: str | None = None,
-                    batch: int = 100, lease: timedelta = DEFAULT_LEASE) -> int:
-    """Fire every timer due at `now` (default: the real time); return how many fired."""
+                    batch: int = 100, lease: timedelta = DEFAULT_LEASE,
+                    stop: threading.Event | None = None) -> int:
+    """Fire every timer due at `now` (default: the real time), until `stop` is set; return how many fired."""
     worker_id = worker_id or worker_name()
+    stop = stop or threading.Event()
     fired = 0
-    while True:
+    while not stop.is_set():
         with sessions.begin() as session:
             instance_ids = claim_due(session, now=now or _real_now(), worker_id=worker_id, limit=batch,
                                      lease=lease)
@@ -95,11 +97,13 @@ def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, work
         # stop well before the lease runs out: past it, another worker may take the same timers
         deadline = time.monotonic() + lease.total_seconds() * 0.8
         for position, instance_id in enumerate(instance_ids):
-            if position and time.monotonic() > deadline:  # the first always fires: progress at any lease
+            # the first always fires (progress at any lease); on stop, the rest go back at once
+            if position and (time.monotonic() > deadline or stop.is_set()):
                 _release(sessions, instance_ids[position:], worker_id)
                 break
             # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
             fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
+    return fired
 
 
 # PostgreSQL's "serialization failure" and "deadlock detected": the other transaction went on
@@ -150,7 +154,7 @@ class Worker:
     def sweep(self) -> int:
         """Fire everything due now; never raise."""
         try:
-            return fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease)
+            return fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease, stop=self.stopping)
         except Exception:  # the database may be away for a moment: keep the worker alive
             log.exception("timer sweep failed; retrying in %.1f s", self.poll_seconds)
             return 0
@@ -174,7 +178,7 @@ class Worker:
         return max(0.05, min(self.poll_seconds, (upcoming - _real_now()).total_seconds()))
 
     def stop(self) -> None:
-        """Ask the loop to end after the current sweep."""
+        """Ask the loop to end once the instance being fired is done; the rest of its batch goes back."""
         self.stopping.set()
 
     def start_thread(self) -> threading.Thread:

@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm.exc import StaleDataError
 
 from engine import audit, inbox, runtime, timers
 from engine.errors import Conflict, TaskNotAvailable

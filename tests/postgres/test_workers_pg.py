@@ -65,7 +65,7 @@ def _fired(sessions) -> int:
         return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind == "timer_fired"))
 
 
-def _wait_for_fired(sessions, target: int, workers) -> int:
+def _wait_for_fired(sessions, target: int, workers: list) -> int:
     deadline = time.monotonic() + WAIT_SECONDS
     fired = _fired(sessions)
     while fired < target and time.monotonic() < deadline:
@@ -135,3 +135,24 @@ def test_killed_worker_loses_nothing_and_fires_nothing_twice(sessions, fresh_pg_
     assert fired == INSTANCES
     assert not problems, "\n".join(problems)
     _assert_every_timer_fired_once(sessions)
+
+
+def test_terminated_worker_hands_back_its_batch_and_exits_at_once(sessions, fresh_pg_url, tmp_path):
+    workers = _start_workers(fresh_pg_url, tmp_path, 1)
+    [(proc, _log)] = workers
+    try:
+        assert _wait_for_fired(sessions, 10, workers) >= 10
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        problems = _stop(workers)
+    assert code == 0 and not problems, problems
+    assert took < 5, f"the worker took {took:.1f} s to stop: it went on with the burst"
+    with sessions.begin() as s:
+        fired = _fired(sessions)
+        assert 10 <= fired < INSTANCES
+        left = s.scalars(select(Timer)).all()
+        assert len(left) == INSTANCES - fired
+        assert all(t.lease_owner is None for t in left), "the stopped worker kept leases"
