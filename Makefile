@@ -37,6 +37,7 @@ bench: setup services
 
 lint: setup
 	$(BIN)/ruff check engine webui tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) node_modules var

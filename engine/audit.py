@@ -15,9 +15,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from .db import utcnow
@@ -111,9 +111,10 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
     head.seq, head.head, head.dirty = seq, digest, True
 
 
-_INSERT_EVENTS = insert(AuditEvent.__table__)
-_INSERT_HEAD = insert(AuditStream.__table__)
-_UPDATE_HEAD = update(AuditStream.__table__).where(AuditStream.__table__.c.key == bindparam("b_key"))
+_EVENTS, _STREAMS = cast(Table, AuditEvent.__table__), cast(Table, AuditStream.__table__)
+_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_HEAD = insert(_STREAMS)
+_UPDATE_HEAD = update(_STREAMS).where(_STREAMS.c.key == bindparam("b_key"))
 
 
 def write_pending(session: Session) -> None:

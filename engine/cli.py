@@ -240,10 +240,9 @@ def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -
 
     with sessions.begin() as session:
         created = {u for u, _p, _r in users.seed_demo_users(session)}
+    for username, password, roles, _name in users.DEMO_USERS:
+        print(f"  demo login: {username:<14} password: {password:<22} roles: {', '.join(roles)}", file=sys.stderr)
     logins = [{"username": u, "password": p, "roles": list(r), "new": u in created} for u, p, r, _n in users.DEMO_USERS]
-    for login in logins:
-        print(f"  demo login: {login['username']:<14} password: {login['password']:<22} roles: "
-              f"{', '.join(login['roles'])}", file=sys.stderr)
     return {"users": logins}
 
 

@@ -319,7 +319,7 @@ def deploy_files(session: Session, files: dict[str, bytes], *, by: str,
         latest = latest_version(session, key, required=False)
         plan.append((key, kind, digest, filename, el, latest))
     changed = [p for p in plan if p[5] is None or p[5].content_hash != p[2]]
-    unchanged = [p[5] for p in plan if p not in changed]
+    unchanged = [p[5] for p in plan if p not in changed and p[5] is not None]
     if not changed:
         return DeployResult(None, [], unchanged)
     deployment = Deployment(created_by=by, note=note)
@@ -479,9 +479,14 @@ def version_count(session: Session) -> int:
 _versions: dict[tuple[str, int], ProcessVersion] = {}
 
 
+def _database_key(session: Session) -> str:
+    bind = session.get_bind()
+    return str(bind.engine.url)
+
+
 def version_by_id(session: Session, version_id: int) -> ProcessVersion:
     """Return a process version by id; versions never change, so each is read once per process."""
-    key = (str(session.get_bind().url), version_id)
+    key = (_database_key(session), version_id)
     found = _versions.get(key)
     if found is None:
         row = session.get(ProcessVersion, version_id)
@@ -505,7 +510,7 @@ _files_by_deployment: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
 
 
 def _deployment_files(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
-    key = (str(session.get_bind().url), deployment_id)
+    key = (_database_key(session), deployment_id)
     if key not in _files_by_deployment:
         rows = session.scalars(select(ModelFile).where(ModelFile.deployment_id == deployment_id)
                                .order_by(ModelFile.id))

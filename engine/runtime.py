@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy import Table, bindparam, delete, event, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -264,8 +264,8 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     # timers and messages
     timers = {t.task_id: t for t in spiff.waiting_timers(workflow)}
     if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
-        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
-            session.delete(row)
+        for timer in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
+            session.delete(timer)
         for t in timers.values():
             session.add(Timer(instance_id=instance.id, task_id=t.task_id, element_id=t.element_id,
                               kind=t.kind, due_at=t.due_at))
@@ -289,12 +289,13 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
 
 _TASK_COLUMNS = Task.__mapper__.column_attrs
 # Statements built once: building them per call costs more than running them on SQLite.
-_INSERT_TASK = insert(Task.__table__)
-_UPDATE_VARIABLE = update(Variable.__table__).where(
-    Variable.__table__.c.instance_id == bindparam("b_instance"), Variable.__table__.c.name == bindparam("b_name"))
-_UPDATE_INSTANCE = update(Instance.__table__).where(
-    Instance.__table__.c.id == bindparam("b_id"), Instance.__table__.c.revision == bindparam("b_revision"))
-_UPDATE_TASK = update(Task.__table__).where(Task.__table__.c.id == bindparam("b_id"))
+_TASKS, _VARIABLES, _INSTANCES = (cast(Table, m.__table__) for m in (Task, Variable, Instance))
+_INSERT_TASK = insert(_TASKS)
+_UPDATE_VARIABLE = update(_VARIABLES).where(
+    _VARIABLES.c.instance_id == bindparam("b_instance"), _VARIABLES.c.name == bindparam("b_name"))
+_UPDATE_INSTANCE = update(_INSTANCES).where(
+    _INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.revision == bindparam("b_revision"))
+_UPDATE_TASK = update(_TASKS).where(_TASKS.c.id == bindparam("b_id"))
 
 
 def _update_row(session: Session, row: Task, **values: Any) -> None:

@@ -71,7 +71,7 @@ class _Policy(RestrictingNodeTransformer):
             self.error(node, f'the name "{name}" is not allowed {_WHERE} (names starting with "_" are '
                              'internal)')
         else:
-            super().check_name(node, name, allow_magic_methods=False)
+            super().check_name(node, name, allow_magic_methods=False)  # type: ignore[arg-type]  # RestrictedPython's stub is narrower than its use
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         if node.attr.startswith("_"):
@@ -107,7 +107,7 @@ class _Policy(RestrictingNodeTransformer):
         return super().visit_Call(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
-        node = super().visit_BinOp(node)
+        node = super().visit_BinOp(node)  # type: ignore[assignment]
         guard = _GUARDED_OPS.get(type(node.op))
         if guard is None:
             return node
@@ -124,17 +124,17 @@ class _Policy(RestrictingNodeTransformer):
         return super().visit_AugAssign(node)
 
     def visit_While(self, node: ast.While) -> Any:
-        node = super().visit_While(node)
+        node = super().visit_While(node)  # type: ignore[assignment]
         node.body.insert(0, _step_stmt(node))
         return node
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
-        node = super().visit_FunctionDef(node)
+        node = super().visit_FunctionDef(node)  # type: ignore[assignment]
         node.body.insert(0, _step_stmt(node))
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
-        node = super().visit_Lambda(node)
+        node = super().visit_Lambda(node)  # type: ignore[assignment]
         step = ast.Call(func=ast.Name("_step_", ast.Load()), args=[], keywords=[])
         node.body = ast.copy_location(ast.BoolOp(ast.Or(), [step, node.body]), node.body)
         return ast.fix_missing_locations(node)
@@ -169,12 +169,12 @@ def _compile(source: str, mode: str) -> types.CodeType | SandboxViolation:
     except (ValueError, RecursionError, MemoryError) as exc:
         return SandboxViolation(f"cannot read the {mode == 'eval' and 'expression' or 'script'}: {exc}")
     compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
-    result = compiler(tree, filename=FILENAME, policy=_Policy)
+    result = compiler(tree, filename=FILENAME, policy=_Policy)  # type: ignore[arg-type]
     if result.errors:
         match = re.match(r"Line (\d+): (.*)", result.errors[0], re.DOTALL)
         lineno, message = (int(match[1]), match[2]) if match else (None, result.errors[0])
         return SandboxViolation(message.rstrip("."), lineno)
-    return result.code  # type: ignore[no-any-return]
+    return result.code  # type: ignore[no-any-return,return-value]
 
 
 def _code(source: str, mode: str) -> types.CodeType:
@@ -269,7 +269,7 @@ def _sized(name: str, length: Callable[..., int]) -> Callable[..., Any]:
 
 
 _STRING_METHODS: dict[str, Callable[..., Any]] = {
-    name: _sized(name, length) for name, length in {
+    name: _sized(name, length) for name, length in {  # type: ignore[arg-type]
         "ljust": lambda s, width, *_: width, "rjust": lambda s, width, *_: width,
         "center": lambda s, width, *_: width, "zfill": lambda s, width: width,
         "expandtabs": lambda s, tabsize=8: len(s) * max(tabsize, 1),

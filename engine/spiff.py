@@ -349,8 +349,8 @@ def translate(err: Exception) -> ScriptError:
     task = getattr(err, "task", None)
     if task is not None:
         element = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
-    elif getattr(err, "task_spec", None) is not None:
-        element = getattr(err.task_spec, "bpmn_id", None) or err.task_spec.name
+    elif (spec := getattr(err, "task_spec", None)) is not None:
+        element = getattr(spec, "bpmn_id", None) or spec.name
     line = getattr(err, "line_number", None) or None
     inner = err.__cause__ or err.__context__
     message = str(err).split("\n")[0] if not isinstance(err, SpiffWorkflowException) else err.args[0]
@@ -457,12 +457,12 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
         if isinstance(definition, CycleTimerEventDefinition):
             if not isinstance(value, dict) or value.get("cycles") == 0:
                 continue
-            due = datetime.fromisoformat(value["next"])
+            due: datetime = datetime.fromisoformat(value["next"])
             kind = "cycle"
         else:
-            due = TimerEventDefinition.get_datetime(value) if "P" not in str(value)[:1] else None
-            if due is None:
+            if str(value)[:1] == "P":  # not yet turned into an instant
                 continue
+            due = TimerEventDefinition.get_datetime(value)
             kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
         if due.tzinfo is None:
             due = due.replace(tzinfo=UTC)
@@ -607,3 +607,69 @@ def due_from(value: Any, now: datetime) -> datetime | None:
         parsed = TimerEventDefinition.parse_iso_duration(text)
         return now + TimerEventDefinition.get_timedelta_from_start(parsed, now)
     return TimerEventDefinition.get_datetime(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Migration: move a running workflow onto the specs of another version of its process.
+
+from SpiffWorkflow.bpmn.util.diff import diff_workflow as _diff_workflow  # noqa: E402
+from SpiffWorkflow.bpmn.util.diff import migrate_workflow as _migrate_workflow  # noqa: E402
+
+_LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+
+
+@dataclass
+class MigrationCheck:
+    """Why a workflow cannot move to a new spec: element ids of its tasks that the spec lacks."""
+
+    removed_live: list[str] = field(default_factory=list)
+    removed_done: list[str] = field(default_factory=list)
+    removed_subprocesses: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """Tell whether nothing blocks the migration."""
+        return not (self.removed_live or self.removed_done or self.removed_subprocesses)
+
+
+def _element(task: Any) -> str:
+    return getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
+
+
+def _removed_tasks(diff: Any, check: MigrationCheck) -> None:
+    for task in diff.removed:
+        if task.has_state(_LIVE):
+            check.removed_live.append(_element(task))
+        elif task.has_state(TaskState.COMPLETED | TaskState.CANCELLED):
+            if getattr(task.task_spec, "bpmn_id", None):
+                check.removed_done.append(_element(task))
+
+
+def check_migration(workflow: BpmnWorkflow, bundle: SpecBundle) -> MigrationCheck:
+    """Compare a workflow with a target bundle: list its tasks whose elements the target lacks."""
+    top, subs = _diff_workflow(_registry, workflow, bundle.spec, bundle.subprocess_specs)
+    check = MigrationCheck()
+    _removed_tasks(top, check)
+    for sp_id, diff in subs.items():
+        if diff is None:
+            check.removed_subprocesses.append(workflow.subprocesses[sp_id].spec.name)
+        else:
+            _removed_tasks(diff, check)
+    return check
+
+
+def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
+    """Move a workflow onto the target bundle's specs in place, keeping live tasks' data.
+
+    Call `check_migration` first: a workflow whose tasks the target lacks cannot be saved after.
+    """
+    kept = {t.id: dict(t.data) for t in _all_tasks(workflow, TaskState.READY | TaskState.WAITING)}
+    top, subs = _diff_workflow(_registry, workflow, bundle.spec, bundle.subprocess_specs)
+    _migrate_workflow(top, workflow, bundle.spec)
+    for sp_id, diff in subs.items():
+        sub = workflow.subprocesses[sp_id]
+        _migrate_workflow(diff, sub, bundle.subprocess_specs[sub.spec.name])
+    workflow.subprocess_specs = bundle.subprocess_specs
+    for task in _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.FUTURE):
+        if task.id in kept:
+            task.data.update(kept[task.id])

@@ -10,7 +10,7 @@ connection = config.attributes.get("connection")
 if connection is None:  # plain `alembic` command line: build one from the URL
     from engine.db import make_engine
 
-    connection = make_engine(config.get_main_option("sqlalchemy.url")).connect()
+    connection = make_engine(config.get_main_option("sqlalchemy.url") or "").connect()
 
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
 with context.begin_transaction():
