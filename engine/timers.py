@@ -4,8 +4,9 @@ Every waiting timer of every instance is a `timer` row with its `due_at` (writte
 whenever an instance changes), so finding due work never reads instance states. A sweep claims a
 batch of due rows with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
 writer at a time), then fires each claimed instance in its own transaction. Exactly-once holds
-because firing happens under the instance's optimistic lock: a second worker that somehow fires
-the same instance loses with `Conflict` and rolls back; a worker killed mid-step loses nothing,
+because firing happens under the instance's row lock and optimistic revision check
+(`runtime.lock_instance`): a second worker that somehow fires the same instance finds the timer
+gone or loses with `Conflict` and rolls back; a worker killed mid-step loses nothing,
 its lease expires and another worker takes the timer. A worker hands back what is left of its batch
 before its lease runs out, and a firing that lost a race (`Conflict`, a PostgreSQL deadlock or
 serialization failure) is released for the next sweep at once. In real time each instance fires at
