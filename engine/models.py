@@ -237,3 +237,16 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Draft(Base):
+    """A model file a designer is editing: saved per designer, never run until deployed."""
+
+    __tablename__ = "draft"
+    __table_args__ = (UniqueConstraint("owner", "filename"),)
+    id: Mapped[intpk]
+    owner: Mapped[str] = mapped_column(String(80), index=True)
+    filename: Mapped[str200]
+    content: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("process_version.id"))

@@ -1,0 +1,165 @@
+"""Instance migration: move running instances of one process version onto another.
+
+`preview` tells, for every running instance of the source version, whether it migrates cleanly
+or is blocked and why: an active task whose element the target lacks, a completed step the
+target lacks (SpiffWorkflow cannot save such a history), a removed called process, a form field
+an active task uses that the target removed, an open incident. `migrate_instance` moves one
+instance in the caller's transaction (call it once per instance, each in its own transaction):
+the state is rebuilt on the target's specs with SpiffWorkflow's migration, task rows follow the
+target's names, lanes and roles, and `instance_migrated` goes into the instance's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, deploy, runtime, spiff
+from .audit import EventKind
+from .db import utcnow
+from .errors import InvalidInput, NotAllowed
+from .models import Instance, InstanceStatus, ProcessVersion, Task, TaskStatus
+
+
+@dataclass
+class Candidate:
+    """One running instance as the migration preview shows it."""
+
+    instance_id: int
+    business_key: str | None
+    started_at: datetime
+    active: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the instance migrates cleanly."""
+        return not self.blocked
+
+
+def _versions(session: Session, source_id: int, target_id: int) -> tuple[ProcessVersion, ProcessVersion]:
+    source = deploy.version_by_id(session, source_id)
+    target = deploy.version_by_id(session, target_id)
+    if source.process_id != target.process_id or source.kind != "process":
+        raise InvalidInput("source and target must be versions of the same process")
+    if source.id == target.id:
+        raise InvalidInput("choose a target version other than the source")
+    return source, target
+
+
+def _entry(version: ProcessVersion, element_id: str) -> dict[str, Any]:
+    for elements in version.catalogue.get("processes", {}).values():
+        if element_id in elements:
+            return dict(elements[element_id])
+    return {}
+
+
+def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, source: ProcessVersion,
+             target: ProcessVersion) -> list[str]:
+    reasons = []
+    if instance.open_incidents:
+        reasons.append("it has an open incident; resolve it first")
+    check = spiff.check_migration(workflow, deploy.bundle_for(session, target))
+    for element in check.removed_live:
+        name = _entry(source, element).get("name") or element
+        reasons.append(f"its active task '{name}' ({element}) no longer exists in v{target.version}")
+    for element in sorted(set(check.removed_done)):
+        name = _entry(source, element).get("name") or element
+        reasons.append(f"its completed step '{name}' ({element}) no longer exists in v{target.version}")
+    for name in check.removed_subprocesses:
+        reasons.append(f"the process '{name}' it runs no longer exists in v{target.version}")
+    for ready in spiff.ready_user_tasks(workflow):
+        before = {f["id"] for f in _entry(source, ready.element_id).get("form", [])}
+        after = {f["id"] for f in _entry(target, ready.element_id).get("form", [])}
+        if after or ready.element_id in check.removed_live:
+            for gone in sorted(before - after):
+                reasons.append(f"the form field '{gone}' of its task '{ready.name}' was removed")
+        elif before and _entry(target, ready.element_id):
+            reasons.append(f"the form of its task '{ready.name}' was removed")
+    return reasons
+
+
+def _active(session: Session, instance_id: int) -> list[str]:
+    rows = session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY))
+    return [r.name for r in rows]
+
+
+def running_instances(session: Session, version_id: int) -> list[Instance]:
+    """List the running instances of a version, oldest first."""
+    query = select(Instance).where(Instance.version_id == version_id, Instance.status == InstanceStatus.RUNNING) \
+        .order_by(Instance.id)
+    return list(session.scalars(query))
+
+
+def preview(session: Session, source_id: int, target_id: int) -> list[Candidate]:
+    """Tell, for every running instance of the source version, whether it can move to the target.
+
+    Raises:
+        InvalidInput: the versions are not two versions of one process.
+    """
+    source, target = _versions(session, source_id, target_id)
+    bundle = deploy.bundle_for(session, source)
+    found = []
+    for instance in running_instances(session, source.id):
+        candidate = Candidate(instance.id, instance.business_key, instance.started_at, _active(session, instance.id))
+        try:
+            workflow = spiff.load_state(instance.state, bundle)
+            candidate.blocked = _reasons(session, instance, workflow, source, target)
+        except Exception as err:  # noqa: BLE001 - one unreadable instance must not hide the others
+            candidate.blocked = [f"its state cannot be read: {err}"]
+        found.append(candidate)
+    return found
+
+
+def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: str,
+                     source_id: int | None = None, now: datetime | None = None) -> Instance:
+    """Move one running instance onto the target version in the caller's transaction.
+
+    Raises:
+        NotAllowed: the instance is blocked (the reasons are in the message), not running, or not
+            on `source_id`.
+        InvalidInput: the versions are not two versions of one process.
+    """
+    now = now or utcnow()
+    loaded = runtime._load(session, instance_id)
+    instance = loaded.instance
+    if instance.status != InstanceStatus.RUNNING:
+        raise NotAllowed(f"instance {instance_id} is not running")
+    if source_id is not None and instance.version_id != source_id:
+        raise NotAllowed(f"instance {instance_id} is no longer on the chosen source version")
+    source, target = _versions(session, instance.version_id, target_id)
+    reasons = _reasons(session, instance, loaded.held.workflow, source, target)
+    if reasons:
+        raise NotAllowed(f"instance {instance_id} cannot migrate: " + "; ".join(reasons))
+    bundle = deploy.bundle_for(session, target)
+    workflow = loaded.held.workflow
+    try:
+        spiff.migrate(workflow, bundle)
+        spiff.load_state(spiff.dump_state(workflow), bundle)  # prove the result can be saved and read back
+    except Exception as err:  # noqa: BLE001 - Spiff fails in many ways on unmigratable histories
+        raise NotAllowed(f"instance {instance_id} cannot migrate: {err}") from err
+    instance.version_id = target.id
+    text = f"migrated from v{source.version} to v{target.version}"
+    audit.append(session, EventKind.INSTANCE_MIGRATED, actor=by, instance_id=instance.id, version_id=target.id,
+                 data={"message": text, "from_version_id": source.id, "to_version_id": target.id,
+                       "from": source.version, "to": target.version}, at=now)
+    runtime._persist(session, runtime._Loaded(instance, target, bundle, loaded.held), actor=by, now=now)
+    _retitle_tasks(session, instance.id, target)
+    session.info.get("polku_cache", {}).pop(instance.id, None)
+    runtime._cache.pop(instance.id, None)
+    return instance
+
+
+def _retitle_tasks(session: Session, instance_id: int, target: ProcessVersion) -> None:
+    """Give open task rows the target's names, lanes and roles."""
+    for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY)):
+        entry = _entry(target, row.element_id)
+        if entry:
+            row.name = entry.get("name") or row.name
+            row.lane = entry.get("lane") or row.lane
+            row.candidate_role = entry.get("role") or row.candidate_role
+    session.flush()
