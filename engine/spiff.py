@@ -612,8 +612,8 @@ def due_from(value: Any, now: datetime) -> datetime | None:
 # ---------------------------------------------------------------------------------------------
 # Migration: move a running workflow onto the specs of another version of its process.
 
-from SpiffWorkflow.bpmn.util.diff import diff_workflow as _diff_workflow  # noqa: E402
-from SpiffWorkflow.bpmn.util.diff import migrate_workflow as _migrate_workflow  # noqa: E402
+from SpiffWorkflow.bpmn.util.diff import diff_workflow as _diff_workflow
+from SpiffWorkflow.bpmn.util.diff import migrate_workflow as _migrate_workflow
 
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
 
@@ -640,9 +640,8 @@ def _removed_tasks(diff: Any, check: MigrationCheck) -> None:
     for task in diff.removed:
         if task.has_state(_LIVE):
             check.removed_live.append(_element(task))
-        elif task.has_state(TaskState.COMPLETED | TaskState.CANCELLED):
-            if getattr(task.task_spec, "bpmn_id", None):
-                check.removed_done.append(_element(task))
+        elif task.has_state(TaskState.COMPLETED | TaskState.CANCELLED) and getattr(task.task_spec, "bpmn_id", None):
+            check.removed_done.append(_element(task))
 
 
 def check_migration(workflow: BpmnWorkflow, bundle: SpecBundle) -> MigrationCheck:

@@ -31,8 +31,8 @@ def test_form_condition_and_documentation_changes_are_named():
         .replace("Approve or reject.", "Approve or reject the order.")
     changes = _by_id(ORDER, new)
     assert changes["review"].details == ["form: removed note; added remark"]
-    assert changes["f_large"].details == ["condition: 'amount is not None and amount > 1000' → "
-                                          "'amount is not None and amount > 2000'"]
+    expected = "condition: 'amount is not None and amount > 1000' → 'amount is not None and amount > 2000'"
+    assert changes["f_large"].details == [expected]
     assert changes["approve"].details == ["documentation: 'Approve or reject.' → 'Approve or reject the order.'"]
 
 

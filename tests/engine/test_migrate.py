@@ -107,7 +107,7 @@ def test_instance_whose_active_task_was_removed_is_blocked_and_untouched(session
 
 def test_removed_form_field_of_an_active_task_blocks(sessions):
     v1 = _deploy(sessions, ORDER)
-    iid = _start(sessions)
+    _start(sessions)
     v2 = _deploy(sessions, WITHOUT_NOTE)
     with sessions.begin() as s:
         [candidate] = migrate.preview(s, v1, v2)
