@@ -594,7 +594,6 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
 
     def fire(workflow: spiff.Workflow) -> None:
         spiff.fire_timers(workflow)
-        spiff.skip_missed_cycles(workflow, now)
 
     _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
     still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
@@ -633,7 +632,6 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
         with spiff.clock(now):
             if kind == "timers":
                 loaded.path.extend(spiff.fire_timers(workflow))
-                spiff.skip_missed_cycles(workflow, now)
             else:
                 loaded.path.extend(spiff.run_engine(workflow))
     except ScriptError as err:

@@ -377,6 +377,7 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
             completed.append(bpmn_id)
 
     try:
+        collapse_missed_cycles(workflow)
         workflow.do_engine_steps(did_complete_task=did_complete)
         workflow.refresh_timers()
         workflow.do_engine_steps(did_complete_task=did_complete)
@@ -390,6 +391,7 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
 def fire_timers(workflow: BpmnWorkflow) -> list[str]:
     """Let every timer due on the engine clock fire, then run engine steps."""
     try:
+        collapse_missed_cycles(workflow)
         workflow.refresh_timers()
     except (WorkflowException, sandbox.SandboxViolation) as err:
         raise translate(err) from err
@@ -470,20 +472,23 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
     return timers
 
 
-def skip_missed_cycles(workflow: BpmnWorkflow, now: datetime) -> None:
-    """Move every cycle timer's next occurrence past `now`, so missed cycles are not replayed."""
+def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
+    """Leave at most one due occurrence per cycle timer, so missed cycles are not replayed.
+
+    After a long gap (the machine was off) a cycle fires once for the gap, then goes on from now.
+    """
     from datetime import timedelta
 
+    now = engine_now()
     for task in list(workflow.event_manager.tasks.values()):
         definition = task.task_spec.event_definition
         value = task.internal_data.get("event_value")
-        if isinstance(definition, CycleTimerEventDefinition) and isinstance(value, dict) and value.get("cycles"):
-            nxt = datetime.fromisoformat(value["next"])
-            step = timedelta(seconds=value["duration"])
-            if step.total_seconds() <= 0:
-                continue
-            while nxt <= now:
-                nxt += step
+        if not (isinstance(definition, CycleTimerEventDefinition) and isinstance(value, dict) and value.get("cycles")):
+            continue
+        nxt = datetime.fromisoformat(value["next"])
+        step = timedelta(seconds=value["duration"])
+        if step.total_seconds() > 0 and nxt + step <= now:
+            nxt += step * ((now - nxt) // step)
             value["next"] = nxt.isoformat()
 
 

@@ -66,3 +66,28 @@ def test_overdue_timers_fire_in_due_order_after_a_long_gap(sessions, deploy):
         order = [e.instance_id for e in s.scalars(select(AuditEvent).where(AuditEvent.kind == "timer_fired")
                                                   .order_by(AuditEvent.id))]
     assert order == [ids[1], ids[2], ids[0]]
+
+
+def _checks(sessions, iid):
+    with sessions.begin() as s:
+        return [t for t in inbox.tasks(s, instance_id=iid) if t.element_id == "check"]
+
+
+def test_cycle_fires_every_period_and_does_not_replay_missed_cycles(sessions, deploy, step):
+    deploy("progress.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "progress", by="anna", now=T0).id
+        [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        first_due = row.due_at
+    assert timedelta(days=89) <= first_due - T0 <= timedelta(days=92)
+    step()
+    assert timers.fire_due_timers(sessions, now=first_due + timedelta(seconds=1)) == 1
+    assert len(_checks(sessions, iid)) == 1
+    step()
+    # the machine was off for a year: one catch-up check, not four, and the next one is in the future
+    late = first_due + timedelta(days=365)
+    assert timers.fire_due_timers(sessions, now=late) == 1
+    assert len(_checks(sessions, iid)) == 2
+    with sessions.begin() as s:
+        [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        assert late < row.due_at <= late + timedelta(days=92)
