@@ -163,3 +163,12 @@ def _retitle_tasks(session: Session, instance_id: int, target: ProcessVersion) -
             row.lane = entry.get("lane") or row.lane
             row.candidate_role = entry.get("role") or row.candidate_role
     session.flush()
+
+
+def running_counts(session: Session) -> dict[int, int]:
+    """Count running instances per process version id."""
+    from sqlalchemy import func
+
+    query = select(Instance.version_id, func.count(Instance.id)) \
+        .where(Instance.status == InstanceStatus.RUNNING).group_by(Instance.version_id)
+    return {vid: n for vid, n in session.execute(query).all()}

@@ -16,7 +16,7 @@ def url_values(sessions):
         customer = customers.create_customer(s, {"name": "Matriisi Oy", "business_id": "0737546-2"}, by="t")
         users.add_user(s, "target-user", "salasana-123", ["expert"])
         return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css",
-                "task_id": "no-such-task"}
+                "task_id": "no-such-task", "version_id": 999, "draft_id": 999, "process_id": "no-such-process"}
 
 
 def _protected(app):

@@ -42,7 +42,7 @@ async function postJson(url, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error(data.detail || data.error || data.title || response.statusText);
+    throw new Error(data.message || response.statusText);
   }
   return data;
 }
