@@ -32,7 +32,7 @@ def _draft(sessions, owner, text=RENAMED, name="order.bpmn"):
 
 
 def _modeler_data(page: str) -> dict:
-    match = re.search(r'<script type="application/json" id="designer-data">(.*?)</script>', page, re.S)
+    match = re.search(r'<script type="application/json" id="designer-data">(.*?)</script>', page, re.DOTALL)
     assert match
     return json.loads(match.group(1))
 
