@@ -18,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from engine.config import Settings
 from engine.db import make_engine, make_sessions
 
-from . import admin, auth, customers, db, designer, errors, home, i18n, supervisor, tasks
+from . import admin, audit, auth, customers, db, designer, errors, home, i18n, supervisor, tasks, vendor
 from .stash import FormStash
 from .throttle import LoginThrottle
 
@@ -64,6 +64,6 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     db.init_app(app)  # registered after auth: its commit runs first, so any error page still gets headers
     errors.init_app(app)
     home.init_app(app)
-    for module in (auth, home, customers, admin, tasks, supervisor, designer):
+    for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor):
         app.register_blueprint(module.bp)
     return app
