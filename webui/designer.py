@@ -115,8 +115,8 @@ def _modeler(filename: str, content: str, *, draft: Draft | None = None, base: P
         "urls": {"save": url_for("designer.save_draft"), "validate": url_for("designer.validate")},
         "labels": {"loaded": _("The model is open."), "import_failed": _("The model could not be opened:"),
                    "saved": _("Draft saved."), "save_failed": _("The draft could not be saved:"),
-                   "clean": _("No problems found."), "problems": _("Problems found: see the list below."),
-                   "validate_failed": _("Validation failed:"), "line": _("line")},
+                   "clean": _("No problems found (warnings, if any, are listed below)."), "problems": _("Problems found: see the list below."),
+                   "validate_failed": _("Validation failed:"), "line": _("line"), "warning": _("warning")},
     }
     return render_template("designer/modeler.html", data=data, filename=filename, kind=kind, draft=draft, base=base)
 
@@ -208,14 +208,24 @@ def lint_problems(filename: str, content: bytes) -> list[Problem]:
             reports = json.loads(done.stdout or b"[]")
         except (OSError, subprocess.TimeoutExpired, ValueError):
             return [Problem(filename, None, None, _("bpmnlint could not be run."))]
-    return [Problem(filename, None, r.get("id"), f"{r.get('message')} ({r.get('rule')})") for r in reports]
+    return [Problem(filename, None, r.get("id"), f"{r.get('message')} ({r.get('rule')})",
+                    "warning" if r.get("category") == "warn" else "error") for r in reports]
+
+
+def context_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Return the deployed files these files need, and the files those need in turn."""
+    session, found = get_session(), {}
+    while True:
+        more = {k: v for k, v in deploy._context_files(session, {**files, **found}).items() if k not in found}
+        if not more:
+            return found
+        found.update(more)
 
 
 def check_model(filename: str, content: bytes) -> list[dict[str, Any]]:
     """Validate a model with the engine's deploy checks and bpmnlint; return problems with their source."""
-    session = get_session()
     files = {filename: content}
-    checked = deploy.validate_files(files, max_bytes=_max_bytes(), context=deploy._context_files(session, files))
+    checked = deploy.validate_files(files, max_bytes=_max_bytes(), context=context_files(files))
     found = [{**p.as_dict(), "source": "engine"} for p in checked.problems]
     if any(name == filename for name, _kind, _tree in checked.documents):  # only XML the engine found safe
         found += [{**p.as_dict(), "source": "bpmnlint"} for p in lint_problems(filename, content)]
@@ -279,8 +289,9 @@ def deploy_draft(draft_id: int) -> Any:
     session = get_session()
     found = drafts.get_draft(session, _me(), draft_id)
     try:
-        result = deploy.deploy_files(session, {found.filename: found.content.encode()}, by=_me(),
-                                     max_bytes=_max_bytes())
+        files = {found.filename: found.content.encode()}
+        # the deployed files it needs go along unchanged (no new versions): the engine resolves one level only
+        result = deploy.deploy_files(session, {**context_files(files), **files}, by=_me(), max_bytes=_max_bytes())
     except InvalidModel as err:
         problems = [{**p.as_dict(), "source": "engine"} for p in err.problems]
         return render_template("designer/review.html", draft=found, problems=problems, blocking=problems,

@@ -76,11 +76,14 @@ function showProblems(modeler, data, problems) {
   const registry = viewer && viewer.get('elementRegistry');
   const canvas = viewer && viewer.get('canvas');
   if (viewer) {
-    registry.getAll().forEach((el) => canvas.removeMarker(el.id, 'polku-problem'));
+    registry.getAll().forEach((el) => {
+      canvas.removeMarker(el.id, 'polku-problem');
+      canvas.removeMarker(el.id, 'polku-warning');
+    });
   }
   problems.forEach((problem) => {
     const item = document.createElement('li');
-    item.className = 'problem problem-' + problem.source;
+    item.className = 'problem problem-' + problem.source + ' problem-' + problem.severity;
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'link-button';
@@ -90,12 +93,12 @@ function showProblems(modeler, data, problems) {
     button.textContent = where + problem.message + line;
     const source = document.createElement('span');
     source.className = 'problem-source';
-    source.textContent = problem.source;
+    source.textContent = problem.source + (problem.severity === 'warning' ? ' · ' + data.labels.warning : '');
     item.append(button, ' ', source);
     list.append(item);
     const element = viewer && problem.element && registry.get(problem.element);
     if (element) {
-      canvas.addMarker(element.id, 'polku-problem');
+      canvas.addMarker(element.id, problem.severity === 'warning' ? 'polku-warning' : 'polku-problem');
       button.addEventListener('click', () => {
         viewer.get('selection').select(element);
         canvas.scrollToElement(element);
@@ -155,7 +158,8 @@ async function main() {
         filename: $('filename').value, content: await currentXml(modeler)
       });
       showProblems(modeler, data, result.problems);
-      say(result.problems.length ? data.labels.problems : data.labels.clean, result.problems.length ? 'error' : 'ok');
+      const errors = result.problems.filter((p) => p.severity !== 'warning').length;
+      say(errors ? data.labels.problems : data.labels.clean, errors ? 'error' : 'ok');
     } catch (err) {
       say(data.labels.validate_failed + ' ' + err.message, 'error');
     }
