@@ -6,9 +6,10 @@ upgrade, so browsers may keep them for a day.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
-from flask import Blueprint, abort, send_from_directory
+from flask import Blueprint, abort
 from werkzeug.wrappers import Response
 
 from .auth import login_required
@@ -32,6 +33,10 @@ def asset(name: str) -> Response:
     """Send one allow-listed file from node_modules with cache headers."""
     if name not in ALLOWED:
         abort(404)
-    response = send_from_directory(NODE_MODULES, name, max_age=MAX_AGE)
+    path = NODE_MODULES / name
+    if not path.is_file():
+        abort(404)
+    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = Response(path.read_bytes(), mimetype=mimetype)  # small files, read whole: no handle left open
     response.headers["Cache-Control"] = f"private, max-age={MAX_AGE}"
     return response

@@ -38,12 +38,16 @@
     target.appendChild(list);
   }
 
-  function decorate(viewer) {
+  function decorate(viewer, index) {
     var canvas = viewer.get("canvas");
     var registry = viewer.get("elementRegistry");
     var overlays = viewer.get("overlays");
     registry.forEach(function (element) {
       var id = element.id;
+      if (!data.heat && walked.size && element.type === "bpmn:StartEvent" && !element.host &&
+          element.parent && /^bpmn:(Process|Participant)$/.test(element.parent.type) && index === 0) {
+        walked.add(id);  // every instance began at its process's start event (no event of its own)
+      }
       if (walked.has(id)) { canvas.addMarker(id, data.heat ? "audit-heat-" + Math.ceil(5 * (counts[id] || 0) / top) : "audit-walked"); }
       if (active.has(id)) { canvas.addMarker(id, "audit-active"); }
       var n = counts[id];
@@ -62,7 +66,7 @@
     var viewer = new window.BpmnJS({ container: container });
     viewer.importXML(xml).then(function () {
       viewer.get("canvas").zoom("fit-viewport");
-      decorate(viewer);
+      decorate(viewer, Number(container.dataset.diagram));
       container.dataset.ready = "true";
     }).catch(function (err) {
       container.textContent = String(err && err.message ? err.message : err);
