@@ -145,3 +145,60 @@ def test_migration_between_different_processes_is_refused(sessions):
                                     by="dora").created[0].id
     with pytest.raises(InvalidInput), sessions.begin() as s:
         migrate.preview(s, v1, other)
+
+
+LOOP = (Path(__file__).parent / "bpmn" / "loop.bpmn").read_text()
+LOOP_WITHOUT_INIT = LOOP.replace(
+    '    <bpmn:scriptTask id="init" name="Init" scriptFormat="python">\n'
+    '      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>\n'
+    '      <bpmn:script>count = 0</bpmn:script>\n    </bpmn:scriptTask>\n', "") \
+    .replace('<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="init" />', "") \
+    .replace('<bpmn:sequenceFlow id="f2" sourceRef="init" targetRef="merge" />',
+             '<bpmn:sequenceFlow id="f2" sourceRef="start" targetRef="merge" />') \
+    .replace("<bpmn:outgoing>f1</bpmn:outgoing>", "<bpmn:outgoing>f2</bpmn:outgoing>")
+REMINDER = (Path(__file__).parent / "bpmn" / "reminder.bpmn").read_text()
+REMINDER_WITHOUT_ESCALATION = REMINDER.split('    <bpmn:boundaryEvent id="late"')[0] + \
+    '    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>\n' \
+    '    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="call" />\n' \
+    '    <bpmn:sequenceFlow id="f2" sourceRef="call" targetRef="end" />\n' \
+    "  </bpmn:process>\n</bpmn:definitions>\n"
+
+
+def test_completed_step_compacted_out_of_the_history_does_not_block(sessions):
+    with sessions.begin() as s:
+        v1 = deploy.deploy_files(s, {"loop.bpmn": LOOP.encode()}, by="dora").created[0].id
+        iid = runtime.start_instance(s, "loop", by="anna", now=T0).id
+    with sessions.begin() as s:
+        assert deploy.validate_files({"loop.bpmn": LOOP_WITHOUT_INIT.encode()}).problems == []
+        v2 = deploy.deploy_files(s, {"loop.bpmn": LOOP_WITHOUT_INIT.encode()}, by="dora").created[0].id
+    with sessions.begin() as s:
+        [candidate] = migrate.preview(s, v1, v2)
+        assert candidate.ok
+        migrate.migrate_instance(s, iid, v2, by="dora")
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        [task] = inbox.tasks(s, instance_id=iid)
+        runtime.complete_task(s, task.id, {"more": False}, by="anna", now=T0)
+    with sessions.begin() as s:
+        assert runtime.get_instance(s, iid).status == InstanceStatus.COMPLETED
+        assert runtime.instance_variables(s, iid)["count"] == 1
+
+
+def test_completed_step_kept_in_the_history_and_removed_blocks(sessions):
+    from datetime import timedelta
+
+    with sessions.begin() as s:
+        v1 = deploy.deploy_files(s, {"reminder.bpmn": REMINDER.encode()}, by="dora").created[0].id
+        iid = runtime.start_instance(s, "reminder", by="anna", data={"due": "P30D"}, now=T0).id
+    with sessions.begin() as s:
+        runtime.fire_instance_timers(s, iid, now=T0 + timedelta(days=15))
+    with sessions.begin() as s:
+        escalate = next(t for t in inbox.tasks(s, instance_id=iid) if t.element_id == "escalate")
+        runtime.complete_task(s, escalate.id, {"handled": True}, by="sam", now=T0 + timedelta(days=15))
+    with sessions.begin() as s:
+        assert [t.element_id for t in inbox.tasks(s, instance_id=iid)] == ["call"]
+        assert deploy.validate_files({"reminder.bpmn": REMINDER_WITHOUT_ESCALATION.encode()}).problems == []
+        v2 = deploy.deploy_files(s, {"reminder.bpmn": REMINDER_WITHOUT_ESCALATION.encode()}, by="dora").created[0].id
+    with sessions.begin() as s:
+        [candidate] = migrate.preview(s, v1, v2)
+        assert any("completed step 'Late' (late) no longer exists in v2" in r for r in candidate.blocked), candidate
