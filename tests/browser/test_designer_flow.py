@@ -139,3 +139,27 @@ def test_reference_diagram_opens_in_the_modeler(page, base_url, office, path):
     assert outcome["ok"], outcome
     assert page.evaluate("window.polkuModeler.get('elementRegistry').getAll().length") > 1
     assert page.locator("#canvas .djs-element").count() > 1
+
+
+def test_clicking_a_problem_selects_its_element_in_the_diagram(page, base_url, office):
+    text = (ROOT / "bpmn" / "customer_service.bpmn").read_text() \
+        .replace('name="Assess service needs with the customer"', "")
+    with office.begin() as s:
+        draft_id = drafts.save_draft(s, "dora", "customer_service.bpmn", text).id
+    page.goto(f"{base_url}/designer/drafts/{draft_id}")
+    assert _opened(page)["ok"]
+    page.click("#validate")
+    problem = page.locator("#problems li.problem-error button[data-element=assess_service_needs]").first
+    problem.wait_for()
+    assert page.locator(".djs-element.polku-problem[data-element-id=assess_service_needs]").count() == 1
+    problem.click()
+    selected = page.evaluate("window.polkuModeler.get('selection').get().map((e) => e.id)")
+    assert selected == ["assess_service_needs"]
+
+
+def test_decision_table_opens_in_the_dmn_editor(page, base_url, office):
+    with office.begin() as s:
+        version_id = deploy.latest_version(s, "service_selection").id
+    page.goto(f"{base_url}/designer/versions/{version_id}/edit")
+    assert _opened(page)["ok"]
+    page.wait_for_selector("#canvas .tjs-table, #canvas .dmn-drd-container")

@@ -194,3 +194,31 @@ def test_migration_without_other_versions_says_so(client, login_as, sessions):
 def _english(client, url):
     client.post("/language", data={"lang": "en"})
     return client.get(url).get_data(as_text=True)
+
+
+def test_shipped_process_alone_validates_and_deploys_with_what_it_calls(client, login_as, sessions):
+    root = Path(__file__).parents[2] / "bpmn"
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {p.name: p.read_bytes() for p in root.iterdir() if p.suffix in (".bpmn", ".dmn")},
+                            by="setup")
+    text = (root / "customer_service.bpmn").read_text()
+    user = login_as("designer")
+    response = client.post("/designer/validate", json={"filename": "customer_service.bpmn", "content": text},
+                           headers={"X-CSRFToken": client.csrf_token()}, csrf=False)
+    assert [p for p in response.get_json()["problems"] if p["severity"] == "error"] == []
+    changed = text.replace('name="Assess service needs with the customer"', 'name="Assess the needs"')
+    did = _draft(sessions, user, changed, "customer_service.bpmn")
+    assert client.post(f"/designer/drafts/{did}/deploy").status_code == 302
+    with sessions.begin() as s:
+        assert deploy.latest_version(s, "customer_service").version == 2
+        assert deploy.latest_version(s, "aftercare").version == 1
+
+
+def test_dmn_version_opens_in_the_decision_editor(client, login_as, sessions):
+    root = Path(__file__).parents[2] / "bpmn"
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"service_selection.dmn": (root / "service_selection.dmn").read_bytes()}, by="setup")
+        vid = deploy.latest_version(s, "service_selection").id
+    login_as("designer")
+    page = client.get(f"/designer/versions/{vid}/edit").get_data(as_text=True)
+    assert _modeler_data(page)["kind"] == "dmn" and 'id="properties"' not in page
