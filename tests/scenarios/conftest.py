@@ -1,0 +1,50 @@
+"""Scenario fixtures: the shipped models deployed on a fresh SQLite database, straight or reloading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import deploy as deploy_mod
+from engine import runtime
+from engine.db import make_engine, make_sessions, upgrade
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "bpmn"
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    """Return a session factory on a fresh, migrated SQLite database."""
+    engine = make_engine(f"sqlite:///{tmp_path}/s.db")
+    upgrade(engine)
+    runtime.forget_cache()
+    yield make_sessions(engine)
+    runtime.forget_cache()
+    engine.dispose()
+
+
+@pytest.fixture
+def deployed(sessions):
+    """Deploy every .bpmn and .dmn file of bpmn/ as the designer; return the session factory."""
+    files = {p.name: p.read_bytes() for p in sorted(MODEL_DIR.iterdir()) if p.suffix in {".bpmn", ".dmn"}}
+    with sessions.begin() as session:
+        deploy_mod.deploy_files(session, files, by="designer")
+    return sessions
+
+
+@pytest.fixture(params=["straight", "reload"])
+def reload_mode(request):
+    """Run a scenario twice: with the in-process cache, and reloading from the database each step."""
+    return request.param
+
+
+@pytest.fixture
+def step(reload_mode):
+    """Call between scenario steps: in reload mode, forget everything held in memory."""
+
+    def _step():
+        if reload_mode == "reload":
+            runtime.forget_cache()
+
+    return _step
