@@ -88,9 +88,17 @@ def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYT
         else:
             checked.problems.extend(_dmn_problems(name, tree))
     if not checked.parsed.bundles and not checked.problems and not any(k == "dmn" for _, k, _ in checked.documents):
-        checked.problems.append(Problem(next(iter(files)), None, None,
-                                        "The files contain no executable process (isExecutable=\"true\")."))
+        checked.problems.extend(_not_executable(checked.documents) or [Problem(
+            next(iter(files)), None, None, "The files contain no executable process (isExecutable=\"true\").")])
     return checked
+
+
+def _not_executable(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
+    """Name each process that is descriptive only (not marked executable)."""
+    return [Problem(name, proc.sourceline, proc.get("id"),
+                    f"Process '{proc.get('name') or proc.get('id')}' is not marked executable "
+                    "(isExecutable=\"true\"): it describes work but the engine cannot run it.")
+            for name, kind, tree in documents if kind == "bpmn" for proc in tree.getroot().iter(_b("process"))]
 
 
 def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
@@ -113,6 +121,12 @@ def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) ->
                 problems.append(Problem(name, el.sourceline, el.get("id"), "This business rule task does not name its DMN decision (camunda:decisionRef is missing)."))
             elif ref not in decisions:
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This business rule task uses DMN decision '{ref}', which is neither in these files nor deployed."))
+        for store in tree.getroot().iter(_b("dataStore")):
+            problems.append(Problem(name, store.sourceline, store.get("id"), f"Data store '{store.get('name') or store.get('id')}' cannot be run: the engine has no implementation for data stores. Keep the data in process variables instead."))
+        for part in tree.getroot().iter(_b("participant")):
+            ref = part.get("processRef")
+            if ref and ref not in processes:
+                problems.append(Problem(name, part.sourceline, part.get("id"), f"Pool '{part.get('name') or part.get('id')}' refers to process '{ref}', which is not defined in these files."))
         for flow in tree.getroot().iter(_b("sequenceFlow")):
             if not flow.get("id"):
                 problems.append(Problem(name, flow.sourceline, flow.get("sourceRef"), f"A sequence flow from '{flow.get('sourceRef')}' to '{flow.get('targetRef')}' has no id; the engine would silently ignore it. Give it an id."))

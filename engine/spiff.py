@@ -250,9 +250,12 @@ class ParseResult:
     decision_ids: set[str] = field(default_factory=set)
 
 
-def _problem_from_validation(err: ValidationException, default_file: str) -> Problem:
+def _problem_from_validation(err: ValidationException, default_file: str,
+                             lines: dict[str, int] | None = None) -> Problem:
     line = err.line_number if isinstance(err.line_number, int) else None
-    message = str(err).split("\n")[0]
+    if line is None and err.id and lines:
+        line = lines.get(err.id)
+    message = str(err).split("\n")[0].strip().rstrip(".") + "."
     return Problem(os.path.basename(err.file_name or default_file), line, err.id or None, message)
 
 
@@ -260,6 +263,8 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
     """Parse (filename, kind, tree) documents into spec bundles, translating Spiff's errors."""
     result = ParseResult()
     parser = CamundaParser()
+    lines = {el.get("id"): el.sourceline for _f, _k, tree in documents for el in tree.getroot().iter()
+             if isinstance(el.tag, str) and el.get("id")}
     for filename, kind, tree in documents:
         try:
             if kind == "dmn":
@@ -267,7 +272,7 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
             else:
                 parser.add_bpmn_xml(tree, filename=filename)
         except ValidationException as err:
-            result.problems.append(_problem_from_validation(err, filename))
+            result.problems.append(_problem_from_validation(err, filename, lines))
         except Exception as err:  # noqa: BLE001 - Spiff raises KeyError/TypeError on some malformed models
             result.problems.append(Problem(filename, None, None, _explain_parse_error(err)))
     result.decision_ids = set(parser.dmn_parsers.keys())
@@ -283,7 +288,7 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
                 subs = parser.get_subprocess_specs(pid)
                 result.bundles[pid] = SpecBundle(pid, spec, subs)
             except ValidationException as err:
-                result.problems.append(_problem_from_validation(err, filename))
+                result.problems.append(_problem_from_validation(err, filename, lines))
             except Exception as err:  # noqa: BLE001 - every parse failure becomes a Problem
                 result.problems.append(Problem(filename, proc.sourceline, pid, _explain_parse_error(err)))
     return result

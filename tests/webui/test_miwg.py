@@ -14,18 +14,13 @@ from engine.errors import InvalidModel
 
 MIWG = Path("/work/shared/samples/miwg")
 FILES = sorted(MIWG.glob("*.bpmn"))
-NO_PROCESS = 'The files contain no executable process (isExecutable="true").'
-# deploy.validate_files reports these without naming the element (a data store without an
-# implementation; a collaboration's participant whose process is missing): engine gaps.
-UNNAMED = {"C.1.1.bpmn", "C.4.0.bpmn", "C.5.0.bpmn"}
 
 
 def test_all_21_reference_diagrams_are_here():
     assert len(FILES) == 21
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.name, marks=pytest.mark.xfail(
-    p.name in UNNAMED, reason="the engine names no element for this problem", strict=True)) for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_diagram_deploys_or_each_problem_names_its_element(sessions, path):
     try:
         with sessions.begin() as s:
@@ -34,7 +29,7 @@ def test_diagram_deploys_or_each_problem_names_its_element(sessions, path):
         assert err.problems
         for problem in err.problems:
             assert problem.file == path.name and len(problem.message) > 20
-            assert problem.element or problem.message == NO_PROCESS, problem
+            assert problem.element and problem.line, problem
     else:
         assert result.created
 
