@@ -136,12 +136,13 @@ def _stream(chunks: Iterator[str], fmt: str, filename: str) -> Response:
 
 
 def _export(fmt: str, ids: list[int] | None) -> Iterator[str]:
-    session = get_session()
-    if fmt == "csv":
-        return exports.events_csv(session, ids)
-    if fmt == "json":
-        return exports.events_json(session, ids)
-    return exports.events_xes(session, ids)
+    # The request's session is closed once the view returns; the stream reads through its own.
+    session = current_app.extensions["polku"].sessions()
+    make = {"csv": exports.events_csv, "json": exports.events_json, "xes": exports.events_xes}[fmt]
+    try:
+        yield from make(session, ids)
+    finally:
+        session.close()
 
 
 @bp.route("/instances/<int:instance_id>/events.<fmt>")
