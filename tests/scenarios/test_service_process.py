@@ -19,6 +19,7 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 BUSINESS_ID = "0737546-2"
 EXPERT = "eeva.expert"
 SUPERVISOR = "sanna.supervisor"
+NEW_EXPERT = "pekka.expert"
 PATH_KINDS = {"instance_started", "task_completed", "timer_fired", "message_received"}
 
 
@@ -150,3 +151,329 @@ def test_recruitment_only_ends_with_aftercare_by_phone_within_target(deployed, s
     assert data["aftercare_channel"] == "phone" and data["experience_positive"] is True
     assert data["new_service_needs"] == [] and data["recruitment_positions_filled"] == 2
     assert "follow_up_due" not in data
+
+
+def next_timer(case: Case, element_id: str) -> datetime:
+    [due] = [t["due_at"] for t in case.summary()["timers"] if t["element_id"] == element_id]
+    return datetime.fromisoformat(due)
+
+
+def test_training_over_eighteen_months_checks_progress_every_cycle_then_aftercare_and_follow_up_day(
+        deployed, step):
+    case = Case(deployed, step)
+    case.start(contact_reason="Staff need CNC skills")
+    case.do("assess_service_needs", assessment(["staff_training"]), now=day(1))
+    assert case.summary()["variables"]["training_type"] == "tasmakoulutus"
+    assert case.open() == {"plan_training": {"role": "expert", "assignee": EXPERT, "due_at": day(15)}}
+    planned_end = day(7 + 548)
+    case.do("plan_training", {"training_type": "tasmakoulutus", "training_planned_with": "te_expert",
+                              "training_participants": 12, "training_co_funding_agreed": True,
+                              "training_provider_name": "Koulutus Oy", "training_planned_start": iso(day(30)),
+                              "training_planned_end": iso(planned_end), "training_progress_interval": "P3M"},
+            now=day(7))
+    checks = []
+    due = next_timer(case, "training_progress_due")
+    assert due == day(7) + (datetime(2026, 6, 9, tzinfo=UTC) - datetime(2026, 3, 9, tzinfo=UTC))
+    while due < planned_end:
+        assert case.fire(due + timedelta(minutes=1)) == 1
+        tasks = case.open()
+        assert tasks["check_training_progress"] == {"role": "expert", "assignee": EXPERT, "due_at": due + timedelta(
+            days=14, minutes=1)}
+        assert tasks["deliver_training"]["assignee"] == EXPERT
+        case.do("check_training_progress", {"training_progress_checked_on": iso(due),
+                                            "training_progress_status": "on_track"}, now=due + timedelta(days=2))
+        checks.append(due)
+        due = next_timer(case, "training_progress_due")
+    assert len(checks) == 5, "a progress check every quarter of the 18-month programme"
+    assert [b - a > timedelta(days=88) for a, b in zip(checks, checks[1:], strict=False)] == [True] * 4
+
+    case.do("deliver_training", {"training_completed_on": iso(day(550)), "training_participants_completed": 11},
+            now=day(550))
+    assert case.summary()["timers"] == [], "the progress cycle ends with the programme"
+    case.do("close_training", {"training_ended_on": iso(day(552)), "training_outcome": "completed",
+                               "training_provider_delivered": True}, now=day(552))
+    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(552 + 7)}}
+    case.do("aftercare_contact", aftercare_contact(day(555), follow_up_day_wanted=True), now=day(555))
+    opens = next_timer(case, "wait_follow_up_day")
+    assert opens == day(555 + 351)
+    assert case.open() == {}
+    assert case.fire(opens - timedelta(days=1)) == 0
+    assert case.fire(opens + timedelta(minutes=1)) == 1
+    assert case.open() == {"hold_follow_up_day": {"role": "expert", "assignee": EXPERT, "due_at": day(555 + 365)}}
+    case.do("hold_follow_up_day", {"follow_up_held_on": iso(day(918)), "follow_up_channel": "meeting",
+                                   "follow_up_benefit": "Machining errors halved."}, now=day(918))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.path() == (["assess_service_needs", "plan_training"]
+                           + ["training_progress_due", "check_training_progress"] * 5
+                           + ["deliver_training", "close_training", "aftercare_contact", "wait_follow_up_day",
+                              "hold_follow_up_day"])
+    assert case.completed_path()[-4:] == ["join_named_contact", "end_named_contact", "call_aftercare",
+                                          "end_service_process"]
+    assert {(e, r, a) for e, r, a in case.created()} == {
+        ("assess_service_needs", "expert", None), ("plan_training", "expert", EXPERT),
+        ("deliver_training", "expert", EXPERT), ("check_training_progress", "expert", EXPERT),
+        ("close_training", "expert", EXPERT), ("aftercare_contact", "expert", EXPERT),
+        ("hold_follow_up_day", "expert", EXPERT)}
+    assert [e for e, _r, _a in case.created()].count("check_training_progress") == 5
+    data = summary["variables"]
+    assert data["services"] == ["training"] and data["training_type"] == "tasmakoulutus"
+    assert data["aftercare_target_days"] == 7 and data["follow_up_day_wanted"] is True
+    assert data["follow_up_due"] == day(555 + 365).isoformat()
+    assert data["follow_up_benefit"] == "Machining errors halved."
+
+
+def test_timer_fires_at_its_exact_due_instant(deployed, step):
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment"]), now=day(1))
+    case.do("plan_recruitment", {"recruitment_positions": 1, "recruitment_channels": ["job_posting"],
+                                 "recruitment_planned_end": iso(day(30))}, now=day(2))
+    case.do("deliver_recruitment", {}, now=day(20))
+    case.do("close_recruitment", {"recruitment_positions_filled": 1, "recruitment_ended_on": iso(day(21)),
+                                  "recruitment_outcome": "completed"}, now=day(21))
+    due = next_timer(case, "aftercare_overdue")
+    assert due == day(21 + 14)
+    assert case.fire(due) == 1, "fire_due_timers(now=T) fires every timer due at T"
+
+
+def test_parallel_development_and_training_share_one_aftercare(deployed, step):
+    case = Case(deployed, step)
+    case.start(contact_reason="Growth plans and new skills")
+    case.do("assess_service_needs", assessment(["business_development", "staff_training"]), now=day(1))
+    assert case.open() == {"plan_development": {"role": "expert", "assignee": EXPERT, "due_at": day(15)},
+                           "plan_training": {"role": "expert", "assignee": EXPERT, "due_at": day(15)}}
+    case.do("plan_training", {"training_type": "tasmakoulutus", "training_planned_with": "ely_expert",
+                              "training_participants": 8, "training_co_funding_agreed": True,
+                              "training_planned_start": iso(day(20)), "training_planned_end": iso(day(120)),
+                              "training_progress_interval": "P6M"}, now=day(2))
+    case.do("plan_development", {"development_service_type": "consulting", "development_goal": "Lean production",
+                                 "development_consultant": "Konsultit Oy", "development_consulting_days": 10,
+                                 "development_planned_end": iso(day(60)), "development_progress_interval": "P1M"},
+            now=day(3))
+    assert set(case.open()) == {"deliver_training", "deliver_development"}
+    check_due = next_timer(case, "development_progress_due")
+    assert check_due == datetime(2026, 4, 5, 8, 0, tzinfo=UTC)
+    assert case.fire(check_due + timedelta(minutes=1)) == 1
+    assert case.open()["check_development_progress"] == {"role": "expert", "assignee": EXPERT,
+                                                         "due_at": check_due + timedelta(days=14, minutes=1)}
+    case.do("check_development_progress", {"development_progress_checked_on": iso(check_due),
+                                           "development_progress_status": "delayed"}, now=check_due + timedelta(days=1))
+    case.do("deliver_development", {"development_completed_on": iso(day(50))}, now=day(50))
+    case.do("close_development", {"development_benefit": "Lead time down 20 %", "development_ended_on": iso(day(52)),
+                                  "development_outcome": "completed"}, now=day(52))
+    assert set(case.open()) == {"deliver_training"}, "aftercare waits for the training too"
+    case.do("deliver_training", {"training_completed_on": iso(day(118))}, now=day(118))
+    case.do("close_training", {"training_ended_on": iso(day(120)), "training_outcome": "partly_completed"},
+            now=day(120))
+    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(127)}}
+    case.do("aftercare_contact", aftercare_contact(day(124), services_told_about=["recruitment"]), now=day(124))
+    opens = next_timer(case, "wait_follow_up_day")
+    assert opens == day(124 + 351), "consulting recommends a follow-up day a year later"
+    assert case.fire(opens + timedelta(minutes=1)) == 1
+    case.do("hold_follow_up_day", {"follow_up_held_on": iso(day(480)), "follow_up_channel": "meeting",
+                                   "follow_up_benefit": "Lean work continues."}, now=day(480))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    created = [e for e, _r, _a in case.created()]
+    assert created.count("aftercare_contact") == 1
+    assert sorted(created) == sorted([
+        "assess_service_needs", "plan_development", "plan_training", "deliver_training", "deliver_development",
+        "check_development_progress", "close_development", "close_training", "aftercare_contact",
+        "hold_follow_up_day"])
+    assert {a for _e, _r, a in case.created()} == {None, EXPERT}
+    assert case.path() == ["assess_service_needs", "plan_training", "plan_development", "development_progress_due",
+                           "check_development_progress", "deliver_development", "close_development",
+                           "deliver_training", "close_training", "aftercare_contact", "wait_follow_up_day",
+                           "hold_follow_up_day"]
+    data = summary["variables"]
+    assert data["services"] == ["business_development", "training"]
+    assert data["aftercare_target_days"] == 7 and data["follow_up_day_recommended"] is True
+    assert data["development_outcome"] == "completed" and data["training_outcome"] == "partly_completed"
+
+
+def test_undone_aftercare_escalates_to_the_supervisor_after_the_target_days(deployed, step):
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment"]), now=day(1))
+    case.do("plan_recruitment", {"recruitment_positions": 1, "recruitment_channels": ["candidate_search"],
+                                 "recruitment_planned_end": iso(day(30))}, now=day(2))
+    case.do("deliver_recruitment", {}, now=day(28))
+    case.do("close_recruitment", {"recruitment_positions_filled": 0, "recruitment_ended_on": iso(day(30)),
+                                  "recruitment_outcome": "cancelled"}, now=day(30))
+    assert case.fire(day(30 + 13)) == 0, "not before the 14-day target"
+    assert set(case.open()) == {"aftercare_contact"}
+    assert case.fire(day(30 + 14) + timedelta(minutes=1)) == 1
+    assert case.open() == {
+        "aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(44)},
+        "handle_overdue_aftercare": {"role": "supervisor", "assignee": None,
+                                     "due_at": day(44 + 7) + timedelta(minutes=1)}}
+    assert case.fire(day(100)) == 0, "the escalation comes once"
+    owner = case.do("handle_overdue_aftercare", {"overdue_action": "reminded_expert",
+                                                 "overdue_notes": "Phoned Eeva."}, by=SUPERVISOR, now=day(45))
+    assert owner == {"role": "supervisor", "assignee": None}
+    assert set(case.open()) == {"aftercare_contact"}, "the escalation does not cancel the contact"
+    case.do("aftercare_contact", aftercare_contact(day(46), experience_positive=False, service_rating=2), now=day(46))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_recruitment", "deliver_recruitment", "close_recruitment",
+                           "aftercare_overdue", "handle_overdue_aftercare", "aftercare_contact"]
+    assert ("handle_overdue_aftercare", "supervisor", None) in case.created()
+    [completed] = [e for e in case.events() if e["kind"] == "task_completed"
+                   and e["element_id"] == "handle_overdue_aftercare"]
+    assert completed["actor"] == SUPERVISOR
+    data = summary["variables"]
+    assert data["overdue_action"] == "reminded_expert" and data["experience_positive"] is False
+
+
+def test_new_needs_found_in_aftercare_start_a_new_service_process_for_the_same_customer(deployed, step):
+    case = Case(deployed, step)
+    first = case.start()
+    case.do("assess_service_needs", assessment(["recruitment"]), now=day(1))
+    case.do("plan_recruitment", {"recruitment_positions": 3, "recruitment_channels": ["recruitment_event"],
+                                 "recruitment_planned_end": iso(day(40))}, now=day(2))
+    case.do("deliver_recruitment", {}, now=day(38))
+    case.do("close_recruitment", {"recruitment_positions_filled": 3, "recruitment_ended_on": iso(day(40)),
+                                  "recruitment_outcome": "completed"}, now=day(40))
+    case.do("aftercare_contact", aftercare_contact(
+        day(45), needs_reassessment="Expanding to Sweden", new_service_needs=["innovation_internationalisation"],
+        new_needs_description="Export to Sweden"), now=day(45))
+
+    assert case.summary()["status"] == "completed"
+    assert case.completed_path()[:2] == ["check_new_needs", "end_new_service_need"]
+    with deployed.begin() as s:
+        [child] = s.scalars(select(Instance).where(Instance.id != first)).all()
+        child_id = child.id
+        assert (child.process_id, child.business_key, child.parent_instance_id, str(child.status)) == (
+            "customer_service", BUSINESS_ID, first, "running")
+    step()
+    new = Case(deployed, step)
+    new.iid = child_id
+    assert new.open() == {"assess_service_needs": {"role": "expert", "assignee": None, "due_at": day(45 + 14)}}
+    data = new.summary()["variables"]
+    assert {k: data[k] for k in ("business_id", "company_name", "responsible_expert", "contact_channel",
+                                 "contact_reason", "identified_needs", "found_in")} == {
+        "business_id": BUSINESS_ID, "company_name": "Konepaja Virtanen Oy", "responsible_expert": EXPERT,
+        "contact_channel": "aftercare", "contact_reason": "Export to Sweden",
+        "identified_needs": ["innovation_internationalisation"], "found_in": "aftercare_contact"}
+    [started] = [e for e in new.events() if e["kind"] == "instance_started"]
+    assert started["data"]["parent_instance_id"] == first
+    # the new process goes on like any other: the referral of the new need to Business Finland
+    new.do("assess_service_needs", assessment(["innovation_internationalisation"], assessment_date=iso(day(50))),
+           now=day(50))
+    assert new.open() == {"plan_referral": {"role": "expert", "assignee": EXPERT, "due_at": day(57)}}
+
+
+def test_referral_only_forwards_the_need_to_a_partner_then_aftercare(deployed, step):
+    case = Case(deployed, step)
+    case.start(contact_reason="Needs a loan guarantee")
+    case.do("assess_service_needs", assessment(["financing"]), now=day(1))
+    assert case.open() == {"plan_referral": {"role": "expert", "assignee": EXPERT, "due_at": day(8)}}
+    case.do("plan_referral", {"referral_partners": ["finnvera"], "referral_carrier": "expert",
+                              "referral_need_summary": "Guarantee for a 400 k€ machine investment"}, now=day(2))
+    assert case.open() == {"forward_need_to_partner": {"role": "expert", "assignee": EXPERT, "due_at": day(9)}}
+    case.do("forward_need_to_partner", {"referral_forwarded_on": iso(day(3)),
+                                        "referral_partner_contact": "Finnvera, Tampere office"}, now=day(3))
+    assert case.open() == {"close_referral": {"role": "expert", "assignee": EXPERT,
+                                              "due_at": datetime(2026, 4, 5, 8, 0, tzinfo=UTC)}}
+    case.do("close_referral", {"referral_partner_reached": True, "referral_ended_on": iso(day(20)),
+                               "referral_outcome": "completed", "referral_provider_delivered": True,
+                               "referral_provider_name": "Finnvera"}, now=day(20))
+    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(34)}}
+    case.do("aftercare_contact", aftercare_contact(day(25)), now=day(25))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_referral", "forward_need_to_partner", "close_referral",
+                           "aftercare_contact"]
+    assert "give_partner_contacts" not in [e for e, _r, _a in case.created()]
+    data = summary["variables"]
+    assert data["services"] == ["referral"] and data["referral_partners"] == ["finnvera"]
+    assert data["referral_partner_reached"] is True and data["aftercare_target_days"] == 14
+
+
+def test_new_responsible_expert_informs_the_customer_and_owns_the_remaining_tasks(deployed, step):
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment"]), now=day(1))
+    case.do("plan_recruitment", {"recruitment_positions": 2, "recruitment_channels": ["job_posting"],
+                                 "recruitment_planned_end": iso(day(60))}, now=day(2))
+    assert case.open()["deliver_recruitment"]["assignee"] == EXPERT
+    with deployed.begin() as s:
+        targets = runtime.deliver_message(s, "responsible_expert_changed", by=SUPERVISOR,
+                                          data={"responsible_expert": NEW_EXPERT}, business_key=BUSINESS_ID,
+                                          now=day(10))
+    step()
+    assert targets == [case.iid]
+    assert case.open() == {
+        "deliver_recruitment": {"role": "expert", "assignee": NEW_EXPERT, "due_at": midnight(60)},
+        "inform_customer_of_new_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(17)}}
+    case.do("inform_customer_of_new_contact", {"customer_informed_on": iso(day(11)), "new_contact_channel": "phone"},
+            by=NEW_EXPERT, now=day(11))
+    case.do("deliver_recruitment", {}, by=NEW_EXPERT, now=day(55))
+    assert case.open() == {"close_recruitment": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(69)}}
+    case.do("close_recruitment", {"recruitment_positions_filled": 2, "recruitment_ended_on": iso(day(58)),
+                                  "recruitment_outcome": "completed"}, by=NEW_EXPERT, now=day(58))
+    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(72)}}
+    case.do("aftercare_contact", aftercare_contact(day(60)), by=NEW_EXPERT, now=day(60))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_recruitment", "inform_customer_of_new_contact",
+                           "deliver_recruitment", "close_recruitment", "aftercare_contact"]
+    [received] = [e for e in case.events() if e["kind"] == "message_received"]
+    assert received["data"]["name"] == "responsible_expert_changed" and received["actor"] == SUPERVISOR
+    assert case.created() == [
+        ("assess_service_needs", "expert", None), ("plan_recruitment", "expert", EXPERT),
+        ("deliver_recruitment", "expert", EXPERT), ("inform_customer_of_new_contact", "expert", NEW_EXPERT),
+        ("close_recruitment", "expert", NEW_EXPERT), ("aftercare_contact", "expert", NEW_EXPERT)]
+    completed_by = {t["element_id"]: t["completed_by"] for t in summary["tasks"]}
+    assert completed_by == {"assess_service_needs": EXPERT, "plan_recruitment": EXPERT,
+                            "inform_customer_of_new_contact": NEW_EXPERT, "deliver_recruitment": NEW_EXPERT,
+                            "close_recruitment": NEW_EXPERT, "aftercare_contact": NEW_EXPERT}
+    assert summary["variables"]["responsible_expert"] == NEW_EXPERT
+
+
+def test_change_security_after_layoffs_with_training_for_the_remaining_staff(deployed, step):
+    case = Case(deployed, step)
+    case.start(contact_reason="Lay-offs of 15 people")
+    case.do("assess_service_needs", assessment(["staff_reduction", "staff_training"], company_situation="declining",
+                                               need_segment="production_or_financial_problems"), now=day(1))
+    data = case.summary()["variables"]
+    assert data["services"] == ["change_security", "training"] and data["training_type"] == "muutoskoulutus"
+    assert case.open() == {"plan_change_security": {"role": "expert", "assignee": EXPERT, "due_at": day(8)},
+                           "plan_training": {"role": "expert", "assignee": EXPERT, "due_at": day(15)}}
+    case.do("plan_change_security", {"change_security_layoffs": 15, "change_security_remaining_staff": 27,
+                                     "change_security_notice_given_on": iso(day(0)),
+                                     "change_security_measures": ["info_session", "job_search_coaching",
+                                                                  "remaining_staff_development"],
+                                     "change_security_planned_end": iso(day(90))}, now=day(3))
+    case.do("plan_training", {"training_type": "muutoskoulutus", "training_planned_with": "te_expert",
+                              "training_participants": 27, "training_co_funding_agreed": True,
+                              "training_planned_start": iso(day(30)), "training_planned_end": iso(day(80)),
+                              "training_progress_interval": "P3M"}, now=day(5))
+    case.do("deliver_change_security", {"change_security_participants": 15,
+                                        "change_security_remaining_staff_training_needed": True}, now=day(85))
+    case.do("close_change_security", {"change_security_ended_on": iso(day(90)), "change_security_outcome": "completed"},
+            now=day(90))
+    assert set(case.open()) == {"deliver_training"}
+    case.do("deliver_training", {"training_completed_on": iso(day(80)), "training_participants_completed": 25},
+            now=day(92))
+    case.do("close_training", {"training_ended_on": iso(day(93)), "training_outcome": "completed"}, now=day(93))
+    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(100)}}
+    case.do("aftercare_contact", aftercare_contact(day(96)), now=day(96))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_change_security", "plan_training",
+                           "deliver_change_security", "close_change_security", "deliver_training", "close_training",
+                           "aftercare_contact"]
+    assert {a for _e, r, a in case.created() if r == "expert"} == {None, EXPERT}
+    assert [e for e, _r, _a in case.created()].count("aftercare_contact") == 1
+    data = summary["variables"]
+    assert data["change_security_remaining_staff_training_needed"] is True
+    assert data["change_security_measures"] == ["info_session", "job_search_coaching", "remaining_staff_development"]
+    assert data["training_participants_completed"] == 25 and data["aftercare_target_days"] == 7
