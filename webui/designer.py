@@ -19,7 +19,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     jsonify,
@@ -30,6 +29,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
 from engine import deploy, drafts, migrate
 from engine.diff import diff_models
@@ -144,8 +144,8 @@ def _posted_model() -> tuple[str, str, int | None]:
     filename, content = str(values.get("filename") or ""), str(values.get("content") or "")
     if len(content.encode()) > _max_bytes():
         raise InvalidInput(_("The model is larger than the upload limit."))
-    base = values.get("base_version_id")
-    return filename, content, int(base) if str(base or "").isdigit() else None
+    base = str(values.get("base_version_id") or "")
+    return filename, content, int(base) if base.isdigit() else None
 
 
 @bp.route("/drafts", methods=["POST"])
@@ -156,12 +156,11 @@ def save_draft() -> Any:
     if not content.strip():
         raise InvalidInput(_("The model is empty."))
     saved = drafts.save_draft(get_session(), _me(), filename, content, base)
-    urls = {"id": saved.id, "url": url_for("designer.draft", draft_id=saved.id),
-            "deploy_url": url_for("designer.review", draft_id=saved.id)}
+    url = url_for("designer.draft", draft_id=saved.id)
     if request.is_json:
-        return jsonify(urls)
+        return jsonify({"id": saved.id, "url": url, "deploy_url": url_for("designer.review", draft_id=saved.id)})
     flash(_("Draft saved."), "success")
-    return redirect(urls["url"])
+    return redirect(url)
 
 
 @bp.route("/drafts/<int:draft_id>/delete", methods=["POST"])
@@ -214,7 +213,7 @@ def lint_problems(filename: str, content: bytes) -> list[Problem]:
 
 def context_files(files: dict[str, bytes]) -> dict[str, bytes]:
     """Return the deployed files these files need, and the files those need in turn."""
-    session, found = get_session(), {}
+    session, found = get_session(), dict[str, bytes]()
     while True:
         more = {k: v for k, v in deploy._context_files(session, {**files, **found}).items() if k not in found}
         if not more:
