@@ -73,13 +73,12 @@ def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, sou
     for name in check.removed_subprocesses:
         reasons.append(f"the process '{name}' it runs no longer exists in v{target.version}")
     for ready in spiff.ready_user_tasks(workflow):
+        target_entry = _entry(target, ready.element_id)
+        if not target_entry:
+            continue  # the task itself is gone: said above
         before = {f["id"] for f in _entry(source, ready.element_id).get("form", [])}
-        after = {f["id"] for f in _entry(target, ready.element_id).get("form", [])}
-        if after or ready.element_id in check.removed_live:
-            for gone in sorted(before - after):
-                reasons.append(f"the form field '{gone}' of its task '{ready.name}' was removed")
-        elif before and _entry(target, ready.element_id):
-            reasons.append(f"the form of its task '{ready.name}' was removed")
+        for gone in sorted(before - {f["id"] for f in target_entry.get("form", [])}):
+            reasons.append(f"the form field '{gone}' of its task '{ready.name}' was removed")
     return reasons
 
 
@@ -138,7 +137,8 @@ def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: 
     bundle = deploy.bundle_for(session, target)
     workflow = loaded.held.workflow
     try:
-        spiff.migrate(workflow, bundle)
+        with spiff.clock(now):  # a restarted timer starts at the migration instant
+            spiff.migrate(workflow, bundle)
         spiff.load_state(spiff.dump_state(workflow), bundle)  # prove the result can be saved and read back
     except Exception as err:
         raise NotAllowed(f"instance {instance_id} cannot migrate: {err}") from err

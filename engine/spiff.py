@@ -672,7 +672,11 @@ def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
 
     Call `check_migration` first: a workflow whose tasks the target lacks cannot be saved after.
     """
-    kept = {t.id: dict(t.data) for t in _all_tasks(workflow, TaskState.READY | TaskState.WAITING)}
+    live = _all_tasks(workflow, TaskState.READY | TaskState.WAITING)
+    kept = {t.id: dict(t.data) for t in live}
+    # a waiting timer whose expression did not change keeps running from when it started
+    timers = {t.id: (_timer_expression(t.task_spec), dict(t.internal_data)) for t in live
+              if t.has_state(TaskState.WAITING) and _timer_expression(t.task_spec) is not None}
     top, subs = _diff_workflow(_registry, workflow, bundle.spec, bundle.subprocess_specs)
     _migrate_workflow(top, workflow, bundle.spec)
     for sp_id, diff in subs.items():
@@ -682,3 +686,10 @@ def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
     for task in _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.FUTURE):
         if task.id in kept:
             task.data.update(kept[task.id])
+        if task.id in timers and timers[task.id][0] == _timer_expression(task.task_spec):
+            task.internal_data.update(timers[task.id][1])
+
+
+def _timer_expression(spec: Any) -> str | None:
+    definition = getattr(spec, "event_definition", None)
+    return definition.expression if isinstance(definition, TimerEventDefinition) else None

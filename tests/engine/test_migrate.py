@@ -202,3 +202,26 @@ def test_completed_step_kept_in_the_history_and_removed_blocks(sessions):
     with sessions.begin() as s:
         [candidate] = migrate.preview(s, v1, v2)
         assert any("completed step 'Late' (late) no longer exists in v2" in r for r in candidate.blocked), candidate
+
+
+def test_waiting_timer_keeps_its_due_time_unless_its_expression_changed(sessions):
+    from datetime import timedelta
+
+    from engine.models import Timer
+
+    renamed = REMINDER.replace('name="Call the customer"', 'name="Phone the customer"')
+    shorter = REMINDER.replace("'P14D'", "'P7D'")
+    with sessions.begin() as s:
+        v1 = deploy.deploy_files(s, {"reminder.bpmn": REMINDER.encode()}, by="dora").created[0].id
+        kept = runtime.start_instance(s, "reminder", by="anna", data={"due": "P30D"}, now=T0).id
+        changed = runtime.start_instance(s, "reminder", by="anna", data={"due": "P30D"}, now=T0).id
+    with sessions.begin() as s:
+        v2 = deploy.deploy_files(s, {"reminder.bpmn": renamed.encode()}, by="dora").created[0].id
+        migrate.migrate_instance(s, kept, v2, by="dora", source_id=v1, now=T0 + timedelta(days=3))
+    with sessions.begin() as s:
+        v3 = deploy.deploy_files(s, {"reminder.bpmn": shorter.encode()}, by="dora").created[0].id
+        migrate.migrate_instance(s, changed, v3, by="dora", source_id=v1, now=T0 + timedelta(days=3))
+    with sessions.begin() as s:
+        due = {t.instance_id: t.due_at for t in s.scalars(select(Timer))}
+        assert due[kept] == T0 + timedelta(days=14)
+        assert due[changed] == T0 + timedelta(days=3 + 7)
