@@ -101,7 +101,9 @@ def instance(instance_id: int) -> str:
     session = get_session()
     header = _header(instance_id)
     elements = history.element_data(session, instance_id)
+    seen = set(elements["walked"]) | set(elements["active"])
     diagrams = history.version_diagrams(session, header["version"].id)
+    diagrams = diagrams[:1] + [d for d in diagrams[1:] if any(f'id="{e}"' in d["xml"] for e in seen)]
     return render_template("audit/instance.html", **header, events=history.timeline(session, instance_id),
                            elements=elements, diagrams=diagrams, statuses=STATUS_LABELS, kinds=KINDS,
                            verification=audit.verify(session, instance_id),
