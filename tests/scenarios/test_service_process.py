@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from engine import audit, inbox, runtime, timers
@@ -52,7 +53,7 @@ class Case:
             assert {f.id for f in runtime.start_form(s, "customer_service")} == {
                 "business_id", "company_name", "contact_channel", "contact_reason"}
             self.iid = runtime.start_instance(s, "customer_service", by=by, data=data,
-                                              business_key=BUSINESS_ID, now=now).id
+                                              business_key=data["business_id"], now=now).id
         self.step()
         return self.iid
 
@@ -224,6 +225,10 @@ def test_training_over_eighteen_months_checks_progress_every_cycle_then_aftercar
     assert data["follow_up_benefit"] == "Machining errors halved."
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: SpiffWorkflow's timer definitions fire only when due < now (strict), while "
+    "engine/timers.claim_due claims due_at <= now; a timer due exactly at T is claimed but not fired, "
+    "and its lease stays held, so fire_due_timers(now=T) returns 0"))
 def test_timer_fires_at_its_exact_due_instant(deployed, step):
     case = Case(deployed, step)
     case.start()
@@ -435,6 +440,34 @@ def test_new_responsible_expert_informs_the_customer_and_owns_the_remaining_task
                             "inform_customer_of_new_contact": NEW_EXPERT, "deliver_recruitment": NEW_EXPERT,
                             "close_recruitment": NEW_EXPERT, "aftercare_contact": NEW_EXPERT}
     assert summary["variables"]["responsible_expert"] == NEW_EXPERT
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: SpiffWorkflow's BpmnStartTask.trigger_wf connects the message-started event "
+    "subprocess to Start in the process spec, and engine/deploy caches specs per process: every "
+    "customer_service instance started after one expert change starts the event subprocess at once "
+    "and never completes"))
+def test_expert_change_in_one_case_does_not_stop_later_cases_from_completing(deployed, step):
+    first = Case(deployed, step)
+    first.start()
+    first.do("assess_service_needs", assessment(["recruitment"]), now=day(1))
+    with deployed.begin() as s:
+        runtime.deliver_message(s, "responsible_expert_changed", by=SUPERVISOR,
+                                data={"responsible_expert": NEW_EXPERT}, business_key=BUSINESS_ID, now=day(2))
+    step()
+    assert "inform_customer_of_new_contact" in first.open()
+
+    other = Case(deployed, step)
+    other.start(business_id="1234567-8", now=day(3))
+    other.do("assess_service_needs", assessment(["financing"]), now=day(3))
+    other.do("plan_referral", {"referral_partners": ["ely_centre"], "referral_carrier": "customer",
+                               "referral_need_summary": "Development grant"}, now=day(4))
+    other.do("give_partner_contacts", {"referral_contacts_given_on": iso(day(4)),
+                                       "referral_contact_details": "ELY Centre, grants desk"}, now=day(4))
+    other.do("close_referral", {"referral_ended_on": iso(day(20)), "referral_outcome": "completed"}, now=day(20))
+    other.do("aftercare_contact", aftercare_contact(day(22)), now=day(22))
+    assert other.open() == {}
+    assert other.summary()["status"] == "completed"
 
 
 def test_change_security_after_layoffs_with_training_for_the_remaining_staff(deployed, step):
