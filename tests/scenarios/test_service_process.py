@@ -8,6 +8,7 @@ sleeping: every action carries its `now`, and timers fire at an explicit instant
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -83,13 +84,16 @@ class Case:
         return fired
 
     def summary(self) -> dict[str, Any]:
+        assert self.iid is not None
         with self.sessions.begin() as s:
             return runtime.instance_summary(s, self.iid)
 
     def events(self, iid: int | None = None) -> list[dict[str, Any]]:
         """Return the audit events of the instance (or of `iid`) as plain data, oldest first."""
+        target = iid or self.iid
+        assert target is not None
         with self.sessions.begin() as s:
-            return [audit.event_dict(e) for e in audit.history(s, iid or self.iid)]
+            return [audit.event_dict(e) for e in audit.history(s, target)]
 
     def path(self) -> list[str]:
         """Return the element ids of the instance's audit events that moved it on, in order."""
@@ -186,7 +190,7 @@ def test_training_over_eighteen_months_checks_progress_every_cycle_then_aftercar
         checks.append(due)
         due = next_timer(case, "training_progress_due")
     assert len(checks) == 5, "a progress check every quarter of the 18-month programme"
-    assert [b - a > timedelta(days=88) for a, b in zip(checks, checks[1:], strict=False)] == [True] * 4
+    assert [b - a > timedelta(days=88) for a, b in pairwise(checks)] == [True] * 4
 
     case.do("deliver_training", {"training_completed_on": iso(day(550)), "training_participants_completed": 11},
             now=day(550))
