@@ -156,6 +156,9 @@ def test_recruitment_only_ends_with_aftercare_by_phone_within_target(deployed, s
     assert data["aftercare_channel"] == "phone" and data["experience_positive"] is True
     assert data["new_service_needs"] == [] and data["recruitment_positions_filled"] == 2
     assert "follow_up_due" not in data
+    [contact] = [t for t in summary["tasks"] if t["element_id"] == "aftercare_contact"]
+    assert datetime.fromisoformat(contact["completed_at"]) <= datetime.fromisoformat(contact["due_at"]), \
+        "aftercare within the target"
 
 
 def next_timer(case: Case, element_id: str) -> datetime:
