@@ -57,7 +57,7 @@ def test_instance_page_shows_header_changes_chain_and_element_data(client, login
     assert "<code>count</code>: 1 → 2" in page  # the loop's counter, old → new
     assert "<td>2.3.2026 11.00</td>" in page  # the first completion, 09:00 UTC, in Helsinki time
     assert 'class="chain chain-ok"' in page
-    data = json.loads(re.search(r'<script type="application/json" id="audit-data">(.*?)</script>', page, re.S)
+    data = json.loads(re.search(r'<script type="application/json" id="audit-data">(.*?)</script>', page, re.DOTALL)
                       .group(1))
     assert data["counts"]["work"] == 2 and "end" in data["walked"]
     assert 'id="work"' in data["diagrams"][0]
@@ -85,8 +85,8 @@ def test_edited_event_is_named_by_the_chain_page_the_instance_page_and_the_cli(c
     login_as("auditor")
     assert 'class="chain chain-ok"' in client.get("/audit/chain").get_data(as_text=True)
     with sessions.begin() as s:
-        event_id, seq = s.execute(select(AuditEvent.id, AuditEvent.seq).where(
-            AuditEvent.instance_id == done, AuditEvent.kind == "task_completed")).first()
+        event_id = s.scalar(select(AuditEvent.id).where(
+            AuditEvent.instance_id == done, AuditEvent.kind == "task_completed").limit(1))
         s.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE id = :id"), {"id": event_id})
     page = client.get("/audit/chain").get_data(as_text=True)
     assert 'class="chain chain-broken"' in page
@@ -178,7 +178,7 @@ def seeded(sessions, loops):
 
 
 def _figure(page: str, key: str) -> str:
-    return re.search(rf'<dd id="kpi-{key}">(.*?)</dd>', page, re.S).group(1).split()[0]
+    return re.search(rf'<dd id="kpi-{key}">(.*?)</dd>', page, re.DOTALL).group(1).split()[0]
 
 
 def test_kpi_dashboard_matches_figures_counted_by_hand(client, login_as, seeded):
