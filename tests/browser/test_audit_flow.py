@@ -118,3 +118,18 @@ def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(browser
     assert page.locator("tr.selected-event").count() >= 2  # created and completed
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
     assert errors == []
+
+
+def test_auditor_sees_the_heatmap_of_a_version(browser, base_url, case):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
+    page.goto(f"{base_url}/login")
+    page.fill("#f-username", "tarja")
+    page.fill("#f-password", PASSWORD)
+    page.click("button.button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    page.goto(f"{base_url}/audit/")
+    page.click("table.instances a[href^='/audit/versions/']")
+    page.wait_for_selector(".audit-canvas[data-ready=true]")
+    heated = page.eval_on_selector_all("[class*=audit-heat-]", "els => els.map(e => e.dataset.elementId)")
+    assert "assess_service_needs" in heated
+    assert page.locator(".djs-overlay .audit-count").count() >= 1

@@ -89,3 +89,20 @@ def test_version_diagrams_return_the_deployed_xml(sessions, deploy):
             history.version_diagrams(s, 999)
         with pytest.raises(NotFound):
             history.instance_header(s, 999)
+
+
+def test_search_finds_instances_with_open_incidents(sessions, deploy):
+    deploy("order.bpmn", "loop.bpmn")
+    calm = _run_loop(sessions, 0)
+    with sessions.begin() as s:
+        broken = runtime.start_instance(s, "order", by="anna", data={"customer": "Acme Oy", "amount": 500},
+                                        business_key="0737546-2", now=T0).id
+    with sessions.begin() as s:
+        [task] = inbox.tasks(s, instance_id=broken)
+        runtime.complete_task(s, task.id, {"channel": "phone", "approved_by_expert": True}, by="anna", now=T0)
+    with sessions.begin() as s:
+        found = history.search_instances(s, history.InstanceFilter(status="incident")).rows
+        assert [i.id for i, _v, _e in found] == [broken]
+        assert history.instance_header(s, broken)["status"] == "incident"
+        assert history.instance_header(s, calm)["status"] == "running"
+        assert "incident_raised" in [e["kind"] for e in history.timeline(s, broken)]
