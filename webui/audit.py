@@ -104,6 +104,8 @@ def instance(instance_id: int) -> str:
     seen = set(elements["walked"]) | set(elements["active"])
     diagrams = history.version_diagrams(session, header["version"].id)
     diagrams = diagrams[:1] + [d for d in diagrams[1:] if any(f'id="{e}"' in d["xml"] for e in seen)]
+    elements = {**elements, "called": [d["process_id"] for d in diagrams[1:]],
+                "ended": header["instance"].ended_at is not None}
     return render_template("audit/instance.html", **header, events=history.timeline(session, instance_id),
                            elements=elements, diagrams=diagrams, statuses=STATUS_LABELS, kinds=KINDS,
                            verification=audit.verify(session, instance_id),

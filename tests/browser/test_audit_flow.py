@@ -112,6 +112,7 @@ def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(browser
     walked = page.eval_on_selector_all(".djs-element.audit-walked", "els => els.map(e => e.dataset.elementId)")
     assert "assess_service_needs" in walked
     assert page.locator('.djs-element.audit-walked[data-element-id="assess_service_needs"] rect').count() >= 1
+    assert page.locator(".djs-connection.audit-walked-flow").count() >= 3  # the flows between walked elements
     active = page.eval_on_selector_all(".djs-element.audit-active", "els => els.map(e => e.dataset.elementId)")
     assert "aftercare_contact" in active
     page.click('.djs-element[data-element-id="assess_service_needs"]')

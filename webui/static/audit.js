@@ -38,15 +38,55 @@
     target.appendChild(list);
   }
 
-  function decorate(viewer, index) {
+  // Elements without events of their own (gateways, scripts, rules) count as walked when they lie
+  // between walked elements on a path of such elements; the flows between walked elements are marked too.
+  var SILENT = /^bpmn:(\w*Gateway|ScriptTask|BusinessRuleTask|ServiceTask|SendTask|Task|SubProcess|IntermediateThrowEvent|EndEvent)$/;
+  var called = new Set(data.called || []);
+
+  function reached(e) { return walked.has(e.id) || active.has(e.id); }
+
+  function spread(nodes, from, step) {
+    var found = new Set();
+    for (var round = 0, changed = true; changed && round < 100; round += 1) {
+      changed = false;
+      nodes.forEach(function (node) {
+        if (found.has(node.id)) { return; }
+        if ((node[from] || []).some(function (f) { var n = f[step]; return n && (reached(n) || found.has(n.id)); })) {
+          found.add(node.id);
+          changed = true;
+        }
+      });
+    }
+    return found;
+  }
+
+  function fillGaps(registry) {
+    registry.forEach(function (e) {
+      if (e.type === "bpmn:CallActivity" && called.has(e.businessObject.calledElement)) { walked.add(e.id); }
+    });
+    var nodes = registry.filter(function (e) { return !e.waypoints && SILENT.test(e.type) && !reached(e); });
+    var after = spread(nodes, "incoming", "source");
+    var before = spread(nodes, "outgoing", "target");
+    nodes.forEach(function (node) {
+      if (after.has(node.id) && (before.has(node.id) || /EndEvent$/.test(node.type) && data.ended)) {
+        walked.add(node.id);
+      }
+    });
+    return registry.filter(function (e) {
+      return e.type === "bpmn:SequenceFlow" && e.source && e.target && walked.has(e.source.id) && reached(e.target);
+    });
+  }
+
+  function decorate(viewer) {
     var canvas = viewer.get("canvas");
     var registry = viewer.get("elementRegistry");
     var overlays = viewer.get("overlays");
     registry.forEach(function (element) {
       var id = element.id;
-      if (!data.heat && walked.size && element.type === "bpmn:StartEvent" && !element.host &&
-          element.parent && /^bpmn:(Process|Participant)$/.test(element.parent.type) && index === 0) {
-        walked.add(id);  // every instance began at its process's start event (no event of its own)
+      var plain = !(element.businessObject.eventDefinitions || []).length;
+      if (!data.heat && walked.size && element.type === "bpmn:StartEvent" && plain &&
+          element.parent && /^bpmn:(Process|Participant)$/.test(element.parent.type)) {
+        walked.add(id);  // every process shown was entered at its start event (no event of its own)
       }
       if (walked.has(id)) { canvas.addMarker(id, data.heat ? "audit-heat-" + Math.ceil(5 * (counts[id] || 0) / top) : "audit-walked"); }
       if (active.has(id)) { canvas.addMarker(id, "audit-active"); }
@@ -58,6 +98,12 @@
         overlays.add(id, { position: { top: -10, right: 10 }, html: badge });
       }
     });
+    if (!data.heat) {
+      fillGaps(registry).forEach(function (flow) { canvas.addMarker(flow.id, "audit-walked-flow"); });
+      registry.forEach(function (element) {
+        if (walked.has(element.id) && !element.waypoints) { canvas.addMarker(element.id, "audit-walked"); }
+      });
+    }
     viewer.get("eventBus").on("element.click", function (event) { showEvents(event.element.id); });
   }
 
@@ -66,7 +112,7 @@
     var viewer = new window.BpmnJS({ container: container });
     viewer.importXML(xml).then(function () {
       viewer.get("canvas").zoom("fit-viewport");
-      decorate(viewer, Number(container.dataset.diagram));
+      decorate(viewer);
       container.dataset.ready = "true";
     }).catch(function (err) {
       container.textContent = String(err && err.message ? err.message : err);
