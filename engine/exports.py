@@ -12,9 +12,10 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -23,6 +24,17 @@ from .models import AuditEvent, Instance
 CSV_COLUMNS = ("id", "stream", "seq", "kind", "at", "actor", "instance_id", "version_id", "element_id",
                "task_id", "data", "hash")
 _BATCH = 500
+Ids = list[int] | Select[Any] | None  # some instances, the ids a query selects (large sets), or all
+
+
+def _events(session: Session, ids: Ids) -> Iterator[AuditEvent]:
+    if ids is None or isinstance(ids, list):
+        yield from audit.iter_events(session, ids)
+        return
+    audit.write_pending(session)
+    query = (select(AuditEvent).where(AuditEvent.instance_id.in_(ids))
+             .order_by(AuditEvent.stream, AuditEvent.seq))
+    yield from session.scalars(query).yield_per(1000)
 
 
 def _csv_row(values: Iterable[object]) -> str:
@@ -41,11 +53,11 @@ def csv_text(rows: Iterable[Iterable[object]]) -> str:
     return "".join(_csv_row(r) for r in rows)
 
 
-def events_csv(session: Session, instance_ids: list[int] | None) -> Iterator[str]:
+def events_csv(session: Session, instance_ids: Ids) -> Iterator[str]:
     """Yield the events of these instances (or all) as CSV, header first."""
     yield _csv_row(CSV_COLUMNS)
     chunk: list[str] = []
-    for event in audit.iter_events(session, instance_ids):
+    for event in _events(session, instance_ids):
         chunk.append(_csv_row(_row(event)))
         if len(chunk) >= _BATCH:
             yield "".join(chunk)
@@ -54,11 +66,11 @@ def events_csv(session: Session, instance_ids: list[int] | None) -> Iterator[str
         yield "".join(chunk)
 
 
-def events_json(session: Session, instance_ids: list[int] | None) -> Iterator[str]:
+def events_json(session: Session, instance_ids: Ids) -> Iterator[str]:
     """Yield the events of these instances (or all) as one JSON array."""
     yield "["
     first = True
-    for event in audit.iter_events(session, instance_ids):
+    for event in _events(session, instance_ids):
         yield ("" if first else ",\n") + json.dumps(audit.event_dict(event), ensure_ascii=False)
         first = False
     yield "]\n"
@@ -72,7 +84,7 @@ def _xes_time(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds")
 
 
-def events_xes(session: Session, instance_ids: list[int] | None) -> Iterator[str]:
+def events_xes(session: Session, instance_ids: Ids) -> Iterator[str]:
     """Yield an XES event log: one trace per instance, one event per completed task."""
     yield ('<?xml version="1.0" encoding="UTF-8"?>\n'
            '<log xes.version="1849-2016" xes.features="nested-attributes" xmlns="http://www.xes-standard.org/">\n'
@@ -83,18 +95,19 @@ def events_xes(session: Session, instance_ids: list[int] | None) -> Iterator[str
            '<global scope="trace">' + _attr("string", "concept:name", "") + '</global>\n'
            '<global scope="event">' + _attr("string", "concept:name", "") +
            _attr("date", "time:timestamp", "1970-01-01T00:00:00.000+00:00") + '</global>\n')
-    query = (select(AuditEvent).where(AuditEvent.kind == "task_completed")
-             .order_by(AuditEvent.instance_id, AuditEvent.seq))
+    query = (select(AuditEvent, Instance.process_id, Instance.business_key)
+             .join(Instance, Instance.id == AuditEvent.instance_id)
+             .where(AuditEvent.kind == "task_completed").order_by(AuditEvent.instance_id, AuditEvent.seq))
     if instance_ids is not None:
         query = query.where(AuditEvent.instance_id.in_(instance_ids))
     audit.write_pending(session)
     current: int | None = None
-    for event in session.scalars(query).yield_per(1000):
+    for event, process_id, business_key in session.execute(query).yield_per(1000):
         if event.instance_id != current:
             if current is not None:
                 yield "</trace>\n"
             current = event.instance_id
-            yield "<trace>" + _trace_attrs(session, current) + "\n"
+            yield "<trace>" + _trace_attrs(current, process_id, business_key) + "\n"
         name = json.loads(event.data).get("name") or event.element_id or ""
         yield ("<event>" + _attr("string", "concept:name", name) + _attr("date", "time:timestamp", _xes_time(event.at))
                + _attr("string", "org:resource", event.actor) + _attr("string", "lifecycle:transition", "complete")
@@ -104,11 +117,6 @@ def events_xes(session: Session, instance_ids: list[int] | None) -> Iterator[str
     yield "</log>\n"
 
 
-def _trace_attrs(session: Session, instance_id: int | None) -> str:
-    row = session.execute(select(Instance.process_id, Instance.business_key)
-                          .where(Instance.id == instance_id)).first()
-    text = _attr("string", "concept:name", f"instance-{instance_id}")
-    if row is not None:
-        text += _attr("string", "polku:process", row.process_id)
-        text += _attr("string", "polku:customer", row.business_key or "")
-    return text
+def _trace_attrs(instance_id: int | None, process_id: str, business_key: str | None) -> str:
+    return (_attr("string", "concept:name", f"instance-{instance_id}") + _attr("string", "polku:process", process_id)
+            + _attr("string", "polku:customer", business_key or ""))

@@ -110,10 +110,14 @@ def search_instances(session: Session, f: InstanceFilter, *, page: int = 1, per_
     return Page(rows, total, page, per_page)
 
 
+def matching_query(f: InstanceFilter) -> Select[Any]:
+    """Return a query of the ids of the instances matching the filter (for exports of large sets)."""
+    return _filtered(select(Instance.id).join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)
+
+
 def matching_ids(session: Session, f: InstanceFilter, *, limit: int | None = None) -> list[int]:
-    """Return the ids of the instances matching the filter, oldest first (for exports)."""
-    query = _filtered(select(Instance.id).join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)
-    query = query.order_by(Instance.id)
+    """Return the ids of the instances matching the filter, oldest first."""
+    query = matching_query(f).order_by(Instance.id)
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))

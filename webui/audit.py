@@ -139,7 +139,7 @@ def _stream(chunks: Iterator[str], fmt: str, filename: str) -> Response:
     return response
 
 
-def _export(fmt: str, ids: list[int] | None) -> Iterator[str]:
+def _export(fmt: str, ids: exports.Ids) -> Iterator[str]:
     # The request's session is closed once the view returns; the stream reads through its own.
     session = current_app.extensions["polku"].sessions()
     make = {"csv": exports.events_csv, "json": exports.events_json, "xes": exports.events_xes}[fmt]
@@ -165,8 +165,7 @@ def export(fmt: str) -> Response:
     """Stream the audit events (CSV, JSON) or the event log (XES) of the instances the filter finds."""
     if fmt not in FORMATS:
         abort(404)
-    ids = history.matching_ids(get_session(), _filter())
-    return _stream(_export(fmt, ids), fmt, "audit")
+    return _stream(_export(fmt, history.matching_query(_filter())), fmt, "audit")
 
 
 def _kpi_filter() -> kpi.AftercareFilter:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine import exports, inbox, runtime
+from engine import exports, history, inbox, runtime
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -70,3 +70,14 @@ def test_xes_imports_into_pm4py_and_mines_the_main_activities(sessions, deploy, 
     assert set(log["lifecycle:transition"]) == {"complete"}
     dfg, starts, ends = pm4py.discover_dfg(log)
     assert ("Work", "Work") in dfg and "Work" in starts and "Work" in ends
+
+
+def test_a_filter_query_selects_the_exported_instances_without_listing_their_ids(sessions, deploy):
+    deploy("loop.bpmn")
+    done, _waiting = _loop(sessions, 1), _loop(sessions, 0)
+    with sessions.begin() as s:
+        query = history.matching_query(history.InstanceFilter(status="completed"))
+        rows = list(csv.DictReader(io.StringIO("".join(exports.events_csv(s, query)))))
+        xes = "".join(exports.events_xes(s, query))
+    assert {r["instance_id"] for r in rows} == {str(done)}
+    assert xes.count("<trace>") == 1 and f"instance-{done}" in xes
