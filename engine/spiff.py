@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -28,7 +28,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit, BpmnStartTask
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
@@ -75,7 +75,29 @@ class _ClockDatetime(datetime):
         return fixed.astimezone(tz) if tz is not None else fixed.astimezone(UTC).replace(tzinfo=None)
 
 
+_TICK = timedelta(microseconds=1)
 _timer_module.datetime = _ClockDatetime  # type: ignore[misc]
+
+
+def _trigger_event_subprocess(self: Any, my_task: Any, spec_name: str) -> Any:
+    """Start an event subprocess without rewiring the shared process spec.
+
+    SpiffWorkflow's own `BpmnStartTask.trigger_wf` connects the event subprocess as an output of
+    Start in the *spec*; Polku caches specs per deployment, so every instance started afterwards
+    would open that event subprocess at once and never complete. Here Start only becomes its input.
+    """
+    spec = self._wf_spec.task_specs.get(spec_name)
+    if self.name not in spec._inputs:
+        spec._inputs.append(self.name)
+    if self._wf_spec.end.name not in spec._outputs:
+        spec.connect(self._wf_spec.end)
+    child = my_task._add_child(spec, TaskState.FUTURE)
+    child.triggered = True
+    child.task_spec._update(child)
+    return child.id
+
+
+BpmnStartTask.trigger_wf = _trigger_event_subprocess  # type: ignore[method-assign]
 
 
 def engine_now() -> datetime:
@@ -396,8 +418,10 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
 def fire_timers(workflow: BpmnWorkflow) -> list[str]:
     """Let every timer due on the engine clock fire, then run engine steps."""
     try:
-        collapse_missed_cycles(workflow)
-        workflow.refresh_timers()
+        # Spiff fires a timer when due < now: one microsecond on, a timer due at T fires at T
+        with clock(engine_now() + _TICK):
+            collapse_missed_cycles(workflow)
+            workflow.refresh_timers()
     except (WorkflowException, sandbox.SandboxViolation) as err:
         raise translate(err) from err
     return run_engine(workflow)
@@ -482,7 +506,6 @@ def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
 
     After a long gap (the machine was off) a cycle fires once for the gap, then goes on from now.
     """
-    from datetime import timedelta
 
     now = engine_now()
     for task in list(workflow.event_manager.tasks.values()):

@@ -19,9 +19,6 @@ def sessions(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/s.db")
     upgrade(engine)
     runtime.forget_cache()
-    # Specs are cached per (deployment id, files) for the whole process, and every test deploys the
-    # same files as deployment 1: start each scenario on freshly parsed specs, as a new server would.
-    deploy_mod._bundle_cached.cache_clear()
     yield make_sessions(engine)
     runtime.forget_cache()
     engine.dispose()

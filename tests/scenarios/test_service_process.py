@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from engine import audit, inbox, runtime, timers
@@ -232,10 +231,6 @@ def test_training_over_eighteen_months_checks_progress_every_cycle_then_aftercar
     assert data["follow_up_benefit"] == "Machining errors halved."
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: SpiffWorkflow's timer definitions fire only when due < now (strict), while "
-    "engine/timers.claim_due claims due_at <= now; a timer due exactly at T is claimed but not fired, "
-    "and its lease stays held, so fire_due_timers(now=T) returns 0"))
 def test_timer_fires_at_its_exact_due_instant(deployed, step):
     case = Case(deployed, step)
     case.start()
@@ -449,11 +444,6 @@ def test_new_responsible_expert_informs_the_customer_and_owns_the_remaining_task
     assert summary["variables"]["responsible_expert"] == NEW_EXPERT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: SpiffWorkflow's BpmnStartTask.trigger_wf connects the message-started event "
-    "subprocess to Start in the process spec, and engine/deploy caches specs per process: every "
-    "customer_service instance started after one expert change starts the event subprocess at once "
-    "and never completes"))
 def test_expert_change_in_one_case_does_not_stop_later_cases_from_completing(deployed, step):
     first = Case(deployed, step)
     first.start()
