@@ -289,29 +289,47 @@ class DeployResult:
     unchanged: list[ProcessVersion]
 
 
+def _references(name: str, content: bytes) -> tuple[set[str], set[str]] | None:
+    """Return (ids defined, ids referred to) by one file, or None when it cannot be read."""
+    tree, problems = xmlcheck.parse_untrusted(name, content)
+    if tree is None or problems:
+        return None
+    defined: set[str] = set()
+    wanted: set[str] = set()
+    for el in tree.getroot().iter():
+        local = _local(el)
+        if local in ("process", "decision") and el.get("id"):
+            defined.add(el.get("id"))
+        elif local == "callActivity" and el.get("calledElement"):
+            wanted.add(el.get("calledElement"))
+        elif local == "businessRuleTask" and el.get(f"{{{CAMUNDA}}}decisionRef"):
+            wanted.add(el.get(f"{{{CAMUNDA}}}decisionRef"))
+    return defined, wanted
+
+
 def _context_files(session: Session, files: dict[str, bytes]) -> dict[str, bytes]:
-    """Find deployed files that define processes or decisions these files refer to but lack."""
+    """Find deployed files that define what these files refer to but lack, transitively."""
     defined: set[str] = set()
     wanted: set[str] = set()
     for name, content in files.items():
-        tree, problems = xmlcheck.parse_untrusted(name, content)
-        if tree is None or problems:
+        refs = _references(name, content)
+        if refs is None:
             return {}  # validation reports it
-        for el in tree.getroot().iter():
-            local = _local(el)
-            if local in ("process", "decision") and el.get("id"):
-                defined.add(el.get("id"))
-            elif local == "callActivity" and el.get("calledElement"):
-                wanted.add(el.get("calledElement"))
-            elif local == "businessRuleTask" and el.get(f"{{{CAMUNDA}}}decisionRef"):
-                wanted.add(el.get(f"{{{CAMUNDA}}}decisionRef"))
+        defined |= refs[0]
+        wanted |= refs[1]
     context: dict[str, bytes] = {}
-    for target in sorted(wanted - defined):
-        version = latest_version(session, target, required=False)
-        if version is not None:
-            file = session.get(ModelFile, version.file_id)
-            if file is not None and file.filename not in files:
-                context[file.filename] = file.content.encode()
+    while missing := sorted(wanted - defined):
+        for target in missing:
+            defined.add(target)  # looked up once, found or not
+            version = latest_version(session, target, required=False)
+            file = session.get(ModelFile, version.file_id) if version is not None else None
+            if file is None or file.filename in files or file.filename in context:
+                continue
+            context[file.filename] = file.content.encode()
+            refs = _references(file.filename, context[file.filename])
+            if refs is not None:
+                defined |= refs[0]
+                wanted |= refs[1]
     return context
 
 
@@ -493,14 +511,15 @@ def version_count(session: Session) -> int:
 _versions: dict[tuple[str, int], ProcessVersion] = {}
 
 
-def _database_key(session: Session) -> str:
+def database_key(session: Session) -> str:
+    """Return which database a session works on (process-wide caches are kept per database)."""
     bind = session.get_bind()
     return str(bind.engine.url)
 
 
 def version_by_id(session: Session, version_id: int) -> ProcessVersion:
     """Return a process version by id; versions never change, so each is read once per process."""
-    key = (_database_key(session), version_id)
+    key = (database_key(session), version_id)
     found = _versions.get(key)
     if found is None:
         row = session.get(ProcessVersion, version_id)
@@ -524,7 +543,7 @@ _files_by_deployment: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
 
 
 def _deployment_files(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
-    key = (_database_key(session), deployment_id)
+    key = (database_key(session), deployment_id)
     if key not in _files_by_deployment:
         rows = session.scalars(select(ModelFile).where(ModelFile.deployment_id == deployment_id)
                                .order_by(ModelFile.id))

@@ -149,8 +149,7 @@ def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: 
                        "from": source.version, "to": target.version}, at=now)
     runtime._persist(session, runtime._Loaded(instance, target, bundle, loaded.held), actor=by, now=now)
     _retitle_tasks(session, instance.id, target)
-    session.info.get("polku_cache", {}).pop(instance.id, None)
-    runtime._cache.pop(instance.id, None)
+    runtime.forget_instance(session, instance.id)
     return instance
 
 

@@ -93,7 +93,7 @@ class Instance(Base):
     parent_instance_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id"))
     open_incidents: Mapped[int] = mapped_column(default=0)
 
-    __mapper_args__ = {"version_id_col": revision}
+    __mapper_args__ = {"version_id_col": revision}  # noqa: RUF012 - SQLAlchemy mapper options
 
 
 class Task(Base):

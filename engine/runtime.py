@@ -75,19 +75,31 @@ class _Loaded:
     path: list[str] = field(default_factory=list)
 
 
-_cache: dict[int, tuple[int, _Held]] = {}
+# (database, instance id) -> (revision, what we hold); entries appear only after a commit
+_cache: dict[tuple[str, int], tuple[int, _Held]] = {}
+
+
+def _cache_key(session: Session, instance_id: int) -> tuple[str, int]:
+    return (deploy.database_key(session), instance_id)
+
+
+def forget_instance(session: Session, instance_id: int) -> None:
+    """Drop what this process holds of one instance (after changing it behind the runtime's back)."""
+    key = _cache_key(session, instance_id)
+    session.info.get("polku_cache", {}).pop(key, None)
+    _cache.pop(key, None)
 
 
 def _after_commit_cache(session: Session, instance_id: int, revision: int, held: _Held) -> None:
     pending = session.info.setdefault("polku_cache", {})
-    pending[instance_id] = (revision, held)
+    pending[_cache_key(session, instance_id)] = (revision, held)
 
 
 @event.listens_for(Session, "after_commit")
 def _promote_cache(session: Session) -> None:
     heads = session.info.get("audit_heads", {})
     for key, (revision, held) in session.info.pop("polku_cache", {}).items():
-        head = heads.get(audit.instance_stream(key))
+        head = heads.get(audit.instance_stream(key[1]))
         held.audit_head = (head.seq, head.head) if head is not None else None
         _cache[key] = (revision, held)
 
@@ -144,7 +156,7 @@ def _load(session: Session, instance_id: int) -> _Loaded:
     instance = lock_instance(session, instance_id)
     version = deploy.version_by_id(session, instance.version_id)
     bundle = deploy.bundle_for(session, version)
-    cached = _cache.pop(instance_id, None)
+    cached = _cache.pop(_cache_key(session, instance_id), None)
     if cached is not None and cached[0] == instance.revision:
         if cached[1].audit_head is not None:
             audit.assume_head(session, audit.instance_stream(instance_id), *cached[1].audit_head)
@@ -635,7 +647,7 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
             else:
                 loaded.path.extend(spiff.run_engine(workflow))
     except ScriptError as err:
-        _cache.pop(incident.instance_id, None)
+        forget_instance(session, incident.instance_id)
         incident.message = str(err)
         return incident
     incident.status, incident.resolved_at, incident.resolved_by = IncidentStatus.RESOLVED, now, by
@@ -662,7 +674,7 @@ def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str 
     instance.status, instance.ended_at = InstanceStatus.CANCELLED, now
     audit.append(session, EventKind.INSTANCE_CANCELLED, actor=by, instance_id=instance_id,
                  version_id=instance.version_id, data={"reason": reason}, at=now)
-    _cache.pop(instance_id, None)
+    forget_instance(session, instance_id)
     _flush(session)
     return instance
 

@@ -42,7 +42,7 @@ AREAS = (
     Area("customers.index", _l("Customers"), _l("Find, register and update customer companies."),
          ("expert", "supervisor", "admin")),
     Area("designer.index", _l("Process models"), _l("Edit, check and deploy BPMN and DMN models."),
-         ("designer",)),
+         ("designer", "admin")),
     Area("audit.index", _l("Audit"), _l("Who did what and when, under which model version."),
          ("auditor",)),
     Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),

@@ -2,8 +2,8 @@
 
 from alembic import context
 
-from engine.db import Base
 from engine import models  # noqa: F401  (registers the tables on Base.metadata)
+from engine.db import Base
 
 config = context.config
 connection = config.attributes.get("connection")

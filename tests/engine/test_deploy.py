@@ -91,3 +91,15 @@ def test_bad_form_constraint_is_reported(sessions):
     text = ORDER.replace('name="maxlength" config="20"', 'name="maxlength" config="twenty"')
     problems = _problems(sessions, text)
     assert any("note" in p.message and p.element == "review" for p in problems)
+
+
+def test_a_file_deploys_alone_with_what_it_calls_resolved_transitively(sessions):
+    shipped = Path(__file__).parents[2] / "bpmn"
+    files = {p.name: p.read_bytes() for p in shipped.iterdir() if p.suffix in (".bpmn", ".dmn")}
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, files, by="d")
+    changed = files["customer_service.bpmn"].replace(b'name="Customer service process"', b'name="Customer service"')
+    assert changed != files["customer_service.bpmn"]
+    with sessions.begin() as s:
+        result = deploy_mod.deploy_files(s, {"customer_service.bpmn": changed}, by="d")
+        assert [(v.process_id, v.version) for v in result.created] == [("customer_service", 2)]
