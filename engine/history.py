@@ -151,18 +151,20 @@ def element_data(session: Session, instance_id: int) -> dict[str, Any]:
     events = timeline(session, instance_id)
     counts: dict[str, int] = defaultdict(int)
     by_element: dict[str, list[int]] = defaultdict(list)
-    path: list[str] = []
+    path_counts: dict[str, int] = defaultdict(int)
     for e in events:
         if e["element_id"]:
             by_element[e["element_id"]].append(e["id"])
             if e["kind"] in ("task_completed", "timer_fired", "message_received"):
                 counts[e["element_id"]] += 1
-        if e["kind"] == "instance_completed":
-            path = [p for p in e["data"].get("path", []) if isinstance(p, str)]
-    for element in path:
-        if element not in counts:
-            counts[element] = 1
-    walked = set(path) | set(counts) | set(by_element)
+        if e["kind"] == "path_taken":
+            for element in e["data"].get("elements", []):
+                if isinstance(element, str):
+                    path_counts[element] += 1
+                    by_element[element].append(e["id"])
+    for element, n in path_counts.items():
+        counts.setdefault(element, n)  # gateways, scripts and events count by the steps that ran them
+    walked = set(path_counts) | set(counts) | set(by_element)
     active = set(session.scalars(select(Task.element_id).where(Task.instance_id == instance_id,
                                                                Task.state == TaskStatus.READY)))
     active |= set(session.scalars(select(Timer.element_id).where(Timer.instance_id == instance_id)))
@@ -202,7 +204,7 @@ def heatmap(session: Session, version_id: int) -> dict[str, dict[str, Any]]:
     created: dict[str, datetime] = {}
     durations: dict[str, list[float]] = defaultdict(list)
     on_paths: dict[str, int] = defaultdict(int)
-    kinds = ("task_created", "task_completed", "timer_fired", "message_received", "instance_completed")
+    kinds = ("task_created", "task_completed", "timer_fired", "message_received", "path_taken")
     query = (select(AuditEvent.kind, AuditEvent.element_id, AuditEvent.task_id, AuditEvent.at, AuditEvent.data)
              .where(AuditEvent.instance_id.in_(ids), AuditEvent.kind.in_(kinds))
              .order_by(AuditEvent.instance_id, AuditEvent.seq))
@@ -216,11 +218,11 @@ def heatmap(session: Session, version_id: int) -> dict[str, dict[str, Any]]:
                 durations[element].append((at - start).total_seconds())
         elif kind in ("timer_fired", "message_received") and element:
             counts[element] += 1
-        elif kind == "instance_completed":
-            for step in json.loads(data).get("path", []):
+        elif kind == "path_taken":
+            for step in json.loads(data).get("elements", []):
                 if isinstance(step, str):
                     on_paths[step] += 1
     for step, n in on_paths.items():
-        counts.setdefault(step, n)  # elements without events (gateways, scripts) count by completed paths
+        counts.setdefault(step, n)  # elements without events (gateways, scripts) count by the steps that ran them
     return {k: {"count": v, "median_seconds": statistics.median(durations[k]) if durations.get(k) else None}
             for k, v in sorted(counts.items())}

@@ -227,6 +227,10 @@ def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) ->
 def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
     held, instance = loaded.held, loaded.instance
     workflow = held.workflow
+    if loaded.path:
+        audit.append(session, EventKind.PATH_TAKEN, actor=actor, instance_id=instance.id,
+                     version_id=instance.version_id, data={"elements": loaded.path}, at=now)
+        loaded.path = []
     spiff.compact(workflow)
     row_values: dict[str, Any] = {"state": spiff.dump_state(workflow)}
     vid = instance.version_id
@@ -295,7 +299,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     if spiff.is_completed(workflow) and instance.status == InstanceStatus.RUNNING:
         row_values.update(status=InstanceStatus.COMPLETED, ended_at=now)
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
-                     version_id=vid, data={"path": loaded.path[-50:]}, at=now)
+                     version_id=vid, at=now)
     _save_instance(session, instance, row_values)
 
 

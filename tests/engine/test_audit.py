@@ -24,7 +24,7 @@ def test_history_records_who_what_and_variable_changes(sessions, deploy):
     with sessions.begin() as s:
         events = audit.history(s, iid)
         kinds = [e.kind for e in events]
-        assert kinds[:3] == ["instance_started", "task_created", "data_changed"]
+        assert kinds[:4] == ["instance_started", "path_taken", "task_created", "data_changed"]
         assert "task_claimed" in kinds and "task_completed" in kinds
         completed = next(audit.event_dict(e) for e in events if e.kind == "task_completed")
         assert completed["actor"] == "anna" and completed["element_id"] == "review"

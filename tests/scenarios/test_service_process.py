@@ -99,7 +99,9 @@ class Case:
         return [e["element_id"] for e in self.events() if e["kind"] in PATH_KINDS and e["element_id"]]
 
     def completed_path(self) -> list[str]:
-        return [p for e in self.events() if e["kind"] == "instance_completed" for p in e["data"]["path"]]
+        """Return the elements the engine ran in the last step (the one that finished the case)."""
+        steps = [e["data"]["elements"] for e in self.events() if e["kind"] == "path_taken"]
+        return steps[-1] if steps else []
 
     def created(self) -> list[tuple[str, str, str | None]]:
         """Return every task created in the instance: (element id, role, assignee)."""
