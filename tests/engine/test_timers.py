@@ -91,3 +91,21 @@ def test_cycle_fires_every_period_and_does_not_replay_missed_cycles(sessions, de
     with sessions.begin() as s:
         [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
         assert late < row.due_at <= late + timedelta(days=92)
+
+
+def test_timer_start_event_with_an_expression_and_an_intermediate_timer(sessions, deploy, step):
+    deploy("wakeup.bpmn")
+    day = T0 + timedelta(days=30)
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "wakeup", by="anna", data={"follow_up_on": day.isoformat()}, now=T0).id
+        [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        assert (row.element_id, row.kind, row.due_at) == ("at_date", "date", day)
+    step()
+    assert timers.fire_due_timers(sessions, now=day) == 1
+    step()
+    with sessions.begin() as s:
+        [row] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        assert (row.element_id, row.kind, row.due_at) == ("a_week_later", "duration", day + timedelta(days=7))
+    assert timers.fire_due_timers(sessions, now=day + timedelta(days=7)) == 1
+    with sessions.begin() as s:
+        assert [t.element_id for t in inbox.tasks(s, instance_id=iid)] == ["call"]
