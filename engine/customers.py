@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .errors import CustomerNotFound, FormInvalid, InvalidInput
-from .models import Customer, Instance
+from .models import AuditEvent, Customer, Instance, Variable
 from .users import N_, experts
 
 AUDIT_STREAM = "users"
@@ -267,3 +267,31 @@ def customer_processes(session: Session, customer: Customer) -> list[Instance]:
     """Return the customer's process instances (business key = business ID), newest first."""
     query = select(Instance).where(Instance.business_key == customer.business_id)
     return list(session.scalars(query.order_by(Instance.started_at.desc(), Instance.id.desc())))
+
+
+TIMELINE_KINDS = ("instance_started", "task_completed", "task_assigned", "timer_fired", "message_received",
+                  "message_thrown", "incident_raised", "instance_completed", "instance_cancelled",
+                  "instance_migrated")
+FEEDBACK_VARIABLES = ("service_rating", "experience_positive", "feedback_from_customer", "aftercare_channel",
+                      "aftercare_contacted_on")
+
+
+def customer_timeline(session: Session, customer: Customer, limit: int = 100) -> list[AuditEvent]:
+    """Return the newest events of the customer's processes that a person would call a step."""
+    ids = select(Instance.id).where(Instance.business_key == customer.business_id)
+    query = (select(AuditEvent).where(AuditEvent.instance_id.in_(ids), AuditEvent.kind.in_(TIMELINE_KINDS))
+             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    return list(session.scalars(query))
+
+
+def customer_feedback(session: Session, instance_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Return the aftercare feedback recorded in each instance (rating, positive, words, channel)."""
+    found: dict[int, dict[str, Any]] = {}
+    if not instance_ids:
+        return found
+    query = select(Variable).where(Variable.instance_id.in_(instance_ids), Variable.name.in_(FEEDBACK_VARIABLES))
+    for row in session.scalars(query):
+        if row.value not in (None, ""):
+            found.setdefault(row.instance_id, {})[row.name] = row.value
+    return found
+

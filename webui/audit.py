@@ -36,7 +36,8 @@ KINDS = {"instance_started": _l("Instance started"), "task_created": _l("Task cr
          "message_received": _l("Message received"), "message_thrown": _l("Message sent"),
          "timer_fired": _l("Timer fired"), "incident_raised": _l("Incident raised"),
          "incident_resolved": _l("Incident resolved"), "instance_completed": _l("Instance completed"),
-         "instance_cancelled": _l("Instance cancelled"), "instance_migrated": _l("Instance migrated")}
+         "instance_cancelled": _l("Instance cancelled"), "instance_migrated": _l("Instance migrated"),
+         "path_taken": _l("Steps run by the engine")}
 FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "xes": "application/xml"}
 FILTER_ARGS = ("process", "version", "status", "customer", "expert", "started_from", "started_to",
                "ended_from", "ended_to")

@@ -19,6 +19,12 @@ from .auth import current_user, login_required, restore_form
 from .db import get_session
 from .tasks import due_state, next_task, process_names
 
+EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
+                "task_assigned": _l("Task reassigned"), "timer_fired": _l("Timer fired"),
+                "message_received": _l("Message received"), "message_thrown": _l("Message sent"),
+                "incident_raised": _l("Incident raised"), "instance_completed": _l("Service process completed"),
+                "instance_cancelled": _l("Service process cancelled"), "instance_migrated": _l("Instance migrated")}
+
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 ROLES = ("expert", "supervisor", "admin")
 PER_PAGE = 25
@@ -118,11 +124,21 @@ def show(customer_id: int) -> str:
     session = get_session()
     customer = customers.get_customer(session, customer_id)
     processes = kpi.process_steps(session, customers.customer_processes(session, customer))
+    timeline = customers.customer_timeline(session, customer)
+    feedback = customers.customer_feedback(session, [p.instance.id for p in processes])
     people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
-                                              for t in p.open_tasks + p.aftercare]
+                                              for t in p.open_tasks + p.aftercare] + [e.actor for e in timeline]
     return render_template("customers/show.html", customer=customer, processes=processes,
                            names=display_names(session, people), process_names=process_names(),
-                           due_state=due_state, now=utcnow(), **labels())
+                           due_state=due_state, now=utcnow(), timeline=timeline, feedback=feedback,
+                           event_labels=EVENT_LABELS, event_data=_event_data, **labels())
+
+
+def _event_data(event: Any) -> dict[str, Any]:
+    """Return an audit event's data as a dict (the timeline shows the task name from it)."""
+    import json
+
+    return json.loads(event.data)
 
 
 def _render_start(customer: Any, fields: list[Any], values: dict[str, Any], errors: dict[str, str],

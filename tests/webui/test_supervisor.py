@@ -147,6 +147,10 @@ def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, lo
     assert "Make the aftercare contact: määräaika" in section and "Myöhässä" in section
     assert section.count("Make the aftercare contact: tehty") == 2
     assert "Assess service needs with the customer" in section  # the unassigned case's current step
+    # feedback of the two completed aftercare contacts (the test form answers 3/5, positive)
+    assert section.count("Arvio 3/5") == 2 and section.count(">Myönteinen<") == 2
+    timeline = page.split('id="timeline-heading"')[1]
+    assert "Palveluprosessi alkoi" in timeline and "Tehtävä tehty: Make the aftercare contact" in timeline
 
 
 def test_expert_row_links_to_that_experts_open_tasks(client, supervisor):
