@@ -80,6 +80,10 @@ class Instance(Base):
     """A running or finished case of a process version."""
 
     __tablename__ = "instance"
+    __table_args__ = (
+        Index("ix_instance_status_started", "status", "started_at"),  # auditor search by status + period
+        Index("ix_instance_parent", "parent_instance_id"),  # new processes started from aftercare
+    )
     id: Mapped[intpk]
     version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
     process_id: Mapped[str200] = mapped_column(index=True)

@@ -1,0 +1,125 @@
+"""Inbox and audit queries on a large history: 100,000 finished instances, millions of audit events.
+
+Run: .venv/bin/python bench/history.py [--instances 100000] [--database-url URL]
+
+Fills a fresh database (SQLite file by default; any SQLAlchemy URL, e.g. the PostgreSQL of
+`scripts/postgres.sh`) with finished instances of a 5-task process — their task rows, variables
+and audit events, written with bulk inserts rather than through the engine, which would take hours
+— plus 2,000 open tasks, then prints the median time of the queries behind the inbox and the
+auditor's pages. It prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import audit, deploy, history, inbox  # noqa: E402
+from engine.db import make_engine, make_sessions, upgrade  # noqa: E402
+from engine.models import AuditEvent, Instance, Task, Variable  # noqa: E402
+
+HERE = Path(__file__).parent
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+EXPERTS = [f"expert{i}" for i in range(25)]
+
+
+def fill(sessions, instances: int) -> None:
+    """Insert finished instances with their tasks, variables and events, then some open work."""
+    with sessions.begin() as s:
+        result = deploy.deploy_files(s, {"five_tasks.bpmn": (HERE / "five_tasks.bpmn").read_bytes()}, by="bench")
+        version_id = result.created[0].id
+    batch = 2000
+    for first in range(0, instances + 400, batch):
+        rows, tasks, variables, events = [], [], [], []
+        for n in range(first, min(first + batch, instances + 400)):
+            iid = n + 1
+            started = T0 + timedelta(minutes=7 * n)
+            done = n < instances
+            rows.append({"id": iid, "version_id": version_id, "process_id": "five_tasks",
+                         "business_key": f"{1000000 + n % 5000}-{n % 10}", "status": "completed" if done else "running",
+                         "revision": 6, "state": "{}", "started_at": started, "started_by": "bench",
+                         "ended_at": started + timedelta(days=30) if done else None, "open_incidents": 0})
+            expert = EXPERTS[n % len(EXPERTS)]
+            variables.append({"instance_id": iid, "name": "responsible_expert", "value": expert,
+                              "updated_at": started})
+            for k in range(1, 6):
+                finished = done or k < 5
+                tasks.append({"id": str(uuid.uuid4()), "instance_id": iid, "element_id": f"t{k}",
+                              "name": f"Step {k}", "lane": None, "candidate_role": "expert",
+                              "state": "completed" if finished else "ready",
+                              "assignee": expert if finished or n % 2 else None,
+                              "due_at": started + timedelta(days=k * 5), "created_at": started + timedelta(days=k),
+                              "completed_at": started + timedelta(days=k + 2) if finished else None,
+                              "completed_by": expert if finished else None})
+            for seq in range(1, 16):  # 15 events per instance: 1.5 million for 100,000 instances
+                events.append({"stream": f"instance:{iid}", "seq": seq, "kind": "task_completed",
+                               "at": started + timedelta(hours=seq), "actor": expert, "instance_id": iid,
+                               "version_id": version_id, "element_id": f"t{seq % 5 + 1}", "task_id": None,
+                               "data": "{}", "prev_hash": "0" * 64, "hash": "0" * 64})
+        with sessions.begin() as s:
+            s.execute(insert(Instance), rows)
+            s.execute(insert(Task), tasks)
+            s.execute(insert(Variable), variables)
+            s.connection().execute(insert(AuditEvent.__table__), events)
+
+
+def median_ms(fn, repeat: int = 15) -> float:
+    """Return the median wall time of `fn` in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    """Fill the database and print the query timings."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=100_000)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(args.database_url or f"sqlite:///{tmp}/history.db")
+        upgrade(engine)
+        sessions = make_sessions(engine)
+        started = time.perf_counter()
+        fill(sessions, args.instances)
+        print(f"{args.instances:,} finished instances, {args.instances * 5:,} task rows, "
+              f"{args.instances * 15:,} audit events on {engine.dialect.name} "
+              f"(filled in {time.perf_counter() - started:.0f} s)")
+        mine = inbox.TaskFilter(assignee="expert3", roles=frozenset({"expert"}))
+        group = inbox.TaskFilter(roles=frozenset({"expert"}))
+        checks = {
+            "inbox: my tasks + my group's, page 1 by due date": lambda s: inbox.list_tasks(s, mine),
+            "inbox: group's unassigned tasks, page 1": lambda s: inbox.list_tasks(s, group),
+            "inbox: all open tasks, page 20 by created": lambda s: inbox.list_tasks(
+                s, inbox.TaskFilter(), sort="-created", page=20, per_page=10),
+            "inbox: overdue tasks": lambda s: inbox.overdue(s, now=T0 + timedelta(days=800)),
+            "audit: search by customer": lambda s: history.search_instances(
+                s, history.InstanceFilter(customer="1002345-5")),
+            "audit: completed, started in one month, page 5": lambda s: history.search_instances(
+                s, history.InstanceFilter(status="completed", started_from=T0 + timedelta(days=200),
+                                          started_to=T0 + timedelta(days=230)), page=5),
+            "audit: one instance's history": lambda s: audit.history(s, args.instances // 2),
+        }
+        for label, query in checks.items():
+            def run(query=query):
+                with sessions() as s:
+                    query(s)
+            print(f"  {label:<52} {median_ms(run):8.2f} ms")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
