@@ -24,9 +24,9 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import audit, deploy, history, inbox  # noqa: E402
-from engine.db import make_engine, make_sessions, upgrade  # noqa: E402
-from engine.models import AuditEvent, Instance, Task, Variable  # noqa: E402
+from engine import audit, deploy, history, inbox
+from engine.db import make_engine, make_sessions, upgrade
+from engine.models import AuditEvent, Instance, Task, Variable
 
 HERE = Path(__file__).parent
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
