@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .errors import CustomerNotFound, FormInvalid, InvalidInput
 from .models import AuditEvent, Customer, Instance, Variable
+from .paging import Page
 from .users import N_, experts
 
 AUDIT_STREAM = "users"
@@ -86,20 +86,6 @@ def validate_business_id(value: str) -> str:
         raise InvalidInput(N_("The check digit of this business ID does not match."))
     return f"{digits}-{check}"
 
-
-@dataclass(frozen=True)
-class Page:
-    """One page of search results."""
-
-    items: list[Customer]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        """Return the number of pages (at least 1)."""
-        return max(1, -(-self.total // self.per_page))
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:

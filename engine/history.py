@@ -33,6 +33,7 @@ from .models import (
     Timer,
     Variable,
 )
+from .paging import Page
 
 STATUSES = ("running", "completed", "incident", "cancelled")
 EXPERT = "responsible_expert"
@@ -54,19 +55,6 @@ class InstanceFilter:
     ended_to: datetime | None = None
 
 
-@dataclass
-class Page:
-    """One page of instance rows (Instance, version number, responsible expert) with the total."""
-
-    rows: list[tuple[Instance, int, str | None]]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        """Return the number of pages (at least 1)."""
-        return max(1, -(-self.total // self.per_page))
 
 
 def _json_text(value: str) -> str:

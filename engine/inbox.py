@@ -20,6 +20,7 @@ from .audit import EventKind
 from .db import utcnow
 from .errors import InvalidInput, TaskNotAvailable, TaskNotFound
 from .models import Instance, Task, TaskStatus
+from .paging import Page
 
 SORTS = {
     "due": (Task.due_at.is_(None), Task.due_at, Task.created_at),
@@ -46,19 +47,6 @@ class TaskFilter:
     state: TaskStatus | None = TaskStatus.READY
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of rows with the total count."""
-
-    rows: list[Any]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        """Return the number of pages."""
-        return max(1, -(-self.total // self.per_page))
 
 
 def _query(flt: TaskFilter) -> Select:

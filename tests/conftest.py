@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import users
+from engine import runtime, users
 from engine.config import Settings
 from engine.db import make_engine, make_sessions, upgrade
 from webui import create_app
@@ -104,3 +104,20 @@ def login_as(client, sessions) -> Callable[..., str]:
         return username
 
     return _login
+
+
+@pytest.fixture(params=["straight", "reload"])
+def reload_mode(request) -> str:
+    """Run a scenario twice: with the in-process cache, and reloading from the database each step."""
+    return request.param
+
+
+@pytest.fixture
+def step(reload_mode):
+    """Call between scenario steps: in reload mode, forget everything held in memory."""
+
+    def _step():
+        if reload_mode == "reload":
+            runtime.forget_cache()
+
+    return _step

@@ -1,36 +1,21 @@
 """Real Chromium: an auditor opens a case that reached its aftercare and sees the path taken on the diagrams
 (bpmn-js viewer served from node_modules), the waiting task marked, and an element's events on click.
 
-Needs Debian's chromium (`scripts/browser.sh`); never `playwright install`.
+The harness (live server, chromium, sign-in) is in conftest.py.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from engine import deploy, runtime, users
-from engine.config import Settings
-from engine.db import make_engine, make_sessions, upgrade, utcnow
+from engine import runtime, users
+from engine.db import utcnow
 from engine.inbox import tasks as open_tasks
-from webui import create_app
 
-pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 BUSINESS_ID = "0737546-2"
-PASSWORD = "salasana-123"
-
-sync_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (run scripts/browser.sh)", allow_module_level=True)
+PASSWORD = "salasana-123"  # what conftest's sign_in types
 
 
 def _answer(field, when) -> object:
@@ -43,16 +28,11 @@ def _answer(field, when) -> object:
 
 
 @pytest.fixture
-def case(tmp_path) -> Iterator[int]:
+def case(live_db) -> int:
     """Return the id of a customer_service case driven up to its aftercare contact."""
-    engine = make_engine(f"sqlite:///{tmp_path}/live.db")
-    upgrade(engine)
-    sessions = make_sessions(engine)
+    sessions = live_db[1]
     past = utcnow() - timedelta(days=40)
-    runtime.forget_cache()
     with sessions.begin() as s:
-        files = {p.name: p.read_bytes() for p in (ROOT / "bpmn").iterdir() if p.suffix in (".bpmn", ".dmn")}
-        deploy.deploy_files(s, files, by="test")
         users.add_user(s, "aino", PASSWORD, ["expert"], display_name="Aino Asiantuntija")
         users.add_user(s, "tarja", PASSWORD, ["auditor"], display_name="Tarja Tarkastaja")
         start = {"business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_channel": "web_service",
@@ -67,46 +47,14 @@ def case(tmp_path) -> Iterator[int]:
             runtime.complete_task(s, row.id, values, by="aino", now=past)
         else:
             raise AssertionError("the case did not reach its aftercare contact")
-    yield iid
-    runtime.forget_cache()
-    engine.dispose()
+    return iid
 
 
-@pytest.fixture
-def base_url(tmp_path, case) -> Iterator[str]:
-    """Serve the app on a free local port in a thread; return its address."""
-    from werkzeug.serving import make_server
-
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/live.db", secret_key="browser-test",
-                              embedded_worker=False))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    app.extensions["polku"].engine.dispose()
-
-
-@pytest.fixture
-def browser():
-    """Return Debian's chromium driven by Playwright."""
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(browser, base_url, case, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
+def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(sign_in, base_url, case, tmp_path):
+    page = sign_in("tarja")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda r: errors.append(r.url) if r.status >= 400 and "favicon" not in r.url else None)
-    page.goto(f"{base_url}/login")
-    page.fill("#f-username", "tarja")
-    page.fill("#f-password", PASSWORD)
-    page.click("button.button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
     page.goto(f"{base_url}/audit/instances/{case}")
     page.wait_for_selector(".audit-canvas[data-ready=true] >> nth=1")  # the case and its called aftercare
     walked = page.eval_on_selector_all(".djs-element.audit-walked", "els => els.map(e => e.dataset.elementId)")
@@ -121,13 +69,8 @@ def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(browser
     assert errors == []
 
 
-def test_auditor_sees_the_heatmap_of_a_version(browser, base_url, case):
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
-    page.goto(f"{base_url}/login")
-    page.fill("#f-username", "tarja")
-    page.fill("#f-password", PASSWORD)
-    page.click("button.button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
+def test_auditor_sees_the_heatmap_of_a_version(sign_in, base_url, case):
+    page = sign_in("tarja")
     page.goto(f"{base_url}/audit/")
     page.click("table.instances a[href^='/audit/versions/']")
     page.wait_for_selector(".audit-canvas[data-ready=true]")

@@ -2,89 +2,47 @@
 a task in the properties panel, validates (clean), deploys version 2 after seeing the change, and
 previews migrating the running instance. Every MIWG reference diagram opens in the modeler.
 
-Needs Debian's chromium (`scripts/browser.sh`) and the bundle (`scripts/build_assets.sh`).
+The harness (live server, chromium, sign-in) is in conftest.py; the modeler bundle comes from
+`scripts/build_assets.sh` (run by `make test`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine import deploy, drafts, runtime, users
-from engine.config import Settings
-from engine.db import make_engine, make_sessions, upgrade
 from engine.models import Instance
-from webui import create_app
-
-pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-PASSWORD = "salasana-123"
+PASSWORD = "salasana-123"  # what conftest's sign_in types
 MIWG = Path("/work/shared/samples/miwg")
 BUNDLE = ROOT / "webui" / "static" / "build" / "designer.js"
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (run scripts/browser.sh)", allow_module_level=True)
-if not BUNDLE.exists():
-    pytest.skip("the designer bundle is not built (run scripts/build_assets.sh)", allow_module_level=True)
-
 
 @pytest.fixture
-def office(tmp_path):
-    """Return the session factory of a database with the shipped models, a designer and a running case."""
-    engine = make_engine(f"sqlite:///{tmp_path}/live.db")
-    upgrade(engine)
-    sessions = make_sessions(engine)
+def office(live_db):
+    """Return the session factory of the live database with a designer and a running case."""
+    if not BUNDLE.exists():
+        pytest.fail("the designer bundle is not built: run scripts/build_assets.sh (make test does)")
+    sessions = live_db[1]
     with sessions.begin() as s:
-        files = {p.name: p.read_bytes() for p in (ROOT / "bpmn").iterdir() if p.suffix in (".bpmn", ".dmn")}
-        deploy.deploy_files(s, files, by="setup")
         users.add_user(s, "dora", PASSWORD, ["designer"], display_name="Dora Designer")
         runtime.start_instance(s, "customer_service", by="setup", business_key="0737546-2",
                                data={"business_id": "0737546-2", "company_name": "Pirkan Puu Oy",
                                      "contact_channel": "phone_service", "contact_reason": "Kasvu ja rekrytointi."})
-    yield sessions
-    engine.dispose()
+    return sessions
 
 
 @pytest.fixture
-def base_url(tmp_path, office) -> Iterator[str]:
-    """Serve the app on a free local port in a thread; return its address."""
-    from werkzeug.serving import make_server
-
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/live.db", secret_key="browser-test",
-                              embedded_worker=False))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    app.extensions["polku"].engine.dispose()
-
-
-@pytest.fixture
-def page(base_url):
+def page(sign_in, office):
     """Return a page of Debian's chromium, signed in as the designer; fail on any page error."""
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        tab = chromium.new_page(viewport={"width": 1400, "height": 1000}, locale="fi-FI")
-        errors: list[str] = []
-        tab.on("pageerror", lambda err: errors.append(str(err)))
-        tab.goto(f"{base_url}/login")
-        tab.fill("#f-username", "dora")
-        tab.fill("#f-password", PASSWORD)
-        tab.click("button.button[type=submit]")
-        tab.wait_for_url(f"{base_url}/")
-        yield tab
-        chromium.close()
-        assert not errors, errors
+    tab = sign_in("dora", width=1400, height=1000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda err: errors.append(str(err)))
+    yield tab
+    assert not errors, errors
 
 
 def _opened(page) -> dict:

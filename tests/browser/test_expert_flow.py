@@ -3,48 +3,31 @@ wrong field (message shown, value kept), completes the assessment and lands on t
 supervisor reassigns an overdue aftercare contact. Screenshots of the main pages go to a temporary
 folder, or to docs/screenshots/ with `POLKU_SCREENSHOTS=1` (then commit them).
 
-Needs Debian's chromium (`scripts/browser.sh`); never `playwright install`.
+The harness (live server, chromium, sign-in) is in conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from engine import customers, deploy, runtime, users
-from engine.config import Settings
-from engine.db import make_engine, make_sessions, upgrade, utcnow
+from engine import customers, runtime, users
+from engine.db import utcnow
 from engine.inbox import tasks as open_tasks
-from webui import create_app
-
-pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 BUSINESS_ID = "0737546-2"
-PASSWORD = "salasana-123"
-
-sync_api = pytest.importorskip("playwright.sync_api")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (run scripts/browser.sh)", allow_module_level=True)
+PASSWORD = "salasana-123"  # what conftest's sign_in types
 
 
 @pytest.fixture
-def office(tmp_path):
-    """Return (session factory, customer id) of a database with the shipped models, users and a customer."""
-    engine = make_engine(f"sqlite:///{tmp_path}/live.db")
-    upgrade(engine)
-    sessions = make_sessions(engine)
+def office(live_db):
+    """Return (session factory, customer id) of the live database with users and a customer."""
+    sessions = live_db[1]
     with sessions.begin() as s:
-        files = {p.name: p.read_bytes() for p in (ROOT / "bpmn").iterdir() if p.suffix in (".bpmn", ".dmn")}
-        deploy.deploy_files(s, files, by="test")
         users.add_user(s, "aino", PASSWORD, ["expert"], display_name="Aino Asiantuntija")
         users.add_user(s, "eero", PASSWORD, ["expert"], display_name="Eero Expert")
         users.add_user(s, "sanna", PASSWORD, ["supervisor"], display_name="Sanna Esimies")
@@ -52,24 +35,7 @@ def office(tmp_path):
                                                  "responsible_expert": "aino", "contact_person": "Matti Meikäläinen",
                                                  "phone": "040 123 4567"}, by="test")
         customers.create_customer(s, {"name": "Vailla Oy", "business_id": "2617416-4"}, by="test")
-    yield sessions, customer.id
-    engine.dispose()
-
-
-@pytest.fixture
-def base_url(tmp_path, office) -> Iterator[str]:
-    """Serve the app on a free local port in a thread; return its address."""
-    from werkzeug.serving import make_server
-
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/live.db", secret_key="browser-test",
-                              embedded_worker=False))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    app.extensions["polku"].engine.dispose()
+    return sessions, customer.id
 
 
 @pytest.fixture
@@ -80,30 +46,9 @@ def shots(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def browser():
-    """Return Debian's chromium driven by Playwright."""
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-def sign_in(browser, base_url, username, shot=None):
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fi-FI")
-    page.goto(f"{base_url}/login")
-    if shot:
-        page.screenshot(path=str(shot), full_page=True)
-    page.fill("#f-username", username)
-    page.fill("#f-password", PASSWORD)
-    page.click("button.button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
-    return page
-
-
-def test_expert_starts_a_process_fixes_a_field_and_goes_on(browser, base_url, office, shots):
+def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, office, shots):
     sessions, customer_id = office
-    page = sign_in(browser, base_url, "aino", shot=shots / "login.png")
+    page = sign_in("aino", shot=shots / "login.png")
     page.goto(f"{base_url}/customers/{customer_id}")
     page.click("text=Aloita uusi palveluprosessi")
     assert page.input_value("#f-business_id") == BUSINESS_ID
@@ -173,10 +118,10 @@ def _overdue_aftercare(sessions, expert) -> str:
     raise AssertionError("the case did not reach its aftercare contact")
 
 
-def test_supervisor_reassigns_an_overdue_aftercare_contact(browser, base_url, office, shots):
+def test_supervisor_reassigns_an_overdue_aftercare_contact(sign_in, base_url, office, shots):
     sessions, _customer_id = office
     task_id = _overdue_aftercare(sessions, "aino")
-    page = sign_in(browser, base_url, "sanna")
+    page = sign_in("sanna")
     page.goto(f"{base_url}/supervisor/")
     assert "Myöhässä" in page.inner_text("table.tasks")
     page.screenshot(path=str(shots / "supervisor.png"), full_page=True)

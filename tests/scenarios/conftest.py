@@ -31,20 +31,3 @@ def deployed(sessions):
     with sessions.begin() as session:
         deploy_mod.deploy_files(session, files, by="designer")
     return sessions
-
-
-@pytest.fixture(params=["straight", "reload"])
-def reload_mode(request):
-    """Run a scenario twice: with the in-process cache, and reloading from the database each step."""
-    return request.param
-
-
-@pytest.fixture
-def step(reload_mode):
-    """Call between scenario steps: in reload mode, forget everything held in memory."""
-
-    def _step():
-        if reload_mode == "reload":
-            runtime.forget_cache()
-
-    return _step
