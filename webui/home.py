@@ -44,7 +44,10 @@ AREAS = (
     Area("designer.index", _l("Process models"), _l("Edit, check and deploy BPMN and DMN models."),
          ("designer", "admin")),
     Area("audit.index", _l("Audit"), _l("Who did what and when, under which model version."),
-         ("auditor",)),
+         ("auditor", "admin")),
+    Area("audit.kpis", _l("Aftercare KPIs"),
+         _l("Aftercare done and on time, channels, feedback against the 69 % target, new needs."),
+         ("supervisor",)),
     Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),
 )
 
