@@ -18,7 +18,21 @@ from sqlalchemy.orm import sessionmaker
 from engine.config import Settings
 from engine.db import make_engine, make_sessions
 
-from . import admin, audit, auth, customers, db, designer, errors, home, i18n, supervisor, tasks, vendor
+from . import (
+    admin,
+    audit,
+    auth,
+    customers,
+    db,
+    designer,
+    errors,
+    home,
+    i18n,
+    incidents,
+    supervisor,
+    tasks,
+    vendor,
+)
 from .stash import FormStash
 from .throttle import LoginThrottle
 
@@ -64,6 +78,6 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     db.init_app(app)  # registered after auth: its commit runs first, so any error page still gets headers
     errors.init_app(app)
     home.init_app(app)
-    for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor):
+    for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor, incidents):
         app.register_blueprint(module.bp)
     return app

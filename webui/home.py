@@ -48,6 +48,8 @@ AREAS = (
     Area("audit.kpis", _l("Aftercare KPIs"),
          _l("Aftercare done and on time, channels, feedback against the 69 % target, new needs."),
          ("supervisor",)),
+    Area("incidents.index", _l("Incidents"), _l("Cases stopped by a failing step: fix the data and run it again."),
+         ("admin", "supervisor")),
     Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),
 )
 

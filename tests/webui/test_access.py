@@ -17,7 +17,8 @@ def url_values(sessions):
         users.add_user(s, "target-user", "salasana-123", ["expert"])
         return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css",
                 "task_id": "no-such-task", "version_id": 999, "draft_id": 999, "process_id": "no-such-process",
-                "instance_id": 999, "fmt": "csv", "chart": "done", "name": "bpmn-js/dist/assets/bpmn-js.css"}
+                "instance_id": 999, "fmt": "csv", "chart": "done", "name": "bpmn-js/dist/assets/bpmn-js.css",
+                "incident_id": 999}
 
 
 def _protected(app):
