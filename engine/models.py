@@ -254,3 +254,23 @@ class Draft(Base):
     content: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     base_version_id: Mapped[int | None] = mapped_column(ForeignKey("process_version.id"))
+
+
+class LoginFailure(Base):
+    """One failed sign-in for a (username, address) key; counted by every server process."""
+
+    __tablename__ = "login_failure"
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(300), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class StashedForm(Base):
+    """What a user typed when their sign-in had expired, kept for them until they are back."""
+
+    __tablename__ = "stashed_form"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[int]
+    path: Mapped[str] = mapped_column(String(500))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -91,7 +91,7 @@ def stash_form() -> None:
         return
     field = current_app.config["WTF_CSRF_FIELD_NAME"]
     values = {k: v for k, v in request.form.to_dict(flat=False).items() if k != field}
-    session[STASH_KEY] = current_app.extensions["polku"].stash.put(owner, request.path, values)
+    session[STASH_KEY] = current_app.extensions["polku"].stash.put(get_session(), owner, request.path, values)
     flash(_("Your sign-in had expired. Sign in again: what you typed has been kept."), "info")
 
 
@@ -100,7 +100,7 @@ def restore_form() -> MultiDict[str, str] | None:
     token, user = session.get(STASH_KEY), current_user()
     if not token or user is None:
         return None
-    values = current_app.extensions["polku"].stash.take(token, user.id, request.path)
+    values = current_app.extensions["polku"].stash.take(get_session(), token, user.id, request.path)
     if values is None:
         return None
     session.pop(STASH_KEY, None)
@@ -160,15 +160,15 @@ def login() -> Any:
     username = request.form.get("username", "").strip().lower()
     key = (username, request.remote_addr or "")
     throttle = current_app.extensions["polku"].throttle
-    if throttle.blocked(key):
+    if throttle.blocked(get_session(), key):
         error = _("Too many failed sign-in attempts. Wait 15 minutes and try again.")
         return render_template("auth/login.html", next=target, username=username, error=error), 429
     user = users.authenticate(get_session(), username, request.form.get("password", ""))
     if user is None:
-        throttle.fail(key)
+        throttle.fail(get_session(), key)
         error = _("Wrong username or password.")
         return render_template("auth/login.html", next=target, username=username, error=error)
-    throttle.reset(key)
+    throttle.reset(get_session(), key)
     _start_login(user)
     return redirect(target or url_for("home.index"))
 

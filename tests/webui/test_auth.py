@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from engine import users
@@ -95,15 +97,29 @@ def test_success_before_the_limit_clears_the_count(client, aino):
     assert client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).status_code == 302
 
 
-def test_throttle_forgets_failures_older_than_the_window():
-    now = [1000.0]
+def test_throttle_forgets_failures_older_than_the_window(session):
+    now = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
     throttle = LoginThrottle(limit=2, window_seconds=60, clock=lambda: now[0])
     key = ("aino", "10.0.0.1")
-    throttle.fail(key)
-    throttle.fail(key)
-    assert throttle.blocked(key)
-    now[0] += 61
-    assert not throttle.blocked(key)
+    throttle.fail(session, key)
+    throttle.fail(session, key)
+    assert throttle.blocked(session, key)
+    assert not throttle.blocked(session, ("aino", "10.0.0.2"))
+    now[0] += timedelta(seconds=61)
+    assert not throttle.blocked(session, key)
+
+
+def test_failures_are_shared_by_every_server_process(settings, aino, db_engine):
+    from webui import create_app
+
+    first, second = create_app(settings), create_app(settings)  # two processes, one database
+    clients = [first.test_client(), second.test_client()]
+    for n in range(5):
+        token = clients[n % 2].get("/login").get_data(as_text=True).split('name="csrf-token" content="')[1].split('"')[0]
+        clients[n % 2].post("/login", data={"username": "aino", "password": "väärä", "csrf_token": token})
+    token = clients[0].get("/login").get_data(as_text=True).split('name="csrf-token" content="')[1].split('"')[0]
+    response = clients[0].post("/login", data={"username": "aino", "password": "oikea-salasana", "csrf_token": token})
+    assert response.status_code == 429
 
 
 def test_post_without_csrf_token_is_refused(client, login_as):
