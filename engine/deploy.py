@@ -18,8 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import audit, forms, sandbox, spiff, xmlcheck
@@ -501,11 +501,6 @@ def list_versions(session: Session) -> list[dict[str, Any]]:
     query = select(ProcessVersion).order_by(ProcessVersion.process_id, ProcessVersion.version.desc())
     return [{"id": v.id, "process_id": v.process_id, "kind": str(v.kind), "name": v.name, "version": v.version,
              "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.scalars(query)]
-
-
-def version_count(session: Session) -> int:
-    """Count stored versions."""
-    return session.scalar(select(func.count(ProcessVersion.id))) or 0
 
 
 _versions: dict[tuple[str, int], ProcessVersion] = {}

@@ -355,24 +355,30 @@ def _flush(session: Session) -> None:
 
 
 def _act(session: Session, loaded: _Loaded, mutate: Callable[[spiff.Workflow], Any], *, actor: str,
-         now: datetime, retry_kind: str = "steps", steps: bool = True) -> Any:
+         now: datetime, retry_kind: str = "steps", steps: bool = True) -> _Loaded:
+    """Apply `mutate`, run engine steps and persist; return what was persisted.
+
+    On a script failure the workflow is rebuilt from the stored state: for "steps" the mutation is
+    applied again without the engine steps, for "timers" nothing is; that state is persisted with
+    an open incident, and the returned `_Loaded` (not the spoilt one passed in) describes it.
+    """
     with spiff.clock(now):
         try:
-            result = mutate(loaded.held.workflow)
+            mutate(loaded.held.workflow)
             if steps:
                 loaded.path.extend(spiff.run_engine(loaded.held.workflow))
         except ScriptError as err:
             loaded = _reload(session, loaded)
-            try:
-                result = mutate(loaded.held.workflow) if retry_kind == "steps" else None
-            except ScriptError:
-                result = None
-                loaded = _reload(session, loaded)
+            if retry_kind == "steps":
+                try:
+                    mutate(loaded.held.workflow)
+                except ScriptError:
+                    loaded = _reload(session, loaded)
             _persist(session, loaded, actor=actor, now=now)
             _raise_incident(session, loaded, err, actor=actor, now=now, retry_kind=retry_kind)
-            return result
+            return loaded
     _persist(session, loaded, actor=actor, now=now)
-    return result
+    return loaded
 
 
 def _raise_incident(session: Session, loaded: _Loaded, err: ScriptError, *, actor: str, now: datetime,
@@ -540,8 +546,7 @@ def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any
         loaded = _load(session, target)
         audit.append(session, EventKind.MESSAGE_RECEIVED, actor=by, instance_id=target,
                      version_id=loaded.instance.version_id, data={"name": name, "payload": _jsonable(payload)}, at=now)
-        _act(session, loaded, deliver, actor=by, now=now)
-        _reassign_by_expression(session, loaded, actor=by, now=now)
+        _reassign_by_expression(session, _act(session, loaded, deliver, actor=by, now=now), actor=by, now=now)
     return targets
 
 
@@ -579,10 +584,8 @@ def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload:
         return
     target = _process_started_by(session, name)
     if target is not None:
-        fields = start_form(session, target)
-        start_data = {f.id: data.get(f.id) for f in fields if f.id in data} if fields else {}
-        start_data.update({k: v for k, v in data.items() if k not in start_data})
-        start_instance(session, target, by=actor, data=start_data, business_key=instance.business_key,
+        # the payload is the new case's start data as the throwing process wrote it (not a person's input)
+        start_instance(session, target, by=actor, data=data, business_key=instance.business_key,
                        now=now, parent_instance_id=instance.id, validate_form=False)
 
 
@@ -608,10 +611,7 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
         _after_commit_cache(session, instance_id, loaded.instance.revision, loaded.held)
         return []
 
-    def fire(workflow: spiff.Workflow) -> None:
-        spiff.fire_timers(workflow)
-
-    _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
+    loaded = _act(session, loaded, spiff.fire_timers, actor=actor, now=now, retry_kind="timers", steps=False)
     still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
     fired = []
     for tid, eid in due.items():
@@ -628,7 +628,7 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
 
 def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[str, Any] | None = None,
                    now: datetime | None = None) -> Incident:
-    """Run a failed step again, after merging `data` into the waiting engine tasks.
+    """Run a failed step again, after merging `data` into the unfinished tasks of the case.
 
     Returns the incident: resolved on success, still open (with the new message) on failure.
     """
@@ -640,9 +640,8 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
         raise TaskNotAvailable(f"incident {incident_id} is already resolved")
     loaded = _load(session, incident.instance_id)
     workflow = loaded.held.workflow
-    if data:
-        for task_id in spiff.errored_or_ready_engine_tasks(workflow):
-            spiff.set_task_data(workflow, task_id, dict(data))
+    if data:  # the failing step may be a script waiting to run or one behind a waiting timer
+        spiff.update_live_data(workflow, dict(data))
     kind = incident.action.get("kind", "steps")
     try:
         with spiff.clock(now):

@@ -254,13 +254,6 @@ class SpecBundle:
             ids.update(t.bpmn_id for t in spec.task_specs.values() if getattr(t, "bpmn_id", None))
         return ids
 
-    def own_element_ids(self) -> set[str]:
-        """Return the ids of flow nodes in this process (embedded subprocesses included)."""
-        ids = {t.bpmn_id for t in self.spec.task_specs.values() if getattr(t, "bpmn_id", None)}
-        for name, spec in self.subprocess_specs.items():
-            if getattr(spec, "file", None) == getattr(self.spec, "file", None) and name not in (self.process_id,):
-                ids.update(t.bpmn_id for t in spec.task_specs.values() if getattr(t, "bpmn_id", None))
-        return ids
 
 
 @dataclass
@@ -464,17 +457,6 @@ def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
     return None if task is None else TaskState.get_name(task.state)
 
 
-def set_task_data(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> None:
-    """Merge data into a task's data (used to fix data before retrying an incident)."""
-    workflow.get_task_from_id(_uuid(task_id)).data.update(data)
-
-
-def errored_or_ready_engine_tasks(workflow: BpmnWorkflow) -> list[str]:
-    """Return ids of non-manual tasks that are READY or in ERROR (what a retry would run)."""
-    tasks = _all_tasks(workflow, TaskState.READY | TaskState.ERROR)
-    return [str(t.id) for t in tasks if not t.task_spec.manual]
-
-
 def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
     """List waiting timers with their due instants (UTC)."""
     timers = []
@@ -542,6 +524,8 @@ def update_live_data(workflow: BpmnWorkflow, data: dict[str, Any]) -> None:
     """Merge data into every unfinished task, so the rest of the case sees it (e.g. a new expert)."""
     for task in _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR):
         task.data.update(data)
+        if task.parent is not None:  # a waiting task takes its parent's data when it becomes ready
+            task.parent.data.update(data)
 
 
 def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> int:

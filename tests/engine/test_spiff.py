@@ -86,3 +86,15 @@ def test_due_from_understands_durations_dates_and_datetimes():
     assert spiff.due_from("P1D", now) == now + timedelta(days=1)
     assert spiff.due_from("2026-02-10T12:00:00+02:00", now) == datetime(2026, 2, 10, 10, 0, tzinfo=UTC)
     assert spiff.due_from(None, now) is None
+
+
+def test_case_data_update_reaches_the_step_behind_a_waiting_timer():
+    bundle = _bundle("timer_script.bpmn", "timer_script")
+    t0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    with spiff.clock(t0):
+        wf = spiff.new_workflow(bundle, {"parts": 0})
+        spiff.run_engine(wf)
+    spiff.update_live_data(wf, {"parts": 4})
+    with spiff.clock(t0 + timedelta(days=2)):
+        spiff.fire_timers(wf)  # the script divides by parts: it must see 4, not the 0 it started with
+    assert spiff.variables(wf)["share"] == 25.0

@@ -109,3 +109,26 @@ def test_timer_start_event_with_an_expression_and_an_intermediate_timer(sessions
     assert timers.fire_due_timers(sessions, now=day + timedelta(days=7)) == 1
     with sessions.begin() as s:
         assert [t.element_id for t in inbox.tasks(s, instance_id=iid)] == ["call"]
+
+
+def test_a_failing_step_after_a_timer_is_an_incident_not_a_firing(sessions, deploy, step):
+    deploy("timer_script.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "timer_script", by="anna", data={"parts": 0}, now=T0).id
+    step()
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=2)) == 0
+    step()
+    with sessions.begin() as s:
+        [incident] = runtime.open_incidents(s, iid)
+        assert incident.element_id == "compute" and incident.action == {"kind": "timers"}
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.kind == "timer_fired")) == 0
+        assert len(s.scalars(select(Timer).where(Timer.instance_id == iid)).all()) == 1  # kept, still due
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=3)) == 0  # blocked by the incident
+    with sessions.begin() as s:
+        runtime.retry_incident(s, incident.id, by="admin", data={"parts": 4}, now=T0 + timedelta(days=3))
+    step()
+    with sessions.begin() as s:
+        assert runtime.open_incidents(s, iid) == []
+        assert runtime.instance_variables(s, iid)["share"] == 25.0
+        assert [t.element_id for t in inbox.tasks(s, instance_id=iid)] == ["report"]
+        assert s.scalars(select(Timer).where(Timer.instance_id == iid)).all() == []
