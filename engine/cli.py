@@ -41,7 +41,11 @@ def _json_arg(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+            raise CliError(f"--data file {text[1:]} cannot be read: {reason}") from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -91,8 +95,7 @@ def cmd_deploy(args: argparse.Namespace, sessions: Any, settings: Settings) -> A
     files = _model_files(args.paths)
     with sessions.begin() as session:
         if args.check:
-            checked = deploy.validate_files(files, max_bytes=settings.max_upload_bytes,
-                                            context=deploy._context_files(session, files))
+            checked = deploy.check_files(session, files, max_bytes=settings.max_upload_bytes)
             if checked.problems:
                 raise InvalidModel(checked.problems)
             return {"valid": True, "files": sorted(files)}

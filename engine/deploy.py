@@ -333,6 +333,11 @@ def _context_files(session: Session, files: dict[str, bytes]) -> dict[str, bytes
     return context
 
 
+def check_files(session: Session, files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYTES) -> Checked:
+    """Validate files as `deploy_files` would, with the deployed files they refer to as context."""
+    return validate_files(files, max_bytes=max_bytes, context=_context_files(session, files))
+
+
 def deploy_files(session: Session, files: dict[str, bytes], *, by: str,
                  max_bytes: int = xmlcheck.MAX_BYTES, note: str | None = None) -> DeployResult:
     """Validate and deploy files as one unit; only changed processes get new versions.

@@ -18,8 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, deploy, runtime, spiff
-from .audit import EventKind
+from . import deploy, runtime, spiff
 from .db import utcnow
 from .errors import InvalidInput, NotAllowed
 from .models import Instance, InstanceStatus, ProcessVersion, Task, TaskStatus
@@ -124,32 +123,24 @@ def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: 
         InvalidInput: the versions are not two versions of one process.
     """
     now = now or utcnow()
-    loaded = runtime._load(session, instance_id)
-    instance = loaded.instance
-    if instance.status != InstanceStatus.RUNNING:
-        raise NotAllowed(f"instance {instance_id} is not running")
-    if source_id is not None and instance.version_id != source_id:
-        raise NotAllowed(f"instance {instance_id} is no longer on the chosen source version")
-    source, target = _versions(session, instance.version_id, target_id)
-    reasons = _reasons(session, instance, loaded.held.workflow, source, target)
-    if reasons:
-        raise NotAllowed(f"instance {instance_id} cannot migrate: " + "; ".join(reasons))
-    bundle = deploy.bundle_for(session, target)
-    workflow = loaded.held.workflow
-    try:
-        with spiff.clock(now):  # a restarted timer starts at the migration instant
-            spiff.migrate(workflow, bundle)
-        spiff.load_state(spiff.dump_state(workflow), bundle)  # prove the result can be saved and read back
-    except Exception as err:
-        raise NotAllowed(f"instance {instance_id} cannot migrate: {err}") from err
-    instance.version_id = target.id
-    text = f"migrated from v{source.version} to v{target.version}"
-    audit.append(session, EventKind.INSTANCE_MIGRATED, actor=by, instance_id=instance.id, version_id=target.id,
-                 data={"message": text, "from_version_id": source.id, "to_version_id": target.id,
-                       "from": source.version, "to": target.version}, at=now)
-    runtime._persist(session, runtime._Loaded(instance, target, bundle, loaded.held), actor=by, now=now)
-    _retitle_tasks(session, instance.id, target)
-    runtime.forget_instance(session, instance.id)
+    target_row = session.get(ProcessVersion, target_id)
+    if target_row is None:
+        raise InvalidInput(f"no process version {target_id}")
+    chosen: dict[str, ProcessVersion] = {}
+
+    def check(instance: Instance, workflow: spiff.Workflow) -> None:
+        if instance.status != InstanceStatus.RUNNING:
+            raise NotAllowed(f"instance {instance_id} is not running")
+        if source_id is not None and instance.version_id != source_id:
+            raise NotAllowed(f"instance {instance_id} is no longer on the chosen source version")
+        source, target = _versions(session, instance.version_id, target_id)
+        reasons = _reasons(session, instance, workflow, source, target)
+        if reasons:
+            raise NotAllowed(f"instance {instance_id} cannot migrate: " + "; ".join(reasons))
+        chosen["target"] = target
+
+    instance = runtime.change_version(session, instance_id, target_row, check, by=by, now=now)
+    _retitle_tasks(session, instance.id, chosen["target"])
     return instance
 
 

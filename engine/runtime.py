@@ -32,6 +32,7 @@ from .errors import (
     FormInvalid,
     InstanceNotFound,
     InvalidInput,
+    NotAllowed,
     NotFound,
     ScriptError,
     TaskNotAvailable,
@@ -660,6 +661,37 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
                  data={"incident_id": incident.id, "data": _jsonable(data or {})}, at=now)
     _persist(session, loaded, actor=by, now=now)
     return incident
+
+
+def change_version(session: Session, instance_id: int, target: ProcessVersion,
+                   check: Callable[[Instance, spiff.Workflow], None], *, by: str, now: datetime) -> Instance:
+    """Move a running instance onto another version of its process (the designer's migration).
+
+    `check(instance, workflow)` runs first, under the instance lock, and raises to refuse; then
+    SpiffWorkflow migrates the state, which must save and read back before anything is written.
+
+    Raises:
+        NotAllowed: the check refused, or SpiffWorkflow cannot migrate or persist the state.
+    """
+    loaded = _load(session, instance_id)
+    instance, workflow = loaded.instance, loaded.held.workflow
+    check(instance, workflow)
+    bundle = deploy.bundle_for(session, target)
+    try:
+        with spiff.clock(now):  # a restarted timer starts at the migration instant
+            spiff.migrate(workflow, bundle)
+        spiff.load_state(spiff.dump_state(workflow), bundle)  # prove the result can be saved and read back
+    except Exception as err:
+        raise NotAllowed(f"instance {instance_id} cannot migrate: {err}") from err
+    source = loaded.version
+    instance.version_id = target.id
+    audit.append(session, EventKind.INSTANCE_MIGRATED, actor=by, instance_id=instance.id, version_id=target.id,
+                 data={"message": f"migrated from v{source.version} to v{target.version}",
+                       "from_version_id": source.id, "to_version_id": target.id,
+                       "from": source.version, "to": target.version}, at=now)
+    _persist(session, _Loaded(instance, target, bundle, loaded.held), actor=by, now=now)
+    forget_instance(session, instance.id)  # task rows are retitled after this: hold nothing stale
+    return instance
 
 
 def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str = "",

@@ -211,20 +211,10 @@ def lint_problems(filename: str, content: bytes) -> list[Problem]:
                     "warning" if r.get("category") == "warn" else "error") for r in reports]
 
 
-def context_files(files: dict[str, bytes]) -> dict[str, bytes]:
-    """Return the deployed files these files need, and the files those need in turn."""
-    session, found = get_session(), dict[str, bytes]()
-    while True:
-        more = {k: v for k, v in deploy._context_files(session, {**files, **found}).items() if k not in found}
-        if not more:
-            return found
-        found.update(more)
-
-
 def check_model(filename: str, content: bytes) -> list[dict[str, Any]]:
     """Validate a model with the engine's deploy checks and bpmnlint; return problems with their source."""
     files = {filename: content}
-    checked = deploy.validate_files(files, max_bytes=_max_bytes(), context=context_files(files))
+    checked = deploy.check_files(get_session(), files, max_bytes=_max_bytes())
     found = [{**p.as_dict(), "source": "engine"} for p in checked.problems]
     if any(name == filename for name, _kind, _tree in checked.documents):  # only XML the engine found safe
         found += [{**p.as_dict(), "source": "bpmnlint"} for p in lint_problems(filename, content)]
@@ -289,8 +279,7 @@ def deploy_draft(draft_id: int) -> Any:
     found = drafts.get_draft(session, _me(), draft_id)
     try:
         files = {found.filename: found.content.encode()}
-        # the deployed files it needs go along unchanged (no new versions): the engine resolves one level only
-        result = deploy.deploy_files(session, {**context_files(files), **files}, by=_me(), max_bytes=_max_bytes())
+        result = deploy.deploy_files(session, files, by=_me(), max_bytes=_max_bytes())
     except InvalidModel as err:
         problems = [{**p.as_dict(), "source": "engine"} for p in err.problems]
         return render_template("designer/review.html", draft=found, problems=problems, blocking=problems,

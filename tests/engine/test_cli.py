@@ -54,6 +54,9 @@ def test_deploy_start_complete_history_verify(polku):
 @pytest.mark.parametrize("argv, code, phrase", [
     (["start", "nope"], 1, "no process 'nope'"),
     (["start", "order", "--data", "{bad"], 2, "not valid JSON"),
+    (["start", "order", "--data", "@/no/such/file.json"], 2, "cannot be read"),
+    (["start", "order", "--data", "[1, 2]"], 2, "must be a JSON object"),
+    (["fire-timers", "--now", "tomorrow"], 2, "ISO 8601"),
     (["start", "order", "--data", '{"customer": "A"}'], 2, "customer"),
     (["complete", "no-such-task", "--by", "x"], 1, "no task"),
     (["instance", "99"], 1, "no instance 99"),
