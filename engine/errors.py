@@ -8,6 +8,7 @@ EngineError
   + FormInvalid         (carries {field: message} and the submitted values)
   + Conflict            (someone else changed the instance first)
   + InvalidInput        (bad argument from a caller: JSON, date, unknown option)
+  |   + DataInvalid     (process data not JSON-plain, too large or deep; names the variable)
   + NotAllowed          (the action is refused in this environment or for this user)
   + ScriptError         (an expression or script failed or broke the sandbox; becomes an incident)
 """
@@ -99,6 +100,16 @@ class Conflict(EngineError):
 
 class InvalidInput(EngineError):
     """A caller passed something malformed."""
+
+
+class DataInvalid(InvalidInput):
+    """Process data is not JSON-plain, too large or too deep; names the variable path and the rule."""
+
+    def __init__(self, what: str, variable: str, rule: str):
+        self.what = what
+        self.variable = variable
+        self.rule = rule
+        super().__init__(f"{what}: {self.variable} {rule}")
 
 
 class NotAllowed(EngineError):

@@ -1,0 +1,118 @@
+"""Process data that cannot break a case: JSON-plain, bounded in size and depth, no reserved keys.
+
+Every value that enters case data from outside the model (task completion variables, external
+task variables, incident-retry data, message payloads, API/CLI/form input) or from a script
+result passes `check_plain` before it is stored. Plain means what JSON holds and reads back
+unchanged: text, whole numbers, finite decimals, true/false, null, lists and objects with text
+keys. SpiffWorkflow's serializer turns any object carrying a `typename` key back into a Python
+object of that registered type on the next load, so such keys are refused at any depth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from engine.errors import DataInvalid
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "RESERVED_KEYS", "check_plain", "describe_path"]
+
+MAX_BYTES = 1_000_000  # JSON size of all the data in one check
+MAX_DEPTH = 32  # lists and objects inside each other
+MAX_INT_DIGITS = 4_300  # Python's own limit for turning an int into text (json.dumps fails past it)
+RESERVED_KEYS = frozenset({"typename"})  # SpiffWorkflow's DictionaryConverter.restore reads it
+_PLAIN_HINT = "only text, numbers, true/false, null, lists and objects with text keys can be stored"
+
+Path = tuple[str | int, ...]
+
+
+def describe_path(path: Path) -> str:
+    """Write a variable path the way a designer reads it: `order.items[3]`, `d["a b"]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.isidentifier():
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]" if text else repr(part)
+    return text or "(the data)"
+
+
+def check_plain(data: dict, *, what: str, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> dict:
+    """Return `data` unchanged if it is JSON-plain, within `max_bytes` as JSON and `max_depth` deep.
+
+    `what` names the data in the message ("script result", "message payload", "retry data").
+    Raises: DataInvalid (an InvalidInput) naming the variable path and the rule it breaks.
+    """
+    if not isinstance(data, dict):
+        raise _refuse(what, (), f"is a {_kind(data)}; the data must be an object of named variables")
+    total = 0
+    for path, value, depth in _walk(data, max_depth, what):
+        total += _size(value, path, what)
+        if total > max_bytes:
+            raise _refuse(what, path[:1], f"makes the data larger than {max_bytes:,} bytes as JSON")
+    return data
+
+
+def _walk(data: dict, max_depth: int, what: str) -> Iterator[tuple[Path, Any, int]]:
+    """Yield every (path, value, depth) under `data`, refusing what JSON cannot hold."""
+    stack: list[tuple[Path, Any, int]] = [((), data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        yield path, value, depth
+        if isinstance(value, dict):
+            if depth >= max_depth and value:
+                raise _refuse(what, path, f"nests lists and objects deeper than {max_depth} levels")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _refuse(what, path, f"has a key {key!r} that is not text; "
+                                                  "object keys must be text")
+                if key in RESERVED_KEYS:
+                    raise _refuse(what, (*path, key), f'uses the reserved key "{key}" '
+                                                          "(the engine's storage format reads it)")
+                stack.append(((*path, key), item, depth + 1))
+        elif isinstance(value, list):
+            if depth >= max_depth and value:
+                raise _refuse(what, path, f"nests lists and objects deeper than {max_depth} levels")
+            stack.extend(((*path, index), item, depth + 1) for index, item in enumerate(value))
+
+
+def _size(value: Any, path: Path, what: str) -> int:
+    """Return about how many bytes `value` adds to the JSON text; refuse what is not plain."""
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        if value.isascii():
+            return len(value) + 2 + (value.count("\n") + value.count('"') + value.count("\\"))
+        return len(value.encode("utf-8", "surrogatepass")) + 2
+    if kind is bool or value is None:
+        return 5
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if value.bit_length() > MAX_INT_DIGITS * 3.3219:
+            raise _refuse(what, path, f"is a number of more than {MAX_INT_DIGITS:,} digits")
+        return value.bit_length() // 3 + 2
+    if kind is float or isinstance(value, float):
+        if not math.isfinite(value):
+            raise _refuse(what, path, f"is {value}, which JSON cannot hold; use null or a number")
+        return 24
+    if isinstance(value, (dict, list)):
+        return len(value) + 2
+    raise _refuse(what, path, f"is a {_kind(value)}; {_PLAIN_HINT}")
+
+
+def _refuse(what: str, path: Path, rule: str) -> DataInvalid:
+    return DataInvalid(what, describe_path(path), rule)
+
+
+def _kind(value: Any) -> str:
+    """Name the type of `value` in words."""
+    names: dict[type, str] = {set: "set", frozenset: "set", tuple: "tuple", bytes: "bytes value"}
+    if type(value) in names:
+        return names[type(value)]
+    if hasattr(value, "__next__") or type(value).__name__ == "generator":
+        return "generator"
+    if callable(value):
+        return "function"
+    return f"{type(value).__name__} object"
+

@@ -1,0 +1,52 @@
+"""check_plain: JSON-plain data in, a message naming the variable and the rule out."""
+
+import pytest
+
+from engine.errors import DataInvalid, InvalidInput
+from engine.values import check_plain
+
+
+def test_plain_data_is_returned_unchanged():
+    data = {"name": "Aino", "n": 3, "x": 1.5, "ok": True, "none": None, "order": {"items": [1, "a", []]}}
+    assert check_plain(data, what="retry data") is data
+
+
+@pytest.mark.parametrize(("data", "variable", "words"), [
+    ({"order": {"items": [1, 2, 3, {1, 2}]}}, "order.items[3]", "is a set"),
+    ({"x": (i for i in [])}, "x", "is a generator"),
+    ({"f": len}, "f", "is a function"),
+    ({"t": (1, 2)}, "t", "is a tuple"),
+    ({"o": object()}, "o", "object"),
+    ({"d": {1: "a"}}, "d", "not text"),
+    ({"x": {"typename": "datetime", "value": "2026"}}, "x.typename", "reserved key"),
+    ({"typename": "x"}, "typename", "reserved key"),
+    ({"a b": [float("nan")]}, "'a b'[0]", "JSON cannot hold"),
+    ({"big": 10 ** 5000}, "big", "digits"),
+    ({"s": "x" * 2_000_000}, "s", "larger than 1,000,000 bytes"),
+])
+def test_data_that_is_not_plain_is_refused_naming_the_variable(data, variable, words):
+    with pytest.raises(DataInvalid) as caught:
+        check_plain(data, what="retry data")
+    assert caught.value.variable == variable
+    assert words in str(caught.value) and str(caught.value).startswith("retry data: ")
+    assert isinstance(caught.value, InvalidInput)
+
+
+def test_depth_and_size_limits_can_be_set():
+    deep = inner = {}
+    for _ in range(10):
+        inner["a"] = inner = {}
+    check_plain(deep, what="payload")
+    with pytest.raises(DataInvalid, match="deeper than 5 levels"):
+        check_plain(deep, what="payload", max_depth=5)
+    with pytest.raises(DataInvalid, match="larger than 100 bytes"):
+        check_plain({"s": "é" * 60}, what="payload", max_bytes=100)
+
+
+def test_very_deep_data_is_refused_without_recursion_error():
+    deep = inner = []
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(DataInvalid, match="deeper than 32"):
+        check_plain({"x": deep}, what="payload")
