@@ -10,6 +10,13 @@ POLKU_SCRIPT_STEPS     max lines one script may run 100000
 POLKU_MAX_UPLOAD       max bytes of one model file  5000000
 POLKU_WORKER_POLL      worker poll interval, seconds 1.0
 POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
+POLKU_SESSION_HOURS    absolute lifetime of a sign-in, hours             12
+POLKU_IDLE_MINUTES     a sign-in ends after this long without a request  30
+POLKU_INSECURE_COOKIES 1: session cookie without Secure (plain-http 127.0.0.1 only;
+                       refused in production; `polku serve` on a loopback host sets it)  0
+POLKU_TRUSTED_PROXIES  reverse proxies in front of the web server whose
+                       X-Forwarded-For/-Proto are believed (hop count)   0
+FLASK_DEBUG            read only so `polku check-production` can flag it  unset
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import secrets
 from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "sqlite:///var/polku.db"
+DEV_KEY_PREFIX = "polku-dev-random-"  # marks a key made up because POLKU_SECRET_KEY was not set
 
 
 @dataclass(frozen=True)
@@ -26,13 +34,18 @@ class Settings:
     """Runtime configuration; tests build one directly, programs call `from_env`."""
 
     database_url: str = DEFAULT_DATABASE_URL
-    secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    secret_key: str = field(default_factory=lambda: DEV_KEY_PREFIX + secrets.token_hex(32))
     env: str = "development"
     timezone: str = "Europe/Helsinki"
     script_steps: int = 100_000
     max_upload_bytes: int = 5_000_000
     worker_poll_seconds: float = 1.0
     embedded_worker: bool = True
+    session_hours: float = 12.0
+    idle_minutes: float = 30.0
+    insecure_cookies: bool = False
+    trusted_proxies: int = 0
+    flask_debug: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -60,4 +73,14 @@ class Settings:
             kwargs["worker_poll_seconds"] = float(env["POLKU_WORKER_POLL"])
         if "POLKU_EMBEDDED_WORKER" in env:
             kwargs["embedded_worker"] = env["POLKU_EMBEDDED_WORKER"] not in ("0", "false", "no")
+        if "POLKU_SESSION_HOURS" in env:
+            kwargs["session_hours"] = float(env["POLKU_SESSION_HOURS"])
+        if "POLKU_IDLE_MINUTES" in env:
+            kwargs["idle_minutes"] = float(env["POLKU_IDLE_MINUTES"])
+        if "POLKU_INSECURE_COOKIES" in env:
+            kwargs["insecure_cookies"] = env["POLKU_INSECURE_COOKIES"] not in ("", "0", "false", "no")
+        if "POLKU_TRUSTED_PROXIES" in env:
+            kwargs["trusted_proxies"] = int(env["POLKU_TRUSTED_PROXIES"])
+        if "FLASK_DEBUG" in env:
+            kwargs["flask_debug"] = env["FLASK_DEBUG"] not in ("", "0", "false", "no")
         return cls(**kwargs)  # type: ignore[arg-type]
