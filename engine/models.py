@@ -157,6 +157,38 @@ class MessageWait(Base):
     element_id: Mapped[str200]
 
 
+class ExternalTaskState(enum.StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ExternalTask(Base):
+    """A service task waiting for a worker outside the engine (camunda:type="external").
+
+    Free for fetching when open, not locked (or its lock expired) and retries are not used up.
+    After a failure `lock_owner` is cleared and `lock_expires_at` is when it may be fetched again.
+    """
+
+    __tablename__ = "external_task"
+    __table_args__ = (Index("ix_external_task_fetch", "state", "topic", "lock_expires_at"),)
+    id: Mapped[intpk]
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36), index=True)  # SpiffWorkflow task id
+    element_id: Mapped[str200]
+    topic: Mapped[str200]
+    priority: Mapped[int | None]
+    state: Mapped[ExternalTaskState] = mapped_column(String(20), default=ExternalTaskState.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retries: Mapped[int | None]  # None until a worker reports a failure
+    lock_owner: Mapped[str | None] = mapped_column(String(200))
+    lock_expires_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[str | None] = mapped_column(Text)
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(200))
+
+
 class Incident(Base):
     """A failure inside an instance that needs a person: the state stays as before the failing step."""
 

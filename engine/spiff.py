@@ -393,7 +393,7 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
 
     def did_complete(task: Any) -> None:
         bpmn_id = getattr(task.task_spec, "bpmn_id", None)
-        if bpmn_id:
+        if bpmn_id and task.state != TaskState.STARTED:  # an external task only started: its worker ends it
             completed.append(bpmn_id)
 
     try:
@@ -700,3 +700,112 @@ def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
 def _timer_expression(spec: Any) -> str | None:
     definition = getattr(spec, "event_definition", None)
     return definition.expression if isinstance(definition, TimerEventDefinition) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# External tasks (the Camunda 7 pattern): a service task, send task or business rule task with
+# camunda:type="external" does not run in the engine. It stays STARTED until a worker that
+# fetched it from Polku completes it (`complete_external_task`); nothing else moves it on.
+
+from SpiffWorkflow.bpmn.parser.event_parsers import SendTaskParser as _SendTaskParser  # noqa: E402
+from SpiffWorkflow.bpmn.parser.util import full_tag as _full_tag  # noqa: E402
+from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter as _TaskConverter  # noqa: E402
+from SpiffWorkflow.bpmn.specs.defaults import SendTask as _SendTask  # noqa: E402
+from SpiffWorkflow.bpmn.specs.defaults import ServiceTask as _ServiceTask  # noqa: E402
+from SpiffWorkflow.camunda.parser.task_spec import (  # noqa: E402
+    CAMUNDA_MODEL_NS as _CAMUNDA_NS,
+)
+from SpiffWorkflow.camunda.parser.task_spec import (  # noqa: E402
+    BusinessRuleTaskParser as _BusinessRuleTaskParser,
+)
+from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser as _CamundaTaskParser  # noqa: E402
+from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask as _BusinessRuleTask  # noqa: E402
+
+
+class ExternalTaskSpec(_ServiceTask):
+    """A task a worker outside the engine does: it waits in STARTED for `complete_external_task`."""
+
+    def __init__(self, wf_spec: Any, bpmn_id: str, topic: str, priority: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.topic = topic
+        self.priority = priority
+
+    def _run_hook(self, my_task: Any) -> None:
+        return None  # None leaves the task STARTED: the worker's completion finishes it
+
+
+class _ExternalTaskConverter(_TaskConverter):
+    def to_dict(self, spec: ExternalTaskSpec) -> dict:
+        dct = self.get_default_attributes(spec)
+        dct.update(topic=spec.topic, priority=spec.priority)
+        return dct
+
+
+_ExternalTaskConverter(ExternalTaskSpec, _registry)  # registers itself (migration diffs convert specs)
+
+
+def _external_spec(parser: Any) -> ExternalTaskSpec | None:
+    """Return an external task spec when the node says camunda:type="external", else None."""
+    if parser.node.get(f"{{{_CAMUNDA_NS}}}type") != "external":
+        return None
+    topic = (parser.node.get(f"{{{_CAMUNDA_NS}}}topic") or "").strip()
+    priority = parser.node.get(f"{{{_CAMUNDA_NS}}}taskPriority")
+    return ExternalTaskSpec(parser.spec, parser.bpmn_id, topic=topic, priority=priority, **parser.bpmn_attributes)
+
+
+class _ServiceTaskParser(_CamundaTaskParser):
+    def create_task(self) -> Any:
+        return _external_spec(self) or self.spec_class(self.spec, self.bpmn_id, **self.bpmn_attributes)
+
+
+class _ExternalSendTaskParser(_SendTaskParser):
+    def create_task(self) -> Any:
+        return _external_spec(self) or super().create_task()
+
+
+class _ExternalBusinessRuleTaskParser(_BusinessRuleTaskParser):
+    def create_task(self) -> Any:
+        return _external_spec(self) or super().create_task()
+
+
+# Every parser made here (CamundaParser instances read this class attribute) knows external tasks.
+CamundaParser.OVERRIDE_PARSER_CLASSES.update({
+    _full_tag("serviceTask"): (_ServiceTaskParser, _ServiceTask),
+    _full_tag("sendTask"): (_ExternalSendTaskParser, _SendTask),
+    _full_tag("businessRuleTask"): (_ExternalBusinessRuleTaskParser, _BusinessRuleTask),
+})
+
+
+@dataclass(frozen=True)
+class OpenExternalTask:
+    """A STARTED external task of a workflow, waiting for a worker."""
+
+    task_id: str
+    element_id: str
+    topic: str
+    priority: str | None
+    data: dict[str, Any]
+
+
+def external_tasks(workflow: BpmnWorkflow) -> list[OpenExternalTask]:
+    """List the external tasks waiting for a worker, in the workflow and its subprocesses."""
+    return [OpenExternalTask(str(t.id), t.task_spec.bpmn_id, t.task_spec.topic, t.task_spec.priority, t.data)
+            for t in _all_tasks(workflow, TaskState.STARTED) if isinstance(t.task_spec, ExternalTaskSpec)]
+
+
+def complete_external_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> str:
+    """Complete a waiting external task with the worker's variables; return its element id.
+
+    Raises:
+        ScriptError: the task is not a waiting external task of this workflow (its element named).
+    """
+    task = workflow.get_task_from_id(_uuid(task_id))
+    if not isinstance(task.task_spec, ExternalTaskSpec) or task.state != TaskState.STARTED:
+        raise ScriptError(f"external task {task_id} is not waiting for a worker", element=task.task_spec.bpmn_id)
+    task.data.update(data)
+    try:
+        task.complete()
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    return task.task_spec.bpmn_id
