@@ -6,7 +6,11 @@ POLKU_DATABASE_URL     SQLAlchemy URL               sqlite:///var/polku.db (rela
 POLKU_SECRET_KEY       Flask session signing key    a random key per process (dev only)
 POLKU_ENV              development | production     development
 POLKU_TIMEZONE         display time zone            Europe/Helsinki
-POLKU_SCRIPT_STEPS     max lines one script may run 100000
+POLKU_SCRIPT_STEPS     max loop iterations and function calls of one script or expression  100000
+POLKU_SCRIPT_TIMEOUT   max seconds one script or expression may run (wall clock)             1.0
+POLKU_SCRIPT_MAX_BYTES max characters (or items) of one value a script builds                10000000
+POLKU_SCRIPT_MEMORY    max bytes of memory a script may add to its evaluator process         268435456
+POLKU_SCRIPT_OUTPUT    max characters of print() output kept per script run                  10000
 POLKU_MAX_UPLOAD       max bytes of one model file  5000000
 POLKU_WORKER_POLL      worker poll interval, seconds 1.0
 POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
@@ -38,6 +42,10 @@ class Settings:
     env: str = "development"
     timezone: str = "Europe/Helsinki"
     script_steps: int = 100_000
+    script_timeout: float = 1.0
+    script_max_bytes: int = 10_000_000
+    script_memory: int = 256 * 1024 * 1024
+    script_output: int = 10_000
     max_upload_bytes: int = 5_000_000
     worker_poll_seconds: float = 1.0
     embedded_worker: bool = True
@@ -67,6 +75,14 @@ class Settings:
             kwargs["timezone"] = env["POLKU_TIMEZONE"]
         if "POLKU_SCRIPT_STEPS" in env:
             kwargs["script_steps"] = int(env["POLKU_SCRIPT_STEPS"])
+        if "POLKU_SCRIPT_TIMEOUT" in env:
+            kwargs["script_timeout"] = float(env["POLKU_SCRIPT_TIMEOUT"])
+        if "POLKU_SCRIPT_MAX_BYTES" in env:
+            kwargs["script_max_bytes"] = int(env["POLKU_SCRIPT_MAX_BYTES"])
+        if "POLKU_SCRIPT_MEMORY" in env:
+            kwargs["script_memory"] = int(env["POLKU_SCRIPT_MEMORY"])
+        if "POLKU_SCRIPT_OUTPUT" in env:
+            kwargs["script_output"] = int(env["POLKU_SCRIPT_OUTPUT"])
         if "POLKU_MAX_UPLOAD" in env:
             kwargs["max_upload_bytes"] = int(env["POLKU_MAX_UPLOAD"])
         if "POLKU_WORKER_POLL" in env:
