@@ -29,6 +29,7 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScript
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit, BpmnStartTask
+from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference as _TaskDataReference
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
@@ -38,10 +39,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as _CamundaMessage
+from SpiffWorkflow.camunda.specs.multiinstance_task import ParallelMultiInstanceTask as _CamundaParallelMI
+from SpiffWorkflow.camunda.specs.multiinstance_task import SequentialMultiInstanceTask as _CamundaSequentialMI
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import XSD_DIR as _DMN_XSD_DIR
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.util.task import TaskState
@@ -232,7 +236,10 @@ def load_state(text: str, bundle: SpecBundle) -> BpmnWorkflow:
     """Rebuild a workflow from `dump_state` output and its process specs."""
     dct = json.loads(text)
     _serializer.migrate(dct)
-    return _serializer.from_dict(dct, spec=bundle.spec, subprocess_specs=bundle.subprocess_specs)
+    bundle.wire()
+    workflow = _serializer.from_dict(dct, spec=bundle.spec, subprocess_specs=bundle.subprocess_specs)
+    _settle_live_multi_instances(workflow)
+    return workflow
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +254,27 @@ class SpecBundle:
     spec: Any
     subprocess_specs: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        self.wire()
+
+    def wire(self) -> None:
+        """Connect every loop's child to its loop, as SpiffWorkflow's spec deserializer does.
+
+        SpiffWorkflow makes this connection at run time, on the shared spec, when a loop first
+        creates a child; a spec freshly parsed in a new OS process lacks it, and the loop would stop
+        after its first child. Idempotent, so every process wires its specs the same way.
+        """
+        for spec in [self.spec, *self.subprocess_specs.values()]:
+            for task_spec in list(spec.task_specs.values()):
+                if not isinstance(task_spec, LoopTask):
+                    continue
+                child = spec.task_specs.get(task_spec.task_spec)
+                if child is not None and not child.completed_event.is_connected(task_spec.merge_child):
+                    child.completed_event.connect(task_spec.merge_child)
+                if isinstance(task_spec, _CAMUNDA_MI):
+                    _settle_camunda_collection(task_spec)
+
+
     def element_ids(self) -> set[str]:
         """Return the BPMN ids of every flow node Spiff kept, in the process and its subprocesses."""
         ids: set[str] = set()
@@ -254,6 +282,37 @@ class SpecBundle:
             ids.update(t.bpmn_id for t in spec.task_specs.values() if getattr(t, "bpmn_id", None))
         return ids
 
+
+
+_CAMUNDA_MI = (_CamundaSequentialMI, _CamundaParallelMI)
+
+
+def _settle_camunda_collection(task_spec: Any) -> None:
+    """Set the input references a Camunda multi-instance gets when it first runs, ahead of time.
+
+    SpiffWorkflow's Camunda flavour fills them in on the shared spec when the activity starts, so in
+    a new OS process a running multi-instance would merge its children as if it had no input.
+    Where the cardinality is an expression, `_settle_live_multi_instances` does it on load.
+    """
+    if task_spec.cardinality is None and task_spec.data_output is not None:
+        task_spec.data_input = _TaskDataReference(task_spec.data_output.bpmn_id)
+        if task_spec.output_item is not None:
+            task_spec.input_item = _TaskDataReference(task_spec.output_item.bpmn_id)
+    elif str(task_spec.cardinality).strip().isdigit() and task_spec.output_item is not None:
+        task_spec.input_item = _TaskDataReference(task_spec.output_item.bpmn_id)
+
+
+def _settle_live_multi_instances(workflow: BpmnWorkflow) -> None:
+    """Redo, for running Camunda multi-instances, the spec fix-up their first run made elsewhere."""
+    for task in _all_tasks(workflow, TaskState.STARTED | TaskState.WAITING | TaskState.READY):
+        spec = task.task_spec
+        if not isinstance(spec, _CAMUNDA_MI) or spec.cardinality is None or spec.data_input is not None:
+            continue
+        cardinality = workflow.script_engine.evaluate(task, spec.cardinality)
+        item = _TaskDataReference(spec.output_item.bpmn_id) if spec.output_item is not None else None
+        if not isinstance(cardinality, int):  # the collection was given as the "cardinality"
+            spec.data_input, spec.cardinality = _TaskDataReference(spec.cardinality), None
+        spec.input_item = item
 
 
 @dataclass
