@@ -47,6 +47,13 @@ class EventKind(enum.StrEnum):
     PATH_TAKEN = "path_taken"  # elements the engine ran in one step (gateways, scripts, events…)
     USER_CHANGED = "user_changed"
     CUSTOMER_CHANGED = "customer_changed"
+    EXTERNAL_TASK_CREATED = "external_task_created"  # a service task waits for a worker (topic)
+    EXTERNAL_TASK_LOCKED = "external_task_locked"  # a worker fetched it and holds its lock
+    EXTERNAL_TASK_LOCK_EXTENDED = "external_task_lock_extended"
+    EXTERNAL_TASK_UNLOCKED = "external_task_unlocked"  # an admin took the lock away
+    EXTERNAL_TASK_COMPLETED = "external_task_completed"  # with the worker's variables
+    EXTERNAL_TASK_FAILED = "external_task_failed"  # message, retries left
+    EXTERNAL_TASK_CANCELLED = "external_task_cancelled"  # interrupted, or the case was cancelled
 
 
 def instance_stream(instance_id: int) -> str:

@@ -263,6 +263,34 @@ def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> An
     return {"stopped": True}
 
 
+def cmd_external(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Work external tasks as a worker would: fetch, complete, fail, extend; list; unlock."""
+    from . import external
+
+    action = args.external_command
+    with sessions.begin() as session:
+        if action == "fetch":
+            topics = [external.Topic(t, args.lock_seconds, tuple(args.variable) if args.variable else None)
+                      for t in args.topic]
+            return [t.as_dict() for t in external.fetch_and_lock(session, args.worker, topics, max_tasks=args.max)]
+        if action == "list":
+            rows = external.list_tasks(session, topic=args.topic, instance_id=args.instance,
+                                       state=None if args.all else external.ExternalTaskState.OPEN)
+            return [external.task_dict(r) for r in rows]
+        if action == "complete":
+            row = external.complete(session, args.task_id, args.worker, _json_arg(args.data))
+        elif action == "fail":
+            row = external.fail(session, args.task_id, args.worker, args.message, args.details, args.retries,
+                                args.retry_timeout)
+        elif action == "extend":
+            row = external.extend_lock(session, args.task_id, args.worker, args.lock_seconds)
+        else:
+            row = external.unlock(session, args.task_id, by=args.by)
+        result = external.task_dict(row)
+        result["instance_status"] = str(runtime.get_instance(session, row.instance_id).status)
+        return result
+
+
 class _Raw(str):
     """Output printed as is, not as JSON."""
 
@@ -336,6 +364,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", required=True, help="comma-separated: expert,supervisor,designer,auditor,admin")
     p.add_argument("--name")
     add("seed-demo", cmd_seed_demo, "create the demo users")
+    p = add("external", cmd_external, "external tasks: fetch, complete, fail, extend, list, unlock")
+    ext = p.add_subparsers(dest="external_command", required=True)
+    q = ext.add_parser("fetch", help="lock free tasks of the topics for a worker; print them with their variables")
+    q.add_argument("--worker", required=True)
+    q.add_argument("--topic", action="append", required=True, help="a topic (repeat for several)")
+    q.add_argument("--lock-seconds", type=float, default=60.0, help="how long the worker holds them (default 60)")
+    q.add_argument("--max", type=int, default=10, help="at most this many tasks (default 10)")
+    q.add_argument("--variable", action="append", help="only this variable (repeat; default: all)")
+    q = ext.add_parser("complete", help="complete a task this worker holds, with result variables")
+    q.add_argument("task_id", type=int)
+    q.add_argument("--worker", required=True)
+    q.add_argument("--data", help="result variables as a JSON object (or @file.json)")
+    q = ext.add_parser("fail", help="report a failure; at 0 retries left an incident opens")
+    q.add_argument("task_id", type=int)
+    q.add_argument("--worker", required=True)
+    q.add_argument("--message", required=True)
+    q.add_argument("--details")
+    q.add_argument("--retries", type=int, help="tries left (default: one fewer than before, 0 at first)")
+    q.add_argument("--retry-timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="fetchable again after this many seconds")
+    q = ext.add_parser("extend", help="keep a task this worker holds for N more seconds from now")
+    q.add_argument("task_id", type=int)
+    q.add_argument("--worker", required=True)
+    q.add_argument("--lock-seconds", type=float, required=True)
+    q = ext.add_parser("list", help="list open external tasks")
+    q.add_argument("--topic")
+    q.add_argument("--instance", type=int)
+    q.add_argument("--all", action="store_true", help="completed and cancelled ones too")
+    q = ext.add_parser("unlock", help="take the lock off a task (administrators)")
+    q.add_argument("task_id", type=int)
+    q.add_argument("--by", default="cli")
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)

@@ -151,6 +151,36 @@ def _bpmn_problems(name: str, tree: etree._ElementTree, parsed: spiff.ParseResul
     return problems
 
 
+_TASK_WORDS = {"serviceTask": "service task", "sendTask": "send task", "businessRuleTask": "business rule task"}
+
+
+def implementation_problem(el: etree._Element, local: str) -> str | None:
+    """Say why Polku cannot run how a service, send or business rule task is implemented (None: it can).
+
+    Polku runs no Java: `camunda:class`, `delegateExpression`, `expression` and connectors are
+    refused; a service task needs `camunda:type="external"` with a topic, which workers fetch.
+    """
+    label = f"{_TASK_WORDS[local]} '{el.get('name') or el.get('id')}'"
+    if el.get(f"{{{CAMUNDA}}}type") == "external":
+        if not (el.get(f"{{{CAMUNDA}}}topic") or "").strip():
+            return f"The {label} is external but names no camunda:topic: name the topic its workers fetch."
+        return None
+    for attr in ("class", "delegateExpression", "expression"):
+        if el.get(f"{{{CAMUNDA}}}{attr}"):
+            return (f"The {label} is implemented by camunda:{attr}, which Polku cannot run (it runs no Java): "
+                    'use camunda:type="external" with a camunda:topic and a worker.')
+    if el.find(f"{_b('extensionElements')}/{{{CAMUNDA}}}connector") is not None:
+        return (f"The {label} uses a camunda:connector, which Polku cannot run: "
+                'use camunda:type="external" with a camunda:topic and a worker.')
+    if el.get(f"{{{CAMUNDA}}}type"):
+        return (f"The {label} has camunda:type=\"{el.get(f'{{{CAMUNDA}}}type')}\", which Polku cannot run: "
+                'use camunda:type="external" with a camunda:topic.')
+    if local == "serviceTask":
+        return (f"The {label} has no implementation Polku can run: "
+                'use camunda:type="external" with a camunda:topic.')
+    return None  # a send task sends its message; a business rule task calls its decision
+
+
 def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem]:
     problems = []
 
@@ -162,6 +192,8 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
         _fields, form_problems = forms.parse_form(el)
         for text in form_problems:
             problem(f"Form: {text}.")
+    if local in ("serviceTask", "sendTask", "businessRuleTask") and (text := implementation_problem(el, local)):
+        problem(text)
     for attr in ("assignee", "dueDate", "candidateUsers"):
         value = el.get(f"{{{CAMUNDA}}}{attr}")
         if value and value.strip().startswith("${"):

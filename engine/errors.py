@@ -3,8 +3,10 @@
 EngineError
   + NotFound
   |   + VersionNotFound, InstanceNotFound, TaskNotFound, UserNotFound, CustomerNotFound
+  |   + ExternalTaskNotFound
   + InvalidModel        (deploy/validate: carries a list of Problem(file, line, element, message))
   + TaskNotAvailable    (completed, cancelled, not ready, or not yours)
+  |   + ExternalTaskNotAvailable (locked by another worker, lock expired, already completed)
   + FormInvalid         (carries {field: message} and the submitted values)
   + Conflict            (someone else changed the instance first)
   + InvalidInput        (bad argument from a caller: JSON, date, unknown option)
@@ -83,6 +85,14 @@ class InvalidModel(EngineError):
 
 class TaskNotAvailable(EngineError):
     """The task cannot be worked on by this user now."""
+
+
+class ExternalTaskNotFound(NotFound):
+    """No such external task."""
+
+
+class ExternalTaskNotAvailable(TaskNotAvailable):
+    """This worker cannot act on the external task now: not its lock, lock expired, or already done."""
 
 
 class FormInvalid(EngineError):

@@ -39,6 +39,8 @@ from .errors import (
     TaskNotFound,
 )
 from .models import (
+    ExternalTask,
+    ExternalTaskState,
     Incident,
     IncidentStatus,
     Instance,
@@ -64,6 +66,7 @@ class _Held:
     timers: dict[str, tuple[str, datetime]]  # spiff task id -> (element id, due)
     messages: dict[str, str]         # spiff task id -> message name
     audit_head: tuple[int, str] | None = None  # (seq, hash) of the instance's audit stream
+    externals: set[str] = field(default_factory=set)  # spiff task ids of open external_task rows
 
 
 
@@ -174,7 +177,9 @@ def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -
         select(Timer).where(Timer.instance_id == instance.id))}
     messages = {m.element_id + "|" + m.name: m.name for m in session.scalars(
         select(MessageWait).where(MessageWait.instance_id == instance.id))}
-    return _Held(workflow, variables, ready, timers, messages)
+    externals = set(session.scalars(select(ExternalTask.task_id).where(
+        ExternalTask.instance_id == instance.id, ExternalTask.state == ExternalTaskState.OPEN)))
+    return _Held(workflow, variables, ready, timers, messages, externals=externals)
 
 
 def _reload(session: Session, loaded: _Loaded) -> _Loaded:
@@ -294,6 +299,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
         for m in waits.values():
             session.add(MessageWait(instance_id=instance.id, name=m.name, element_id=m.element_id))
         held.messages = {k: m.name for k, m in waits.items()}
+    _write_external_tasks(session, loaded, actor=actor, now=now)
 
     if new_rows:
         session.connection().execute(_INSERT_TASK, new_rows)
@@ -313,6 +319,51 @@ _UPDATE_VARIABLE = update(_VARIABLES).where(
 _UPDATE_INSTANCE = update(_INSTANCES).where(
     _INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.revision == bindparam("b_revision"))
 _UPDATE_TASK = update(_TASKS).where(_TASKS.c.id == bindparam("b_id"))
+
+
+def _write_external_tasks(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+    """Open an external_task row for each external task that began waiting; cancel rows whose task went."""
+    held, instance = loaded.held, loaded.instance
+    waiting = {t.task_id: t for t in spiff.external_tasks(held.workflow)}
+    if set(waiting) == held.externals:
+        return
+    gone = held.externals - set(waiting)
+    if gone:  # interrupted by a boundary event, an event subprocess, a terminate end or a migration
+        for row in session.scalars(select(ExternalTask).where(
+                ExternalTask.instance_id == instance.id, ExternalTask.task_id.in_(gone),
+                ExternalTask.state == ExternalTaskState.OPEN)):
+            row.state, row.ended_at, row.ended_by, row.lock_owner, row.lock_expires_at = (
+                ExternalTaskState.CANCELLED, now, actor, None, None)
+            audit.append(session, EventKind.EXTERNAL_TASK_CANCELLED, actor=actor, instance_id=instance.id,
+                         version_id=instance.version_id, element_id=row.element_id, task_id=row.task_id,
+                         data={"external_task_id": row.id, "topic": row.topic}, at=now)
+    for task_id, task in waiting.items():
+        if task_id in held.externals:
+            continue
+        row = ExternalTask(instance_id=instance.id, task_id=task_id, element_id=task.element_id, topic=task.topic,
+                           priority=_external_priority(task), state=ExternalTaskState.OPEN, created_at=now)
+        session.add(row)
+        session.flush()  # the row's id goes into the audit event
+        audit.append(session, EventKind.EXTERNAL_TASK_CREATED, actor=actor, instance_id=instance.id,
+                     version_id=instance.version_id, element_id=task.element_id, task_id=task_id,
+                     data={"external_task_id": row.id, "topic": task.topic, "priority": row.priority}, at=now)
+    held.externals = set(waiting)
+
+
+def _external_priority(task: spiff.OpenExternalTask) -> int | None:
+    """Return camunda:taskPriority as a whole number (a `${…}` expression is evaluated); None if unset or bad."""
+    try:
+        value = _evaluate_template(task.priority, task.data)
+        return None if value is None or value == "" else int(value)
+    except Exception:  # noqa: BLE001 - a bad priority must not stop the case: the task keeps no priority
+        return None
+
+
+def _reopen_external_task(session: Session, external_task_id: int | None, *, now: datetime) -> None:
+    """Make an external task whose retries ran out fetchable again, with one retry."""
+    row = session.get(ExternalTask, external_task_id) if external_task_id is not None else None
+    if row is not None and row.state == ExternalTaskState.OPEN:
+        row.retries, row.lock_owner, row.lock_expires_at = 1, None, None
 
 
 def _update_row(session: Session, row: Task, **values: Any) -> None:
@@ -508,6 +559,26 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     return loaded.instance
 
 
+def complete_external_task(session: Session, row: ExternalTask, data: dict[str, Any], *, by: str,
+                           now: datetime) -> Instance:
+    """Complete a waiting external task with a worker's variables, then run the instance on.
+
+    The caller (`engine.external.complete`) has checked the worker's lock and marked the row done.
+    A script failing in the steps that follow opens an incident, as for a user task.
+
+    Raises:
+        TaskNotAvailable: the task is no longer waiting for a worker in the instance.
+    """
+    loaded = _load(session, row.instance_id)
+    if spiff.task_state(loaded.held.workflow, row.task_id) != "STARTED":
+        raise TaskNotAvailable("this external task is no longer waiting for a worker")
+    loaded.held.externals.discard(row.task_id)
+    loaded.path.append(row.element_id)
+    task_id = row.task_id
+    return _act(session, loaded, lambda wf: spiff.complete_external_task(wf, task_id, data),
+                actor=by, now=now).instance
+
+
 def _check_available(row: Task, by: str, roles: set[str] | None) -> None:
     if row.state != TaskStatus.READY:
         raise TaskNotAvailable(f"this task was already {row.state} "
@@ -644,6 +715,8 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
     if data:  # the failing step may be a script waiting to run or one behind a waiting timer
         spiff.update_live_data(workflow, dict(data))
     kind = incident.action.get("kind", "steps")
+    if kind == "external":  # a worker's failures used up the retries: give the task to workers again
+        _reopen_external_task(session, incident.action.get("external_task_id"), now=now)
     try:
         with spiff.clock(now):
             if kind == "timers":
@@ -703,6 +776,10 @@ def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str 
         raise TaskNotAvailable(f"instance {instance_id} is already {instance.status}")
     for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY)):
         row.state, row.completed_at = TaskStatus.CANCELLED, now
+    for ext in session.scalars(select(ExternalTask).where(ExternalTask.instance_id == instance_id,
+                                                          ExternalTask.state == ExternalTaskState.OPEN)):
+        ext.state, ext.ended_at, ext.ended_by, ext.lock_owner, ext.lock_expires_at = (
+            ExternalTaskState.CANCELLED, now, by, None, None)
     for model in (Timer, MessageWait):
         for item in session.scalars(select(model).where(model.instance_id == instance_id)):
             session.delete(item)
