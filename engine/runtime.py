@@ -464,8 +464,11 @@ def start_form(session: Session, process_id: str, version: int | None = None) ->
 def start_instance(session: Session, process_id: str, *, by: str, data: dict[str, Any] | None = None,
                    business_key: str | None = None, version: int | None = None,
                    now: datetime | None = None, parent_instance_id: int | None = None,
-                   validate_form: bool = True) -> Instance:
+                   validate_form: bool = True, start_message: str | None = None) -> Instance:
     """Start an instance of the latest (or a given) version and run it until it waits.
+
+    With `start_message` the instance starts through the start event catching that message, and
+    `data` is the message's payload (into the event's `camunda:resultVariable`, else merged).
 
     Raises:
         VersionNotFound: no such process/version.
@@ -480,7 +483,7 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     if fields and validate_form:
         data = forms.validate(fields, data)
     bundle = deploy.bundle_for(session, pv)
-    workflow = spiff.new_workflow(bundle, data)
+    workflow = spiff.new_workflow(bundle, None if start_message else data)
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
                         status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
                         started_by=by, parent_instance_id=parent_instance_id)
@@ -490,7 +493,12 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
                  data={"process_id": process_id, "version": pv.version, "business_key": business_key,
                        "data": _jsonable(data), "parent_instance_id": parent_instance_id}, at=now)
     loaded = _Loaded(instance, pv, bundle, _Held(workflow, {}, {}, {}, {}))
-    _act(session, loaded, lambda wf: None, actor=by, now=now)
+
+    def begin(wf: spiff.Workflow) -> None:
+        if start_message and not spiff.start_by_message(wf, start_message, data):
+            spiff.update_live_data(wf, data)  # no start event catches it: the payload is start data
+
+    _act(session, loaded, begin, actor=by, now=now)
     return instance
 
 
@@ -644,21 +652,31 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
 
 def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload: Any, *, actor: str,
                           now: datetime) -> None:
-    """Deliver a message thrown by an instance, or start the process whose start event catches it."""
+    """Deliver a message thrown by an instance, or start the process whose start event catches it.
+
+    Instances of the same business key waiting for the message get it; else the latest process
+    whose message start event catches it starts through that event, with the payload. Either way
+    (or when nothing takes it) the throw is in the thrower's history with where it went.
+    """
     instance = loaded.instance
     data = payload if isinstance(payload, dict) else {"payload": payload}
-    audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
-                 version_id=instance.version_id, data={"name": name}, at=now)
+    delivered: list[int] = []
+    started: list[int] = []
     waiting = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id).where(
-        MessageWait.name == name, Instance.business_key == instance.business_key, Instance.id != instance.id)
-    if session.scalars(waiting).first() is not None:
-        deliver_message(session, name, by=actor, data=data, business_key=instance.business_key, now=now)
-        return
-    target = _process_started_by(session, name)
-    if target is not None:
+        MessageWait.name == name, Instance.business_key == instance.business_key, Instance.id != instance.id,
+        Instance.status == InstanceStatus.RUNNING)
+    receivers = session.scalars(waiting).first() is not None
+    target = None if receivers else _process_started_by(session, name)
+    if receivers:
+        delivered = deliver_message(session, name, by=actor, data=data, business_key=instance.business_key, now=now)
+    elif target is not None:
         # the payload is the new case's start data as the throwing process wrote it (not a person's input)
-        start_instance(session, target, by=actor, data=data, business_key=instance.business_key,
-                       now=now, parent_instance_id=instance.id, validate_form=False)
+        started.append(start_instance(session, target, by=actor, data=payload, business_key=instance.business_key,
+                                      now=now, parent_instance_id=instance.id, validate_form=False,
+                                      start_message=name).id)
+    audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
+                 version_id=instance.version_id, data={"name": name, "payload": _jsonable(data),
+                                                       "delivered_to": delivered, "started": started}, at=now)
 
 
 def _process_started_by(session: Session, message: str) -> str | None:

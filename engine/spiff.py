@@ -23,6 +23,8 @@ from typing import Any
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnEvent
 from SpiffWorkflow.bpmn.parser.BpmnParser import XSD_PATH as _BPMN_XSD
+from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag as _full_tag
+from SpiffWorkflow.bpmn.parser.event_parsers import SendTaskParser as _SendTaskParser
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
@@ -30,6 +32,8 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit, BpmnStartTask
 from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference as _TaskDataReference
+from SpiffWorkflow.bpmn.specs.defaults import ReceiveTask as _ReceiveTask
+from SpiffWorkflow.bpmn.specs.defaults import SendTask as _SendTask
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
@@ -42,6 +46,7 @@ from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaEventDefinitionParser as _CamundaEventParser
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as _CamundaMessage
 from SpiffWorkflow.camunda.specs.multiinstance_task import ParallelMultiInstanceTask as _CamundaParallelMI
@@ -170,15 +175,40 @@ SCRIPT_ENGINE = _ScriptEngine(environment=_RestrictedEnvironment())
 
 
 def _merge_message_payload(self: Any, my_task: Any) -> None:
-    """Merge a Polku-delivered payload into the catching task's data (Camunda keeps it apart)."""
+    """Put a caught message's payload into the catching task's data.
+
+    The catching event's `camunda:resultVariable` takes the payload whole; otherwise a payload
+    Polku delivered (a message from outside or from another instance) is merged when it is an
+    object and kept as `payload` when it is not; a throw inside the same instance keeps Spiff's rule.
+    """
     event_data = my_task.internal_data.get(self.name) or {}
-    if event_data.get("merge") and isinstance(event_data.get("payload"), dict):
-        my_task.data.update(event_data["payload"])
+    payload = event_data.get("payload")
+    if self.result_var:
+        my_task.data[self.result_var] = payload
+    elif event_data.get("merge") and isinstance(payload, dict):
+        my_task.data.update(payload)
+    elif event_data.get("merge"):
+        my_task.data["payload"] = payload
     else:
-        my_task.data[event_data["result_var"]] = event_data["payload"]
+        my_task.data[event_data["result_var"]] = payload
 
 
 _CamundaMessage.update_task_data = _merge_message_payload  # type: ignore[method-assign]
+
+
+class _CamundaSendTaskParser(_CamundaEventParser, _SendTaskParser):
+    """Parse send and receive tasks with the Camunda message definition (payload, result variable).
+
+    SpiffWorkflow's Camunda parser leaves them to the plain BPMN parser, whose message definition
+    the Camunda serializer cannot store: a send task crashed every save.
+    """
+
+    def create_task(self) -> Any:
+        return _SendTaskParser.create_task(self)
+
+
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("sendTask")] = (_CamundaSendTaskParser, _SendTask)  # see below
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("receiveTask")] = (_CamundaSendTaskParser, _ReceiveTask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,6 +627,31 @@ def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) 
         raise translate(err) from err
 
 
+def start_by_message(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
+    """Start a new workflow through its start event that catches message `name`, with the payload.
+
+    The process's other start events are cancelled: an instance starts through one start event.
+    Returns False (and starts nothing) when no start event of the process catches the message.
+    """
+    starts = [t for t in workflow.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, BpmnStartTask)]
+    catching = [s for s in workflow.spec.start.outputs
+                if isinstance(getattr(s, "event_definition", None), MessageEventDefinition)
+                and s.event_definition.name == name]
+    if not starts or not catching:
+        return False
+    try:
+        starts[0].run()
+        for task in list(starts[0].children):
+            if task.task_spec not in catching and getattr(task.task_spec, "event_definition", None) is not None:
+                task.cancel()
+        workflow.do_engine_steps()  # the message start event now waits for its message
+        event = BpmnEvent(_CamundaMessage(name), payload={"payload": payload, "result_var": None, "merge": True})
+        workflow.event_manager.catch(event, internal=False)
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    return True
+
+
 def thrown_messages(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
     """Take the messages the workflow threw that nothing inside it caught."""
     found = []
@@ -818,7 +873,7 @@ class _ServiceTaskParser(_CamundaTaskParser):
         return _external_spec(self) or self.spec_class(self.spec, self.bpmn_id, **self.bpmn_attributes)
 
 
-class _ExternalSendTaskParser(_SendTaskParser):
+class _ExternalSendTaskParser(_CamundaSendTaskParser):
     def create_task(self) -> Any:
         return _external_spec(self) or super().create_task()
 

@@ -223,3 +223,31 @@ def test_loops_inside_a_subprocess_and_a_called_process_finish(drive):
     assert drive.do_all(iid, "inner") == 2
     assert drive.do_all(iid, "cl_work") == 2
     assert drive.summary(iid)["status"] == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-3. Send tasks, message throws, message start events
+
+
+def test_send_task_delivers_to_a_waiting_receiver_and_a_throw_starts_a_process(drive):
+    drive.deploy("c_send.bpmn", "c_receiver.bpmn", "c_msg_start.bpmn")
+    receiver = drive.start("c_receiver", business_key="K-1")
+    assert drive.tasks(receiver) == []
+    sender = drive.start("c_sender", {"amount": 21}, business_key="K-1")
+    assert drive.summary(sender)["status"] == "completed"
+    assert [t["element_id"] for t in drive.tasks(receiver)] == ["handle"]
+    assert [e["name"] for e in drive.events(sender, "message_thrown")] == ["order_ready", "new_case"]
+    (started,) = drive.instances("c_msg_start")
+    summary = drive.summary(started)
+    assert [t["element_id"] for t in drive.tasks(started)] == ["handle"]
+    assert summary["variables"]["order"] == {"amount": 42}  # camunda:resultVariable of the start event
+    assert summary["business_key"] == "K-1" and summary["parent_instance_id"] == sender
+    assert drive.path(started)[:1] == ["start"]
+
+
+def test_send_task_with_no_receiver_is_recorded_not_a_crash(drive):
+    drive.deploy("c_send.bpmn")
+    sender = drive.start("c_sender", {"amount": 1})
+    assert drive.summary(sender)["status"] == "completed"
+    thrown = drive.events(sender, "message_thrown")
+    assert [(e["name"], e["delivered_to"]) for e in thrown] == [("order_ready", []), ("new_case", [])]
