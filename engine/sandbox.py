@@ -1,12 +1,17 @@
 """The restricted evaluator for every expression and script in a BPMN or DMN file.
 
-Gateway conditions, script tasks, timer and due-date expressions and DMN cells all run here,
-never through plain eval/exec. Source is compiled once (cached) with RestrictedPython and a
-stricter policy: no imports, classes, names or attributes starting with "_", interpreter
-internals (frames, code objects) or dangerous builtins. At run time every attribute read,
-item write, loop iteration and function call goes through guards that refuse module access,
-count steps against a budget (`ScriptTimeout`) and refuse huge results (of `*`, `**`, `<<`, `+`,
-`%`, `range()` and the padding/replace/join string methods, each and in total per run).
+Gateway conditions, script tasks, timer and due-date expressions, assignee templates, message
+payloads and DMN cells all run here, never through plain eval/exec. Source is compiled once
+(cached) with RestrictedPython and a stricter policy: no imports, classes, names or attributes
+starting with "_", interpreter internals (frames, code objects) or dangerous builtins.
+
+Every run is bounded (`engine/limits.py` says how, and holds the configured limits): guards on
+every attribute read, item write, loop iteration and function call count steps, check the wall
+clock and refuse values larger than the per-value limit (`*`, `**`, `<<`, `+`, `%`, `range()`,
+`str()`/`repr()`, f-strings, starred displays, `sum()`, the padding/replace/join/translate
+string methods, `list.extend`, `int.to_bytes`), each and in total per run. Code whose cost is
+not bounded by reading it runs in an evaluator process that is killed at the time limit and has
+a memory ceiling; every breach raises a `SandboxViolation` naming the limit.
 Only `engine/spiff.py` and the runtime call this; it knows nothing of SpiffWorkflow.
 """
 
@@ -16,51 +21,68 @@ import ast
 import copy
 import functools
 import operator
+import pickle
 import re
 import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from RestrictedPython import RestrictingNodeTransformer, compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence
-from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
-__all__ = ["SAFE_FUNCTIONS", "SandboxViolation", "ScriptTimeout", "check_expression", "check_script",
-           "evaluate", "execute"]
+from . import limits as _limits
+from .values import kind_of
+
+__all__ = ["SAFE_FUNCTIONS", "SandboxViolation", "ScriptRun", "ScriptTimeout", "check_expression",
+           "check_script", "evaluate", "execute", "run_script"]
 
 FILENAME = "<string>"  # what tracebacks of sandboxed code name as their file
 MAX_SOURCE = 100_000  # characters in one expression or script
-MAX_ITEMS = 1_000_000  # length of a string, list or range built in one operation
+MAX_WIDTH = 1_000_000  # a printf or f-string width or precision
 MAX_INT_BITS = 100_000  # about 30,000 decimal digits
-MAX_ALLOCATED = 50_000_000  # characters or items built by guarded operations in one run
+MAX_BOUNDED_SOURCE = 1_000  # longer expressions always go to the evaluator process
 _WHERE = "in process expressions"
 _UNAVAILABLE = frozenset({  # dangerous builtins: naming one gives a refusal, not a NameError
     "open", "eval", "exec", "compile", "globals", "locals", "vars", "getattr", "setattr", "delattr",
     "hasattr", "breakpoint", "memoryview", "super", "exit", "quit",
 })
 # calling these is refused when compiling; as plain names they may still be data ("type", "id")
-_FORBIDDEN_CALLS = _UNAVAILABLE | {"type", "input", "help", "dir", "object", "print", "id"}
+_FORBIDDEN_CALLS = _UNAVAILABLE | {"type", "input", "help", "dir", "object", "id"}
 _REFUSED_ATTRIBUTES = INSPECT_ATTRIBUTES | {"format", "format_map"}
 _SEQUENCES = (str, bytes, list, tuple)
 
 
 class SandboxViolation(Exception):
-    """An expression or script was refused, before or while it ran; `lineno` says where."""
+    """An expression or script was refused, before or while it ran; `lineno` says where.
 
-    def __init__(self, message: str, lineno: int | None = None):
+    `limit` names the limit a running script broke ("time", "steps", "size", "memory",
+    "recursion", "data"), or is None for a refusal of what the code tried to do.
+    """
+
+    limit: str | None = None
+
+    def __init__(self, message: str, lineno: int | None = None, limit: str | None = None):
         super().__init__(message)
         self.message = message
         self.lineno = lineno
+        self.limit = limit or type(self).limit
 
     def __str__(self) -> str:
         return f"{self.message} (line {self.lineno})" if self.lineno else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.message, self.lineno, self.limit)
+
 
 class ScriptTimeout(SandboxViolation):
-    """The step budget (loop iterations and function calls) ran out."""
+    """The step budget (loop iterations and function calls) or the time limit ran out."""
+
+    limit = "steps"
 
 
 class _Policy(RestrictingNodeTransformer):
@@ -89,8 +111,22 @@ class _Policy(RestrictingNodeTransformer):
         if len(texts) < len(parts):
             self.error(node, f"computed format specifications are not allowed {_WHERE}")
         elif re.search(r"\d{7,}", "".join(texts)):  # a width or precision of a million or more
-            self.error(node, f"format widths above {MAX_ITEMS:,} are not allowed {_WHERE}")
+            self.error(node, f"format widths above {MAX_WIDTH:,} are not allowed {_WHERE}")
         return super().visit_FormattedValue(node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
+        return _checked(super().visit_JoinedStr(node), node)
+
+    def visit_List(self, node: ast.List) -> Any:
+        visited = super().visit_List(node)
+        starred = isinstance(node.ctx, ast.Load) and any(isinstance(e, ast.Starred) for e in node.elts)
+        return _checked(visited, node) if starred else visited
+
+    visit_Tuple = visit_List  # type: ignore[assignment]
+
+    def visit_Set(self, node: ast.Set) -> Any:
+        visited = super().visit_Set(node)
+        return _checked(visited, node) if any(isinstance(e, ast.Starred) for e in node.elts) else visited
 
     def visit_Import(self, node: ast.AST) -> Any:
         self.error(node, f"imports are not allowed {_WHERE}")
@@ -104,7 +140,10 @@ class _Policy(RestrictingNodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
             hint = "; use isinstance(value, int)" if node.func.id == "type" else ""
             self.error(node, f"{node.func.id}() is not available {_WHERE}{hint}")
-        return super().visit_Call(node)
+        node = super().visit_Call(node)  # type: ignore[assignment]
+        if isinstance(node.func, ast.Name) and node.func.id in _GUARDED_CALLS:  # str(), repr()
+            node.func = ast.copy_location(ast.Name(_GUARDED_CALLS[node.func.id], ast.Load()), node.func)
+        return node
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         node = super().visit_BinOp(node)  # type: ignore[assignment]
@@ -142,6 +181,13 @@ class _Policy(RestrictingNodeTransformer):
 
 _GUARDED_OPS = {ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_", ast.Add: "_add_",
                 ast.Mod: "_mod_"}
+_GUARDED_CALLS = {"str": "_str_", "repr": "_repr_"}
+
+
+def _checked(node: Any, where: ast.AST) -> ast.expr:
+    """Wrap an expression that builds a value in a size check of its result."""
+    call = ast.Call(func=ast.Name("_sized_", ast.Load()), args=[node], keywords=[])
+    return ast.fix_missing_locations(ast.copy_location(call, where))
 
 
 def _is_plain(node: ast.AST) -> bool:
@@ -159,15 +205,18 @@ def _step_stmt(node: ast.AST) -> ast.stmt:
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str, mode: str) -> types.CodeType | SandboxViolation:
     """Compile restricted source once; return the code or the (not raised) refusal."""
+    what = "expression" if mode == "eval" else "script"
     if len(source) > MAX_SOURCE:
-        return SandboxViolation(f"the {mode == 'eval' and 'expression' or 'script'} is longer "
-                                f"than {MAX_SOURCE:,} characters")
+        return SandboxViolation(f"the {what} is longer than {MAX_SOURCE:,} characters")
     try:
         tree = ast.parse(source, FILENAME, mode)
     except SyntaxError as exc:
         return SandboxViolation(f"syntax error: {exc.msg}", exc.lineno)
     except (ValueError, RecursionError, MemoryError) as exc:
-        return SandboxViolation(f"cannot read the {mode == 'eval' and 'expression' or 'script'}: {exc}")
+        return SandboxViolation(f"cannot read the {what}: {exc}")
+    if mode == "eval" and (call := _print_call(tree)) is not None:
+        return SandboxViolation("print() is not available in expressions; only scripts can print",
+                                call.lineno)
     compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
     result = compiler(tree, filename=FILENAME, policy=_Policy)  # type: ignore[arg-type]
     if result.errors:
@@ -175,6 +224,13 @@ def _compile(source: str, mode: str) -> types.CodeType | SandboxViolation:
         lineno, message = (int(match[1]), match[2]) if match else (None, result.errors[0])
         return SandboxViolation(message.rstrip("."), lineno)
     return result.code  # type: ignore[no-any-return,return-value]
+
+
+def _print_call(tree: ast.AST) -> ast.Call | None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            return node
+    return None
 
 
 def _code(source: str, mode: str) -> types.CodeType:
@@ -200,25 +256,87 @@ def check_script(source: str) -> None:
     _code(source, "exec")
 
 
+# --- which expressions may run in the calling thread ----------------------------------------------
+
+_BOUNDED_NODES = (
+    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.BinOp, ast.Add, ast.Sub, ast.Div, ast.FloorDiv,
+    ast.BitAnd, ast.BitOr, ast.BitXor, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Invert, ast.Compare,
+    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot, ast.IfExp,
+    ast.Name, ast.Load, ast.Constant, ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Set,
+    ast.Dict, ast.Call, ast.keyword,
+)
+# calls whose cost is at most about linear in data the expression cannot enlarge by itself
+_BOUNDED_CALLS = frozenset({"len", "abs", "bool", "int", "float", "round", "isinstance", "now", "min", "max",
+                            "any", "all", "date", "datetime", "timedelta", "isoformat"})
+_BOUNDED_METHODS = frozenset({"get", "isoformat", "lower", "upper", "strip", "startswith", "endswith", "keys",
+                              "values", "items", "date", "fromisoformat", "weekday", "split"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_bounded(source: str) -> bool:
+    """Tell whether an expression's cost is bounded by reading it, so it may run in this thread.
+
+    Bounded: no loops, comprehensions, lambdas, f-strings, `*`/`**`/`%`/`<<`, starred values or
+    calls other than a few cheap builtins and non-mutating methods; short. Such an expression does
+    a fixed number of operations, each at most about linear in the (size-limited) case data, and
+    cannot change it. Everything else runs in an evaluator process (`engine/limits.py`).
+    """
+    if len(source) > MAX_BOUNDED_SOURCE:
+        return False
+    try:
+        tree = ast.parse(source, FILENAME, "eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        if not isinstance(node, _BOUNDED_NODES):
+            return False
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name):
+                if func.id not in _BOUNDED_CALLS:
+                    return False
+            elif not (isinstance(func, ast.Attribute) and func.attr in _BOUNDED_METHODS):
+                return False
+            if any(k.arg is None for k in node.keywords):
+                return False
+    return True
+
+
 # --- run-time guards ---------------------------------------------------------------------------
 
 _current = threading.local()  # .budget: the _Budget of the run on this thread
 
 
+def _size_of(value: Any, length: int) -> int:
+    """Return about how many bytes a value of `length` characters or items of this kind takes."""
+    return length if isinstance(value, (str, bytes)) else length * 8
+
+
 def _too_long(value: Any, length: int) -> None:
-    if length > MAX_ITEMS:
+    budget = _budget()
+    if _size_of(value, length) > budget.limits.max_bytes:
         unit = "characters" if isinstance(value, (str, bytes)) else "items"
         raise SandboxViolation(f"a {type(value).__name__} of {length:,} {unit} is too large {_WHERE} "
-                               f"(at most {MAX_ITEMS:,})")
+                               f"(the size limit is {budget.limits.max_bytes:,} bytes per value)",
+                               limit="size")
+    budget.allocate(length)  # many results below the limit must not add up without bound either
+
+
+def _budget() -> _Budget:
     budget = getattr(_current, "budget", None)
-    if budget is not None:  # many results below the limit must not add up without bound either
-        budget.allocate(length)
+    return budget if budget is not None else _Budget(_limits.current())
 
 
 def _too_many_bits(bits: int) -> None:
     if bits > MAX_INT_BITS:
         digits = MAX_INT_BITS * 3 // 10
-        raise SandboxViolation(f"a number of more than {digits:,} digits is too large {_WHERE}")
+        raise SandboxViolation(f"a number of more than {digits:,} digits is too large {_WHERE}", limit="size")
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, (*_SEQUENCES, set, frozenset, dict)):
+        _too_long(value, len(value))
+    return value
 
 
 def _mul(a: Any, b: Any) -> Any:
@@ -251,34 +369,88 @@ def _add(a: Any, b: Any) -> Any:
 
 def _mod(a: Any, b: Any) -> Any:
     if isinstance(a, (str, bytes)):  # printf-style formatting: refuse huge widths and precisions
-        for width in _PRINTF_SIZES.findall(str(a)):
-            if "*" in width or max(int(n or 0) for n in width.split(".")) > MAX_ITEMS:
-                raise SandboxViolation(f"format widths above {MAX_ITEMS:,} or given by '*' "
-                                       f"are not allowed {_WHERE}")
+        for width in _printf_sizes(a if isinstance(a, str) else a.decode("latin-1")):
+            if width == "*" or int(width) > MAX_WIDTH:
+                raise SandboxViolation(f"format widths above {MAX_WIDTH:,} or given by '*' are not allowed "
+                                       f"{_WHERE}", limit="size")
+        return _sized(a % b)
     return a % b
 
 
-def _sized(name: str, length: Callable[..., int]) -> Callable[..., Any]:
-    """Wrap the str/bytes method `name` so that it refuses results longer than MAX_ITEMS."""
-    def method(text: Any, *args: Any) -> Any:
-        if name == "join":
+def _printf_sizes(text: str) -> Iterator[str]:
+    """Yield every width and precision of a printf-style format (as Python's own parser reads it)."""
+    position, end = 0, len(text)
+    while (position := text.find("%", position)) >= 0:
+        position += 1
+        if position < end and text[position] == "(":  # a mapping key: parentheses may nest
+            depth = 0
+            while position < end:
+                depth += {"(": 1, ")": -1}.get(text[position], 0)
+                position += 1
+                if depth == 0:
+                    break
+        match = _PRINTF_SPEC.match(text, position)
+        if match is None:
+            continue
+        position = match.end()
+        yield from (part for part in match.groups() if part)
+
+
+_PRINTF_SPEC = re.compile(r"[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _str(value: Any = "", *args: Any) -> str:
+    return _sized(str(value, *args))  # type: ignore[no-any-return]
+
+
+def _repr(value: Any) -> str:
+    return _sized(repr(value))  # type: ignore[no-any-return]
+
+
+def _sum(items: Iterable[Any], start: Any = 0) -> Any:
+    if isinstance(start, (int, float, complex)):
+        return sum(items, start)
+    total = start  # lists or strings: every partial sum is size-checked (sum([...], []) is quadratic)
+    for item in items:
+        total = _add(total, item)
+    return total
+
+
+def _sized_method(name: str, length: Callable[..., int]) -> Callable[..., Any]:
+    """Wrap the method `name` so that it refuses results over the size limit before building them."""
+    def method(obj: Any, *args: Any) -> Any:
+        if name in ("join", "extend"):
             args = (list(args[0]),)  # a generator is read once, here
-        _too_long(text, length(text, *args))
-        return getattr(text, name)(*args)
+        _too_long(obj, length(obj, *args))
+        return getattr(obj, name)(*args)
     return method
 
 
+def _translated_length(text: Any, table: Any) -> int:
+    replacements = table.values() if isinstance(table, dict) else table if isinstance(table, (list, tuple)) else ()
+    longest = max((len(r) for r in replacements if isinstance(r, (str, bytes))), default=1)
+    return len(text) * max(longest, 1)
+
+
 _STRING_METHODS: dict[str, Callable[..., Any]] = {
-    name: _sized(name, length) for name, length in {  # type: ignore[arg-type]
+    name: _sized_method(name, length) for name, length in {  # type: ignore[arg-type]
         "ljust": lambda s, width, *_: width, "rjust": lambda s, width, *_: width,
         "center": lambda s, width, *_: width, "zfill": lambda s, width: width,
         "expandtabs": lambda s, tabsize=8: len(s) * max(tabsize, 1),
         "replace": lambda s, old, new, count=-1: len(s) + max(len(new) - len(old), 0) * (
             (s.count(old) if old else len(s) + 1) if count < 0 else count),
         "join": lambda s, items: len(s) * len(items) + sum(len(item) for item in items),
+        "translate": _translated_length,
     }.items()
 }
-_PRINTF_SIZES = re.compile(r"%(?:\([^)]*\))?[-#0 +]*((?:\*|\d+)?(?:\.(?:\*|\d+))?)")
+_LIST_METHODS = {"extend": _sized_method("extend", lambda lst, items: len(lst) + len(items))}
+
+
+def _to_bytes(number: int) -> Callable[..., bytes]:
+    def to_bytes(length: int = 1, *args: Any, **kwargs: Any) -> bytes:
+        _too_long(b"", length)
+        return number.to_bytes(length, *args, **kwargs)
+    return to_bytes
 
 
 _INPLACE = {"%=": _mod, "*=": _mul, "**=": _pow, "<<=": _lshift, "+=": _add, "-=": operator.sub,
@@ -294,14 +466,30 @@ def _inplacevar(op: str, target: Any, value: Any) -> Any:
     return _INPLACE[op](target, value)
 
 
+class _Unavailable:
+    """Stands in for a value of the data that cannot reach an evaluator process (a module, a lock)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise SandboxViolation(f"a {self.kind} from the data cannot be used {_WHERE}")
+
+
 def _getattr(obj: Any, name: str) -> Any:
-    if isinstance(obj, types.ModuleType):
+    if isinstance(obj, types.ModuleType) or (isinstance(obj, _Unavailable) and obj.kind == "module"):
         raise SandboxViolation(f"modules are not available {_WHERE}")
+    if isinstance(obj, _Unavailable):
+        obj()
     if name.startswith("_") or name in _REFUSED_ATTRIBUTES:
         raise SandboxViolation(f'".{name}" is not allowed {_WHERE}')
     if name in _STRING_METHODS and (type(obj) in (str, bytes) or obj is str or obj is bytes):
         method = _STRING_METHODS[name]
         return method if isinstance(obj, type) else lambda *args: method(obj, *args)
+    if name in _LIST_METHODS and type(obj) is list:
+        return lambda *args: _LIST_METHODS[name](obj, *args)
+    if name == "to_bytes" and type(obj) is int:
+        return _to_bytes(obj)
     return getattr(obj, name)
 
 
@@ -316,7 +504,7 @@ def _range(*args: int) -> range:
     try:
         _too_long(result, len(result))
     except OverflowError:  # longer than sys.maxsize
-        _too_long(result, MAX_ITEMS + 1)
+        _too_long(result, 2**62)
     return result
 
 
@@ -325,29 +513,74 @@ def _iter_unpack_sequence(iterable: Any, spec: dict, getiter: Callable) -> Itera
         yield guarded_unpack_sequence(item, spec, iter)
 
 
+class _Output:
+    """Collects what print() writes in one run, up to the output limit; `printed` reads it."""
+
+    def __init__(self, limit: int):
+        self.parts: list[str] = []
+        self.size = 0
+        self.limit = limit
+        self.cut = False
+
+    def write(self, text: str) -> None:
+        room = self.limit - self.size
+        if len(text) > room:
+            text, self.cut = text[:max(room, 0)], True
+        self.parts.append(text)
+        self.size += len(text)
+
+    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n", **kwargs: Any) -> None:
+        if kwargs.get("file") is not None:
+            raise SandboxViolation(f"print(file=...) is not available {_WHERE}")
+        sep, end = " " if sep is None else str(sep), "\n" if end is None else str(end)
+        self.write(sep.join(_str(o) for o in objects) + end)
+
+    def __call__(self) -> str:
+        return "".join(self.parts)
+
+    def text(self) -> str:
+        """Return what was printed, with a note when it was cut at the limit."""
+        return self() + (f"\n… (output cut at {self.limit:,} characters)" if self.cut else "")
+
+
 def _timeout(limit: int) -> ScriptTimeout:
-    return ScriptTimeout(f"stopped after {limit:,} steps (loop iterations and function calls); "
-                         "is there an endless loop?")
+    return ScriptTimeout(f"stopped after {limit:,} steps (loop iterations and function calls; the step "
+                         "limit); is there an endless loop?", limit="steps")
+
+
+def _overtime(seconds: float) -> ScriptTimeout:
+    return ScriptTimeout(f"stopped after running longer than the time limit of {seconds:g} s", limit="time")
 
 
 class _Budget:
-    """The steps left to one run (a step is one loop iteration or function call) and its allocations."""
+    """The steps, time and allocations left to one run (a step is one loop iteration or function call)."""
 
-    __slots__ = ("allocated", "left", "limit")
+    __slots__ = ("allocated", "deadline", "left", "limit", "limits", "output")
 
-    def __init__(self, limit: int):
-        self.left = self.limit = limit
+    def __init__(self, limits: _limits.Limits):
+        self.limits = limits
+        self.left = self.limit = limits.steps
         self.allocated = 0
+        self.deadline = time.monotonic() + limits.timeout
+        self.output = _Output(limits.output)
 
     def allocate(self, length: int) -> None:
         self.allocated += max(length, 0)
-        if self.allocated > MAX_ALLOCATED:
-            raise SandboxViolation(f"more than {MAX_ALLOCATED:,} characters or items were built {_WHERE}")
+        if self.allocated > self.limits.max_allocated:
+            raise SandboxViolation(f"more than {self.limits.max_allocated:,} characters or items were built "
+                                   f"{_WHERE} (the size limit per run)", limit="size")
+        self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _overtime(self.limits.timeout)
 
     def step(self) -> None:
         self.left -= 1
         if self.left < 0:
             raise _timeout(self.limit)
+        if not self.left & 63:
+            self.check_time()
 
     def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for item in iterable:
@@ -363,15 +596,16 @@ SAFE_FUNCTIONS: dict[str, Any] = {
     f.__name__: f for f in (abs, all, any, bool, chr, dict, divmod, enumerate, float, frozenset, int,
                             isinstance, len, list, max, min, ord, repr, reversed, round, set, sorted,
                             str, sum, tuple, zip)
-} | {"range": _range, "datetime": datetime, "date": date, "timedelta": timedelta, "timezone": timezone,
-     "now": _default_now, "isoformat": lambda value: value.isoformat()}
+} | {"range": _range, "sum": _sum, "datetime": datetime, "date": date, "timedelta": timedelta,
+     "timezone": timezone, "now": _default_now, "isoformat": lambda value: value.isoformat()}
 
 _GUARDS: dict[str, Any] = {
     "_getattr_": _getattr, "_getitem_": operator.getitem, "_write_": _write, "_inplacevar_": _inplacevar,
-    "_apply_": lambda f, *args, **kwargs: f(*args, **kwargs), "_print_": PrintCollector,
+    "_apply_": lambda f, *args, **kwargs: f(*args, **kwargs),
     "_iter_unpack_sequence_": _iter_unpack_sequence,
     "_unpack_sequence_": lambda it, spec, getiter: guarded_unpack_sequence(it, spec, iter),
     "_mul_": _mul, "_pow_": _pow, "_lshift_": _lshift, "_add_": _add, "_mod_": _mod,
+    "_sized_": _sized, "_str_": _str, "_repr_": _repr,
 }
 
 
@@ -380,14 +614,15 @@ def _builtins(clock: Callable[[], datetime] | None) -> dict[str, Any]:
     return SAFE_FUNCTIONS if clock is None else {**SAFE_FUNCTIONS, "now": clock}
 
 
-def _run(code: types.CodeType, names: dict[str, Any], max_steps: int,
-         clock: Callable[[], datetime] | None) -> tuple[Any, dict[str, Any]]:
-    """Run `code` on a fresh namespace built from `names`; return its value and the namespace."""
-    budget = _Budget(max_steps)
+def _run(code: types.CodeType, names: dict[str, Any], limits: _limits.Limits,
+         builtins: dict[str, Any]) -> tuple[Any, dict[str, Any], _Budget]:
+    """Run `code` on a fresh namespace built from `names`; return its value, namespace and budget."""
+    budget = _Budget(limits)
     scope = dict(names)
     scope.update(_GUARDS)  # after the data: data cannot replace a guard or __builtins__
-    scope["__builtins__"] = _builtins(clock)
+    scope["__builtins__"] = builtins
     scope["_step_"], scope["_getiter_"] = budget.step, budget.iterate
+    scope["_print_"] = lambda *_: budget.output
     previous, _current.budget = getattr(_current, "budget", None), budget
     try:
         value = eval(code, scope)  # restricted code in a guarded scope
@@ -401,8 +636,9 @@ def _run(code: types.CodeType, names: dict[str, Any], max_steps: int,
     finally:
         _current.budget = previous
     if budget.left < 0:  # the script caught ScriptTimeout itself and carried on
-        raise _timeout(max_steps)
-    return value, scope
+        raise _timeout(budget.limit)
+    budget.check_time()
+    return value, scope, budget
 
 
 def _sandbox_line(exc: BaseException) -> int | None:
@@ -415,28 +651,193 @@ def _sandbox_line(exc: BaseException) -> int | None:
     return line
 
 
-def evaluate(source: str, names: dict[str, Any], *, max_steps: int = 100_000,
+def _effective(max_steps: int | None) -> _limits.Limits:
+    configured = _limits.current()
+    if max_steps is None or max_steps == configured.steps:
+        return configured
+    return _limits.Limits(steps=max_steps, timeout=configured.timeout, max_bytes=configured.max_bytes,
+                          memory=configured.memory, output=configured.output)
+
+
+# --- the public entry points -----------------------------------------------------------------------
+
+@dataclass
+class ScriptRun:
+    """What a script did: variables it created or changed, variables it deleted, what it printed."""
+
+    changed: dict[str, Any] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    output: str = ""
+
+
+def evaluate(source: str, names: dict[str, Any], *, max_steps: int | None = None,
              clock: Callable[[], datetime] | None = None) -> Any:
     """Evaluate one expression with `names` as its variables and return its value.
 
-    Raises: SandboxViolation (refused), ScriptTimeout (step budget used up); errors of the
-    expression itself (NameError, ZeroDivisionError, ...) pass through unchanged.
+    `names` is never changed. The limits are the configured ones (`engine.limits.configure`);
+    `max_steps` overrides the step budget.
+    Raises: SandboxViolation (refused, or a limit broken: `limit` names it), ScriptTimeout (steps
+    or time used up); errors of the expression itself (NameError, ZeroDivisionError, ...) pass
+    through unchanged.
     """
-    return _run(_code(source, "eval"), names, max_steps, clock)[0]
+    code = _code(source, "eval")
+    limits = _effective(max_steps)
+    if _is_bounded(source):
+        return _run(code, names, limits, _builtins(clock))[0]
+    return _isolated(("eval", source, names, limits, (clock or _default_now)()))
 
 
-def execute(source: str, names: dict[str, Any], *, max_steps: int = 100_000,
-            clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
-    """Run a script on a deep copy of `names`; return every variable it leaves behind.
+def run_script(source: str, names: dict[str, Any], *, max_steps: int | None = None,
+               clock: Callable[[], datetime] | None = None) -> ScriptRun:
+    """Run a script on a copy of `names` in an evaluator process; return what it changed.
 
-    The result holds the input variables (changed or not) and new ones, without names starting
-    with "_", functions, classes or modules. `names` itself is never changed.
     Raises: as `evaluate`.
     """
-    code = _code(source, "exec")
-    _, scope = _run(code, {k: _copy(v) for k, v in names.items()}, max_steps, clock)
-    return {k: v for k, v in scope.items()
-            if not (k.startswith("_") or callable(v) or isinstance(v, types.ModuleType))}
+    _code(source, "exec")
+    return _isolated(("exec", source, names, _effective(max_steps), (clock or _default_now)()))  # type: ignore[no-any-return]
+
+
+def execute(source: str, names: dict[str, Any], *, max_steps: int | None = None,
+            clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
+    """Run a script on a copy of `names`; return every variable it leaves behind.
+
+    The result holds the input variables (changed or not) and new ones, without names starting
+    with "_", functions, classes or modules; deleted variables are left out. `names` itself is
+    never changed.
+    Raises: as `evaluate`.
+    """
+    run = run_script(source, names, max_steps=max_steps, clock=clock)
+    kept = {k: v for k, v in names.items() if k not in run.deleted and _returnable(k, v)}
+    return kept | run.changed
+
+
+def _returnable(name: str, value: Any) -> bool:
+    return not (name.startswith("_") or callable(value) or isinstance(value, types.ModuleType))
+
+
+# --- the evaluator process side ----------------------------------------------------------------
+
+def _isolated(request: tuple[Any, ...]) -> Any:
+    """Send a request to an evaluator process and turn its reply back into a value or exception."""
+    limits: _limits.Limits = request[3]
+    request = (*request[:2], _portable_names(request[2]), *request[3:])
+    try:
+        reply = _limits.run_isolated(request, limits)
+    except _limits.Breach as breach:
+        if breach.timed_out:
+            raise _overtime(limits.timeout) from None
+        raise SandboxViolation(f"stopped: it used more than the memory limit of {limits.memory // 2**20:,} MB",
+                               limit="memory") from None
+    status, payload, lineno = reply
+    if status == "ok":
+        return payload
+    if isinstance(payload, SandboxViolation):
+        raise payload
+    _raise_at_line(payload, lineno)
+
+
+def _portable_names(names: dict[str, Any]) -> dict[str, Any]:
+    """Return `names` without what restricted code cannot reach and with stand-ins for what cannot be sent."""
+    portable = {k: v for k, v in names.items() if not k.startswith("_")}
+    try:
+        pickle.dumps(portable, protocol=pickle.HIGHEST_PROTOCOL)
+        return portable
+    except Exception:  # noqa: BLE001, S110 - any value that cannot be sent is replaced, one by one
+        pass
+    for name, value in portable.items():
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001
+            portable[name] = _Unavailable("module" if isinstance(value, types.ModuleType) else kind_of(value))
+    return portable
+
+
+def _raise_at_line(exc: BaseException, lineno: int | None) -> None:
+    """Raise `exc` from a frame of the sandboxed file at `lineno`, so callers can read the line."""
+    if not lineno:
+        raise exc
+    stub = compile("\n" * (lineno - 1) + "raise _exc_", FILENAME, "exec")
+    exec(stub, {"_exc_": exc, "__builtins__": {}})  # noqa: S102 - our own one-line stub
+
+
+def serve_request(request: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Evaluate one request in the evaluator process; return ("ok"|"error", value or exception, line).
+
+    Whatever happens, the reply can be pickled; ("restart", reply) asks for a fresh process.
+    """
+    kind, source, names, limits, now = request
+    builtins = {**SAFE_FUNCTIONS, "now": lambda: now}
+    try:
+        code = _code(source, kind)
+        if kind == "eval":
+            value = _run(code, names, limits, builtins)[0]
+            return _sendable(("ok", value, None), "the value of the expression")
+        return _sendable(("ok", _script_run(code, names, limits, builtins), None), "")
+    except SandboxViolation as exc:
+        return ("error", exc, exc.lineno)
+    except MemoryError as exc:
+        violation = SandboxViolation(f"stopped: it used more than the memory limit of "
+                                     f"{limits.memory // 2**20:,} MB", _sandbox_line(exc), limit="memory")
+        return ("restart", ("error", violation, violation.lineno))
+    except RecursionError as exc:
+        return ("error", SandboxViolation("stopped: calls or values are nested too deeply (the recursion "
+                                          "limit)", _sandbox_line(exc), limit="recursion"), _sandbox_line(exc))
+    except Exception as exc:  # noqa: BLE001 - an error of the script itself goes back to the caller
+        return ("error", _portable_error(exc), _sandbox_line(exc))
+
+
+def _script_run(code: types.CodeType, names: dict[str, Any], limits: _limits.Limits,
+                builtins: dict[str, Any]) -> ScriptRun:
+    _, scope, budget = _run(code, {k: _copy(v) for k, v in names.items()}, limits, builtins)
+    run = ScriptRun(deleted=[k for k in names if k not in scope], output=budget.output.text())
+    for name, value in scope.items():
+        if not _returnable(name, value) or name in _GUARDS or name in ("__builtins__", "_print"):
+            continue
+        if name not in names or _differs(value, names[name]):
+            run.changed[name] = value
+    return run
+
+
+def _differs(new: Any, old: Any) -> bool:
+    try:
+        return bool(new is not old and (type(new) is not type(old) or new != old))
+    except Exception:  # noqa: BLE001 - values that cannot be compared count as changed
+        return True
+
+
+def _sendable(reply: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+    """Return `reply` if it can be pickled; else an error naming the variable that cannot."""
+    try:
+        pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        return reply
+    except Exception:  # noqa: BLE001, S110 - find the culprit below
+        pass
+    value = reply[1]
+    culprits = value.changed.items() if isinstance(value, ScriptRun) else [(what, value)]
+    for name, item in culprits:
+        try:
+            pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001
+            label = name if isinstance(value, ScriptRun) else what
+            message = (f"the variable {label} is a {kind_of(item)}, which cannot be kept in case data"
+                       if isinstance(value, ScriptRun) else f"{label} is a {kind_of(item)}, which cannot be used")
+            return ("error", SandboxViolation(message, limit="data"), None)
+    return ("error", SandboxViolation("the result cannot be passed back", limit="data"), None)
+
+
+def _portable_error(exc: Exception) -> Exception:
+    """Return an exception of the same kind that survives pickling (a string as its first argument)."""
+    # SpiffWorkflow writes "Type:" + args[0] into its message: the first argument must be text
+    args = tuple(str(a) if i == 0 and not isinstance(a, str) else a for i, a in enumerate(exc.args))
+    try:
+        if isinstance(exc, NameError):
+            clone: Exception = NameError(*args, name=exc.name)
+        else:
+            clone = type(exc)(*args)
+        pickle.loads(pickle.dumps(clone))
+        return clone
+    except Exception:  # noqa: BLE001 - an exception type we cannot rebuild becomes a plain error
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 def _copy(value: Any) -> Any:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 from engine.errors import DataInvalid
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "RESERVED_KEYS", "check_plain", "describe_path"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "RESERVED_KEYS", "check_plain", "describe_path", "kind_of"]
 
 MAX_BYTES = 1_000_000  # JSON size of all the data in one check
 MAX_DEPTH = 32  # lists and objects inside each other
@@ -47,7 +48,7 @@ def check_plain(data: dict, *, what: str, max_bytes: int = MAX_BYTES, max_depth:
     Raises: DataInvalid (an InvalidInput) naming the variable path and the rule it breaks.
     """
     if not isinstance(data, dict):
-        raise _refuse(what, (), f"is a {_kind(data)}; the data must be an object of named variables")
+        raise _refuse(what, (), f"is a {kind_of(data)}; the data must be an object of named variables")
     total = 0
     for path, value, depth in _walk(data, max_depth, what):
         total += _size(value, path, what)
@@ -98,15 +99,18 @@ def _size(value: Any, path: Path, what: str) -> int:
         return 24
     if isinstance(value, (dict, list)):
         return len(value) + 2
-    raise _refuse(what, path, f"is a {_kind(value)}; {_PLAIN_HINT}")
+    if isinstance(value, (date, timedelta)):
+        raise _refuse(what, path, f"is a {kind_of(value)}; store dates and times as text, e.g. "
+                                  "with .isoformat()")
+    raise _refuse(what, path, f"is a {kind_of(value)}; {_PLAIN_HINT}")
 
 
 def _refuse(what: str, path: Path, rule: str) -> DataInvalid:
     return DataInvalid(what, describe_path(path), rule)
 
 
-def _kind(value: Any) -> str:
-    """Name the type of `value` in words."""
+def kind_of(value: Any) -> str:
+    """Name the type of `value` in words ("set", "generator", "function", "datetime object")."""
     names: dict[type, str] = {set: "set", frozenset: "set", tuple: "tuple", bytes: "bytes value"}
     if type(value) in names:
         return names[type(value)]
