@@ -22,7 +22,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from . import audit, forms, sandbox, spiff, xmlcheck
+from . import audit, forms, juel, prepare, sandbox, spiff, xmlcheck
 from .errors import InvalidModel, Problem, VersionNotFound
 from .models import Deployment, ModelFile, ModelKind, ProcessVersion
 
@@ -34,7 +34,6 @@ FLOW_NODES = {
     "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
     "exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway",
 }
-ISO_LITERAL = re.compile(r"^(R\d*/)?(P[0-9YMWDTHS.,]+|\d{4}-\d{2}-\d{2}(T[0-9:.+\-Z]*)?)(/.*)?$")
 SUPERVISOR_LANES = ("supervisor", "esimies", "palveluesimies")
 
 
@@ -96,40 +95,98 @@ def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYT
 def _not_executable(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
     """Name each process that is descriptive only (not marked executable)."""
     return [Problem(name, proc.sourceline, proc.get("id"),
-                    f"Process '{proc.get('name') or proc.get('id')}' is not marked executable "
-                    "(isExecutable=\"true\"): it describes work but the engine cannot run it.")
+                    f"Process '{proc.get('name') or proc.get('id')}' is marked isExecutable=\"false\": it "
+                    "describes work but the engine cannot run it (set isExecutable=\"true\" to run it).")
             for name, kind, tree in documents if kind == "bpmn" for proc in tree.getroot().iter(_b("process"))]
 
 
 def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
-    processes = {p.get("id") for _, k, t in documents if k == "bpmn" for p in t.getroot().iter(_b("process"))}
+    executable = {p.get("id"): p.get("isExecutable", "true") == "true"
+                  for _, k, t in documents if k == "bpmn" for p in t.getroot().iter(_b("process"))}
+    processes = set(executable)
     decisions = {d.get("id") for _, k, t in documents if k == "dmn"
                  for d in t.getroot().iter() if _local(d) == "decision"}
     problems = []
     for name, kind, tree in documents:
         if kind != "bpmn":
             continue
-        for el in tree.getroot().iter(_b("callActivity")):
+        running = [p for p in tree.getroot().iter(_b("process")) if executable[p.get("id")]]
+        for el in (el for proc in running for el in proc.iter(_b("callActivity"))):
             target = el.get("calledElement")
             if not target:
                 problems.append(Problem(name, el.sourceline, el.get("id"), "This call activity does not say which process it calls (calledElement is empty)."))
             elif target not in processes:
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is neither in these files nor deployed."))
-        for el in tree.getroot().iter(_b("businessRuleTask")):
+            elif not executable[target]:
+                problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is marked isExecutable=\"false\": mark that process executable or call another one."))
+        for el in (el for proc in running for el in proc.iter(_b("businessRuleTask"))):
             ref = el.get(f"{{{CAMUNDA}}}decisionRef")
             if not ref:
                 problems.append(Problem(name, el.sourceline, el.get("id"), "This business rule task does not name its DMN decision (camunda:decisionRef is missing)."))
             elif ref not in decisions:
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This business rule task uses DMN decision '{ref}', which is neither in these files nor deployed."))
-        for store in tree.getroot().iter(_b("dataStore")):
+        used_stores = {ref.get("dataStoreRef") for proc in running for ref in proc.iter(_b("dataStoreReference"))}
+        for store in (s for s in tree.getroot().iter(_b("dataStore")) if s.get("id") in used_stores):
             problems.append(Problem(name, store.sourceline, store.get("id"), f"Data store '{store.get('name') or store.get('id')}' cannot be run: the engine has no implementation for data stores. Keep the data in process variables instead."))
         for part in tree.getroot().iter(_b("participant")):
             ref = part.get("processRef")
             if ref and ref not in processes:
                 problems.append(Problem(name, part.sourceline, part.get("id"), f"Pool '{part.get('name') or part.get('id')}' refers to process '{ref}', which is not defined in these files."))
-        for flow in tree.getroot().iter(_b("sequenceFlow")):
-            if not flow.get("id"):
-                problems.append(Problem(name, flow.sourceline, flow.get("sourceRef"), f"A sequence flow from '{flow.get('sourceRef')}' to '{flow.get('targetRef')}' has no id; the engine would silently ignore it. Give it an id."))
+        problems.extend(_definition_problems(name, tree, executable))
+    return problems
+
+
+# Event definitions SpiffWorkflow reads on each kind of event; any other one it silently ignores.
+_EVENT_DEFINITIONS = {
+    "startEvent": {"message", "signal", "timer", "conditional"},
+    "endEvent": {"message", "cancel", "error", "escalation", "terminate"},
+    "intermediateCatchEvent": {"message", "signal", "timer", "conditional"},
+    "intermediateThrowEvent": {"message", "signal", "escalation"},
+    "boundaryEvent": {"cancel", "error", "escalation", "message", "signal", "timer", "conditional"},
+}
+_EVENT_REFERENCES = {"message": "messageRef", "signal": "signalRef", "error": "errorRef", "escalation": "escalationRef"}
+
+
+def _definition_problems(name: str, tree: etree._ElementTree, executable: dict[str, bool]) -> list[Problem]:
+    """Refuse what the engine would misread or cannot run: dangling event references, compensation,
+    link events, complex gateways and event types SpiffWorkflow ignores."""
+    root = tree.getroot()
+    defined = {kind: {el.get("id") for el in root.iter(_b(kind))} for kind in _EVENT_REFERENCES}
+    problems = []
+    for proc in root.iter(_b("process")):
+        if not executable.get(proc.get("id") or ""):
+            continue
+        for el in proc.iter():
+            local = _local(el)
+            label = f"'{el.get('name') or el.get('id')}' ({local})"
+
+            def refuse(message: str, node: etree._Element = el) -> None:
+                problems.append(Problem(name, node.sourceline, xmlcheck.element_id(node), message))
+
+            if local == "complexGateway":
+                refuse(f"{label} is a complex gateway, which the engine does not support: use an inclusive or exclusive gateway.")
+            if el.get("isForCompensation") == "true":
+                refuse(f"{label} is a compensation handler (isForCompensation); compensation is not supported by the engine.")
+            if local in ("sendTask", "receiveTask") and el.get("messageRef") and el.get("messageRef") not in defined["message"]:
+                refuse(f"{label} refers to message '{el.get('messageRef')}', which is not defined in this file: add a bpmn:message with that id.")
+            if local not in _EVENT_DEFINITIONS:
+                continue
+            for definition in el:
+                kind = _local(definition).removesuffix("EventDefinition")
+                if not _local(definition).endswith("EventDefinition"):
+                    continue
+                ref_attr = _EVENT_REFERENCES.get(kind)
+                ref = definition.get(ref_attr) if ref_attr else None
+                if kind == "compensate":
+                    refuse(f"{label} is a compensation event; compensation is not supported by the engine.")
+                elif kind == "link":
+                    refuse(f"{label} is a link event; link events are not supported by the engine: connect the two parts with a sequence flow.")
+                elif kind not in _EVENT_DEFINITIONS[local]:
+                    where = " in an event subprocess" if local == "startEvent" and el.getparent() is not proc else ""
+                    article = "an" if kind[0] in "aeiou" else "a"
+                    refuse(f"{label} is {article} {kind} {local.replace('Event', ' event').lower()}{where}, which the engine does not support.")
+                elif ref and ref not in defined[kind]:
+                    refuse(f"{label} refers to {kind} '{ref}', which is not defined in this file: add a bpmn:{kind} with that id or fix the reference.", definition)
     return problems
 
 
@@ -138,8 +195,11 @@ def _bpmn_problems(name: str, tree: etree._ElementTree, parsed: spiff.ParseResul
     kept: set[str] = set()
     for bundle in parsed.bundles.values():
         kept |= bundle.element_ids()
+    checked_ids = set(parsed.bundles)  # every process that runs: deployed ones and those they call
+    for bundle in parsed.bundles.values():
+        checked_ids |= set(bundle.subprocess_specs)
     for proc in tree.getroot().iter(_b("process")):
-        if proc.get("isExecutable", "false") != "true" or proc.get("id") not in parsed.bundles:
+        if proc.get("id") not in checked_ids:
             continue
         for el in proc.iter():
             local = _local(el)
@@ -196,12 +256,17 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
         problem(text)
     for attr in ("assignee", "dueDate", "candidateUsers"):
         value = el.get(f"{{{CAMUNDA}}}{attr}")
-        if value and value.strip().startswith("${"):
-            _check_expr(value.strip()[2:-1], f"camunda:{attr}", problem)
+        if value and juel.is_template(value):
+            _check_expr(value, f"camunda:{attr}", problem)
     if local == "sequenceFlow":
         for cond in el.iter(_b("conditionExpression")):
             if (cond.text or "").strip():
                 _check_expr(cond.text, "the condition", problem, cond)
+    for tag, what in (("loopCondition", "the loop condition"), ("completionCondition", "the completion condition"),
+                      ("loopCardinality", "the loop cardinality"), ("condition", "the condition")):
+        for child in el.findall(f"*/{_b(tag)}"):
+            if (child.text or "").strip():
+                _check_expr(child.text, what, problem, child)
     if local == "scriptTask":
         fmt = (el.get("scriptFormat") or "python").lower()
         if fmt not in ("python", "py"):
@@ -216,18 +281,21 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
             text = (timer.text or "").strip()
             if not text:
                 problem(f"The timer has an empty {tag}.", timer)
-            elif ISO_LITERAL.match(text):
-                problem(f"The timer value {text} is read as an expression: write it in quotes, '{text}'.", timer)
-            else:
+            elif not prepare.ISO_LITERAL.match(text):  # literals are checked by spiff.parse_models
                 _check_expr(text, "the timer expression", problem, timer)
     return problems
 
 
 def _check_expr(text: str, what: str, problem: Any, node: etree._Element | None = None) -> None:
+    """Compile an expression (a ${…} one read as JUEL) under the sandbox; report why it cannot run."""
     try:
-        sandbox.check_expression(text.strip())
+        sandbox.check_expression(juel.translate(text.strip()))
+    except juel.Unsupported as err:
+        problem(f"{what[0].upper()}{what[1:]} '{text.strip()}' cannot be used: {err}.", node)
     except sandbox.SandboxViolation as err:
-        problem(f"{what[0].upper()}{what[1:]} '{text.strip()}' cannot be used: {err}", node)
+        hint = (" (expressions are written in Python, or in JUEL as ${…}; other languages such as XPath "
+                "or FEEL are not run)") if "syntax error" in str(err) else ""
+        problem(f"{what[0].upper()}{what[1:]} '{text.strip()}' cannot be used: {err}{hint}", node)
 
 
 def _dmn_problems(name: str, tree: etree._ElementTree) -> list[Problem]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, deploy, forms, sandbox, spiff
+from . import audit, deploy, forms, juel, sandbox, spiff
 from .audit import EventKind
 from .db import utcnow
 from .errors import (
@@ -199,8 +199,8 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
     if not value:
         return None
     text = value.strip()
-    if text.startswith("${") and text.endswith("}"):
-        return sandbox.evaluate(text[2:-1], dict(data), clock=spiff.engine_now)
+    if juel.is_template(text):  # ${…} is read as JUEL, as in conditions (engine.juel)
+        return sandbox.evaluate(juel.translate(text), dict(data), clock=spiff.engine_now)
     return text
 
 

@@ -14,6 +14,7 @@ import ast
 import contextvars
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from SpiffWorkflow.dmn.parser.BpmnDmnParser import XSD_DIR as _DMN_XSD_DIR
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import sandbox
+from . import juel, prepare, sandbox
 from .errors import Problem, ScriptError
 
 BPMN_XSD_PATH = _BPMN_XSD
@@ -138,10 +139,8 @@ def configure(script_steps: int) -> None:
 
 
 def _strip_template(expression: str) -> str:
-    text = expression.strip()
-    if text.startswith("${") and text.endswith("}"):
-        return text[2:-1].strip()
-    return text
+    """Return the Python for an expression: a Camunda-style ${…} one is read as JUEL (`engine.juel`)."""
+    return juel.translate(expression)
 
 
 class _RestrictedEnvironment(BasePythonScriptEngineEnvironment):
@@ -355,57 +354,159 @@ class ParseResult:
 
 
 def _problem_from_validation(err: ValidationException, default_file: str,
-                             lines: dict[str, int] | None = None) -> Problem:
+                             nodes: dict[str, etree._Element] | None = None,
+                             original_ids: dict[str, str] | None = None) -> Problem:
+    """Turn a SpiffWorkflow ValidationException into a Problem naming the element in the file."""
+    node = (nodes or {}).get(err.id) if err.id else None
     line = err.line_number if isinstance(err.line_number, int) else None
-    if line is None and err.id and lines:
-        line = lines.get(err.id)
-    message = str(err).split("\n")[0].strip().rstrip(".") + "."
-    return Problem(os.path.basename(err.file_name or default_file), line, err.id or None, message)
+    if line is None and node is not None:
+        line = node.sourceline
+    element = (original_ids or {}).get(err.id, err.id) or None
+    failure = err.__context__
+    if isinstance(failure, Exception) and not isinstance(failure, SpiffWorkflowException) \
+            and err.args[:1] == (repr(failure),):  # Spiff wrapped a Python error of its own parser
+        message = _explain_parse_error(failure, node)
+    else:
+        message = _spiff_sentence(str(err).split("\n")[0].strip(), node)
+    return Problem(os.path.basename(err.file_name or default_file), line, element, message)
 
 
 def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseResult:
-    """Parse (filename, kind, tree) documents into spec bundles, translating Spiff's errors."""
+    """Parse (filename, kind, tree) documents into spec bundles, translating Spiff's errors.
+
+    The documents are first rewritten by `engine.prepare` (ids Spiff reserves, sequence flows
+    without an id, unquoted ISO 8601 timer values), so deploy and every later re-parse agree.
+    A process is run when SpiffWorkflow would run it: `isExecutable` is "true" or missing.
+    """
     result = ParseResult()
+    prepared = prepare.prepare(documents)
+    original_ids = prepared.original_ids
     parser = CamundaParser()
-    lines = {el.get("id"): el.sourceline for _f, _k, tree in documents for el in tree.getroot().iter()
-             if isinstance(el.tag, str) and el.get("id")}
-    for filename, kind, tree in documents:
+    nodes = {el.get("id"): el for _f, _k, tree in prepared.documents
+             for el in tree.getroot().iter(etree.Element) if el.get("id")}
+    result.problems.extend(_timer_literal_problems(prepared.timer_literals, original_ids))
+    for filename, kind, tree in prepared.documents:
         try:
             if kind == "dmn":
                 parser.add_dmn_xml(tree.getroot(), filename=filename)
             else:
                 parser.add_bpmn_xml(tree, filename=filename)
         except ValidationException as err:
-            result.problems.append(_problem_from_validation(err, filename, lines))
+            result.problems.append(_problem_from_validation(err, filename, nodes, original_ids))
         except Exception as err:  # noqa: BLE001 - Spiff raises KeyError/TypeError on some malformed models
-            result.problems.append(Problem(filename, None, None, _explain_parse_error(err)))
+            result.problems.append(Problem(filename, None, None, _explain_parse_error(err, None)))
     result.decision_ids = set(parser.dmn_parsers.keys())
-    for filename, kind, tree in documents:
+    for filename, kind, tree in prepared.documents:
         if kind != "bpmn":
             continue
         for proc in tree.getroot().iter("{http://www.omg.org/spec/BPMN/20100524/MODEL}process"):
             pid = proc.get("id")
-            if not pid or proc.get("isExecutable", "false") != "true":
+            if not pid or proc.get("isExecutable", "true") != "true":
                 continue
             try:
                 spec = parser.get_spec(pid)
                 subs = parser.get_subprocess_specs(pid)
+                _restore_ids([spec, *subs.values()], original_ids)
                 result.bundles[pid] = SpecBundle(pid, spec, subs)
             except ValidationException as err:
-                result.problems.append(_problem_from_validation(err, filename, lines))
+                result.problems.append(_problem_from_validation(err, filename, nodes, original_ids))
             except Exception as err:  # noqa: BLE001 - every parse failure becomes a Problem
-                result.problems.append(Problem(filename, proc.sourceline, pid, _explain_parse_error(err)))
+                result.problems.append(Problem(filename, proc.sourceline, pid, _explain_parse_error(err, proc)))
     return result
 
 
-def _explain_parse_error(err: Exception) -> str:
-    text = str(err).strip("'\"")
+def _restore_ids(specs: list[Any], original_ids: dict[str, str]) -> None:
+    """Give task specs parsed from renamed elements the id the designer wrote."""
+    for spec in specs:
+        for task_spec in spec.task_specs.values() if spec is not None else []:
+            original = original_ids.get(getattr(task_spec, "bpmn_id", None) or "")
+            if original is not None:
+                task_spec.bpmn_id = original
+
+
+def _timer_literal_problems(literals: list[prepare.TimerLiteral], original_ids: dict[str, str]) -> list[Problem]:
+    """Check unquoted ISO 8601 timer values the way SpiffWorkflow will read them."""
+    problems = []
+    for literal in literals:
+        text, kind = literal.text, literal.kind
+        try:
+            if kind == "timeDuration":
+                TimerEventDefinition.parse_iso_duration(text)
+                ok = text.upper().startswith("P")
+            elif kind == "timeCycle":
+                TimerEventDefinition.parse_iso_recurring_interval(text)
+                ok = text.upper().startswith("R")
+            else:
+                ok = isinstance(TimerEventDefinition.parse_time_or_duration(text), datetime)
+        except Exception:  # noqa: BLE001 - Spiff's parsers raise bare Exception/ValueError
+            ok = False
+        if not ok:
+            wanted = {"timeDuration": "a duration such as PT5M or P14D",
+                      "timeCycle": "a cycle such as R3/PT1H or R/2026-01-01T08:00:00Z/P1D"}.get(
+                kind, "a date and time such as 2026-12-24T12:00:00Z")
+            owner = literal.element.getparent().getparent()  # the event, not its timerEventDefinition
+            while owner is not None and not owner.get("id"):
+                owner = owner.getparent()
+            element = owner.get("id") if owner is not None else None
+            problems.append(Problem(literal.filename, literal.element.sourceline,
+                                    original_ids.get(element or "", element),
+                                    f"The timer value {text} is not valid for {kind}: write {wanted}."))
+    return problems
+
+
+# SpiffWorkflow's wording of some refusals -> a sentence for the designer
+_SPIFF_SENTENCES = [
+    (re.compile(r"There is no support implemented for this task type"),
+     "'{label}' ({tag}) is an element type the engine does not support."),
+    (re.compile(r"Multiple outgoing flows are not supported"),
+     "'{label}' ({tag}) has several outgoing sequence flows; the engine needs a gateway to split the "
+     "flow: add a parallel or exclusive gateway after it."),
+    (re.compile(r"Process (\S+) is not executable"),
+     "Process '{0}' is marked isExecutable=\"false\" but is called by a call activity: mark it "
+     "executable or call another process."),
+    (re.compile(r"No start event found"), "Process '{label}' has no start event."),
+    (re.compile(r"Exactly one start event is required in a SubWorkflow Task; found (\d+)"),
+     "'{label}' ({tag}) has {0} start events; the engine needs exactly one start event in a subprocess."),
+    (re.compile(r"Data Store with name (.*) has no implementation"),
+     "Data store '{0}' cannot be run: the engine has no implementation for data stores."),
+    (re.compile(r"Cancel Events may only be used with transactions"),
+     "'{label}' is a cancel event; cancel events may only be used in a transaction subprocess."),
+]
+_PYTHON_TEXT = re.compile(r"\w+(Error|Exception)\(|Traceback|object has no attribute|unexpected keyword|"
+                          r"positional argument|object is not|<\w+ object at|b'<")
+
+
+def _spiff_sentence(text: str, node: etree._Element | None) -> str:
+    label = (node.get("name") or node.get("id")) if node is not None else "the element"
+    tag = etree.QName(node).localname if node is not None else "element"
+    for pattern, sentence in _SPIFF_SENTENCES:
+        found = pattern.search(text)
+        if found:
+            return sentence.format(*found.groups(), label=label, tag=tag)
+    if _PYTHON_TEXT.search(text):
+        return f"'{label}' ({tag}) cannot be read by the engine: check its definition and the elements it refers to."
+    return text.rstrip(".") + "."
+
+
+def _explain_parse_error(err: Exception, node: etree._Element | None) -> str:
+    """Say in words why SpiffWorkflow's parser failed on an element; never show Python text."""
+    text = str(err)
+    label = (node.get("name") or node.get("id")) if node is not None else None
+    what = f"'{label}' ({etree.QName(node).localname})" if node is not None else "An element"
+    if isinstance(err, KeyError) and "decisionRef" in text:
+        return f"{what} does not name its DMN decision (camunda:decisionRef is missing)."
+    if isinstance(err, NotImplementedError) and "Catch Event" in text:
+        return (f"{what} has no event type the engine supports (compensation and link events are not "
+                "supported).")
+    if isinstance(err, AssertionError) and "Expected 1 result" in text:
+        return (f"{what} refers to a message that is not defined in the file (or is defined more than "
+                "once): add a bpmn:message with that id.")
+    if isinstance(err, TypeError) and "raise_validation_exception" in text:
+        return (f"{what} refers to a message, signal, error or escalation that is not defined in the "
+                "file: add the definition or fix the reference.")
     if isinstance(err, KeyError):
-        return f"The model refers to '{text}', which is not defined (a missing reference or attribute)."
-    if isinstance(err, TypeError):
-        return ("An event or task is missing a reference it needs (for example a message, signal or "
-                f"error event without its definition): {text}")
-    return f"The model cannot be read: {text}"
+        return f"{what} lacks an attribute or reference the engine needs; check its definition."
+    return f"{what} cannot be read by the engine: check its definition and the elements it refers to."
 
 
 # ---------------------------------------------------------------------------------------------
