@@ -119,7 +119,8 @@ def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) ->
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is neither in these files nor deployed."))
             elif not executable[target]:
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is marked isExecutable=\"false\": mark that process executable or call another one."))
-        for el in (el for proc in running for el in proc.iter(_b("businessRuleTask"))):
+        for el in (el for proc in running for el in proc.iter(_b("businessRuleTask"))
+                   if el.get(f"{{{CAMUNDA}}}type") != "external"):  # an external one is a worker's task
             ref = el.get(f"{{{CAMUNDA}}}decisionRef")
             if not ref:
                 problems.append(Problem(name, el.sourceline, el.get("id"), "This business rule task does not name its DMN decision (camunda:decisionRef is missing)."))

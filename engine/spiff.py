@@ -983,6 +983,13 @@ class _ExternalBusinessRuleTaskParser(_BusinessRuleTaskParser):
     def create_task(self) -> Any:
         return _external_spec(self) or super().create_task()
 
+    @staticmethod
+    def get_decision_ref(node: Any) -> str | None:
+        """Return the DMN decision the task calls; an external one calls none (its worker decides)."""
+        if node.get(f"{{{_CAMUNDA_NS}}}type") == "external":
+            return None
+        return _BusinessRuleTaskParser.get_decision_ref(node)
+
 
 # Every parser made here (CamundaParser instances read this class attribute) knows external tasks.
 CamundaParser.OVERRIDE_PARSER_CLASSES.update({
