@@ -17,7 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from engine import audit, deploy, external, runtime, timers
-from engine.errors import DataInvalid, ExternalTaskNotAvailable, ExternalTaskNotFound, InvalidInput, InvalidModel
+from engine.errors import (
+    DataInvalid,
+    ExternalTaskNotAvailable,
+    ExternalTaskNotFound,
+    InvalidInput,
+    InvalidModel,
+)
 from engine.models import ExternalTask, ExternalTaskState, Instance, InstanceStatus
 
 from .conftest import MODELS, T0
@@ -369,8 +375,8 @@ CONNECTOR = ("<bpmn:extensionElements><camunda:connector><camunda:connectorId>ht
 
 
 @pytest.mark.parametrize(("tag", "attrs", "inner", "phrase"), [
-    ("serviceTask", "", "", "The service task 'Call it' has no implementation Polku can run: "
-                            'use camunda:type="external" with a camunda:topic.'),
+    ("serviceTask", "", "", ("The service task 'Call it' has no implementation Polku can run: "
+                             'use camunda:type="external" with a camunda:topic.')),
     ("serviceTask", 'camunda:class="fi.te.Score"', "", "implemented by camunda:class, which Polku cannot run"),
     ("serviceTask", 'camunda:delegateExpression="${score}"', "", "implemented by camunda:delegateExpression"),
     ("serviceTask", 'camunda:expression="${x.y()}"', "", "implemented by camunda:expression"),
