@@ -22,7 +22,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from . import audit, forms, juel, prepare, sandbox, spiff, xmlcheck
+from . import audit, forms, juel, model_texts, prepare, sandbox, spiff, xmlcheck
 from .errors import InvalidModel, Problem, VersionNotFound
 from .models import Deployment, ModelFile, ModelKind, ProcessVersion
 
@@ -258,7 +258,7 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
     for attr in ("assignee", "dueDate", "candidateUsers"):
         value = el.get(f"{{{CAMUNDA}}}{attr}")
         if value and juel.is_template(value):
-            _check_expr(value, f"camunda:{attr}", problem)
+            _check_expr(value, f"the camunda:{attr} expression", problem)
     if local == "sequenceFlow":
         for cond in el.iter(_b("conditionExpression")):
             if (cond.text or "").strip():
@@ -547,7 +547,12 @@ def _version_catalogue(checked: Checked, process_id: str) -> dict[str, Any]:
                     if entry["type"] == "startEvent" and entry.get("top") and entry.get("plain"):
                         start = {"element_id": eid, "form": entry.get("form", [])}
                         break
-    return {"processes": processes, "start": start, "start_messages": _start_messages(checked, process_id)}
+    catalogue = {"processes": processes, "start": start, "start_messages": _start_messages(checked, process_id)}
+    names = {proc.get("name") or "" for _n, kind, tree in checked.documents if kind == "bpmn"
+             for proc in tree.getroot().iter(_b("process")) if proc.get("id") in wanted}
+    # the translations of this version's texts stay with it: a case shows the texts of its own version
+    catalogue["translations"] = model_texts.stored_translations(model_texts.process_texts(catalogue) | names)
+    return catalogue
 
 
 def _start_messages(checked: Checked, process_id: str) -> list[str]:

@@ -117,7 +117,7 @@ def catalogue(locale: str, directory: Path = TRANSLATIONS) -> dict[str, str]:
 
 def locales(directory: Path = TRANSLATIONS) -> list[str]:
     """Return the languages the `models` domain is translated into."""
-    return sorted(p.name for p in directory.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
+    return sorted(p.parent.parent.name for p in directory.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
 
 
 def stored_translations(texts: Iterable[str], directory: Path = TRANSLATIONS) -> dict[str, dict[str, str]]:

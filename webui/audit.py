@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, abort, current_app, render_template, request, stream_with_context
 from flask_babel import lazy_gettext as _l
 
-from engine import audit, deploy, exports, history, kpi
+from engine import audit, exports, history, kpi
 from engine.errors import NotFound
 from engine.users import experts
 
+from . import modeltexts
 from .auth import login_required
 from .db import get_session
 
@@ -73,7 +74,7 @@ def _page_number() -> int:
 
 
 def _processes() -> dict[str, str]:
-    return {v["process_id"]: v["name"] for v in deploy.list_versions(get_session()) if v["kind"] == "process"}
+    return modeltexts.process_names()
 
 
 @bp.route("/")

@@ -101,7 +101,7 @@ def test_reference_diagram_opens_in_the_modeler(page, base_url, office, path):
 
 def test_clicking_a_problem_selects_its_element_in_the_diagram(page, base_url, office):
     text = (ROOT / "bpmn" / "customer_service.bpmn").read_text() \
-        .replace('name="Assess service needs with the customer"', "")
+        .replace('name="Arvioi palvelutarve asiakkaan kanssa"', "")
     with office.begin() as s:
         draft_id = drafts.save_draft(s, "dora", "customer_service.bpmn", text).id
     page.goto(f"{base_url}/designer/drafts/{draft_id}")

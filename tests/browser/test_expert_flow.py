@@ -55,7 +55,7 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, of
     page.select_option("#f-contact_channel", "phone_service")
     page.fill("#f-contact_reason", "Yritys hakee kasvua ja tarvitsee uusia työntekijöitä.")
     page.click("text=Aloita prosessi")
-    page.wait_for_selector("h1:has-text('Assess service needs with the customer')")
+    page.wait_for_selector("h1:has-text('Arvioi palvelutarve asiakkaan kanssa')")
 
     page.fill("#f-assessment_date", date.today().isoformat())
     page.select_option("#f-company_situation", "growth")
@@ -75,17 +75,17 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, of
 
     page.fill("#f-headcount", "42")
     page.click("text=Merkitse tehtävä tehdyksi")
-    page.wait_for_selector("h1:has-text('Agree the referral with the customer')")
+    page.wait_for_selector("h1:has-text('Sovi ohjauksesta asiakkaan kanssa')")
     assert "Seuraava tehtävä tässä asiassa" in page.inner_text(".flashes")
     with sessions.begin() as s:
         (case,) = customers.customer_processes(s, customers.get_customer(s, customer_id))
         assert runtime.instance_variables(s, case.id)["headcount"] == 42
 
     page.goto(f"{base_url}/tasks/")
-    assert "Agree the referral with the customer" in page.inner_text("table.tasks")
+    assert "Sovi ohjauksesta asiakkaan kanssa" in page.inner_text("table.tasks")
     page.screenshot(path=str(shots / "inbox.png"), full_page=True)
     page.goto(f"{base_url}/customers/{customer_id}")
-    assert "Agree the referral with the customer" in page.inner_text("section.processes")
+    assert "Sovi ohjauksesta asiakkaan kanssa" in page.inner_text("section.processes")
     page.screenshot(path=str(shots / "customer.png"), full_page=True)
 
 
@@ -129,4 +129,4 @@ def test_supervisor_reassigns_an_overdue_aftercare_contact(sign_in, base_url, of
     page.click(f"form:has(#assignee-{task_id}) button")
     page.wait_for_selector("text=Tehtävä siirretty henkilölle Eero Expert.")
     row = page.inner_text("table.tasks")
-    assert "Eero Expert" in row and "Make the aftercare contact" in row
+    assert "Eero Expert" in row and "Ota jälkihoitoyhteys asiakkaaseen" in row

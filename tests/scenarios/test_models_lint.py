@@ -32,7 +32,7 @@ FLOW_NODES = {
     "receiveTask", "callActivity", "subProcess", "transaction", "exclusiveGateway", "inclusiveGateway",
     "parallelGateway", "eventBasedGateway", "complexGateway",
 }
-ROLE_OF_LANE = {"Enterprise services expert": "expert", "Service supervisor": "supervisor"}
+ROLE_OF_LANE = {"Yrityspalvelujen asiantuntija": "expert", "Palveluesimies": "supervisor"}  # lane names
 # bpmnlint:recommended warns about every inclusive gateway; the main process needs one ("one or
 # several services run in parallel") and SpiffWorkflow runs it. Any other warning fails.
 ACCEPTED_WARNINGS = {"no-inclusive-gateway"}

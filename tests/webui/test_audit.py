@@ -168,7 +168,7 @@ def seeded(sessions, loops):
             s.add_all(Variable(instance_id=inst.id, name=k, value=v) for k, v in values.items() if v is not None)
             if contacted:
                 audit.append(s, "task_completed", actor=expert, instance_id=inst.id, element_id="aftercare_contact",
-                             data={"name": "Make the aftercare contact", "submitted": {}})
+                             data={"name": "Ota jälkihoitoyhteys asiakkaaseen", "submitted": {}})
             if child:
                 s.add(Instance(version_id=version_id, process_id="loop", state="{}", started_by="seed",
                                parent_instance_id=inst.id))

@@ -206,7 +206,7 @@ def test_shipped_process_alone_validates_and_deploys_with_what_it_calls(client, 
     response = client.post("/designer/validate", json={"filename": "customer_service.bpmn", "content": text},
                            headers={"X-CSRFToken": client.csrf_token()}, csrf=False)
     assert [p for p in response.get_json()["problems"] if p["severity"] == "error"] == []
-    changed = text.replace('name="Assess service needs with the customer"', 'name="Assess the needs"')
+    changed = text.replace('name="Arvioi palvelutarve asiakkaan kanssa"', 'name="Arvioi tarpeet"')
     did = _draft(sessions, user, changed, "customer_service.bpmn")
     assert client.post(f"/designer/drafts/{did}/deploy").status_code == 302
     with sessions.begin() as s:

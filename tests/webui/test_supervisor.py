@@ -143,18 +143,18 @@ def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, lo
     customer_url = re.search(r'href="(/customers/\d+)">Pirkan Puu Oy', page)[1]
     page = client.get(customer_url).get_data(as_text=True)
     section = page.split('id="processes-heading"')[1]
-    assert section.count("Customer service process #") == 5
-    assert "Make the aftercare contact: määräaika" in section and "Myöhässä" in section
-    assert section.count("Make the aftercare contact: tehty") == 2
-    assert "Assess service needs with the customer" in section  # the unassigned case's current step
+    assert section.count("Yritysasiakkaan palveluprosessi #") == 5
+    assert "Ota jälkihoitoyhteys asiakkaaseen: määräaika" in section and "Myöhässä" in section
+    assert section.count("Ota jälkihoitoyhteys asiakkaaseen: tehty") == 2
+    assert "Arvioi palvelutarve asiakkaan kanssa" in section  # the unassigned case's current step
     # feedback of the two completed aftercare contacts (the test form answers 3/5, positive)
     assert section.count("Arvio 3/5") == 2 and section.count(">Myönteinen<") == 2
     timeline = page.split('id="timeline-heading"')[1]
-    assert "Palveluprosessi alkoi" in timeline and "Tehtävä tehty: Make the aftercare contact" in timeline
+    assert "Palveluprosessi alkoi" in timeline and "Tehtävä tehty: Ota jälkihoitoyhteys asiakkaaseen" in timeline
 
 
 def test_expert_row_links_to_that_experts_open_tasks(client, supervisor):
     page = client.get("/supervisor/").get_data(as_text=True)
     assert 'href="/tasks/?tab=all&amp;assignee=aino"' in page
     tasks = client.get("/tasks/?tab=all&assignee=aino").get_data(as_text=True)
-    assert "1 tehtävä." in tasks and "Make the aftercare contact" in tasks and "Aino Asiantuntija" in tasks
+    assert "1 tehtävä." in tasks and "Ota jälkihoitoyhteys asiakkaaseen" in tasks and "Aino Asiantuntija" in tasks
