@@ -156,7 +156,7 @@ def fetch_and_lock(session: Session, worker_id: str, topics: Iterable[Topic | tu
         topic = wanted[row.topic]
         row.lock_owner, row.lock_expires_at = worker_id, now + timedelta(seconds=topic.lock_seconds)
         names = topic.variables
-        variables = found.get(instance.id, {})
+        variables = {**found.get(instance.id, {}), **(row.local_variables or {})}  # the task's own win
         if names is not None:
             variables = {k: v for k, v in variables.items() if k in names}
         _audit(session, row, instance, EventKind.EXTERNAL_TASK_LOCKED, worker_id, now,

@@ -178,6 +178,7 @@ class ExternalTask(Base):
     element_id: Mapped[str200]
     topic: Mapped[str200]
     priority: Mapped[int | None]
+    local_variables: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the task's own (multi-instance item)
     state: Mapped[ExternalTaskState] = mapped_column(String(20), default=ExternalTaskState.OPEN)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retries: Mapped[int | None]  # None until a worker reports a failure

@@ -340,8 +340,10 @@ def _write_external_tasks(session: Session, loaded: _Loaded, *, actor: str, now:
     for task_id, task in waiting.items():
         if task_id in held.externals:
             continue
+        own = {k: v for k, v in _jsonable(task.data).items() if held.variables.get(k, _MISSING) != v}
         row = ExternalTask(instance_id=instance.id, task_id=task_id, element_id=task.element_id, topic=task.topic,
-                           priority=_external_priority(task), state=ExternalTaskState.OPEN, created_at=now)
+                           priority=_external_priority(task), local_variables=own or None,
+                           state=ExternalTaskState.OPEN, created_at=now)
         session.add(row)
         session.flush()  # the row's id goes into the audit event
         audit.append(session, EventKind.EXTERNAL_TASK_CREATED, actor=actor, instance_id=instance.id,

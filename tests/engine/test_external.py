@@ -481,3 +481,31 @@ def test_external_rows_match_the_waiting_tasks_after_many_steps(sessions, deploy
     with sessions.begin() as s:
         got = s.scalars(select(ExternalTask.instance_id).where(ExternalTask.state == ExternalTaskState.OPEN))
         assert sorted(got) == ids
+
+
+def test_each_instance_of_a_multi_instance_external_task_gets_its_own_item(sessions, deploy, step):
+    deploy("external_mi.bpmn")
+    iid = start(sessions, "external_mi", {"people": ["Aino", "Eino", "Tyyne"]})
+    step()
+    tasks = fetch(sessions, "mailer", [("notify", 30)], now=at(1), max_tasks=10)
+    assert sorted(t.variables["person"] for t in tasks) == ["Aino", "Eino", "Tyyne"]
+    for n, task in enumerate(tasks):
+        step()
+        with sessions.begin() as s:
+            external.complete(s, task.id, "mailer", {"sent": True}, now=at(2 + n))
+    step()
+    with sessions.begin() as s:
+        assert runtime.get_instance(s, iid).status == InstanceStatus.COMPLETED
+        assert external.open_for_instance(s, iid) == 0
+
+
+def test_cli_multi_instance_items_with_a_new_process_per_step(polku):
+    polku("deploy", str(MODELS / "external_mi.bpmn"))
+    _, inst, _ = polku("start", "external_mi", "--data", '{"people": ["Aino", "Eino"]}')
+    _, tasks, _ = polku("external", "fetch", "--worker", "m", "--topic", "notify", "--variable", "person")
+    assert sorted(t["variables"]["person"] for t in tasks) == ["Aino", "Eino"]
+    assert all(set(t["variables"]) == {"person"} for t in tasks)
+    for task in tasks:
+        polku("external", "complete", str(task["id"]), "--worker", "m")
+    _, summary, _ = polku("instance", str(inst["id"]))
+    assert summary["status"] == "completed"

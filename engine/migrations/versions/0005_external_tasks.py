@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("element_id", sa.String(length=200), nullable=False),
         sa.Column("topic", sa.String(length=200), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=True),
+        sa.Column("local_variables", sa.JSON(), nullable=True),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("retries", sa.Integer(), nullable=True),
