@@ -330,7 +330,8 @@ def _budget() -> _Budget:
 def _too_many_bits(bits: int) -> None:
     if bits > MAX_INT_BITS:
         digits = MAX_INT_BITS * 3 // 10
-        raise SandboxViolation(f"a number of more than {digits:,} digits is too large {_WHERE}", limit="size")
+        raise SandboxViolation(f"a number of more than {digits:,} digits is too large {_WHERE} (the size limit "
+                               "for numbers)", limit="size")
 
 
 def _sized(value: Any) -> Any:
@@ -372,7 +373,7 @@ def _mod(a: Any, b: Any) -> Any:
         for width in _printf_sizes(a if isinstance(a, str) else a.decode("latin-1")):
             if width == "*" or int(width) > MAX_WIDTH:
                 raise SandboxViolation(f"format widths above {MAX_WIDTH:,} or given by '*' are not allowed "
-                                       f"{_WHERE}", limit="size")
+                                       f"{_WHERE} (the size limit)", limit="size")
         return _sized(a % b)
     return a % b
 
@@ -663,11 +664,16 @@ def _effective(max_steps: int | None) -> _limits.Limits:
 
 @dataclass
 class ScriptRun:
-    """What a script did: variables it created or changed, variables it deleted, what it printed."""
+    """What a script did: variables it created or changed, variables it deleted, what it printed.
+
+    `unstorable` names variables left holding a function, class or module (other than helper
+    functions the script defined with `def`), with the kind of value: never case data.
+    """
 
     changed: dict[str, Any] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     output: str = ""
+    unstorable: dict[str, str] = field(default_factory=dict)
 
 
 def evaluate(source: str, names: dict[str, Any], *, max_steps: int | None = None,
@@ -791,11 +797,21 @@ def _script_run(code: types.CodeType, names: dict[str, Any], limits: _limits.Lim
     _, scope, budget = _run(code, {k: _copy(v) for k, v in names.items()}, limits, builtins)
     run = ScriptRun(deleted=[k for k in names if k not in scope], output=budget.output.text())
     for name, value in scope.items():
-        if not _returnable(name, value) or name in _GUARDS or name in ("__builtins__", "_print"):
+        if name.startswith("_") or (name in names and value is names[name]):
+            continue
+        if not _returnable(name, value):
+            if not _helper(name, value):
+                run.unstorable[name] = "module" if isinstance(value, types.ModuleType) else kind_of(value)
             continue
         if name not in names or _differs(value, names[name]):
             run.changed[name] = value
     return run
+
+
+def _helper(name: str, value: Any) -> bool:
+    """Tell whether `value` is a function the script defined with `def name(...)`."""
+    code = getattr(value, "__code__", None)
+    return code is not None and code.co_filename == FILENAME and getattr(value, "__name__", None) == name
 
 
 def _differs(new: Any, old: Any) -> bool:
@@ -819,8 +835,9 @@ def _sendable(reply: tuple[Any, ...], what: str) -> tuple[Any, ...]:
             pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001
             label = name if isinstance(value, ScriptRun) else what
-            message = (f"the variable {label} is a {kind_of(item)}, which cannot be kept in case data"
-                       if isinstance(value, ScriptRun) else f"{label} is a {kind_of(item)}, which cannot be used")
+            message = (f"script result: {label} is a {kind_of(item)}; only text, numbers, true/false, null, "
+                       "lists and objects can be stored" if isinstance(value, ScriptRun)
+                       else f"{label} is a {kind_of(item)}, which cannot be used")
             return ("error", SandboxViolation(message, limit="data"), None)
     return ("error", SandboxViolation("the result cannot be passed back", limit="data"), None)
 
