@@ -1,31 +1,48 @@
 """The `polku` command line: drive the engine from scripts and tests.
 
 Every command prints JSON on stdout with `--json` (the default when stdout is not a terminal)
-and exits non-zero with a one-line error on stderr for bad input. Exit codes: 0 ok, 1 engine
-refused (not found, not available, conflict), 2 bad input (usage, JSON, form errors), 3 invalid
-model, 4 audit chain broken.
+and exits non-zero with a one-line error on stderr (never a traceback). Exit codes:
+
+- 0 ok
+- 1 engine refused (not found, not available, conflict)
+- 2 bad input (usage, JSON, form errors, data over the limits)
+- 3 invalid model
+- 4 audit chain broken
+- 70 internal error (a bug: report it with the line printed)
+- 75 temporary failure, nothing changed: try again later (the database is unreachable, locked,
+  read-only or full; EX_TEMPFAIL of sysexits.h)
+
+Audit events written through the CLI name the operating-system user beside `--by`
+(`actor (cli, os user NAME)`), as `--by` is only what the caller says about themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import io
 import json
+import os
+import pwd
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, deploy, inbox, runtime
 from .config import Settings
 from .db import make_engine, make_sessions, upgrade
+from .dbfaults import is_transient
 from .errors import EngineError, FormInvalid, InvalidInput, InvalidModel, NotAllowed
 
 EXIT_REFUSED, EXIT_INPUT, EXIT_MODEL, EXIT_AUDIT = 1, 2, 3, 4
+EXIT_SOFTWARE, EXIT_TEMPFAIL = 70, 75  # sysexits.h: EX_SOFTWARE (a bug), EX_TEMPFAIL (try again later)
 
 
 class CliError(Exception):
@@ -423,7 +440,10 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         from . import spiff
 
         spiff.configure(settings.script_steps)
-        result = args.func(args, make_sessions(engine), settings)
+        sessions = make_sessions(engine)
+        if getattr(args, "by", None) is not None:  # --by is self-declared: the audit names the OS user too
+            sessions.configure(info={"audit_origin": f"cli, os user {_os_user()}"})
+        result = args.func(args, sessions, settings)
     except CliError as err:
         print(f"polku: {err}", file=sys.stderr)
         if err.detail is not None:
@@ -449,8 +469,33 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
+    except (DBAPIError, SATimeoutError) as err:
+        if is_transient(err):
+            print(f"polku: the database is not available just now, nothing was changed; try again later "
+                  f"({_first_line(err)})", file=sys.stderr)
+            return EXIT_TEMPFAIL
+        print(f"polku: database error: {_first_line(err)}", file=sys.stderr)
+        return EXIT_SOFTWARE
+    except Exception as err:  # a bug: one line here, not a traceback
+        print(f"polku: internal error ({type(err).__name__}): {_first_line(err)}", file=sys.stderr)
+        return EXIT_SOFTWARE
     _emit(result, as_json)
     return 0
+
+
+def _os_user() -> str:
+    """Return the operating-system user running this command."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, OSError):
+        return getpass.getuser() if os.environ.get("USER") or os.environ.get("LOGNAME") else str(os.getuid())
+
+
+def _first_line(err: BaseException) -> str:
+    """Return the first line of an error's message (driver errors carry SQL and links below it)."""
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
 
 
 if __name__ == "__main__":

@@ -32,12 +32,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import runtime
+from .dbfaults import is_transient
 from .errors import Conflict
 from .models import Instance, InstanceStatus, Timer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=30)
+TRANSIENT_BACKOFF = 0.5  # seconds between sweeps while the database is away (a restart, a killed connection)
 
 
 def worker_name() -> str:
@@ -103,7 +105,11 @@ def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, work
                 _release(sessions, instance_ids[position:], worker_id)
                 break
             # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
-            fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
+            try:
+                fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
+            except SQLAlchemyError:  # a database fault (see _fire_one): the rest of the batch goes back
+                _release_quietly(sessions, instance_ids[position:], worker_id)
+                raise
     return fired
 
 
@@ -128,9 +134,27 @@ def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime, worker_id
                      instance_id)
             _release(sessions, [instance_id], worker_id)
             return 0
+        if is_transient(err):  # the database, not the case: hand the timers back and let the sweep pause
+            log.warning("database fault while firing the timers of instance %s: %s", instance_id,
+                        str(err).splitlines()[0] if str(err) else type(err).__name__)
+            _release_quietly(sessions, [instance_id], worker_id)
+            raise
         log.exception("firing the timers of instance %s failed", instance_id)
         _release(sessions, [instance_id], worker_id, hold=timedelta(minutes=5))
     return 0
+
+
+def _release_quietly(sessions: sessionmaker, instance_ids: list[int] | None, worker_id: str) -> bool:
+    """Hand back this worker's leases (all of them when `instance_ids` is None); False if the database is away."""
+    try:
+        with sessions.begin() as session:
+            query = update(Timer).where(Timer.lease_owner == worker_id)
+            if instance_ids is not None:
+                query = query.where(Timer.instance_id.in_(instance_ids))
+            session.execute(query.values(lease_owner=None, lease_until=None))
+        return True
+    except SQLAlchemyError:
+        return False
 
 
 def _release(sessions: sessionmaker, instance_ids: list[int], worker_id: str,
@@ -151,13 +175,28 @@ class Worker:
         self.worker_id = worker_id or worker_name()
         self.lease = lease
         self.stopping = threading.Event()
+        self.faulted = False  # the last sweep met a database fault: the next comes after a short pause
+        self.leases_to_release = False
 
     def sweep(self) -> int:
-        """Fire everything due now; never raise."""
+        """Fire everything due now; never raise.
+
+        A database fault (server restarting, connection killed, disk full, lock timeout) pauses
+        the worker for `TRANSIENT_BACKOFF` only; the leases it held are handed back as soon as the
+        database answers again, so no timer waits for a lease of a lost connection to run out.
+        """
+        self.faulted = False
+        if self.leases_to_release and _release_quietly(self.sessions, None, self.worker_id):
+            self.leases_to_release = False
         try:
             return fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease, stop=self.stopping)
-        except Exception:  # the database may be away for a moment: keep the worker alive
-            log.exception("timer sweep failed; retrying in %.1f s", self.poll_seconds)
+        except Exception as err:  # the database may be away for a moment: keep the worker alive
+            self.faulted = self.leases_to_release = True
+            if is_transient(err):
+                log.warning("timer sweep: the database is not available (%s); retrying in %.1f s",
+                            str(err).splitlines()[0] if str(err) else type(err).__name__, TRANSIENT_BACKOFF)
+            else:
+                log.exception("timer sweep failed; retrying in %.1f s", TRANSIENT_BACKOFF)
             return 0
 
     def run(self, once: bool = False) -> None:
@@ -169,6 +208,8 @@ class Worker:
             self.stopping.wait(self._pause())
 
     def _pause(self) -> float:
+        if self.faulted:
+            return min(self.poll_seconds, TRANSIENT_BACKOFF)
         try:
             with self.sessions.begin() as session:
                 upcoming = next_due(session)

@@ -37,6 +37,7 @@ from engine.db import utcnow
 from engine.models import User
 
 from .db import get_session
+from .errors import keep_unsaved
 
 bp = Blueprint("auth", __name__)
 
@@ -158,6 +159,9 @@ def login() -> Any:
     if request.method == "GET":
         return render_template("auth/login.html", next=target, username="")
     username = request.form.get("username", "").strip().lower()
+    keep_unsaved(render_template("auth/login.html", next=target, username=username, error=_(
+        "Signing in is not possible just now: the database is not available. Try again in a moment.")),
+        undo=lambda: session.pop(USER_KEY, None))  # shown with 503 if a read or write fails
     key = (username, request.remote_addr or "")
     throttle = current_app.extensions["polku"].throttle
     if throttle.blocked(get_session(), key):

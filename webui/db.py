@@ -30,10 +30,12 @@ def _commit(response: Response) -> Response:
     try:
         session.commit()
     except Exception as exc:  # a failed commit must not send a success page
-        session.rollback()
         if status_for(exc) == 500:
+            session.rollback()
             raise
-        return error_response(exc)
+        failed = error_response(exc)  # rendered before the rollback expires what the page shows
+        session.rollback()
+        return failed
     return response
 
 

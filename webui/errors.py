@@ -6,14 +6,18 @@ page (or JSON for the API blueprint and clients that ask for JSON) with the stat
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request
+from collections.abc import Callable
+
+from flask import Flask, Response, current_app, g, jsonify, render_template, request, session
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from engine import errors as engine_errors
+from engine.dbfaults import is_transient
 
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (engine_errors.NotFound, 404),
@@ -36,6 +40,7 @@ TITLES = {
     422: _l("Some information is not valid"),
     429: _l("Too many attempts"),
     500: _l("Something went wrong"),
+    503: _l("Not saved: the database is not available just now"),
 }
 
 EXPLANATIONS = {
@@ -48,13 +53,19 @@ EXPLANATIONS = {
     422: _l("Go back, correct the marked information and try again."),
     429: _l("Wait a moment and try again."),
     500: _l("The error has been logged. Try again later; if it repeats, contact the administrator."),
+    503: _l("Nothing was changed. Go back and try again in a moment; if it repeats, contact the administrator."),
 }
+
+UNSAVED_PAGE = "polku_unsaved_page"  # g key: the form page to show, with what was typed, if the write fails
+UNSAVED_UNDO = "polku_unsaved_undo"
 
 
 def status_for(exc: BaseException) -> int:
     """Return the HTTP status for an exception (500 when it is not a known error)."""
     if isinstance(exc, HTTPException):
         return exc.code or 500
+    if is_transient(exc):
+        return 503
     for cls, code in STATUS:
         if isinstance(exc, cls):
             return code
@@ -76,9 +87,27 @@ def _wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
+def _typed() -> list[tuple[str, str]]:
+    """Return what a failed POST carried (no passwords, no CSRF token), to show and send again."""
+    if request.method != "POST":
+        return []
+    skip = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    try:
+        return [(k, v) for k, v in request.form.items(multi=True) if k != skip and "password" not in k.lower()]
+    except Exception:  # an unreadable body: nothing to keep  # noqa: BLE001
+        return []
+
+
 def error_response(exc: BaseException) -> Response:
     """Render the error page (or JSON) for an exception, with its mapped status."""
     status = status_for(exc)
+    if status == 503:
+        session.pop("_flashes", None)  # "saved" messages of the failed request were never true
+        undo = g.pop(UNSAVED_UNDO, None)
+        if undo is not None:
+            undo()
+        if g.get(UNSAVED_PAGE) is not None and not _wants_json():
+            return Response(g.pop(UNSAVED_PAGE), status=503, headers={"Retry-After": "5"})
     title = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
     explanation = EXPLANATIONS.get(status, "")
     detail = _detail(exc, status)
@@ -91,13 +120,37 @@ def error_response(exc: BaseException) -> Response:
         response = jsonify(body)
     else:
         response = Response(render_template("errors/error.html", status=status, title=title,
-                                            explanation=explanation, detail=detail, exc=exc))
+                                            explanation=explanation, detail=detail, exc=exc,
+                                            resend=_typed() if status == 503 else []))
     response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = "5"
     return response
+
+
+def keep_unsaved(page: str, undo: Callable[[], object] | None = None) -> None:
+    """Show `page` (a form re-rendered with what the user typed) if this request's write fails.
+
+    The page is rendered before the write, as a failed write may leave nothing readable (the
+    database server is down); `undo` reverts what the request put in the signed session cookie.
+    """
+    setattr(g, UNSAVED_PAGE, page)
+    if undo is not None:
+        setattr(g, UNSAVED_UNDO, undo)
+
+
+def _database_error(exc: Exception) -> Response:
+    if is_transient(exc):
+        current_app.logger.warning("database unavailable, nothing saved: %s", str(exc).splitlines()[0])
+        return error_response(exc)
+    current_app.logger.exception("database error")
+    return error_response(InternalServerError())
 
 
 def init_app(app: Flask) -> None:
     """Register the handlers for engine errors and HTTP errors (Flask turns the unexpected into 500)."""
     app.register_error_handler(engine_errors.EngineError, error_response)
     app.register_error_handler(StaleDataError, error_response)
+    app.register_error_handler(sa_exc.DBAPIError, _database_error)  # 503 when it passes (disk, lock, server)
+    app.register_error_handler(sa_exc.TimeoutError, _database_error)
     app.register_error_handler(HTTPException, error_response)  # unexpected errors arrive as a 500 here

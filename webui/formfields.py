@@ -55,6 +55,12 @@ def message(text: str) -> str:
     return found[:1].upper() + found[1:]
 
 
+def unsaved_message() -> str:
+    """Return the message of a form whose save failed because the database could not write."""
+    return _("Not saved: the database could not store this just now. What you typed is kept below: "
+             "try again in a moment.")
+
+
 def messages(errors: Mapping[str, str]) -> dict[str, str]:
     """Return the field errors with their messages translated."""
     return {name: message(text) for name, text in errors.items()}

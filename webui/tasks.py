@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from engine import customers, deploy, kpi, runtime
 from engine.db import utcnow
-from engine.errors import Conflict, FormInvalid, TaskNotAvailable
+from engine.errors import Conflict, FormInvalid, InvalidInput, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
 from engine.inbox import tasks as open_tasks
 from engine.models import ProcessVersion, Task, TaskStatus, User
@@ -28,6 +28,7 @@ from engine.users import display_names, experts
 from . import formfields
 from .auth import current_user, has_role, login_required, restore_form, safe_next
 from .db import get_session
+from .errors import keep_unsaved
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 ROLES = ("expert", "supervisor", "admin")
@@ -163,11 +164,15 @@ def task(task_id: str) -> Any:
     data = formfields.read_posted(fields, request.form)
     values = formfields.typed_values(fields, initial, data)
     instance_id, name = details["instance"].id, details["task"].name
+    keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
     try:
         runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
     except FormInvalid as exc:
         keep_versions(session)  # the 422 rolls back
         return _render(details, values, exc.errors, 422)
+    except InvalidInput as exc:  # data over the limits (size, depth) or not storable
+        keep_versions(session)
+        return _render(details, values, {}, 400, problem=formfields.message(str(exc)))
     except TaskNotAvailable:
         keep_versions(session)
         session.rollback()
