@@ -44,6 +44,7 @@ class EventKind(enum.StrEnum):
     INSTANCE_COMPLETED = "instance_completed"
     INSTANCE_CANCELLED = "instance_cancelled"
     INSTANCE_MIGRATED = "instance_migrated"
+    SCRIPT_OUTPUT = "script_output"  # what print() wrote in a script task (element id, output)
     PATH_TAKEN = "path_taken"  # elements the engine ran in one step (gateways, scripts, events…)
     USER_CHANGED = "user_changed"
     CUSTOMER_CHANGED = "customer_changed"

@@ -437,9 +437,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     try:
         engine = make_engine(settings.database_url)
         upgrade(engine)
-        from . import spiff
+        from . import limits
 
-        spiff.configure(settings.script_steps)
+        limits.configure(settings)  # every POLKU_SCRIPT_* limit, for this command and the worker
         sessions = make_sessions(engine)
         if getattr(args, "by", None) is not None:  # --by is self-declared: the audit names the OS user too
             sessions.configure(info={"audit_origin": f"cli, os user {_os_user()}"})

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, deploy, forms, juel, sandbox, spiff
+from . import audit, deploy, forms, juel, sandbox, spiff, values
 from .audit import EventKind
 from .db import utcnow
 from .errors import (
@@ -219,10 +219,18 @@ def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tup
     return task, warning
 
 
+def _record_script_output(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+    """Add what scripts printed in this action to the instance history, one event per script run."""
+    for element_id, text in spiff.take_script_output(loaded.held.workflow):
+        audit.append(session, EventKind.SCRIPT_OUTPUT, actor=actor, instance_id=loaded.instance.id,
+                     version_id=loaded.instance.version_id, element_id=element_id, data={"output": text}, at=now)
+
+
 def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
     """Write the instance's new state, task rows, variables, timers, messages and audit events."""
     with session.no_autoflush:
         _write(session, loaded, actor=actor, now=now)
+    _record_script_output(session, loaded, actor=actor, now=now)
     thrown = spiff.thrown_messages(loaded.held.workflow)
     _flush(session)
     _after_commit_cache(session, loaded.instance.id, loaded.instance.revision, loaded.held)
@@ -609,6 +617,7 @@ def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any
         NotFound: no instance is waiting for this message.
     """
     now = now or utcnow()
+    values.check_plain(dict(data or {}), what="message payload")  # before anything: InvalidInput
     query = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id) \
         .where(MessageWait.name == name, Instance.status == InstanceStatus.RUNNING).distinct()
     if business_key is not None:
@@ -730,6 +739,8 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
         raise NotFound(f"no incident {incident_id}")
     if incident.status != IncidentStatus.OPEN:
         raise TaskNotAvailable(f"incident {incident_id} is already resolved")
+    if data:
+        values.check_plain(dict(data), what="retry data")
     loaded = _load(session, incident.instance_id)
     workflow = loaded.held.workflow
     if data:  # the failing step may be a script waiting to run or one behind a waiting timer

@@ -15,6 +15,7 @@ import contextvars
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
 from . import juel, prepare, sandbox
-from .errors import Problem, ScriptError
+from .errors import DataInvalid, Problem, ScriptError
 
 BPMN_XSD_PATH = _BPMN_XSD
 DMN_XSD_PATHS = {
@@ -130,12 +131,9 @@ def clock(at: datetime | None) -> Iterator[None]:
 # Restricted script engine
 
 
-_limits = {"max_steps": 100_000}
-
-
 def configure(script_steps: int) -> None:
-    """Set the step budget of one script or expression."""
-    _limits["max_steps"] = script_steps
+    """Set the step budget of one script or expression (the other limits: `engine.limits.configure`)."""
+    limits.configure(None, steps=script_steps)
 
 
 def _strip_template(expression: str) -> str:
@@ -149,16 +147,25 @@ class _RestrictedEnvironment(BasePythonScriptEngineEnvironment):
     def evaluate(self, expression: Any, context: dict, external_context: dict | None = None) -> Any:
         if expression is None or not str(expression).strip():
             return dict(context)  # a message without a payload expression carries the task data
-        names = {**(external_context or {}), **context}
-        return sandbox.evaluate(_strip_template(str(expression)), names,
-                                max_steps=_limits["max_steps"], clock=engine_now)
+        names = {**(external_context or {}), **context}  # evaluation never changes them (sandbox)
+        return sandbox.evaluate(_strip_template(str(expression)), names, clock=engine_now)
 
     def execute(self, script: str, context: dict, external_context: dict | None = None) -> bool:
-        names = {**(external_context or {}), **context}
-        result = sandbox.execute(script, names, max_steps=_limits["max_steps"], clock=engine_now)
-        for key in external_context or {}:
-            result.pop(key, None)
-        context.update(result)
+        external = external_context or {}
+        run = sandbox.run_script(script, {**external, **context}, clock=engine_now)
+        changed = {k: v for k, v in run.changed.items() if k not in external}
+        for name, kind in run.unstorable.items():
+            raise sandbox.SandboxViolation(f"script result: {name} is a {kind}; only text, numbers, "
+                                           "true/false, null, lists and objects can be stored", limit="data")
+        try:  # what a script leaves must survive the case's storage: plain, bounded, no reserved keys
+            values.check_plain(changed, what="script result", max_bytes=limits.current().max_bytes)
+        except DataInvalid as err:
+            raise sandbox.SandboxViolation(str(err), limit="data") from None
+        context.update(changed)
+        for key in run.deleted:  # `del x` removes the variable from the case
+            if key not in external:
+                context.pop(key, None)
+        _script_output.output = run.output
         return True
 
     def call_service(self, context: dict, **kwargs: Any) -> Any:
@@ -168,6 +175,26 @@ class _RestrictedEnvironment(BasePythonScriptEngineEnvironment):
 class _ScriptEngine(PythonScriptEngine):
     def validate(self, expression: str) -> None:
         ast.parse(_strip_template(expression))  # DMN uses SyntaxError to decide on "=="
+
+    def execute(self, task: Any, script: str, external_context: Any = None) -> Any:
+        _script_output.output = ""
+        result = super().execute(task, script, external_context)
+        if _script_output.output:  # what print() wrote: kept until the runtime records it
+            top = task.workflow.top_workflow
+            top.polku_script_output = [*getattr(top, "polku_script_output", []),
+                                       (getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name,
+                                        _script_output.output)]
+        return result
+
+
+_script_output = threading.local()  # .output: what the script run last on this thread printed
+
+
+def take_script_output(workflow: BpmnWorkflow) -> list[tuple[str, str]]:
+    """Return (element id, text) for every script that printed since the last call, and forget them."""
+    output = getattr(workflow, "polku_script_output", [])
+    workflow.polku_script_output = []
+    return list(output)
 
 
 SCRIPT_ENGINE = _ScriptEngine(environment=_RestrictedEnvironment())

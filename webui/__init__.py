@@ -15,6 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from engine import limits
 from engine.config import Settings
 from engine.db import make_engine, make_sessions
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     _configure(app, settings)
+    limits.configure(settings)  # POLKU_SCRIPT_*: every request thread and the embedded worker
     app.config.update(config)
     engine = make_engine(settings.database_url)
     app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash())
