@@ -3,9 +3,16 @@ limit, within 2 s of the time limit, in the calling thread, another thread and t
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
@@ -302,3 +309,24 @@ def test_retry_data_and_message_payloads_must_be_plain(sessions):
             runtime.deliver_message(s, "anything", by="api", data={"p": (1, 2)}, instance_id=instance_id)
         incident = runtime.retry_incident(s, incident.id, by="admin", data={"zero": 2})
         assert str(incident.status) == "resolved"
+
+
+def test_the_cli_applies_the_script_settings_in_every_new_process(tmp_path):
+    """POLKU_SCRIPT_STEPS and POLKU_SCRIPT_TIMEOUT reach `polku` commands (each a new OS process)."""
+    model = tmp_path / "steps.bpmn"
+    model.write_bytes(_model("steps", "script", "n = 0\nwhile True:\n    n += 1"))
+    env = {**os.environ, "POLKU_DATABASE_URL": f"sqlite:///{tmp_path}/c.db", "POLKU_SCRIPT_STEPS": "50",
+           "POLKU_SCRIPT_TIMEOUT": "0.5"}
+    polku = [str(Path(sys.executable).parent / "polku"), "--json"]
+    for argv in (["deploy", str(model)], ["start", "p_steps", "--by", "anna"]):
+        subprocess.run([*polku, *argv], env=env, capture_output=True, text=True, check=True)
+    listed = subprocess.run([*polku, "incidents"], env=env, capture_output=True, text=True, check=True)
+    [incident] = json.loads(listed.stdout)
+    assert incident["element_id"] == "hostile" and "stopped after 50 steps" in incident["message"]
+
+
+def test_restrictedpython_pin_allows_only_the_major_version_in_use():
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    low, high = re.search(r'"RestrictedPython>=(\d+)\.[\d.]*,<(\d+)"', pyproject).groups()
+    installed = int(importlib.metadata.version("RestrictedPython").split(".")[0])
+    assert int(high) == int(low) + 1 == installed + 1
