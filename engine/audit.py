@@ -55,6 +55,9 @@ class EventKind(enum.StrEnum):
     EXTERNAL_TASK_COMPLETED = "external_task_completed"  # with the worker's variables
     EXTERNAL_TASK_FAILED = "external_task_failed"  # message, retries left
     EXTERNAL_TASK_CANCELLED = "external_task_cancelled"  # interrupted, or the case was cancelled
+    SIGNAL_RECEIVED = "signal_received"  # a broadcast signal reached the instance (name, payload)
+    SIGNAL_THROWN = "signal_thrown"  # the instance threw a signal nothing inside it caught
+    ESCALATION_THROWN = "escalation_thrown"  # an escalation (or error) nothing in the instance caught
 
 
 def instance_stream(instance_id: int) -> str:

@@ -177,6 +177,12 @@ def cmd_message(args: argparse.Namespace, sessions: Any, settings: Settings) -> 
     return {"delivered_to": targets}
 
 
+def cmd_signal(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Broadcast a signal to every running instance waiting for it (and start signal-started processes)."""
+    with sessions.begin() as session:
+        return runtime.broadcast_signal(session, args.name, by=args.by, data=_json_arg(args.data))
+
+
 def cmd_instance(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Show an instance."""
     with sessions.begin() as session:
@@ -355,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--business-key")
     p.add_argument("--instance", type=int)
+    p.add_argument("--by", default="cli")
+    p = add("signal", cmd_signal, "broadcast a signal to every instance waiting for it")
+    p.add_argument("name")
+    p.add_argument("--data", help="signal payload as a JSON object (or @file.json)")
     p.add_argument("--by", default="cli")
     p = add("instance", cmd_instance, "show an instance")
     p.add_argument("instance_id", type=int)

@@ -55,6 +55,9 @@ from .models import (
 
 log = logging.getLogger(__name__)
 
+# A signal wait is a message_wait row whose name carries this prefix (one indexed lookup for both).
+SIGNAL_PREFIX = "signal:"
+
 
 @dataclass
 class _Held:
@@ -231,11 +234,17 @@ def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) ->
     with session.no_autoflush:
         _write(session, loaded, actor=actor, now=now)
     _record_script_output(session, loaded, actor=actor, now=now)
-    thrown = spiff.thrown_messages(loaded.held.workflow)
+    thrown = spiff.thrown_events(loaded.held.workflow)
     _flush(session)
     _after_commit_cache(session, loaded.instance.id, loaded.instance.revision, loaded.held)
-    for name, payload in thrown:
-        _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
+    for kind, name, payload in thrown:
+        if kind == "message":
+            _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
+        elif kind == "signal":
+            _route_thrown_signal(session, loaded, name, actor=actor, now=now)
+        else:  # an uncaught escalation or error goes on, as BPMN says, but is never silent
+            audit.append(session, EventKind.ESCALATION_THROWN, actor=actor, instance_id=loaded.instance.id,
+                         version_id=loaded.instance.version_id, data={"kind": kind, "code": name}, at=now)
 
 
 def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
@@ -300,13 +309,15 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
             session.add(Timer(instance_id=instance.id, task_id=t.task_id, element_id=t.element_id,
                               kind=t.kind, due_at=t.due_at))
         held.timers = {k: (t.element_id, t.due_at) for k, t in timers.items()}
-    waits = {m.element_id + "|" + m.name: m for m in spiff.waiting_messages(workflow)}
+    waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in spiff.waiting_messages(workflow)}
+    waits |= {m.element_id + "|" + SIGNAL_PREFIX + m.name: (SIGNAL_PREFIX + m.name, m.element_id)
+              for m in spiff.waiting_signals(workflow)}
     if set(waits) != set(held.messages):
         for mrow in session.scalars(select(MessageWait).where(MessageWait.instance_id == instance.id)):
             session.delete(mrow)
-        for m in waits.values():
-            session.add(MessageWait(instance_id=instance.id, name=m.name, element_id=m.element_id))
-        held.messages = {k: m.name for k, m in waits.items()}
+        for name, element_id in waits.values():
+            session.add(MessageWait(instance_id=instance.id, name=name, element_id=element_id))
+        held.messages = {k: name for k, (name, _e) in waits.items()}
     _write_external_tasks(session, loaded, actor=actor, now=now)
 
     if new_rows:
@@ -474,11 +485,13 @@ def start_form(session: Session, process_id: str, version: int | None = None) ->
 def start_instance(session: Session, process_id: str, *, by: str, data: dict[str, Any] | None = None,
                    business_key: str | None = None, version: int | None = None,
                    now: datetime | None = None, parent_instance_id: int | None = None,
-                   validate_form: bool = True, start_message: str | None = None) -> Instance:
+                   validate_form: bool = True, start_message: str | None = None,
+                   start_signal: str | None = None) -> Instance:
     """Start an instance of the latest (or a given) version and run it until it waits.
 
     With `start_message` the instance starts through the start event catching that message, and
-    `data` is the message's payload (into the event's `camunda:resultVariable`, else merged).
+    `data` is the message's payload (into the event's `camunda:resultVariable`, else merged);
+    `start_signal` likewise starts it through the start event catching that signal.
 
     Raises:
         VersionNotFound: no such process/version.
@@ -493,7 +506,7 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     if fields and validate_form:
         data = forms.validate(fields, data)
     bundle = deploy.bundle_for(session, pv)
-    workflow = spiff.new_workflow(bundle, None if start_message else data)
+    workflow = spiff.new_workflow(bundle, None if start_message or start_signal else data)
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
                         status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
                         started_by=by, parent_instance_id=parent_instance_id)
@@ -507,6 +520,8 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     def begin(wf: spiff.Workflow) -> None:
         if start_message and not spiff.start_by_message(wf, start_message, data):
             spiff.update_live_data(wf, data)  # no start event catches it: the payload is start data
+        if start_signal and not spiff.start_by_signal(wf, start_signal, data):
+            spiff.update_live_data(wf, data)
 
     _act(session, loaded, begin, actor=by, now=now)
     return instance
@@ -615,8 +630,11 @@ def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any
 
     Raises:
         NotFound: no instance is waiting for this message.
+        InvalidInput: the name is one that signal waits use.
     """
     now = now or utcnow()
+    if name.startswith(SIGNAL_PREFIX):
+        raise InvalidInput(f"a message name cannot start with '{SIGNAL_PREFIX}' (use polku signal for signals)")
     values.check_plain(dict(data or {}), what="message payload")  # before anything: InvalidInput
     query = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id) \
         .where(MessageWait.name == name, Instance.status == InstanceStatus.RUNNING).distinct()
@@ -688,6 +706,61 @@ def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload:
     audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
                  version_id=instance.version_id, data={"name": name, "payload": _jsonable(data),
                                                        "delivered_to": delivered, "started": started}, at=now)
+
+
+def _route_thrown_signal(session: Session, loaded: _Loaded, name: str, *, actor: str, now: datetime) -> None:
+    """Broadcast a signal an instance threw to every other instance and process waiting for it."""
+    instance = loaded.instance
+    reached = broadcast_signal(session, name, by=actor, now=now, exclude=instance.id,
+                               parent_instance_id=instance.id)
+    audit.append(session, EventKind.SIGNAL_THROWN, actor=actor, instance_id=instance.id,
+                 version_id=instance.version_id, data={"name": name, **reached}, at=now)
+
+
+def broadcast_signal(session: Session, name: str, *, by: str, data: dict[str, Any] | None = None,
+                     now: datetime | None = None, exclude: int | None = None,
+                     parent_instance_id: int | None = None) -> dict[str, list[int]]:
+    """Broadcast a signal: every running instance waiting for it catches it, signal start events start.
+
+    Signal catch events, boundary events and signal-started event subprocesses catch it; the
+    latest version of each process with a signal start event of that name starts a new instance.
+    Returns {"delivered_to": [...], "started": [...]} (both may be empty: a signal nobody waits for
+    is not an error).
+    """
+    now = now or utcnow()
+    payload = dict(data or {})
+    query = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id).where(
+        MessageWait.name == SIGNAL_PREFIX + name, Instance.status == InstanceStatus.RUNNING).distinct()
+    targets = [t for t in sorted(session.scalars(query)) if t != exclude]
+
+    def deliver(workflow: spiff.Workflow) -> None:
+        spiff.deliver_signal(workflow, name, payload)
+        spiff.update_live_data(workflow, payload)  # as for messages: the rest of the case sees the payload
+
+    for target in targets:
+        loaded = _load(session, target)
+        audit.append(session, EventKind.SIGNAL_RECEIVED, actor=by, instance_id=target,
+                     version_id=loaded.instance.version_id, data={"name": name, "payload": _jsonable(payload)},
+                     at=now)
+        _act(session, loaded, deliver, actor=by, now=now)
+    started = [start_instance(session, process_id, by=by, data=payload, now=now, validate_form=False,
+                              parent_instance_id=parent_instance_id, start_signal=name).id
+               for process_id in _processes_started_by_signal(session, name)]
+    return {"delivered_to": targets, "started": started}
+
+
+def _processes_started_by_signal(session: Session, signal: str) -> list[str]:
+    """Return the processes whose latest version has a start event catching this signal."""
+    found = []
+    for entry in deploy.list_versions(session):
+        pv = session.get(ProcessVersion, entry["id"])
+        if pv is None or pv.kind != "process":
+            continue
+        if deploy.latest_version(session, pv.process_id, required=False) is not pv:
+            continue
+        if signal in spiff.start_signals(deploy.bundle_for(session, pv)):
+            found.append(pv.process_id)
+    return found
 
 
 def _process_started_by(session: Session, message: str) -> str | None:

@@ -37,6 +37,11 @@ from SpiffWorkflow.bpmn.specs.data_spec import TaskDataReference as _TaskDataRef
 from SpiffWorkflow.bpmn.specs.defaults import ReceiveTask as _ReceiveTask
 from SpiffWorkflow.bpmn.specs.defaults import SendTask as _SendTask
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as _timer_module
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
+    ErrorEventDefinition,
+    EscalationEventDefinition,
+    SignalEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -329,6 +334,7 @@ class SpecBundle:
                     child.completed_event.connect(task_spec.merge_child)
                 if isinstance(task_spec, _CAMUNDA_MI):
                     _settle_camunda_collection(task_spec)
+            _wire_event_subprocesses(spec)
 
 
     def element_ids(self) -> set[str]:
@@ -341,6 +347,23 @@ class SpecBundle:
 
 
 _CAMUNDA_MI = (_CamundaSequentialMI, _CamundaParallelMI)
+
+
+def _wire_event_subprocesses(spec: Any) -> None:
+    """Link each event-triggered subprocess to Start and End as `_trigger_event_subprocess` does.
+
+    The links are made when the event first arrives; a spec parsed afterwards in another OS process
+    lacked them, and finishing the event subprocess there failed ("No input task connected").
+    """
+    start = getattr(spec, "start", None)
+    for name in getattr(start, "trigger_specs", None) or []:
+        sub = spec.task_specs.get(name)
+        if sub is None:
+            continue
+        if start.name not in sub._inputs:
+            sub._inputs.append(start.name)
+        if spec.end.name not in sub._outputs:
+            sub.connect(spec.end)
 
 
 def _settle_camunda_collection(task_spec: Any) -> None:
@@ -582,15 +605,27 @@ def new_workflow(bundle: SpecBundle, data: dict[str, Any] | None = None) -> Bpmn
 
 def translate(err: Exception) -> ScriptError:
     """Turn a Spiff or sandbox failure into a ScriptError naming the element."""
-    element = None
+    try:
+        return _translate(err)
+    except Exception:  # noqa: BLE001 - the translation of a failure must never fail itself
+        return ScriptError(str(err).split("\n")[0] or type(err).__name__, element=None, line=None)
+
+
+def _element_of(value: Any) -> str | None:
+    """Return the BPMN id (or name) of a task, a task spec, or a spec name as Spiff may give it."""
+    spec = getattr(value, "task_spec", value)
+    if isinstance(spec, str):
+        return spec or None
+    return getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+
+
+def _translate(err: Exception) -> ScriptError:
     task = getattr(err, "task", None)
-    if task is not None:
-        element = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
-    elif (spec := getattr(err, "task_spec", None)) is not None:
-        element = getattr(spec, "bpmn_id", None) or spec.name
+    element = _element_of(task) if task is not None else _element_of(getattr(err, "task_spec", None))
     line = getattr(err, "line_number", None) or None
     inner = err.__cause__ or err.__context__
-    message = str(err).split("\n")[0] if not isinstance(err, SpiffWorkflowException) else err.args[0]
+    message = str(err).split("\n")[0] if not isinstance(err, SpiffWorkflowException) or not err.args \
+        else str(err.args[0])
     if isinstance(inner, sandbox.SandboxViolation) and str(inner) not in message:
         message = f"{message}: {inner}"
     notes = [n for n in getattr(err, "notes", []) if n and "Did you mean" in n]
@@ -721,20 +756,44 @@ def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
 
 def waiting_messages(workflow: BpmnWorkflow) -> list[WaitingMessage]:
     """List catch events waiting for a message, with the message name."""
+    return _waiting_events(workflow, MessageEventDefinition)
+
+
+def waiting_signals(workflow: BpmnWorkflow) -> list[WaitingMessage]:
+    """List catch events, boundary events and event subprocesses waiting for a signal, by signal name."""
+    return _waiting_events(workflow, SignalEventDefinition)
+
+
+def _waiting_events(workflow: BpmnWorkflow, kind: type) -> list[WaitingMessage]:
     found = []
     for task in list(workflow.event_manager.tasks.values()):
         definition = task.task_spec.event_definition
-        if isinstance(definition, MessageEventDefinition) and task.has_state(TaskState.WAITING):
+        if isinstance(definition, kind) and task.has_state(TaskState.WAITING):
             found.append(WaitingMessage(str(task.id), task.task_spec.bpmn_id, definition.name))
     if not workflow.is_completed():
-        # message-started event subprocesses wait from the start without a task of their own
+        # event subprocesses started by a message or signal wait from the start without a task of their own
         for name in getattr(workflow.spec.start, "trigger_specs", None) or []:
             spec = workflow.subprocess_specs.get(name)
             for task_spec in spec.task_specs.values() if spec is not None else []:
                 definition = getattr(task_spec, "event_definition", None)
-                if isinstance(definition, MessageEventDefinition) and task_spec in spec.start.outputs:
+                if isinstance(definition, kind) and task_spec in spec.start.outputs:
                     found.append(WaitingMessage("", task_spec.bpmn_id, definition.name))
     return found
+
+
+def deliver_signal(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> int:
+    """Deliver a signal by name to everything in the workflow waiting for it; return how many caught it."""
+    event = BpmnEvent(SignalEventDefinition(name), payload=dict(payload))
+    try:
+        return workflow.event_manager.catch(event, internal=False)
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+
+
+def start_signals(bundle: SpecBundle) -> list[str]:
+    """Return the names of the signals a process's start events catch."""
+    return [s.event_definition.name for s in bundle.spec.start.outputs
+            if isinstance(getattr(s, "event_definition", None), SignalEventDefinition)]
 
 
 def update_live_data(workflow: BpmnWorkflow, data: dict[str, Any]) -> None:
@@ -761,10 +820,21 @@ def start_by_message(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
     The process's other start events are cancelled: an instance starts through one start event.
     Returns False (and starts nothing) when no start event of the process catches the message.
     """
+    event = BpmnEvent(_CamundaMessage(name), payload={"payload": payload, "result_var": None, "merge": True})
+    return _start_by_event(workflow, event)
+
+
+def start_by_signal(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> bool:
+    """Start a new workflow through its start event that catches signal `name` (see `start_by_message`)."""
+    return _start_by_event(workflow, BpmnEvent(SignalEventDefinition(name), payload=dict(payload)))
+
+
+def _start_by_event(workflow: BpmnWorkflow, event: Any) -> bool:
     starts = [t for t in workflow.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, BpmnStartTask)]
+    wanted = event.event_definition
     catching = [s for s in workflow.spec.start.outputs
-                if isinstance(getattr(s, "event_definition", None), MessageEventDefinition)
-                and s.event_definition.name == name]
+                if type(getattr(s, "event_definition", None)) is type(wanted)
+                and s.event_definition.name == wanted.name]
     if not starts or not catching:
         return False
     try:
@@ -772,8 +842,7 @@ def start_by_message(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
         for task in list(starts[0].children):
             if task.task_spec not in catching and getattr(task.task_spec, "event_definition", None) is not None:
                 task.cancel()
-        workflow.do_engine_steps()  # the message start event now waits for its message
-        event = BpmnEvent(_CamundaMessage(name), payload={"payload": payload, "result_var": None, "merge": True})
+        workflow.do_engine_steps()  # the catching start event now waits for its event
         workflow.event_manager.catch(event, internal=False)
     except (WorkflowException, sandbox.SandboxViolation) as err:
         raise translate(err) from err
@@ -782,12 +851,27 @@ def start_by_message(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
 
 def thrown_messages(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
     """Take the messages the workflow threw that nothing inside it caught."""
-    found = []
+    return [(name, payload) for kind, name, payload in thrown_events(workflow) if kind == "message"]
+
+
+def thrown_events(workflow: BpmnWorkflow) -> list[tuple[str, str, Any]]:
+    """Take what the workflow threw that nothing inside it caught: (kind, name, payload) in order.
+
+    Kinds: "message" (payload as thrown), "signal" (no payload: a case's data never goes to others
+    without a model saying so), "escalation" and "error" (code as the name, no payload).
+    """
+    found: list[tuple[str, str, Any]] = []
     for event in workflow.get_events():
         definition = event.event_definition
         if isinstance(definition, MessageEventDefinition):
             payload = event.payload.get("payload") if isinstance(event.payload, dict) else event.payload
-            found.append((definition.name, payload))
+            found.append(("message", definition.name, payload))
+        elif isinstance(definition, SignalEventDefinition):
+            found.append(("signal", definition.name, None))
+        elif isinstance(definition, EscalationEventDefinition):
+            found.append(("escalation", definition.code or definition.name, None))
+        elif isinstance(definition, ErrorEventDefinition):
+            found.append(("error", definition.code or definition.name, None))
     return found
 
 

@@ -251,3 +251,45 @@ def test_send_task_with_no_receiver_is_recorded_not_a_crash(drive):
     assert drive.summary(sender)["status"] == "completed"
     thrown = drive.events(sender, "message_thrown")
     assert [(e["name"], e["delivered_to"]) for e in thrown] == [("order_ready", []), ("new_case", [])]
+
+
+# ---------------------------------------------------------------------------------------------
+# 5-6. Signals
+
+
+def test_signal_reaches_catch_events_event_subprocesses_and_signal_starts(drive):
+    drive.deploy("c_signal.bpmn", "c_signal_start.bpmn")
+    iid = drive.start("c_signal")
+    assert drive.tasks(iid) == []
+    reached = drive.signal("alert", {"level": 2})
+    assert reached == {"delivered_to": [iid], "started": []}
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["handle_alert"]
+    drive.do_all(iid, "handle_alert")  # finishing the event subprocess crashed in a new process
+    assert drive.incidents(iid) == [] and drive.summary(iid)["status"] == "running"
+    reached = drive.signal("go")
+    (started,) = drive.instances("c_signal_start")
+    assert reached == {"delivered_to": [iid], "started": [started]}
+    assert [t["element_id"] for t in drive.tasks(started)] == ["react"]
+    drive.do_all(iid, "work")
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and summary["variables"]["level"] == 2
+    assert "signal_received" in drive.kinds(iid)
+    assert {"alert_start", "alert_end", "wait_go", "end"} <= set(drive.path(iid))
+
+
+def test_a_signal_nobody_waits_for_reaches_nobody(drive):
+    drive.deploy("c_signal.bpmn")
+    assert drive.signal("nobody") == {"delivered_to": [], "started": []}
+
+
+def test_translate_never_raises_whatever_spiff_hands_it():
+    from SpiffWorkflow.exceptions import WorkflowException
+
+    from engine import spiff
+
+    odd = WorkflowException("No input task connected")
+    odd.task_spec = "c_signal.EndJoin"  # Spiff sometimes gives a spec name, not a spec
+    assert spiff.translate(odd).element == "c_signal.EndJoin"
+    empty = WorkflowException("x")
+    empty.args = ()
+    assert isinstance(spiff.translate(empty), Exception)
