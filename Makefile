@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/polku init
 	$(BIN)/polku deploy bpmn/ --by setup
 	$(BIN)/polku seed-demo
-	$(BIN)/polku serve --host 127.0.0.1 --port 5000
+	POLKU_INSECURE_COOKIES=1 $(BIN)/polku serve --host 127.0.0.1 --port 5000
 
 services:
 	scripts/postgres.sh start >/dev/null

@@ -48,6 +48,8 @@ class EventKind(enum.StrEnum):
     PATH_TAKEN = "path_taken"  # elements the engine ran in one step (gateways, scripts, events…)
     USER_CHANGED = "user_changed"
     CUSTOMER_CHANGED = "customer_changed"
+    SIGNIN_FAILED = "signin_failed"  # wrong username or password (stream "signin")
+    SIGNIN_THROTTLED = "signin_throttled"  # an attempt refused by the backoff, password not checked
     EXTERNAL_TASK_CREATED = "external_task_created"  # a service task waits for a worker (topic)
     EXTERNAL_TASK_LOCKED = "external_task_locked"  # a worker fetched it and holds its lock
     EXTERNAL_TASK_LOCK_EXTENDED = "external_task_lock_extended"

@@ -27,6 +27,7 @@ import os
 import pwd
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,7 @@ def cmd_worker(args: argparse.Namespace, sessions: Any, settings: Settings) -> A
     """Run the timer worker until interrupted."""
     from . import timers
 
+    _refuse_unsafe_production(sessions, settings)
     lease = timers.DEFAULT_LEASE if args.lease is None else timedelta(seconds=args.lease)
     timers.run_worker(sessions, poll_seconds=args.poll or settings.worker_poll_seconds, once=args.once,
                       lease=lease)
@@ -264,6 +266,9 @@ def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -
     """Create the demo users (and deploy the shipped models)."""
     from . import users
 
+    if settings.is_production:
+        raise CliError("seed-demo makes accounts with published passwords and is refused when POLKU_ENV=production",
+                       EXIT_REFUSED)
     with sessions.begin() as session:
         created = {u for u, _p, _r in users.seed_demo_users(session)}
     for username, password, roles, _name in users.DEMO_USERS:
@@ -278,6 +283,8 @@ def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> An
 
     from . import timers
 
+    if not settings.is_production and args.host in LOOPBACK_HOSTS:  # plain http on this machine only
+        settings = replace(settings, insecure_cookies=True)
     app = create_app(settings)
     if settings.embedded_worker:
         timers.Worker(sessions, poll_seconds=settings.worker_poll_seconds).start_thread()
@@ -312,6 +319,46 @@ def cmd_external(args: argparse.Namespace, sessions: Any, settings: Settings) ->
         result = external.task_dict(row)
         result["instance_status"] = str(runtime.get_instance(session, row.instance_id).status)
         return result
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _refuse_unsafe_production(sessions: Any, settings: Settings) -> None:
+    from .production import refuse_unsafe_start
+
+    with sessions.begin() as session:
+        refuse_unsafe_start(session, settings)
+
+
+def cmd_check_production(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """List what is unsafe for production; exit 1 if anything is."""
+    from .production import problems
+
+    with sessions.begin() as session:
+        found = problems(session, settings)
+    if found:
+        for line in found:
+            print(f"  unsafe: {line}", file=sys.stderr)
+        raise CliError(f"{len(found)} thing(s) unsafe for production", EXIT_REFUSED, {"ok": False, "unsafe": found})
+    return {"ok": True, "unsafe": []}
+
+
+def cmd_sessions(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """End every sign-in session of a user."""
+    from . import users
+
+    with sessions.begin() as session:
+        ended = users.end_sessions(session, args.username, by=args.by)
+    return {"username": args.username.strip().lower(), "ended": ended}
+
+
+def cmd_remove_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Deactivate every demo user (their passwords are published)."""
+    from . import users
+
+    with sessions.begin() as session:
+        return {"deactivated": users.deactivate_demo_users(session, by=args.by)}
 
 
 class _Raw(str):
@@ -390,7 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", required=True)
     p.add_argument("--roles", required=True, help="comma-separated: expert,supervisor,designer,auditor,admin")
     p.add_argument("--name")
-    add("seed-demo", cmd_seed_demo, "create the demo users")
+    add("seed-demo", cmd_seed_demo, "create the demo users (refused in production)")
+    p = add("remove-demo", cmd_remove_demo, "deactivate every demo user")
+    p.add_argument("--by", default="cli")
+    add("check-production", cmd_check_production, "list what is unsafe for production; exit 1 if anything is")
+    p = add("sessions", cmd_sessions, "end a user's sign-in sessions: sessions end USER")
+    p.add_argument("action", choices=("end",))
+    p.add_argument("username")
+    p.add_argument("--by", default="cli")
     p = add("external", cmd_external, "external tasks: fetch, complete, fail, extend, list, unlock")
     ext = p.add_subparsers(dest="external_command", required=True)
     q = ext.add_parser("fetch", help="lock free tasks of the topics for a worker; print them with their variables")

@@ -249,6 +249,7 @@ class User(Base):
     locale: Mapped[str] = mapped_column(String(10), default="fi")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    demo: Mapped[bool] = mapped_column(default=False)  # made by `polku seed-demo`: refused in production
 
     @property
     def role_set(self) -> set[str]:
@@ -296,6 +297,21 @@ class LoginFailure(Base):
     id: Mapped[intpk]
     key: Mapped[str] = mapped_column(String(300), index=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UserSession(Base):
+    """One sign-in: the cookie carries a random token, this row its SHA-256; ending the row ends the sign-in."""
+
+    __tablename__ = "user_session"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's token
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # absolute end, however busy
+    ended_at: Mapped[datetime | None]
+    ended_reason: Mapped[str | None] = mapped_column(String(40))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    address: Mapped[str | None] = mapped_column(String(100))
 
 
 class StashedForm(Base):

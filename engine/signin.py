@@ -1,21 +1,105 @@
-"""Sign-in state kept in the database, so every web process sees the same: failed sign-ins
-(for throttling) and forms stashed when a sign-in expired (restored after signing in again).
+"""Sign-in state kept in the database, so every web process sees the same: sign-in sessions,
+failed sign-ins (for throttling) and forms stashed when a sign-in expired (restored after
+signing in again).
 
-No Flask here; `webui/throttle.py` and `webui/stash.py` call these with the request's session.
+A sign-in session is a `UserSession` row. The browser's cookie holds a random token; the row's id
+is the token's SHA-256, so a copy of the database gives no usable cookie. A session is live while
+it has not been ended (sign-out, password or role change, deactivation, an admin), its absolute
+end has not passed and it has been used within the idle limit.
+
+No Flask here; `webui/auth.py`, `webui/throttle.py` and `webui/stash.py` call these with the
+request's session, the CLI and `engine.users` with theirs.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .models import LoginFailure, StashedForm
+from . import audit
+from .models import LoginFailure, StashedForm, UserSession
 
+AUDIT_STREAM = "signin"
 KEEP_FAILURES = timedelta(days=1)
+KEEP_ENDED_SESSIONS = timedelta(days=30)
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often per session
+
+
+class EndReason(enum.StrEnum):
+    SIGNED_OUT = "signed_out"
+    EXPIRED = "expired"  # the absolute lifetime passed
+    IDLE = "idle"
+    PASSWORD_CHANGED = "password_changed"
+    ROLES_CHANGED = "roles_changed"
+    DEACTIVATED = "deactivated"
+    ENDED_BY_ADMIN = "ended_by_admin"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, user_id: int, *, now: datetime, lifetime: timedelta,
+                  user_agent: str | None = None, address: str | None = None) -> str:
+    """Open a sign-in session for a user; return the token for the cookie (only its hash is kept)."""
+    session.execute(delete(UserSession).where(UserSession.expires_at < now - KEEP_ENDED_SESSIONS))
+    token = secrets.token_urlsafe(32)
+    session.add(UserSession(id=_digest(token), user_id=user_id, created_at=now, last_seen_at=now,
+                            expires_at=now + lifetime, user_agent=(user_agent or "")[:300] or None,
+                            address=(address or "")[:100] or None))
+    return token
+
+
+def find_session(session: Session, token: str) -> UserSession | None:
+    """Return the session row a cookie's token names, live or not, or None."""
+    return session.get(UserSession, _digest(token)) if token else None
+
+
+def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:
+    """Return why a session no longer lets its user in, or None while it is live."""
+    if row.ended_at is not None:
+        return EndReason(row.ended_reason or EndReason.SIGNED_OUT)
+    if now >= row.expires_at:
+        return EndReason.EXPIRED
+    if now - row.last_seen_at > idle:
+        return EndReason.IDLE
+    return None
+
+
+def touch_session(row: UserSession, *, now: datetime) -> None:
+    """Note that a live session was used now (written at most once a minute)."""
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+
+
+def end_session(row: UserSession, reason: EndReason, *, now: datetime) -> None:
+    """End one session (kept as ended, so its cookie can never come back)."""
+    if row.ended_at is None:
+        row.ended_at, row.ended_reason = now, str(reason)
+
+
+def end_user_sessions(session: Session, user_id: int, reason: EndReason, *, now: datetime) -> int:
+    """End every session of a user that has not ended yet; return how many were still live."""
+    live = session.scalar(select(func.count()).select_from(UserSession).where(
+        UserSession.user_id == user_id, UserSession.ended_at.is_(None), UserSession.expires_at > now)) or 0
+    session.execute(update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+                    .values(ended_at=now, ended_reason=str(reason)))
+    return live
+
+
+def live_sessions(session: Session, user_id: int, *, now: datetime, idle: timedelta) -> list[UserSession]:
+    """Return a user's live sessions, most recently used first."""
+    query = (select(UserSession)
+             .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None),
+                    UserSession.expires_at > now, UserSession.last_seen_at >= now - idle)
+             .order_by(UserSession.last_seen_at.desc()))
+    return list(session.scalars(query))
 
 
 def failures_since(session: Session, key: str, since: datetime) -> int:
@@ -24,10 +108,27 @@ def failures_since(session: Session, key: str, since: datetime) -> int:
     return session.scalar(query) or 0
 
 
+def recent_failures(session: Session, key: str, since: datetime) -> tuple[int, datetime | None]:
+    """Return how many failed sign-ins a key has had since an instant, and when the last one was."""
+    query = select(func.count(LoginFailure.id), func.max(LoginFailure.at)).where(
+        LoginFailure.key == key, LoginFailure.at > since)
+    count, last = session.execute(query).one()
+    return count or 0, last
+
+
 def record_failure(session: Session, key: str, at: datetime) -> None:
     """Count one failed sign-in (and forget failures older than a day)."""
     session.execute(delete(LoginFailure).where(LoginFailure.at < at - KEEP_FAILURES))
     session.add(LoginFailure(key=key, at=at))
+
+
+def audit_attempt(session: Session, kind: audit.EventKind, username: str, address: str, *, now: datetime,
+                  wait: timedelta | None = None) -> None:
+    """Record a failed or throttled sign-in in the `signin` audit stream."""
+    data: dict[str, Any] = {"username": username[:80], "address": address[:100]}
+    if wait is not None:
+        data["wait_seconds"] = max(1, round(wait.total_seconds()))
+    audit.append(session, kind, actor=username[:80] or "-", stream=AUDIT_STREAM, data=data, at=now)
 
 
 def clear_failures(session: Session, key: str) -> None:

@@ -2,20 +2,24 @@
 
 Passwords are hashed with werkzeug's scrypt (`generate_password_hash`); the plain text is never
 stored or logged. Usernames are lowercase. Every change is recorded in the `users` audit stream
-through `_record`; the caller owns the transaction.
+through `_record`; the caller owns the transaction. A new password, a change of roles and
+deactivation end the user's sign-in sessions (`engine.signin`), so a copied cookie stops working.
+Demo users are marked `demo`; production refuses to start while an active one exists.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import audit
+from . import audit, signin
+from .db import utcnow
 from .errors import InvalidInput, UserNotFound
 from .models import User
 
@@ -125,6 +129,7 @@ def set_password(session: Session, username: str, password: str, by: str = "syst
     _check_password(password)
     user.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
     _record(session, user, "password_set", by)
+    _end_sessions(session, user, signin.EndReason.PASSWORD_CHANGED, by)
     return user
 
 
@@ -136,8 +141,11 @@ def set_roles(session: Session, username: str, roles: Iterable[str], by: str = "
     """
     user = get_user(session, username)
     role_list = normalize_roles(roles)
+    changed = set(role_list) != user.role_set
     user.roles = ",".join(role_list)
     _record(session, user, "roles_set", by, {"roles": role_list})
+    if changed:
+        _end_sessions(session, user, signin.EndReason.ROLES_CHANGED, by)
     return user
 
 
@@ -160,7 +168,26 @@ def set_profile(session: Session, username: str, *, display_name: str | None = N
         user.active = changes["active"] = active
     if changes:
         _record(session, user, "profile_set", by, changes)
+    if changes.get("active") is False:
+        _end_sessions(session, user, signin.EndReason.DEACTIVATED, by)
     return user
+
+
+def _end_sessions(session: Session, user: User, reason: signin.EndReason, by: str,
+                  now: datetime | None = None) -> int:
+    ended = signin.end_user_sessions(session, user.id, reason, now=now or utcnow())
+    if ended:
+        _record(session, user, "sessions_ended", by, {"reason": str(reason), "sessions": ended})
+    return ended
+
+
+def end_sessions(session: Session, username: str, by: str = "system", now: datetime | None = None) -> int:
+    """End every live sign-in session of a user (an admin's button, `polku sessions end`); return how many.
+
+    Raises:
+        UserNotFound: no such user.
+    """
+    return _end_sessions(session, get_user(session, username), signin.EndReason.ENDED_BY_ADMIN, by, now)
 
 
 def list_users(session: Session) -> list[User]:
@@ -194,10 +221,24 @@ DEMO_USERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
 
 
 def seed_demo_users(session: Session) -> list[tuple[str, str, list[str]]]:
-    """Create the missing demo users (password = "<username>-demo"); return those created."""
+    """Create the missing demo users (password = "<username>-demo", marked `demo`); return those created."""
     created: list[tuple[str, str, list[str]]] = []
     for username, password, roles, display_name in DEMO_USERS:
         if session.scalar(select(User.id).where(User.username == username)) is None:
-            add_user(session, username, password, roles, display_name=display_name, by="seed")
+            add_user(session, username, password, roles, display_name=display_name, by="seed").demo = True
             created.append((username, password, list(roles)))
     return created
+
+
+def demo_accounts(session: Session) -> list[str]:
+    """Return the usernames of active demo users (a published password: never in production)."""
+    query = select(User.username).where(User.demo.is_(True), User.active.is_(True)).order_by(User.username)
+    return list(session.scalars(query))
+
+
+def deactivate_demo_users(session: Session, by: str = "system") -> list[str]:
+    """Deactivate every active demo user (ending their sessions); return their usernames."""
+    names = demo_accounts(session)
+    for name in names:
+        set_profile(session, name, active=False, by=by)
+    return names

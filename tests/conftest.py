@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine import runtime, users
 from engine.config import Settings
-from engine.db import make_engine, make_sessions, upgrade
+from engine.db import make_engine, make_sessions, upgrade, utcnow
 from webui import create_app
 
 TEST_PASSWORD = "test-password"
@@ -87,6 +88,28 @@ def app(settings, db_engine) -> Iterator[Flask]:
 def client(app) -> PolkuClient:
     """Return a test client (cookies kept between requests)."""
     return app.test_client()
+
+
+class Clock:
+    """A clock the test moves: `clock.move(minutes=31)`; the web app reads it as `POLKU_CLOCK`."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move(self, **delta: float) -> datetime:
+        """Move the clock forward by a timedelta's keyword arguments; return the new time."""
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(app) -> Clock:
+    """Return the web app's clock (sign-in sessions and throttling), starting at the real time."""
+    app.config["POLKU_CLOCK"] = moved = Clock(utcnow())
+    return moved
 
 
 @pytest.fixture

@@ -57,9 +57,9 @@ def _configure(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_NAME="polku_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.is_production,
-        PERMANENT_SESSION_LIFETIME=timedelta(days=7),  # the cookie; sign-in itself idles out sooner
-        POLKU_IDLE_TIMEOUT=timedelta(minutes=60),
+        SESSION_COOKIE_SECURE=not settings.insecure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),  # a sign-in's absolute end
+        POLKU_IDLE_TIMEOUT=timedelta(minutes=settings.idle_minutes),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 100_000,
     )

@@ -1,17 +1,18 @@
-"""User administration for the admin role: list users, add a user, change roles and profile, reset a password."""
+"""User administration for the admin role: list users, add a user, change roles and profile, reset a password,
+see a user's live sign-in sessions and end them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine import users
+from engine import signin, users
 from engine.errors import InvalidInput
 
-from .auth import current_user, login_required
+from .auth import current_time, current_user, login_required
 from .db import get_session
 from .i18n import LOCALES
 
@@ -28,6 +29,10 @@ LOCALE_LABELS = {"fi": "suomi", "en": "English"}
 
 
 def _context(**extra: Any) -> dict[str, Any]:
+    user = extra.get("user")
+    if user is not None:
+        extra["live_sessions"] = signin.live_sessions(get_session(), user.id, now=current_time(),
+                                                      idle=current_app.config["POLKU_IDLE_TIMEOUT"])
     return {"role_labels": ROLE_LABELS, "locale_labels": LOCALE_LABELS, "locales": LOCALES, **extra}
 
 
@@ -75,11 +80,11 @@ def edit_user(username: str) -> Any:
             users.set_profile(session, user.username, display_name=form.get("display_name"),
                               locale=form.get("locale"), active=active, by=by)
         except InvalidInput as exc:
-            return render_template("admin/edit_user.html", user=user, error=_(str(exc)),
-                                   **_context()), 422
+            return render_template("admin/edit_user.html", error=_(str(exc)),
+                                   **_context(user=user)), 422
         flash(_("Changes to %(name)s saved.", name=user.username), "success")
         return redirect(url_for(".edit_user", username=user.username))
-    return render_template("admin/edit_user.html", user=user, error=None, **_context())
+    return render_template("admin/edit_user.html", error=None, **_context(user=user))
 
 
 @bp.route("/users/<username>/password", methods=["POST"])
@@ -94,7 +99,17 @@ def reset_password(username: str) -> Any:
             raise InvalidInput(users.N_("The passwords do not match."))
         users.set_password(session, user.username, password, by=current_user().username)
     except InvalidInput as exc:
-        return render_template("admin/edit_user.html", user=user, password_error=_(str(exc)), error=None,
-                               **_context()), 422
+        return render_template("admin/edit_user.html", password_error=_(str(exc)), error=None,
+                               **_context(user=user)), 422
     flash(_("New password set for %(name)s.", name=user.username), "success")
+    return redirect(url_for(".edit_user", username=user.username))
+
+
+@bp.route("/users/<username>/sessions/end", methods=["POST"])
+@login_required("admin")
+def end_sessions(username: str) -> Any:
+    """End every sign-in session of a user (they must sign in again)."""
+    user = users.get_user(get_session(), username)
+    ended = users.end_sessions(get_session(), user.username, by=current_user().username, now=current_time())
+    flash(_("Sessions of %(name)s ended: %(count)s.", name=user.username, count=ended), "success")
     return redirect(url_for(".edit_user", username=user.username))

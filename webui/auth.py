@@ -1,16 +1,26 @@
-"""Sign-in and access: login/logout, `login_required(*roles)`, idle expiry, the form stash, security headers.
+"""Sign-in and access: login/logout, `login_required(*roles)`, server-side sessions, the form stash, headers.
+
+A sign-in is a row in `user_session` (`engine.signin`); the cookie carries only its random token
+(plus the CSRF token, the language and a stash token). Every request looks the row up: it must not
+have ended (sign-out, new password, changed roles, deactivation, an admin's "end sessions"), be
+older than `POLKU_SESSION_HOURS` or unused for `POLKU_IDLE_MINUTES`. The cookie is `Secure` unless
+`POLKU_INSECURE_COOKIES` is set (plain-http 127.0.0.1 only; refused in production).
 
 Every page view carries `@login_required(...)`; the roles are re-read from the database on each
-request, so a change by an admin takes effect at once. A sign-in idles out after
-`POLKU_IDLE_TIMEOUT`; a form posted after that is stashed (`stash_form`), the user signs in
-again and lands on the same page, whose GET view calls `restore_form()` to fill the form back in.
-Forms therefore post to their own URL. CSRF tokens are checked on every POST by Flask-WTF's
-`CSRFProtect` before any view runs.
+request. A form posted after the sign-in expired is stashed (`stash_form`, never a password
+field), the user signs in again and lands on the same page, whose GET view calls `restore_form()`
+to fill the form back in. Forms therefore post to their own URL. CSRF tokens are checked on every
+POST by Flask-WTF's `CSRFProtect` before any view runs. Sign-in attempts are throttled per account
+and per address (`throttle.py`) and failures are audited. The time comes from
+`app.config["POLKU_CLOCK"]` (tests move it).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -32,20 +42,21 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
-from engine import users
+from engine import audit, signin, users
 from engine.db import utcnow
 from engine.models import User
+from engine.production import refuse_unsafe_start
 
 from .db import get_session
 from .errors import keep_unsaved
 
 bp = Blueprint("auth", __name__)
 
-USER_KEY = "user_id"
-SEEN_KEY = "seen"
+SID_KEY = "sid"
 STASH_KEY = "form_stash"
 LANG_KEY = "lang"
 F = TypeVar("F", bound=Callable[..., Any])
+SECRET_FIELD = re.compile(r"pass|pwd|salasana|secret|token", re.IGNORECASE)  # never stashed
 
 
 def current_user() -> User | None:
@@ -90,8 +101,7 @@ def stash_form() -> None:
     owner = g.get("expired_user_id")
     if owner is None:
         return
-    field = current_app.config["WTF_CSRF_FIELD_NAME"]
-    values = {k: v for k, v in request.form.to_dict(flat=False).items() if k != field}
+    values = {k: v for k, v in request.form.to_dict(flat=False).items() if not SECRET_FIELD.search(k)}
     session[STASH_KEY] = current_app.extensions["polku"].stash.put(get_session(), owner, request.path, values)
     flash(_("Your sign-in had expired. Sign in again: what you typed has been kept."), "info")
 
@@ -117,26 +127,29 @@ def safe_next(target: str | None) -> str | None:
     return target if not parts.scheme and not parts.netloc else None
 
 
-def _now() -> float:
-    return utcnow().timestamp()
+def current_time() -> datetime:
+    """Return the time of this request (`POLKU_CLOCK` if a test set one)."""
+    clock: Callable[[], datetime] = current_app.config.get("POLKU_CLOCK") or utcnow
+    return clock()
 
 
 def _load_user() -> None:
     g.user = None
-    uid = session.get(USER_KEY)
-    if uid is None or request.endpoint == "static":
+    token = session.get(SID_KEY)
+    if not token or request.endpoint == "static":
         return
-    idle = current_app.config["POLKU_IDLE_TIMEOUT"].total_seconds()
-    if _now() - float(session.get(SEEN_KEY, 0)) > idle:
-        g.expired_user_id = uid
-        session.pop(USER_KEY, None)
+    db, now = get_session(), current_time()
+    row = signin.find_session(db, token)
+    why = None if row is None else signin.why_not_live(row, now=now, idle=current_app.config["POLKU_IDLE_TIMEOUT"])
+    user = None if row is None or why is not None else users.find_user(db, row.user_id)
+    if row is None or why is not None or user is None or not user.active:
+        session.pop(SID_KEY, None)
+        if row is not None and why in (signin.EndReason.IDLE, signin.EndReason.EXPIRED):
+            g.expired_user_id = row.user_id  # a form posted now is kept for them (`stash_form`)
+            signin.end_session(row, why, now=now)
         return
-    user = users.find_user(get_session(), uid)
-    if user is None or not user.active:
-        session.pop(USER_KEY, None)
-        return
+    signin.touch_session(row, now=now)
     g.user = user
-    session[SEEN_KEY] = _now()
 
 
 def _start_login(user: User) -> None:
@@ -144,10 +157,21 @@ def _start_login(user: User) -> None:
     session.clear()  # a fresh session (and CSRF token) for the signed-in user
     session.update(kept)
     session.permanent = True
-    session[USER_KEY] = user.id
-    session[SEEN_KEY] = _now()
+    session[SID_KEY] = signin.start_session(
+        get_session(), user.id, now=current_time(), lifetime=current_app.config["PERMANENT_SESSION_LIFETIME"],
+        user_agent=request.user_agent.string, address=request.remote_addr)
     session[LANG_KEY] = user.locale
     g.user = user
+
+
+def _refuse_throttled(username: str, address: str, wait: timedelta) -> tuple[str, int]:
+    db = get_session()
+    signin.audit_attempt(db, audit.EventKind.SIGNIN_THROTTLED, username, address, now=current_time(), wait=wait)
+    db.commit()  # the 429 below rolls the request back: the refused attempt must stay in the audit trail
+    error = _("Too many failed sign-in attempts. Try again in %(seconds)s seconds.",
+              seconds=math.ceil(wait.total_seconds()))
+    return render_template("auth/login.html", next=safe_next(request.values.get("next")), username=username,
+                           error=error), 429
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -161,25 +185,29 @@ def login() -> Any:
     username = request.form.get("username", "").strip().lower()
     keep_unsaved(render_template("auth/login.html", next=target, username=username, error=_(
         "Signing in is not possible just now: the database is not available. Try again in a moment.")),
-        undo=lambda: session.pop(USER_KEY, None))  # shown with 503 if a read or write fails
-    key = (username, request.remote_addr or "")
+        undo=lambda: session.pop(SID_KEY, None))  # shown with 503 if a read or write fails
+    address, now, db = request.remote_addr or "", current_time(), get_session()
     throttle = current_app.extensions["polku"].throttle
-    if throttle.blocked(get_session(), key):
-        error = _("Too many failed sign-in attempts. Wait 15 minutes and try again.")
-        return render_template("auth/login.html", next=target, username=username, error=error), 429
-    user = users.authenticate(get_session(), username, request.form.get("password", ""))
+    wait = throttle.wait(db, username, address, now)
+    if wait > timedelta(0):
+        return _refuse_throttled(username, address, wait)
+    user = users.authenticate(db, username, request.form.get("password", ""))
     if user is None:
-        throttle.fail(get_session(), key)
+        throttle.fail(db, username, address, now)
+        signin.audit_attempt(db, audit.EventKind.SIGNIN_FAILED, username, address, now=now)
         error = _("Wrong username or password.")
         return render_template("auth/login.html", next=target, username=username, error=error)
-    throttle.reset(get_session(), key)
+    throttle.succeed(db, username)
     _start_login(user)
     return redirect(target or url_for("home.index"))
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Response:
-    """Sign out and forget the whole session."""
+    """Sign out: end the server-side session and forget the cookie's contents."""
+    row = signin.find_session(get_session(), session.get(SID_KEY, ""))
+    if row is not None:
+        signin.end_session(row, signin.EndReason.SIGNED_OUT, now=current_time())
     lang = session.get(LANG_KEY)
     session.clear()
     if lang:
@@ -200,8 +228,20 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Believe X-Forwarded-For/-Proto from `hops` reverse proxies (none by default: the headers are ignored)."""
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
+
 def init_app(app: Flask) -> None:
-    """Load the signed-in user before each request and add security headers after it."""
+    """Refuse an unsafe production start, trust the configured proxies, load the user, add headers."""
+    polku = app.extensions["polku"]
+    with polku.sessions() as db:
+        refuse_unsafe_start(db, polku.settings)
+    _trust_proxies(app, polku.settings.trusted_proxies)
     app.before_request(_load_user)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"current_user": current_user(), "has_role": has_role})

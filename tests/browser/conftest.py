@@ -56,7 +56,8 @@ def base_url(live_db) -> Iterator[str]:
     """Serve the app on a free local port in a thread; return its address."""
     from werkzeug.serving import make_server
 
-    app = create_app(Settings(database_url=live_db[0], secret_key="browser-test", embedded_worker=False))
+    app = create_app(Settings(database_url=live_db[0], secret_key="browser-test", embedded_worker=False,
+                              insecure_cookies=True))  # plain http on 127.0.0.1
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

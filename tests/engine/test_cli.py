@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,80 @@ def test_console_script_runs(tmp_path):
     out = subprocess.run([str(polku_bin), "deploy", str(MODELS / "loop.bpmn")], env=env, capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout)["created"][0]["process_id"] == "loop"
+
+
+# Production guards: no demo users, `check-production`, ending a user's sessions.
+
+
+def _production(tmp_path, **changes):
+    return Settings(**{"database_url": f"sqlite:///{tmp_path}/p.db", "env": "production", "secret_key": "s" * 48,
+                       **changes})
+
+
+def test_seed_demo_is_refused_in_production_with_one_line(tmp_path, capsys):
+    assert main(["seed-demo"], settings=_production(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "refused when POLKU_ENV=production" in err and len(err.strip().splitlines()) == 1
+
+
+def test_worker_refuses_to_start_in_production_while_a_demo_account_is_active(tmp_path, capsys):
+    development = Settings(database_url=f"sqlite:///{tmp_path}/p.db")
+    assert main(["seed-demo"], settings=development) == 0
+    capsys.readouterr()
+    assert main(["worker", "--once"], settings=_production(tmp_path)) == 1
+    assert "demo accounts" in capsys.readouterr().err
+    assert main(["remove-demo"], settings=_production(tmp_path)) == 0
+    assert json.loads(capsys.readouterr().out)["deactivated"][0] == "admin"
+    assert main(["worker", "--once"], settings=_production(tmp_path)) == 0
+
+
+def test_check_production_lists_what_is_unsafe(tmp_path, capsys):
+    unsafe = Settings(database_url=f"sqlite:///{tmp_path}/p.db", insecure_cookies=True, flask_debug=True)
+    assert main(["seed-demo"], settings=unsafe) == 0
+    capsys.readouterr()
+    assert main(["--json", "check-production"], settings=unsafe) == 1
+    captured = capsys.readouterr()
+    found = json.loads(captured.out)["unsafe"]
+    for phrase in ("POLKU_ENV is 'development'", "POLKU_SECRET_KEY is not set", "POLKU_INSECURE_COOKIES",
+                   "demo accounts", "FLASK_DEBUG", "SQLite"):
+        assert sum(phrase in line for line in found) == 1, phrase
+    assert "6 thing(s) unsafe" in captured.err
+
+
+@pytest.mark.parametrize("secret, phrase", [("short-key", "shorter than 32"), ("change-me", "well-known")])
+def test_check_production_names_a_weak_secret_key(tmp_path, capsys, secret, phrase):
+    assert main(["--json", "check-production"], settings=_production(tmp_path, secret_key=secret)) == 1
+    assert any(phrase in line for line in json.loads(capsys.readouterr().out)["unsafe"])
+
+
+def test_a_safe_production_setup_has_no_problems(tmp_path):
+    from engine import production
+    from engine.db import make_engine, make_sessions, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
+    upgrade(engine)
+    safe = _production(tmp_path, database_url="postgresql://polku@db-host/polku")
+    with make_sessions(engine).begin() as session:
+        assert production.problems(session, safe) == []
+        production.refuse_unsafe_start(session, safe)
+    engine.dispose()
+
+
+def test_sessions_end_user_ends_every_session(tmp_path, capsys):
+    from engine import signin, users
+    from engine.db import make_engine, make_sessions, utcnow
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/p.db")
+    assert main(["user", "aino", "--password", "salasana-123", "--roles", "expert"], settings=settings) == 0
+    engine = make_engine(settings.database_url)
+    with make_sessions(engine).begin() as s:
+        user = users.get_user(s, "aino")
+        tokens = [signin.start_session(s, user.id, now=utcnow(), lifetime=timedelta(hours=12)) for _ in range(2)]
+    capsys.readouterr()
+    assert main(["--json", "sessions", "end", "AINO", "--by", "ops"], settings=settings) == 0
+    assert json.loads(capsys.readouterr().out) == {"username": "aino", "ended": 2}
+    with make_sessions(engine).begin() as s:
+        assert {signin.find_session(s, t).ended_reason for t in tokens} == {"ended_by_admin"}
+    engine.dispose()
+    assert main(["sessions", "end", "nobody"], settings=settings) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from engine import users
+from engine import signin, users
 from engine.errors import InvalidInput, UserNotFound
 from engine.models import AuditEvent
 
@@ -119,3 +120,81 @@ def test_display_names_maps_known_usernames(session):
     users.add_user(session, "aino", "salasana-123", ["expert"], display_name="Aino A")
     assert users.display_names(session, ["aino", "nobody", None]) == {"aino": "Aino A"}
     assert users.display_names(session, []) == {}
+
+
+# Sign-in sessions end with a new password, changed roles, deactivation and an admin's order.
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+IDLE = timedelta(minutes=30)
+
+
+def _signed_in(session, username="aino", roles=("expert",)):
+    user = users.add_user(session, username, "salasana-123", roles)
+    token = signin.start_session(session, user.id, now=NOW, lifetime=timedelta(hours=12))
+    return user, token
+
+
+def _why(session, token, now=NOW):
+    return signin.why_not_live(signin.find_session(session, token), now=now, idle=IDLE)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda s: users.set_password(s, "aino", "uusi-salasana"), "password_changed"),
+    (lambda s: users.set_roles(s, "aino", ["supervisor"]), "roles_changed"),
+    (lambda s: users.set_profile(s, "aino", active=False), "deactivated"),
+    (lambda s: users.end_sessions(s, "aino", by="admin"), "ended_by_admin"),
+])
+def test_account_changes_end_every_session_of_the_user(session, change, reason):
+    _user, token = _signed_in(session)
+    _other, other_token = _signed_in(session, "eero")
+    assert _why(session, token) is None
+    change(session)
+    assert _why(session, token) == reason
+    assert _why(session, other_token) is None
+    row = signin.find_session(session, token)
+    assert row.ended_at is not None and row.ended_reason == reason
+
+
+def test_unchanged_roles_and_profile_keep_the_sessions(session):
+    _user, token = _signed_in(session)
+    users.set_roles(session, "aino", ["expert"])
+    users.set_profile(session, "aino", display_name="Aino A", active=True)
+    assert _why(session, token) is None
+
+
+def test_ending_sessions_is_audited_with_how_many(session):
+    _signed_in(session)
+    assert users.end_sessions(session, "aino", by="admin", now=NOW) == 1
+    assert users.end_sessions(session, "aino", by="admin", now=NOW) == 0
+    session.flush()
+    ended = [json.loads(e.data) for e in session.scalars(select(AuditEvent)) if "sessions_ended" in e.data]
+    assert ended == [{"user": "aino", "action": "sessions_ended", "reason": "ended_by_admin", "sessions": 1}]
+
+
+def test_session_ends_when_idle_or_past_its_absolute_lifetime(session):
+    _user, token = _signed_in(session)
+    row = signin.find_session(session, token)
+    assert _why(session, token, NOW + timedelta(minutes=29)) is None
+    assert _why(session, token, NOW + timedelta(minutes=31)) == "idle"
+    for minutes in range(20, 12 * 60, 20):  # busy all day: used every 20 minutes
+        assert _why(session, token, NOW + timedelta(minutes=minutes)) is None
+        signin.touch_session(row, now=NOW + timedelta(minutes=minutes))
+    assert _why(session, token, NOW + timedelta(hours=12)) == "expired"
+
+
+def test_only_the_hash_of_the_token_is_stored(session):
+    _user, token = _signed_in(session)
+    row = signin.find_session(session, token)
+    assert row.id != token and token not in row.id and len(row.id) == 64
+    assert signin.find_session(session, row.id) is None
+    assert signin.find_session(session, "") is None
+
+
+def test_demo_users_are_marked_and_can_be_deactivated(session):
+    users.seed_demo_users(session)
+    users.add_user(session, "aino", "salasana-123", ["expert"])
+    assert users.demo_accounts(session) == sorted(u for u, *_rest in users.DEMO_USERS)
+    assert users.get_user(session, "aino").demo is False
+    assert users.deactivate_demo_users(session, by="ops") == sorted(u for u, *_rest in users.DEMO_USERS)
+    assert users.demo_accounts(session) == []
+    assert users.authenticate(session, "admin", "admin-demo") is None

@@ -1,4 +1,7 @@
-"""Sign-in, sign-out, throttling, CSRF, safe redirects, idle expiry with the form stash, headers."""
+"""Sign-in, sign-out, throttling, CSRF, safe redirects, idle expiry with the form stash, headers.
+
+Sessions that end (revocation, lifetimes) are in `test_sessions.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine import users
-from engine.db import utcnow
-from webui.auth import SEEN_KEY, safe_next
-from webui.throttle import LoginThrottle
+from webui.auth import safe_next
+from webui.throttle import Backoff, LoginThrottle
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ def test_login_ignores_an_offsite_next(client, aino):
     assert response.headers["Location"] == "/"
 
 
-def test_five_failures_lock_the_username_from_that_address(client, aino):
+def test_five_failures_make_the_account_wait(client, aino):
     for _ in range(5):
         assert client.post("/login", data={"username": "aino", "password": "väärä"}).status_code == 200
     response = client.post("/login", data={"username": "aino", "password": "oikea-salasana"})
@@ -97,16 +99,26 @@ def test_success_before_the_limit_clears_the_count(client, aino):
     assert client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).status_code == 302
 
 
-def test_throttle_forgets_failures_older_than_the_window(session):
-    now = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)]
-    throttle = LoginThrottle(limit=2, window_seconds=60, clock=lambda: now[0])
-    key = ("aino", "10.0.0.1")
-    throttle.fail(session, key)
-    throttle.fail(session, key)
-    assert throttle.blocked(session, key)
-    assert not throttle.blocked(session, ("aino", "10.0.0.2"))
-    now[0] += timedelta(seconds=61)
-    assert not throttle.blocked(session, key)
+def test_backoff_doubles_up_to_its_ceiling():
+    backoff = Backoff(free=3, first_wait=10, max_wait=60)
+    waits = [backoff.wait_after(n).total_seconds() for n in range(8)]
+    assert waits == [0, 0, 0, 10, 20, 40, 60, 60]
+
+
+def test_throttle_waits_per_account_and_per_address_and_forgets_old_failures(session):
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    throttle = LoginThrottle(account=Backoff(2, 10, 100), address=Backoff(3, 10, 100), window_seconds=600)
+    throttle.fail(session, "aino", "10.0.0.1", now)
+    throttle.fail(session, "aino", "10.0.0.1", now)
+    assert throttle.wait(session, "aino", "10.0.0.2", now) == timedelta(seconds=10)  # the account, anywhere
+    assert throttle.wait(session, "eero", "10.0.0.1", now) == timedelta(0)  # the address has one more free
+    throttle.fail(session, "eero", "10.0.0.1", now)
+    assert throttle.wait(session, "eero", "10.0.0.1", now) == timedelta(seconds=10)  # now the address waits
+    assert throttle.wait(session, "aino", "10.0.0.2", now + timedelta(seconds=10)) == timedelta(0)
+    throttle.succeed(session, "aino")
+    assert throttle.wait(session, "aino", "10.0.0.2", now) == timedelta(0)
+    assert throttle.wait(session, "eero", "10.0.0.1", now) == timedelta(seconds=10)  # success keeps the address's
+    assert throttle.wait(session, "eero", "10.0.0.1", now + timedelta(seconds=601)) == timedelta(0)
 
 
 def test_failures_are_shared_by_every_server_process(settings, aino, db_engine):
@@ -139,6 +151,8 @@ def test_role_change_takes_effect_on_the_next_request(client, login_as, sessions
     assert client.get("/customers/").status_code == 200
     with sessions.begin() as s:
         users.set_roles(s, username, ["designer"])
+    assert client.get("/customers/").status_code == 302  # the sign-in ended: in again with the new roles
+    login_as(username)
     assert client.get("/customers/").status_code == 403
 
 
@@ -149,22 +163,17 @@ def test_deactivated_user_is_signed_out(client, login_as, sessions):
     assert client.get("/customers/").status_code == 302
 
 
-def _expire(client):
-    with client.session_transaction() as s:
-        s[SEEN_KEY] = utcnow().timestamp() - 2 * 3600
-
-
-def test_idle_login_expires(client, login_as):
+def test_idle_login_expires(client, clock, login_as):
     login_as("expert")
-    _expire(client)
+    clock.move(hours=2)
     response = client.get("/customers/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
 
 
-def test_form_posted_after_expiry_is_restored_after_signing_in_again(client, login_as):
+def test_form_posted_after_expiry_is_restored_after_signing_in_again(client, clock, login_as):
     username = login_as("expert")
     token = client.csrf_token()
-    _expire(client)
+    clock.move(hours=2)
     typed = {"name": "Kadonnut Oy", "business_id": "0737546-2", "contact_person": "Liisa", "csrf_token": token}
     response = client.post("/customers/new", data=typed)
     assert (response.status_code, response.headers["Location"]) == (302, "/login?next=/customers/new")
@@ -177,10 +186,10 @@ def test_form_posted_after_expiry_is_restored_after_signing_in_again(client, log
     assert 'value="Kadonnut Oy"' not in client.get("/customers/new").get_data(as_text=True)  # only once
 
 
-def test_stashed_form_is_not_given_to_another_user(client, login_as):
+def test_stashed_form_is_not_given_to_another_user(client, clock, login_as):
     login_as("expert")
     token = client.csrf_token()
-    _expire(client)
+    clock.move(hours=2)
     client.post("/customers/new", data={"name": "Salainen Oy", "csrf_token": token})
     login_as("supervisor")
     assert "Salainen Oy" not in client.get("/customers/new").get_data(as_text=True)
@@ -192,16 +201,16 @@ def test_pages_carry_security_headers_and_cookie_flags(client, aino):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store"
     cookie = client.post("/login", data={"username": "aino", "password": "oikea-salasana"}).headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "; Secure" in cookie
 
 
-def test_production_cookie_is_secure(settings, db_engine):
+def test_cookie_is_secure_unless_insecure_cookies_are_asked_for(settings, db_engine):
     from dataclasses import replace
 
     from webui import create_app
 
-    app = create_app(replace(settings, env="production"))
-    try:
-        assert app.config["SESSION_COOKIE_SECURE"] is True
-    finally:
+    for env, insecure, secure in (("development", False, True), ("production", False, True),
+                                  ("development", True, False)):
+        app = create_app(replace(settings, env=env, insecure_cookies=insecure))
+        assert app.config["SESSION_COOKIE_SECURE"] is secure
         app.extensions["polku"].engine.dispose()

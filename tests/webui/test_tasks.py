@@ -17,7 +17,6 @@ from engine.errors import Conflict
 from engine.inbox import claim
 from engine.inbox import tasks as open_tasks
 from engine.models import Task
-from webui.auth import SEEN_KEY
 from webui.formfields import safe_markdown
 
 BPMN = Path(__file__).parents[2] / "bpmn"
@@ -193,11 +192,10 @@ def test_task_completed_by_someone_else_keeps_what_i_typed(client, expert, sessi
     assert "Oma tärkeä muistiinpano</textarea>" in body
 
 
-def test_expired_sign_in_brings_me_back_to_the_filled_task_form(client, expert, sessions):
+def test_expired_sign_in_brings_me_back_to_the_filled_task_form(client, clock, expert, sessions):
     task = open_task(sessions, start_case(sessions))
     token = client.csrf_token()
-    with client.session_transaction() as s:
-        s[SEEN_KEY] = utcnow().timestamp() - 2 * 3600
+    clock.move(hours=2)
     typed = assessment(assessment_notes="Kirjoitettu ennen uloskirjautumista", csrf_token=token)
     response = client.post(f"/tasks/{task.id}", data=typed)
     assert response.headers["Location"] == f"/login?next=/tasks/{task.id}"
