@@ -24,6 +24,7 @@ import keyword
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 __all__ = ["Unsupported", "is_template", "translate"]
 
@@ -144,7 +145,7 @@ class _Parser:
         otherwise = self.expression()
         return f"({then} if {condition} else {otherwise})"
 
-    _LEVELS: list[dict[str, str]] = [
+    _LEVELS: ClassVar[list[dict[str, str]]] = [
         {"||": "or", "or": "or"}, {"&&": "and", "and": "and"}, _EQUALITY, _COMPARE,
         {"+": "+", "-": "-"}, _MULTIPLY,
     ]

@@ -415,9 +415,9 @@ def _problem_from_validation(err: ValidationException, default_file: str,
     failure = err.__context__
     if isinstance(failure, Exception) and not isinstance(failure, SpiffWorkflowException) \
             and err.args[:1] == (repr(failure),):  # Spiff wrapped a Python error of its own parser
-        message = _explain_parse_error(failure, node)
+        message = _explain_parse_error(failure, node, element)
     else:
-        message = _spiff_sentence(str(err).split("\n")[0].strip(), node)
+        message = _spiff_sentence(str(err).split("\n")[0].strip(), node, element)
     return Problem(os.path.basename(err.file_name or default_file), line, element, message)
 
 
@@ -509,16 +509,22 @@ _SPIFF_SENTENCES = [
     (re.compile(r"There is no support implemented for this task type"),
      "'{label}' ({tag}) is an element type the engine does not support."),
     (re.compile(r"Multiple outgoing flows are not supported"),
-     "'{label}' ({tag}) has several outgoing sequence flows; the engine needs a gateway to split the "
-     "flow: add a parallel or exclusive gateway after it."),
+     ("'{label}' ({tag}) has several outgoing sequence flows; the engine needs a gateway to split the "
+      "flow: add a parallel or exclusive gateway after it.")),
     (re.compile(r"Process (\S+) is not executable"),
-     "Process '{0}' is marked isExecutable=\"false\" but is called by a call activity: mark it "
-     "executable or call another process."),
+     ("Process '{0}' is marked isExecutable=\"false\" but is called by a call activity: mark it "
+      "executable or call another process.")),
     (re.compile(r"No start event found"), "Process '{label}' has no start event."),
     (re.compile(r"Exactly one start event is required in a SubWorkflow Task; found (\d+)"),
      "'{label}' ({tag}) has {0} start events; the engine needs exactly one start event in a subprocess."),
     (re.compile(r"Data Store with name (.*) has no implementation"),
      "Data store '{0}' cannot be run: the engine has no implementation for data stores."),
+    (re.compile(r"Non-default exclusive outgoing sequence flow without condition"),
+     ("'{label}' ({tag}) has an outgoing sequence flow without a condition that is not its default flow: give "
+      "the flow a condition or make it the gateway's default.")),
+    (re.compile(r"A multiinstance task must specify a cardinality or a collection"),
+     ("'{label}' ({tag}) is a multi-instance activity without a loopCardinality or a camunda:collection: say "
+      "how many instances to run, or over which list.")),
     (re.compile(r"Cancel Events may only be used with transactions"),
      "'{label}' is a cancel event; cancel events may only be used in a transaction subprocess."),
 ]
@@ -526,8 +532,8 @@ _PYTHON_TEXT = re.compile(r"\w+(Error|Exception)\(|Traceback|object has no attri
                           r"positional argument|object is not|<\w+ object at|b'<")
 
 
-def _spiff_sentence(text: str, node: etree._Element | None) -> str:
-    label = (node.get("name") or node.get("id")) if node is not None else "the element"
+def _spiff_sentence(text: str, node: etree._Element | None, element: str | None = None) -> str:
+    label = (node.get("name") or element or node.get("id")) if node is not None else "the element"
     tag = etree.QName(node).localname if node is not None else "element"
     for pattern, sentence in _SPIFF_SENTENCES:
         found = pattern.search(text)
@@ -538,10 +544,10 @@ def _spiff_sentence(text: str, node: etree._Element | None) -> str:
     return text.rstrip(".") + "."
 
 
-def _explain_parse_error(err: Exception, node: etree._Element | None) -> str:
+def _explain_parse_error(err: Exception, node: etree._Element | None, element: str | None = None) -> str:
     """Say in words why SpiffWorkflow's parser failed on an element; never show Python text."""
     text = str(err)
-    label = (node.get("name") or node.get("id")) if node is not None else None
+    label = (node.get("name") or element or node.get("id")) if node is not None else None
     what = f"'{label}' ({etree.QName(node).localname})" if node is not None else "An element"
     if isinstance(err, KeyError) and "decisionRef" in text:
         return f"{what} does not name its DMN decision (camunda:decisionRef is missing)."
