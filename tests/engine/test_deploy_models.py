@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from engine import audit, deploy, prepare, runtime, spiff, timers, xmlcheck
+from engine import audit, deploy, juel, prepare, runtime, sandbox, spiff, timers, xmlcheck
 from engine.errors import InvalidModel
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -480,3 +480,41 @@ def test_deploying_broken_variants_answers_in_sentences(mutation):
         MUTATIONS[mutation](tree)
         content = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
         _assert_sentences(deploy.validate_files({path.name: content}).problems, f"{path.name}: {mutation}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The JUEL translation itself
+
+
+@pytest.mark.parametrize("text, python", [
+    ("${approved}", "approved"),
+    ("${ amount > 1000 && !rejected }", "((amount > 1000) and (not rejected))"),
+    ("${!approved == true}", "((not approved) == True)"),
+    ("${a || b && c}", "(a or (b and c))"),
+    ("${x div 2 mod 3 + 1 * -y}", "(((x / 2) % 3) + (1 * (-y)))"),
+    ("${empty x.y}", "(x['y'] in (None, '', [], {}))"),
+    ("${a[0].b ge 1}", "(a[0]['b'] >= 1)"),
+    ("${n le 1 ? 'one' : \"many\"}", "('one' if (n <= 1) else 'many')"),
+    ("${note == 'a && b || !c'}", "(note == 'a && b || !c')"),
+    ("${note eq 'it\\'s'}", "(note == \"it's\")"),
+    ("${x ne null}", "(x != None)"),
+    ("amount > 1000 and not rejected", "amount > 1000 and not rejected"),
+])
+def test_juel_is_translated_with_its_own_precedence(text, python):
+    assert juel.translate(text) == python
+
+
+def test_juel_translation_evaluates_like_juel():
+    names = {"approved": False, "note": "it's", "items": [], "n": 3}
+    cases = {"${!approved == true}": True, "${note eq 'it\\'s' && empty items}": True,
+             "${n gt 2 ? 'big' : 'small'}": "big", "${not empty note}": True}
+    for text, expected in cases.items():
+        assert sandbox.evaluate(juel.translate(text), dict(names)) == expected, text
+
+
+@pytest.mark.parametrize("text", ["${execution.getVariable('x')}", "${x.size()}", "${f(1)}", "${fn:f(1)}",
+                                  "#{bean}", "${a} text", "${a", "${a +}", "${a @ b}", "${class}",
+                                  "${a instanceof b}", "${a ? b}", "${$x}"])
+def test_unsupported_juel_raises_unsupported(text):
+    with pytest.raises(juel.Unsupported):
+        juel.translate(text)
