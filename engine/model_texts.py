@@ -25,6 +25,8 @@ from typing import IO, Any
 from babel.messages.mofile import read_mo
 from lxml import etree
 
+from . import xmlcheck
+
 MODEL_LOCALE = "fi"
 DOMAIN = "models"
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -142,6 +144,22 @@ def missing(texts: Iterable[str], locale: str, directory: Path = TRANSLATIONS) -
     """Return the texts the catalogue of a language does not translate, sorted."""
     known = catalogue(locale, directory)
     return sorted({t for t in texts if t and t not in known})
+
+
+def untranslated(filename: str, content: bytes, directory: Path = TRANSLATIONS) -> list[dict[str, Any]]:
+    """Return the texts of a model file that a language's catalogue lacks: [{locale, text, line, where}]."""
+    tree, problems = xmlcheck.parse_untrusted(filename, content)
+    if tree is None or problems:
+        return []  # validation reports why the file cannot be read
+    found: list[dict[str, Any]] = []
+    for locale in locales(directory):
+        known = catalogue(locale, directory)
+        seen: set[str] = set()
+        for line, text, where in texts_of(tree.getroot()):
+            if text not in known and text not in seen:
+                seen.add(text)
+                found.append({"locale": locale, "text": text, "line": line, "where": where})
+    return found
 
 
 def rule_codes(texts: Iterable[str]) -> list[str]:

@@ -8,16 +8,16 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine import customers, kpi, runtime
+from engine import access, customers, kpi, runtime
 from engine.customers import MINISTRY_SEGMENTS, NEED_SEGMENTS, Segment, Situation, TurnoverBand
 from engine.db import utcnow
 from engine.errors import FormInvalid
 from engine.users import display_names, experts
 
-from . import formfields
+from . import formfields, modeltexts
 from .auth import current_user, login_required, restore_form
 from .db import get_session
-from .tasks import due_state, next_task, process_names
+from .tasks import due_state, next_task, process_names, reader
 
 EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
                 "task_assigned": _l("Task reassigned"), "timer_fired": _l("Timer fired"),
@@ -80,7 +80,7 @@ def index() -> str:
     """List customers, searched by name or business ID, one page at a time."""
     q = request.args.get("q", "").strip()
     session = get_session()
-    page = customers.search_customers(session, q, _page_number(), PER_PAGE)
+    page = customers.search_customers(session, q, _page_number(), PER_PAGE, reader=reader())
     names = display_names(session, (c.responsible_expert for c in page.items))
     return render_template("customers/index.html", q=q, page=page, names=names, **labels())
 
@@ -114,6 +114,8 @@ def create() -> Any:
     except FormInvalid as exc:
         return _render_form(None, exc.values, exc.errors, 422)
     flash(_("Customer %(name)s registered.", name=customer.name), "success")
+    if not access.can_read_customer(get_session(), reader(), customer.id):  # given to another expert
+        return redirect(url_for(".index"))
     return redirect(url_for(".show", customer_id=customer.id))
 
 
@@ -121,10 +123,11 @@ def create() -> Any:
 @login_required(*ROLES)
 def show(customer_id: int) -> str:
     """Show a customer's details and service processes."""
-    session = get_session()
+    session, me = get_session(), reader()
+    access.require_customer(session, me, customer_id)
     customer = customers.get_customer(session, customer_id)
-    processes = kpi.process_steps(session, customers.customer_processes(session, customer))
-    timeline = customers.customer_timeline(session, customer)
+    processes = kpi.process_steps(session, customers.customer_processes(session, customer, reader=me))
+    timeline = customers.customer_timeline(session, customer, reader=me)
     feedback = customers.customer_feedback(session, [p.instance.id for p in processes])
     people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
                                               for t in p.open_tasks + p.aftercare] + [e.actor for e in timeline]
@@ -143,7 +146,8 @@ def _event_data(event: Any) -> dict[str, Any]:
 
 def _render_start(customer: Any, fields: list[Any], values: dict[str, Any], errors: dict[str, str],
                   status: int = 200) -> tuple[str, int]:
-    html = render_template("customers/start.html", customer=customer, fields=fields, values=values,
+    html = render_template("customers/start.html", customer=customer, values=values,
+                           fields=modeltexts.latest_fields(SERVICE_PROCESS, fields),
                            errors=formfields.messages(errors),
                            process_name=process_names().get(SERVICE_PROCESS, SERVICE_PROCESS))
     return html, status
@@ -154,6 +158,7 @@ def _render_start(customer: Any, fields: list[Any], values: dict[str, Any], erro
 def start(customer_id: int) -> Any:
     """Show the start form of a service process for this customer; start it and open its first task."""
     session, user = get_session(), current_user()
+    access.require_customer(session, reader(), customer_id)
     customer = customers.get_customer(session, customer_id)
     fields = runtime.start_form(session, SERVICE_PROCESS)
     known = {"business_id": customer.business_id, "company_name": customer.name}
@@ -185,6 +190,7 @@ def start(customer_id: int) -> Any:
 def edit(customer_id: int) -> Any:
     """Show a customer's edit form; save the changes."""
     session = get_session()
+    access.require_customer(session, reader(), customer_id)
     customer = customers.get_customer(session, customer_id)
     if request.method == "GET":
         current = {f: "" if getattr(customer, f) is None else str(getattr(customer, f)) for f in customers.FIELDS}

@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from engine import deploy, drafts, migrate
+from engine import deploy, drafts, migrate, model_texts
 from engine.diff import diff_models
 from engine.errors import EngineError, InvalidInput, InvalidModel, NotAllowed, NotFound, Problem
 from engine.models import Draft, ModelFile, ProcessVersion
@@ -227,7 +227,8 @@ def validate() -> Response:
     """Validate the modeler's content; answer the problems as JSON."""
     filename, content, _base = _posted_model()
     name = os.path.basename(filename) or "model.bpmn"
-    return jsonify({"problems": check_model(name, content.encode())})
+    return jsonify({"problems": check_model(name, content.encode()),
+                    "untranslated": model_texts.untranslated(name, content.encode())})
 
 
 def _changes(name: str, content: bytes) -> list[dict[str, Any]]:
@@ -268,7 +269,8 @@ def review(draft_id: int) -> str:
     problems = check_model(found.filename, content)
     blocking = [p for p in problems if p["source"] == "engine"]
     return render_template("designer/review.html", draft=found, problems=problems, blocking=blocking,
-                           sections=_changes(found.filename, content) if not blocking else [])
+                           sections=_changes(found.filename, content) if not blocking else [],
+                           untranslated=model_texts.untranslated(found.filename, content))
 
 
 @bp.route("/drafts/<int:draft_id>/deploy", methods=["POST"])

@@ -66,6 +66,12 @@ def fields(items: list[Field], version_id: int | None) -> list[Field]:
     return [field(item, version_id) for item in items]
 
 
+def latest_fields(process_id: str, items: list[Field]) -> list[Field]:
+    """Return the start form fields of a process's newest version in the user's language."""
+    version = deploy.latest_version(get_session(), process_id, required=False)
+    return fields(items, version.id if version is not None else None)
+
+
 def process_names() -> dict[str, str]:
     """Return {process id: name in the user's language} of the newest deployed versions."""
     names: dict[str, str] = {}

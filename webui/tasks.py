@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from engine import customers, deploy, kpi, runtime
+from engine import access, customers, kpi, runtime
 from engine.db import utcnow
 from engine.errors import Conflict, FormInvalid, InvalidInput, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
@@ -25,12 +25,13 @@ from engine.inbox import tasks as open_tasks
 from engine.models import ProcessVersion, Task, TaskStatus, User
 from engine.users import display_names, experts
 
-from . import formfields
+from . import formfields, modeltexts
 from .auth import current_user, has_role, login_required, restore_form, safe_next
 from .db import get_session
 from .errors import keep_unsaved
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+bp.add_app_template_global(modeltexts.text, "model_text")  # model texts in the user's language
 ROLES = ("expert", "supervisor", "admin")
 SUPERVISORS = ("supervisor", "admin")
 PER_PAGE = 25
@@ -51,9 +52,15 @@ def _me() -> User:
     return user
 
 
+def reader() -> access.Reader:
+    """Return the signed-in user as `engine.access` sees them (what they may read)."""
+    user = _me()
+    return access.Reader.of(user.username, user.role_set)
+
+
 def process_names() -> dict[str, str]:
-    """Return {process id: name} of the deployed processes."""
-    return {v["process_id"]: v["name"] for v in deploy.list_versions(get_session()) if v["kind"] == "process"}
+    """Return {process id: name in the user's language} of the deployed processes."""
+    return modeltexts.process_names()
 
 
 def row_context(rows: list[tuple[Task, Any]]) -> dict[str, Any]:
@@ -113,12 +120,15 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
             problem: str | None = None) -> tuple[str, int]:
     session = get_session()
     task, instance = details["task"], details["instance"]
-    customer = customers.find_by_business_id(session, instance.business_key) if instance.business_key else None
+    hidden = details.get("case_hidden", False)  # a task of my role in a case that is not mine: no case data
+    customer = customers.find_by_business_id(session, instance.business_key) \
+        if instance.business_key and not hidden else None
     user = _me()
     html = render_template(
-        "tasks/task.html", task=task, instance=instance, fields=details["form"], values=values,
-        errors=formfields.messages(errors), problem=problem, customer=customer,
-        documentation=formfields.safe_markdown(details["documentation"]), variables=details["variables"],
+        "tasks/task.html", task=task, instance=instance, fields=modeltexts.fields(details["form"], instance.version_id),
+        values=values, errors=formfields.messages(errors), problem=problem, customer=customer, case_hidden=hidden,
+        documentation=formfields.safe_markdown(modeltexts.text(details["documentation"], instance.version_id)),
+        facts=modeltexts.case_facts(instance.version_id, details["variables"]),
         names=display_names(session, [task.assignee, task.completed_by]), processes=process_names(),
         due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
         can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
@@ -134,6 +144,13 @@ def keep_versions(session: Any) -> None:
     """
     for row in [o for o in session.identity_map.values() if isinstance(o, ProcessVersion)]:
         session.expunge(row)
+
+
+def _details(session: Any, task_id: str) -> dict[str, Any]:
+    details = runtime.task_details(session, task_id)
+    if not access.can_read_instance(session, reader(), details["instance"].id):
+        details = {**details, "variables": {}, "case_hidden": True}
+    return details
 
 
 def _refused(task: Task) -> str:
@@ -153,7 +170,8 @@ def _refused(task: Task) -> str:
 def task(task_id: str) -> Any:
     """Show a task with its form; complete it and go on to the case's next task of mine."""
     session, user = get_session(), _me()
-    details = runtime.task_details(session, task_id)
+    access.require_task(session, reader(), task_id)  # 404 for a task that is not mine to see
+    details = _details(session, task_id)
     fields = details["form"]
     initial = formfields.initial_values(fields, details["variables"])
     if request.method == "GET":
@@ -163,7 +181,7 @@ def task(task_id: str) -> Any:
         return _render(details, values, {})
     data = formfields.read_posted(fields, request.form)
     values = formfields.typed_values(fields, initial, data)
-    instance_id, name = details["instance"].id, details["task"].name
+    instance_id, name = details["instance"].id, modeltexts.text(details["task"].name, details["instance"].version_id)
     keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
     try:
         runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
@@ -176,12 +194,12 @@ def task(task_id: str) -> Any:
     except TaskNotAvailable:
         keep_versions(session)
         session.rollback()
-        details = runtime.task_details(session, task_id)
+        details = _details(session, task_id)
         return _render(details, values, {}, 409, problem=_refused(details["task"]))
     except Conflict:
         keep_versions(session)
         session.rollback()
-        details = runtime.task_details(session, task_id)
+        details = _details(session, task_id)
         return _render(details, values, {}, 409, problem=_(
             "Someone else changed this case at the same moment. What you typed is kept: try again."))
     return _go_on(instance_id, name)
@@ -201,7 +219,8 @@ def _go_on(instance_id: int, done_name: str | None = None) -> Response:
     if done_name:
         flash(_("Task “%(name)s” completed.", name=done_name), "success")
     if following is not None:
-        flash(_("Next task in this case: %(name)s.", name=following.name), "info")
+        name = modeltexts.text(following.name, modeltexts.instance_version(instance_id))
+        flash(_("Next task in this case: %(name)s.", name=name), "info")
         return redirect(url_for(".task", task_id=following.id))
     if done_name:
         flash(_("This case has no further task for you right now."), "info")

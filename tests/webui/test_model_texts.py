@@ -12,7 +12,7 @@ import pytest
 from babel.dates import format_date
 from markupsafe import escape
 
-from engine import customers, deploy, model_texts, runtime, timers, users
+from engine import customers, deploy, drafts, model_texts, runtime, timers, users
 from engine.db import utcnow
 from engine.inbox import tasks as open_tasks
 from engine.models import InstanceStatus
@@ -53,9 +53,10 @@ def shipped(sessions):
 
 
 def sign_in(client, sessions, name: str, locale: str) -> str:
-    """Create an expert and supervisor using the given language and sign the client in as them."""
+    """Create a user of every working role in the given language and sign the client in as them."""
     with sessions.begin() as s:
-        users.add_user(s, name, PASSWORD, ["expert", "supervisor"], locale=locale, display_name=name.title())
+        users.add_user(s, name, PASSWORD, ["expert", "supervisor", "designer", "auditor"], locale=locale,
+                       display_name=name.title())
     response = client.post("/login", data={"username": name, "password": PASSWORD})
     assert response.status_code == 302
     return name
@@ -121,8 +122,11 @@ def test_the_shipped_process_walked_in_english_shows_no_finnish_model_text(clien
     assert status == InstanceStatus.COMPLETED
     assert {"assess_service_needs", "plan_recruitment", "plan_training", "plan_development", "plan_change_security",
             "plan_startup", "plan_referral", "aftercare_contact", "hold_follow_up_day"} <= set(seen)
-    for url in ("/tasks/?tab=mine", "/tasks/aftercare", "/supervisor/", "/customers/1", "/designer/"):
-        assert finnish_on(client.get(url).get_data(as_text=True)) == [], url
+    for url in ("/tasks/?tab=mine", "/tasks/aftercare", "/supervisor/", "/customers/1", "/customers/1/start",
+                "/designer/", f"/audit/instances/{instance_id}"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert finnish_on(response.get_data(as_text=True)) == [], url
 
 
 def test_a_case_shows_the_texts_of_its_own_version(client, sessions, login_as):
@@ -181,3 +185,22 @@ def test_case_data_beside_a_task_shows_labels_and_formatted_values_in_english(cl
     assert f">{format_date(date(2026, 3, 5), 'short', locale='en')}</dd>" in data
     assert ">yes</dd>" in data and ">1,200</dd>" in data
     assert finnish_on(data) == []
+
+
+def test_the_designer_lists_the_texts_of_a_draft_that_lack_a_translation(client, sessions, login_as):
+    user = login_as("designer")
+    text = (BPMN / "customer_service.bpmn").read_text()
+    changed = text.replace('name="Arvioi palvelutarve asiakkaan kanssa"', 'name="Arvioi tarpeet"')
+    response = client.post("/designer/validate", json={"filename": "customer_service.bpmn", "content": changed},
+                           headers={"X-CSRFToken": client.csrf_token()}, csrf=False)
+    assert response.get_json()["untranslated"] == [
+        {"locale": "en", "text": "Arvioi tarpeet", "line": changed[:changed.index("Arvioi tarpeet")].count("\n") + 1,
+         "where": "userTask assess_service_needs: name"}]
+    clean = client.post("/designer/validate", json={"filename": "customer_service.bpmn", "content": text},
+                        headers={"X-CSRFToken": client.csrf_token()}, csrf=False)
+    assert clean.get_json()["untranslated"] == []
+    with sessions.begin() as s:
+        draft = drafts.save_draft(s, user, "customer_service.bpmn", changed, None)
+        draft_id = draft.id
+    page = client.get(f"/designer/drafts/{draft_id}/deploy").get_data(as_text=True)
+    assert "Tekstit ilman käännöstä" in page and "“Arvioi tarpeet”" in page
