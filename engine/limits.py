@@ -14,18 +14,18 @@ the timer worker. `engine/sandbox.py` enforces them:
 
 Only code that is bounded by reading it (no loops, comprehensions, functions or costly calls; see
 `sandbox._is_bounded`) is evaluated in the calling thread, which keeps ordinary conditions cheap.
-The children are started by a fork server, so they never inherit a web worker's threads, locks or
-database connections.
+The children are fresh interpreters (`python -m engine.limits`), so they never inherit a web
+worker's threads, locks or database connections; a few are kept running for reuse.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,7 +35,9 @@ __all__ = ["Limits", "configure", "current", "run_isolated", "shutdown"]
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 0.25  # the child stops itself at the limit; past this it is killed
+STARTUP_SECONDS = 60.0  # a new evaluator process starts in about 0.3 s; on a very busy machine, longer
 POOL_SIZE = 4  # idle evaluators kept per process (more are started when threads need them)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `engine` is importable
 
 
 @dataclass(frozen=True)
@@ -82,35 +84,53 @@ class Breach(Exception):
 
 
 class _Evaluator:
-    """One child process that evaluates requests sent over a pipe, one at a time."""
+    """One child interpreter (`python -m engine.limits`) evaluating requests sent over a pipe."""
 
     def __init__(self, memory: int):
-        context = multiprocessing.get_context("forkserver")
-        parent, child = context.Pipe()
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")])}
         self.memory = memory
-        self.process = context.Process(target=_serve, args=(child, memory), name="polku-evaluator",
-                                       daemon=True)
-        self.process.start()
-        child.close()
-        self.connection: Connection = parent
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.limits", str(to_child_r), str(from_child_w), str(memory)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            env=env, cwd=_ROOT)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.sender = Connection(to_child_w, readable=False)
+        self.receiver = Connection(from_child_r, writable=False)
+        # the time limit must not include the interpreter's start: wait until the child says it is ready
+        if not self.receiver.poll(STARTUP_SECONDS) or self.receiver.recv_bytes() != b"ready":
+            self.close()
+            raise RuntimeError("the evaluator process did not start")
 
     def call(self, request: Any, timeout: float) -> Any:
         """Send one request and wait for its reply at most `timeout` seconds."""
         data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)  # before sending: may fail
         try:
-            self.connection.send_bytes(data)
-            if not self.connection.poll(timeout):
+            self.sender.send_bytes(data)
+            if not self.receiver.poll(timeout):
                 raise Breach(timed_out=True)
-            return pickle.loads(self.connection.recv_bytes())
+            return pickle.loads(self.receiver.recv_bytes())
         except (EOFError, OSError) as err:  # the child died: its memory ceiling, or killed
             raise Breach(timed_out=False) from err
 
+    def alive(self) -> bool:
+        """Tell whether the child is still running."""
+        return self.process.poll() is None
+
     def close(self) -> None:
-        """Kill the child (it may be busy with runaway code) and release the pipe."""
-        if self.process.is_alive():
+        """Kill the child (it may be busy with runaway code) and release the pipes."""
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join(timeout=5)
-        self.connection.close()
+        self.process.wait(timeout=5)
+        self.sender.close()
+        self.receiver.close()
+
+    def forget(self) -> None:
+        """Close this process's copies of the pipes without touching the child (after a fork)."""
+        self.sender.close()
+        self.receiver.close()
 
 
 _pool: list[_Evaluator] = []
@@ -126,7 +146,7 @@ def _take(memory: int) -> _Evaluator:
             _pool_pid = os.getpid()
         while _pool:
             evaluator = _pool.pop()
-            if evaluator.memory == memory and evaluator.process.is_alive():
+            if evaluator.memory == memory and evaluator.alive():
                 return evaluator
             evaluator.close()
     return _Evaluator(memory)
@@ -185,26 +205,39 @@ def _set_memory_ceiling(memory: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
 
 
-def _serve(connection: Connection, memory: int) -> None:
+def _serve(receiver: Connection, sender: Connection, memory: int) -> None:
     """Answer evaluation requests until the parent closes the pipe."""
+    from engine import sandbox  # imported before the ceiling is set
+
     try:
         _set_memory_ceiling(memory)
     except (OSError, ValueError):  # no /proc (not Linux): the time limit and size guards still hold
         log.warning("evaluator process runs without a memory ceiling")
-    from engine import sandbox  # the fork server has it imported already
-
-    handle: Callable[[Any], Any] = sandbox.serve_request
+    sender.send_bytes(b"ready")
     while True:
         try:
-            request = pickle.loads(connection.recv_bytes())
+            request = pickle.loads(receiver.recv_bytes())
         except (EOFError, OSError):
             return
-        reply = handle(request)
+        reply = sandbox.serve_request(request)
         try:
             data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except MemoryError:
             data = pickle.dumps(("restart", ("error", MemoryError(), None)))
-        connection.send_bytes(data)
+        sender.send_bytes(data)
 
 
-multiprocessing.get_context("forkserver").set_forkserver_preload(["engine.sandbox"])
+def _forget_after_fork() -> None:
+    """In a forked child, drop the parent's evaluators without killing them."""
+    global _pool_pid
+    for evaluator in _pool:
+        evaluator.forget()
+    _pool.clear()
+    _pool_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False),
+           int(sys.argv[3]))

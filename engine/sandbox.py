@@ -265,6 +265,9 @@ _BOUNDED_NODES = (
     ast.Name, ast.Load, ast.Constant, ast.Attribute, ast.Subscript, ast.Slice, ast.Tuple, ast.List, ast.Set,
     ast.Dict, ast.Call, ast.keyword,
 )
+# straight-line script statements (no loops, functions or lambdas): each runs once
+_BOUNDED_STATEMENTS = (ast.Module, ast.Assign, ast.AugAssign, ast.If, ast.Delete, ast.Pass, ast.Expr, ast.Store,
+                       ast.Del)
 # calls whose cost is at most about linear in data the expression cannot enlarge by itself
 _BOUNDED_CALLS = frozenset({"len", "abs", "bool", "int", "float", "round", "isinstance", "now", "min", "max",
                             "any", "all", "date", "datetime", "timedelta", "isoformat"})
@@ -273,27 +276,28 @@ _BOUNDED_METHODS = frozenset({"get", "isoformat", "lower", "upper", "strip", "st
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_bounded(source: str) -> bool:
+def _is_bounded(source: str, mode: str = "eval") -> bool:
     """Tell whether an expression's cost is bounded by reading it, so it may run in this thread.
 
     Bounded: no loops, comprehensions, lambdas, f-strings, `*`/`**`/`%`/`<<`, starred values or
     calls other than a few cheap builtins and non-mutating methods; short. Such an expression does
     a fixed number of operations, each at most about linear in the (size-limited) case data, and
-    cannot change it. Everything else runs in an evaluator process (`engine/limits.py`).
+    cannot change it. A bounded script is a few such statements (assignments, `if`, `del`, `print`)
+    run once each on a copy of the data. Everything else runs in an evaluator process.
     """
     if len(source) > MAX_BOUNDED_SOURCE:
         return False
     try:
-        tree = ast.parse(source, FILENAME, "eval")
+        tree = ast.parse(source, FILENAME, mode)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     for node in ast.walk(tree):
-        if not isinstance(node, _BOUNDED_NODES):
+        if not isinstance(node, _BOUNDED_NODES) and not (mode == "exec" and isinstance(node, _BOUNDED_STATEMENTS)):
             return False
         if isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name):
-                if func.id not in _BOUNDED_CALLS:
+                if func.id not in _BOUNDED_CALLS and not (mode == "exec" and func.id == "print"):
                     return False
             elif not (isinstance(func, ast.Attribute) and func.attr in _BOUNDED_METHODS):
                 return False
@@ -699,7 +703,10 @@ def run_script(source: str, names: dict[str, Any], *, max_steps: int | None = No
 
     Raises: as `evaluate`.
     """
-    _code(source, "exec")
+    code = _code(source, "exec")
+    limits = _effective(max_steps)
+    if _is_bounded(source, "exec"):
+        return _script_run(code, names, limits, _builtins(clock))
     return _isolated(("exec", source, names, _effective(max_steps), (clock or _default_now)()))  # type: ignore[no-any-return]
 
 
