@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
+from .access import Reader, customer_clause, instance_clause
 from .errors import CustomerNotFound, FormInvalid, InvalidInput
 from .models import AuditEvent, Customer, Instance, Variable
 from .paging import Page
@@ -219,9 +220,15 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_customers(session: Session, q: str = "", page: int = 1, per_page: int = 25) -> Page:
-    """Return one page of customers whose name contains `q` or whose business ID starts with it."""
+def search_customers(session: Session, q: str = "", page: int = 1, per_page: int = 25,
+                     reader: Reader | None = None) -> Page:
+    """Return one page of customers whose name contains `q` or whose business ID starts with it.
+
+    With a `reader`, only the customers they may see (`engine.access`).
+    """
     query = select(Customer)
+    if reader is not None:
+        query = query.where(customer_clause(reader))
     text = (q or "").strip()
     if text:
         pattern = _like_escape(text)
@@ -249,9 +256,14 @@ def process_count(session: Session, business_id: str) -> int:
     return session.scalar(query) or 0
 
 
-def customer_processes(session: Session, customer: Customer) -> list[Instance]:
-    """Return the customer's process instances (business key = business ID), newest first."""
+def customer_processes(session: Session, customer: Customer, reader: Reader | None = None) -> list[Instance]:
+    """Return the customer's process instances (business key = business ID), newest first.
+
+    With a `reader`, only the cases they may see (`engine.access`).
+    """
     query = select(Instance).where(Instance.business_key == customer.business_id)
+    if reader is not None:
+        query = query.where(instance_clause(reader))
     return list(session.scalars(query.order_by(Instance.started_at.desc(), Instance.id.desc())))
 
 
@@ -262,9 +274,15 @@ FEEDBACK_VARIABLES = ("service_rating", "experience_positive", "feedback_from_cu
                       "aftercare_contacted_on")
 
 
-def customer_timeline(session: Session, customer: Customer, limit: int = 100) -> list[AuditEvent]:
-    """Return the newest events of the customer's processes that a person would call a step."""
+def customer_timeline(session: Session, customer: Customer, limit: int = 100,
+                      reader: Reader | None = None) -> list[AuditEvent]:
+    """Return the newest events of the customer's processes that a person would call a step.
+
+    With a `reader`, only events of the cases they may see.
+    """
     ids = select(Instance.id).where(Instance.business_key == customer.business_id)
+    if reader is not None:
+        ids = ids.where(instance_clause(reader))
     query = (select(AuditEvent).where(AuditEvent.instance_id.in_(ids), AuditEvent.kind.in_(TIMELINE_KINDS))
              .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
     return list(session.scalars(query))

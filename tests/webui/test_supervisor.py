@@ -138,7 +138,7 @@ def test_experts_cannot_open_the_supervisor_view(client, login_as, office):
 
 
 def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, login_as, office):
-    login_as("expert")
+    login_as("aino", "salasana-123")  # the customer's responsible expert sees every case of it
     page = client.get("/customers/").get_data(as_text=True)
     customer_url = re.search(r'href="(/customers/\d+)">Pirkan Puu Oy', page)[1]
     page = client.get(customer_url).get_data(as_text=True)

@@ -1,0 +1,131 @@
+"""Least-privilege reads: which tasks, cases and customers a user may see.
+
+Supervisors, auditors and admins read everything (`READ_ALL_ROLES`). Everyone else (an expert)
+reads only what they work on or what their roles may take:
+
+- a **task**: assigned to them, completed by them, of a candidate role they hold (the task a
+  colleague of their group holds, too), or in a case they are responsible for;
+- a **case** (instance): they are its responsible expert (the customer's, or the case's
+  `responsible_expert` variable), a task of it is or was theirs (assigned, completed), or it waits
+  on an unassigned task their roles may take;
+- a **customer**: they are its responsible expert, it has no active responsible expert (any expert
+  may take it), or one of its cases is theirs as above.
+
+A task page shows the case data only when the case is readable too. The filters are SQL clauses
+(one query per page, however many rows); the single-object checks reuse them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, String, and_, cast, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from .errors import CustomerNotFound, TaskNotFound
+from .models import Customer, Instance, Task, TaskStatus, User, Variable
+
+READ_ALL_ROLES = frozenset({"supervisor", "auditor", "admin"})
+RESPONSIBLE_VARIABLE = "responsible_expert"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who is reading: a username and the roles they hold."""
+
+    username: str
+    roles: frozenset[str]
+
+    @classmethod
+    def of(cls, username: str, roles: Iterable[str]) -> Reader:
+        """Return a reader for a username and roles."""
+        return cls(username, frozenset(roles))
+
+    @property
+    def reads_all(self) -> bool:
+        """Tell whether the roles allow reading every task, case and customer."""
+        return bool(self.roles & READ_ALL_ROLES)
+
+
+def _responsible_cases(reader: Reader) -> ColumnElement[bool]:
+    mine = json.dumps(reader.username)  # the variable holds JSON text: "name"
+    by_variable = select(Variable.instance_id).where(Variable.name == RESPONSIBLE_VARIABLE,
+                                                     cast(Variable.value, String) == mine)
+    by_customer = select(Customer.business_id).where(Customer.responsible_expert == reader.username)
+    return or_(Instance.id.in_(by_variable), Instance.business_key.in_(by_customer))
+
+
+def instance_clause(reader: Reader) -> ColumnElement[bool]:
+    """Return a WHERE clause on `Instance` that keeps the cases this reader may see."""
+    if reader.reads_all:
+        return true()
+    worked = select(Task.instance_id).where(or_(
+        Task.assignee == reader.username, Task.completed_by == reader.username,
+        and_(Task.state == TaskStatus.READY, Task.assignee.is_(None),
+             Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false())))
+    return or_(Instance.id.in_(worked), _responsible_cases(reader))
+
+
+def task_clause(reader: Reader) -> ColumnElement[bool]:
+    """Return a WHERE clause on `Task` (joined with its `Instance`) that keeps the readable tasks."""
+    if reader.reads_all:
+        return true()
+    role = Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false()
+    return or_(Task.assignee == reader.username, Task.completed_by == reader.username, role,
+               _responsible_cases(reader))
+
+
+def customer_clause(reader: Reader) -> ColumnElement[bool]:
+    """Return a WHERE clause on `Customer` that keeps the customers this reader may see."""
+    if reader.reads_all:
+        return true()
+    cases = select(Instance.business_key).where(Instance.business_key.is_not(None), instance_clause(reader))
+    return or_(Customer.responsible_expert == reader.username, Customer.responsible_expert.is_(None),
+               Customer.responsible_expert.not_in(select(User.username).where(
+                   User.active.is_(True), User.roles.contains("expert"))),
+               Customer.business_id.in_(cases))
+
+
+def can_read_task(session: Session, reader: Reader, task_id: str) -> bool:
+    """Tell whether the reader may open this task's page."""
+    if reader.reads_all:
+        return True
+    query = (select(Task.id).join(Instance, Instance.id == Task.instance_id)
+             .where(Task.id == task_id, task_clause(reader)))
+    return session.scalar(query) is not None
+
+
+def can_read_instance(session: Session, reader: Reader, instance_id: int) -> bool:
+    """Tell whether the reader may see this case's data."""
+    if reader.reads_all:
+        return True
+    return session.scalar(select(Instance.id).where(Instance.id == instance_id, instance_clause(reader))) is not None
+
+
+def can_read_customer(session: Session, reader: Reader, customer_id: int) -> bool:
+    """Tell whether the reader may open this customer's page."""
+    if reader.reads_all:
+        return True
+    return session.scalar(select(Customer.id).where(Customer.id == customer_id, customer_clause(reader))) is not None
+
+
+def require_task(session: Session, reader: Reader, task_id: str) -> None:
+    """Refuse a task the reader may not see as if it did not exist (no case data leaks).
+
+    Raises:
+        TaskNotFound: no such task, or not readable.
+    """
+    if not can_read_task(session, reader, task_id):
+        raise TaskNotFound(f"no task {task_id}")
+
+
+def require_customer(session: Session, reader: Reader, customer_id: int) -> None:
+    """Refuse a customer the reader may not see as if it did not exist.
+
+    Raises:
+        CustomerNotFound: no such customer, or not readable.
+    """
+    if not can_read_customer(session, reader, customer_id):
+        raise CustomerNotFound(f"No customer {customer_id}.")
