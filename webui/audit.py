@@ -185,7 +185,8 @@ def kpis() -> str:
     report = kpi.aftercare_report(session, _kpi_filter())
     args = {k: request.args.get(k, "") for k in ("start", "end", "expert", "service_line", "segment")}
     return render_template("audit/kpi.html", report=report, args=args, experts=experts(session),
-                           charts=kpi.AFTERCARE_CHARTS)
+                           charts=kpi.AFTERCARE_CHARTS,
+                           channel_labels=modeltexts.option_names("aftercare", "aftercare_channel"))
 
 
 @bp.route("/kpi/<chart>.csv")

@@ -72,6 +72,15 @@ def latest_fields(process_id: str, items: list[Field]) -> list[Field]:
     return fields(items, version.id if version is not None else None)
 
 
+def option_names(process_id: str, field_id: str) -> dict[str, str]:
+    """Return {option id: name in the user's language} of an enum field of a process's newest version."""
+    version = deploy.latest_version(get_session(), process_id, required=False)
+    if version is None:
+        return {}
+    found = next((f for f in summary.form_fields(version.catalogue) if f.id == field_id), None)
+    return {key: text(name, version.id) for key, name in (found.options if found is not None else [])}
+
+
 def process_names() -> dict[str, str]:
     """Return {process id: name in the user's language} of the newest deployed versions."""
     names: dict[str, str] = {}

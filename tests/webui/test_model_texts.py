@@ -123,10 +123,11 @@ def test_the_shipped_process_walked_in_english_shows_no_finnish_model_text(clien
     assert {"assess_service_needs", "plan_recruitment", "plan_training", "plan_development", "plan_change_security",
             "plan_startup", "plan_referral", "aftercare_contact", "hold_follow_up_day"} <= set(seen)
     for url in ("/tasks/?tab=mine", "/tasks/aftercare", "/supervisor/", "/customers/1", "/customers/1/start",
-                "/designer/", f"/audit/instances/{instance_id}"):
+                "/designer/", f"/audit/instances/{instance_id}", "/audit/kpi"):
         response = client.get(url)
         assert response.status_code == 200, url
         assert finnish_on(response.get_data(as_text=True)) == [], url
+    assert "<td>Phone</td>" in client.get("/audit/kpi").get_data(as_text=True)  # channel by its option name
 
 
 def test_a_case_shows_the_texts_of_its_own_version(client, sessions, login_as):
