@@ -253,8 +253,8 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
         _fields, form_problems = forms.parse_form(el)
         for text in form_problems:
             problem(f"Form: {text}.")
-    if local in ("serviceTask", "sendTask", "businessRuleTask") and (text := implementation_problem(el, local)):
-        problem(text)
+    if local in ("serviceTask", "sendTask", "businessRuleTask") and (why := implementation_problem(el, local)):
+        problem(why)
     for attr in ("assignee", "dueDate", "candidateUsers"):
         value = el.get(f"{{{CAMUNDA}}}{attr}")
         if value and juel.is_template(value):
