@@ -198,3 +198,25 @@ def test_demo_users_are_marked_and_can_be_deactivated(session):
     assert users.deactivate_demo_users(session, by="ops") == sorted(u for u, *_rest in users.DEMO_USERS)
     assert users.demo_accounts(session) == []
     assert users.authenticate(session, "admin", "admin-demo") is None
+
+
+def test_migration_marks_demo_users_seeded_before_the_demo_flag(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+    from werkzeug.security import generate_password_hash
+
+    from engine.db import alembic_config, make_engine, make_sessions
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        for username, password in (("admin", "admin-demo"), ("esimies", "vaihdettu-salasana"), ("aino", "aino-demo")):
+            conn.execute(text("INSERT INTO user_account (username, display_name, password_hash, roles, locale, "
+                              "active, created_at) VALUES (:u, :u, :h, 'admin', 'fi', 1, '2026-01-01 00:00:00')"),
+                         {"u": username, "h": generate_password_hash(password, method="scrypt")})
+        command.upgrade(cfg, "head")
+    with make_sessions(engine).begin() as s:
+        assert users.demo_accounts(s) == ["admin"]  # a changed password or another name is not a demo login
+    engine.dispose()
