@@ -3,6 +3,8 @@ each deployed version keeping the translations of its own texts."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +14,9 @@ from babel.messages.pofile import read_po
 from lxml import etree
 
 from engine import deploy, model_texts, summary
+from engine.db import make_engine, make_sessions
+from engine.inbox import tasks as open_tasks
+from engine.models import Instance, ProcessVersion
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = sorted((ROOT / "bpmn").glob("*.bpmn")) + sorted((ROOT / "bpmn").glob("*.dmn"))
@@ -133,3 +138,30 @@ def test_summary_lists_only_marked_fields_with_values(session):
     assert [(f.id, v) for f, v in found] == [("channel", "phone")]
     unmarked = {"processes": {"p": {"work": {"form": [{"id": "note", "label": "Muistiinpanot"}]}}}}
     assert [f.id for f, _v in summary.case_summary(unmarked, {"note": "x", "internal": 3})] == ["note"]
+
+
+def test_versions_deployed_through_the_cli_keep_their_own_translations(tmp_path):
+    env = {**os.environ, "POLKU_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    polku = str(Path(sys.executable).parent / "polku")
+
+    def run(*argv: str) -> object:
+        done = subprocess.run([polku, *argv], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    path = tmp_path / "texts.bpmn"
+    path.write_bytes(model())
+    run("deploy", str(path))
+    old = run("start", "texts", "--by", "anna")["id"]
+    path.write_bytes(model("Arvioi tarve uudelleen"))
+    run("deploy", str(path))
+    new = run("start", "texts", "--by", "anna")["id"]
+    engine = make_engine(env["POLKU_DATABASE_URL"])
+    with make_sessions(engine).begin() as s:
+        shown = {}
+        for instance_id in (old, new):
+            [task] = open_tasks(s, instance_id=instance_id)
+            version = s.get(ProcessVersion, s.get(Instance, instance_id).version_id)
+            shown[instance_id] = (task.name, model_texts.translate(task.name, "en", version.catalogue))
+    engine.dispose()
+    assert shown == {old: (TASK_FI, TASK_EN), new: ("Arvioi tarve uudelleen", "Arvioi tarve uudelleen")}
