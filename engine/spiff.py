@@ -62,7 +62,7 @@ from SpiffWorkflow.dmn.parser.BpmnDmnParser import XSD_DIR as _DMN_XSD_DIR
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.util.task import TaskState
 
-from . import juel, prepare, sandbox
+from . import juel, limits, prepare, sandbox, values
 from .errors import DataInvalid, Problem, ScriptError
 
 BPMN_XSD_PATH = _BPMN_XSD
