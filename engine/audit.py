@@ -112,6 +112,9 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
     `write_pending` is called), so an action with several events costs one insert.
     """
     key = stream or (instance_stream(instance_id) if instance_id is not None else "models")
+    origin = session.info.get("audit_origin")  # e.g. "cli, os user maija": who ran a self-declared --by
+    if origin:
+        actor = f"{actor} ({origin})"[:200]
     head = _stream_head(session, key)
     at = at or utcnow()
     text = _canonical(data or {})
