@@ -139,7 +139,7 @@ def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) ->
 
 # Event definitions SpiffWorkflow reads on each kind of event; any other one it silently ignores.
 _EVENT_DEFINITIONS = {
-    "startEvent": {"message", "signal", "timer", "conditional"},
+    "startEvent": {"message", "signal", "timer", "conditional", "error", "escalation"},
     "endEvent": {"message", "cancel", "error", "escalation", "terminate"},
     "intermediateCatchEvent": {"message", "signal", "timer", "conditional"},
     "intermediateThrowEvent": {"message", "signal", "escalation"},
@@ -182,6 +182,8 @@ def _definition_problems(name: str, tree: etree._ElementTree, executable: dict[s
                     refuse(f"{label} is a compensation event; compensation is not supported by the engine.")
                 elif kind == "link":
                     refuse(f"{label} is a link event; link events are not supported by the engine: connect the two parts with a sequence flow.")
+                elif local == "startEvent" and kind in ("error", "escalation") and el.getparent().get("triggeredByEvent") != "true":
+                    refuse(f"{label} is an {kind} start event outside an event subprocess; {kind} start events only start event subprocesses.")
                 elif kind not in _EVENT_DEFINITIONS[local]:
                     where = " in an event subprocess" if local == "startEvent" and el.getparent() is not proc else ""
                     article = "an" if kind[0] in "aeiou" else "a"

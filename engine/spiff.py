@@ -403,6 +403,31 @@ class ParseResult:
     decision_ids: set[str] = field(default_factory=set)
 
 
+# SpiffWorkflow's start event parser reads message, signal, timer and conditional definitions only:
+# an error or escalation start event of an event subprocess became a plain start, and the event
+# subprocess ran at once. This parser reads those two as well (deploy refuses them outside event
+# subprocesses).
+from SpiffWorkflow.bpmn.parser import event_parsers as _event_parsers  # noqa: E402
+from SpiffWorkflow.bpmn.specs.defaults import StartEvent as _StartEvent  # noqa: E402
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser as _CamundaStartParser  # noqa: E402
+
+
+class _StartEventParser(_CamundaStartParser):
+    """Parse start events with error and escalation definitions too (event subprocesses)."""
+
+    def create_task(self) -> Any:
+        definition = self.get_event_definition([
+            _event_parsers.MESSAGE_EVENT_XPATH, _event_parsers.SIGNAL_EVENT_XPATH, _event_parsers.TIMER_EVENT_XPATH,
+            _event_parsers.CONDITIONAL_EVENT_XPATH, _event_parsers.ERROR_EVENT_XPATH,
+            _event_parsers.ESCALATION_EVENT_XPATH])
+        task = self._create_task(definition)
+        self.spec.start.connect(task)
+        return task
+
+
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("startEvent")] = (_StartEventParser, _StartEvent)
+
+
 def _problem_from_validation(err: ValidationException, default_file: str,
                              nodes: dict[str, etree._Element] | None = None,
                              original_ids: dict[str, str] | None = None) -> Problem:

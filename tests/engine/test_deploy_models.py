@@ -345,9 +345,10 @@ def _flow(node: str, extra: str = "") -> str:
      "has 0 start events; the engine needs exactly one start event in a subprocess"),
     (_flow('<bpmn:task id="x" /><bpmn:sequenceFlow id="f3" sourceRef="x" targetRef="e" />'), "x",
      "has several outgoing sequence flows"),
-    (_flow('<bpmn:task id="x" /><bpmn:subProcess id="es" triggeredByEvent="true"><bpmn:startEvent id="ess">'
-           '<bpmn:errorEventDefinition /></bpmn:startEvent></bpmn:subProcess>'), "ess",
-     "is an error start event in an event subprocess, which the engine does not support"),
+    (model('<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="x" />'
+           '<bpmn:endEvent id="x"><bpmn:signalEventDefinition signalRef="sig" /></bpmn:endEvent>',
+           extra='<bpmn:signal id="sig" name="Done" />'), "x",
+     "'x' (endEvent) is a signal end event, which the engine does not support"),
 ])
 def test_parser_problems_are_sentences_naming_the_element(text, element, phrase):
     problems = problems_of(text)
@@ -518,3 +519,39 @@ def test_juel_translation_evaluates_like_juel():
 def test_unsupported_juel_raises_unsupported(text):
     with pytest.raises(juel.Unsupported):
         juel.translate(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Error and escalation start events of event subprocesses are read (SpiffWorkflow's parser skips them)
+
+
+@pytest.mark.parametrize("kind", ["error", "escalation"])
+def test_event_subprocess_waits_for_its_error_or_escalation(sessions, step, kind):
+    text = model(f"""<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="work" />
+      <bpmn:userTask id="work" /><bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="boom" />
+      <bpmn:endEvent id="boom"><bpmn:{kind}EventDefinition {kind}Ref="sig" /></bpmn:endEvent>
+      <bpmn:subProcess id="handler" triggeredByEvent="true">
+        <bpmn:startEvent id="caught"><bpmn:{kind}EventDefinition {kind}Ref="sig" /></bpmn:startEvent>
+        <bpmn:sequenceFlow id="f3" sourceRef="caught" targetRef="fix" /><bpmn:userTask id="fix" />
+        <bpmn:sequenceFlow id="f4" sourceRef="fix" targetRef="fixed" /><bpmn:endEvent id="fixed" />
+      </bpmn:subProcess>""", pid="ev", extra=f'<bpmn:{kind} id="sig" name="Boom" {kind}Code="B1" />\n')
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"m.bpmn": text.encode()}, by="d")
+        iid = runtime.start_instance(s, "ev", by="a", now=T0).id
+    step()
+    with sessions.begin() as s:
+        [task] = [t for t in runtime.instance_summary(s, iid)["tasks"] if t["state"] == "ready"]
+        assert task["element_id"] == "work"  # the event subprocess does not start with the process
+        runtime.complete_task(s, task["id"], {}, by="a", now=T0)
+    step()
+    with sessions.begin() as s:
+        ready = [t["element_id"] for t in runtime.instance_summary(s, iid)["tasks"] if t["state"] == "ready"]
+        assert ready == ["fix"] and "caught" in _path(s, iid)
+
+
+def test_error_start_event_outside_an_event_subprocess_is_refused():
+    text = model("""<bpmn:startEvent id="s"><bpmn:errorEventDefinition errorRef="err" /></bpmn:startEvent>
+      <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="e" /><bpmn:endEvent id="e" />""",
+                 extra='<bpmn:error id="err" name="Boom" errorCode="B1" />\n')
+    [p] = problems_of(text)
+    assert p.element == "s" and "error start events only start event subprocesses" in p.message

@@ -2,9 +2,8 @@
 
 What cannot run: pools marked isExecutable="false" (most A/B/C.2 diagrams only describe work), Java
 delegates, data stores, compensation, signal end events, subprocesses without a start event,
-XPath conditions, business rule tasks without a DMN decision, error start events of event
-subprocesses, multi-instance over a Zeebe FEEL collection. The browser half (each opens and renders
-in the modeler) is tests/browser/test_designer_flow.py.
+XPath conditions, business rule tasks without a DMN decision, multi-instance over a Zeebe FEEL
+collection. The browser half (each opens and renders in the modeler) is tests/browser/test_designer_flow.py.
 """
 
 from __future__ import annotations
@@ -58,9 +57,7 @@ EXPECTED: dict[str, dict[str, str]] = {  # file -> {element: what the sentence s
     "C.8.0.bpmn": {"VacationRequestProcess": NOT_EXECUTABLE},
     "C.8.1.bpmn": {"_1a818a94-ba6f-413b-a7e8-6f8fd2a11e32": NO_DECISION},
     "C.9.0.bpmn": {"BusinessRuleTask_CheckApplicationAutomatically": NO_DECISION,
-                   "Activity_ManualCheck": "calls process 'ManualCheck', which is neither in these files nor deployed",
-                   "StartErrorEvent_Timeout": "is an error start event in an event subprocess, which the engine "
-                                              "does not support"},
+                   "Activity_ManualCheck": "calls process 'ManualCheck', which is neither in these files nor deployed"},
     "C.9.1.bpmn": {},
     "C.9.2.bpmn": {"CallActivity_RequestDocument": "is a multi-instance activity without a loopCardinality or a "
                                                    "camunda:collection"},  # Zeebe's FEEL collection
