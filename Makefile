@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export POLKU_DATABASE_URL ?= sqlite:///var/polku.db
 
-.PHONY: setup run test bench lint clean services
+.PHONY: setup run test bench lint clean services conformance-doc
 
 $(BIN)/polku: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: setup services
 bench: setup services
 	$(BIN)/python bench/engine.py
 	POLKU_TEST_PG_URL=$$(scripts/postgres.sh url) $(BIN)/python bench/timers.py
+
+# docs/conformance.md: every BPMN construct of tests/conformance/ run straight, reloaded and via the CLI
+conformance-doc: setup
+	$(BIN)/python -m tests.conformance.report
 
 lint: setup
 	$(BIN)/ruff check engine webui tests bench

@@ -66,7 +66,7 @@ def _path(events: list[dict[str, Any]]) -> list[str]:
     for event in events:
         if event["kind"] == "path_taken":
             path.extend(event["data"].get("elements", []))
-        elif event["kind"] in ("task_completed", "external_task_completed") and event["element_id"]:
+        elif event["kind"] == "task_completed" and event["element_id"]:  # a person's step runs outside the engine steps
             path.append(event["element_id"])
     return path
 
@@ -158,7 +158,7 @@ class InProcess:
             elif step.kind == "message":
                 runtime.deliver_message(session, a["name"], by=ACTOR, data=a["data"], business_key=a["key"])
             elif step.kind == "signal":
-                runtime.deliver_signal(session, a["name"], by=ACTOR, data=a["data"])
+                runtime.broadcast_signal(session, a["name"], by=ACTOR, data=a["data"])
             elif step.kind == "external":
                 locked = external.fetch_and_lock(session, WORKER, [a["topic"]], max_tasks=1, lock_seconds=60)
                 if not locked:
