@@ -140,7 +140,7 @@ def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) ->
 # Event definitions SpiffWorkflow reads on each kind of event; any other one it silently ignores.
 _EVENT_DEFINITIONS = {
     "startEvent": {"message", "signal", "timer", "conditional", "error", "escalation"},
-    "endEvent": {"message", "cancel", "error", "escalation", "terminate"},
+    "endEvent": {"message", "cancel", "error", "escalation", "terminate", "signal"},
     "intermediateCatchEvent": {"message", "signal", "timer", "conditional"},
     "intermediateThrowEvent": {"message", "signal", "escalation"},
     "boundaryEvent": {"cancel", "error", "escalation", "message", "signal", "timer", "conditional"},

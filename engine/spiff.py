@@ -406,9 +406,11 @@ class ParseResult:
 # SpiffWorkflow's start event parser reads message, signal, timer and conditional definitions only:
 # an error or escalation start event of an event subprocess became a plain start, and the event
 # subprocess ran at once. This parser reads those two as well (deploy refuses them outside event
-# subprocesses).
+# subprocesses). Its end event parser ignored signal definitions: a signal end event threw nothing.
 from SpiffWorkflow.bpmn.parser import event_parsers as _event_parsers  # noqa: E402
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent as _EndEvent  # noqa: E402
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent as _StartEvent  # noqa: E402
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaEndEventParser as _CamundaEndParser  # noqa: E402
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser as _CamundaStartParser  # noqa: E402
 
 
@@ -425,7 +427,21 @@ class _StartEventParser(_CamundaStartParser):
         return task
 
 
+class _EndEventParser(_CamundaEndParser):
+    """Parse end events with a signal definition too (SpiffWorkflow's own parser ignores it)."""
+
+    def create_task(self) -> Any:
+        definition = self.get_event_definition([
+            _event_parsers.MESSAGE_EVENT_XPATH, _event_parsers.CANCEL_EVENT_XPATH, _event_parsers.ERROR_EVENT_XPATH,
+            _event_parsers.ESCALATION_EVENT_XPATH, _event_parsers.TERMINATION_EVENT_XPATH,
+            _event_parsers.SIGNAL_EVENT_XPATH])
+        task = self._create_task(definition)
+        task.connect(self.spec.end)
+        return task
+
+
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("startEvent")] = (_StartEventParser, _StartEvent)
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _EndEvent)
 
 
 def _problem_from_validation(err: ValidationException, default_file: str,

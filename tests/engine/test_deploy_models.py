@@ -346,9 +346,9 @@ def _flow(node: str, extra: str = "") -> str:
     (_flow('<bpmn:task id="x" /><bpmn:sequenceFlow id="f3" sourceRef="x" targetRef="e" />'), "x",
      "has several outgoing sequence flows"),
     (model('<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="x" />'
-           '<bpmn:endEvent id="x"><bpmn:signalEventDefinition signalRef="sig" /></bpmn:endEvent>',
-           extra='<bpmn:signal id="sig" name="Done" />'), "x",
-     "'x' (endEvent) is a signal end event, which the engine does not support"),
+           '<bpmn:endEvent id="x"><bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration>'
+           '</bpmn:timerEventDefinition></bpmn:endEvent>'), "x",
+     "'x' (endEvent) is a timer end event, which the engine does not support"),
 ])
 def test_parser_problems_are_sentences_naming_the_element(text, element, phrase):
     problems = problems_of(text)
@@ -555,3 +555,26 @@ def test_error_start_event_outside_an_event_subprocess_is_refused():
                  extra='<bpmn:error id="err" name="Boom" errorCode="B1" />\n')
     [p] = problems_of(text)
     assert p.element == "s" and "error start events only start event subprocesses" in p.message
+
+
+def test_signal_end_event_throws_its_signal(sessions, step):
+    waiter = model("""<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
+      <bpmn:intermediateCatchEvent id="wait"><bpmn:signalEventDefinition signalRef="sig" /></bpmn:intermediateCatchEvent>
+      <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="e" /><bpmn:endEvent id="e" />""", pid="waiter",
+                   extra='<bpmn:signal id="sig" name="Done" />\n')
+    thrower = model("""<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="work" />
+      <bpmn:userTask id="work" /><bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="done" />
+      <bpmn:endEvent id="done"><bpmn:signalEventDefinition signalRef="sig" /></bpmn:endEvent>""", pid="thrower",
+                    extra='<bpmn:signal id="sig" name="Done" />\n')
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"w.bpmn": waiter.encode(), "t.bpmn": thrower.encode()}, by="d")
+        waiting = runtime.start_instance(s, "waiter", by="a", now=T0).id
+        throwing = runtime.start_instance(s, "thrower", by="a", now=T0).id
+    step()
+    with sessions.begin() as s:
+        [task] = runtime.instance_summary(s, throwing)["tasks"]
+        runtime.complete_task(s, task["id"], {}, by="a", now=T0)
+    step()
+    with sessions.begin() as s:
+        assert runtime.instance_summary(s, throwing)["status"] == "completed"
+        assert runtime.instance_summary(s, waiting)["status"] == "completed"
