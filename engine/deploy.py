@@ -265,6 +265,9 @@ def _element_problems(name: str, el: etree._Element, local: str) -> list[Problem
         for cond in el.iter(_b("conditionExpression")):
             if (cond.text or "").strip():
                 _check_expr(cond.text, "the condition", problem, cond)
+    for definition in el.findall(_b("messageEventDefinition")):  # the payload a message carries
+        if (payload := (definition.get(f"{{{CAMUNDA}}}expression") or "").strip()):
+            _check_expr(payload, "the message payload (camunda:expression)", problem, definition)
     for tag, what in (("loopCondition", "the loop condition"), ("completionCondition", "the completion condition"),
                       ("loopCardinality", "the loop cardinality"), ("condition", "the condition")):
         for child in el.findall(f"*/{_b(tag)}"):

@@ -578,3 +578,11 @@ def test_signal_end_event_throws_its_signal(sessions, step):
     with sessions.begin() as s:
         assert runtime.instance_summary(s, throwing)["status"] == "completed"
         assert runtime.instance_summary(s, waiting)["status"] == "completed"
+
+
+def test_message_payload_expression_is_checked():
+    text = model("""<bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="x" />
+      <bpmn:endEvent id="x"><bpmn:messageEventDefinition messageRef="m" camunda:expression="${a.b()}" />
+      </bpmn:endEvent>""", extra='<bpmn:message id="m" name="Go" />\n')
+    [p] = problems_of(text)
+    assert p.element == "x" and p.message.startswith("The message payload (camunda:expression) '${a.b()}'")
