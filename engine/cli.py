@@ -41,6 +41,7 @@ from .config import Settings
 from .db import make_engine, make_sessions, upgrade
 from .dbfaults import is_transient
 from .errors import EngineError, FormInvalid, InvalidInput, InvalidModel, NotAllowed
+from .exports import csv_safe
 
 EXIT_REFUSED, EXIT_INPUT, EXIT_MODEL, EXIT_AUDIT = 1, 2, 3, 4
 EXIT_SOFTWARE, EXIT_TEMPFAIL = 70, 75  # sysexits.h: EX_SOFTWARE (a bug), EX_TEMPFAIL (try again later)
@@ -96,6 +97,9 @@ def _model_files(paths: Sequence[str]) -> dict[str, bytes]:
             raise CliError(f"no such file or directory: {raw}")
     if not files:
         raise CliError("no .bpmn or .dmn files found in " + ", ".join(paths))
+    for name in files:
+        if not name.isprintable():  # a CR/LF in a stored file name would break every download of it
+            raise CliError(f"model file name {name!r} contains line breaks or other control characters; rename it")
     return files
 
 
@@ -200,8 +204,9 @@ def cmd_history(args: argparse.Namespace, sessions: Any, settings: Settings) -> 
         writer = csv.writer(out)
         writer.writerow(["seq", "at", "kind", "actor", "element_id", "task_id", "data", "hash"])
         for e in events:
-            writer.writerow([e["seq"], e["at"], e["kind"], e["actor"], e["element_id"] or "", e["task_id"] or "",
-                             json.dumps(e["data"], ensure_ascii=False), e["hash"]])
+            writer.writerow([csv_safe(v) for v in (
+                e["seq"], e["at"], e["kind"], e["actor"], e["element_id"] or "", e["task_id"] or "",
+                json.dumps(e["data"], ensure_ascii=False), e["hash"])])
         return _Raw(out.getvalue())
     return events
 
@@ -540,7 +545,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
             return EXIT_TEMPFAIL
         print(f"polku: database error: {_first_line(err)}", file=sys.stderr)
         return EXIT_SOFTWARE
-    except Exception as err:  # a bug: one line here, not a traceback
+    except Exception as err:  # noqa: BLE001 - a bug: one line here, not a traceback
         print(f"polku: internal error ({type(err).__name__}): {_first_line(err)}", file=sys.stderr)
         return EXIT_SOFTWARE
     _emit(result, as_json)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["TRANSIENT_SQLSTATE_CLASSES", "TRANSIENT_SQLSTATES", "is_transient"]
+__all__ = ["TRANSIENT_SQLSTATES", "TRANSIENT_SQLSTATE_CLASSES", "is_transient"]
 
 # PostgreSQL SQLSTATEs: connection exceptions (08), insufficient resources such as disk full (53),
 # operator intervention such as a server shutting down or a terminated backend (57), and

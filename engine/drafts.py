@@ -8,6 +8,7 @@ be discarded.
 from __future__ import annotations
 
 import os
+import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,14 +16,17 @@ from sqlalchemy.orm import Session
 from .db import utcnow
 from .errors import InvalidInput, NotFound
 from .models import Draft
+from .users import N_
 
 MODEL_SUFFIXES = (".bpmn", ".dmn")
 
 
 def _clean_name(filename: str) -> str:
+    if any(unicodedata.category(c)[0] == "C" for c in filename):  # CR/LF, tabs, bidi overrides, …
+        raise InvalidInput(N_("a model file name cannot contain line breaks or other control characters"))
     name = os.path.basename(filename.replace("\\", "/")).strip()
     if not name.lower().endswith(MODEL_SUFFIXES) or len(name) > 200 or name.startswith("."):
-        raise InvalidInput("a model file name ends in .bpmn or .dmn")
+        raise InvalidInput(N_("a model file name ends in .bpmn or .dmn"))
     return name
 
 

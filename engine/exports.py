@@ -37,9 +37,19 @@ def _events(session: Session, ids: Ids) -> Iterator[AuditEvent]:
     yield from session.scalars(query).yield_per(1000)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """Return a cell a spreadsheet will not run as a formula: text starting with = + - @ tab or CR gets a '."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_row(values: Iterable[object]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    csv.writer(buffer, lineterminator="\r\n").writerow([csv_safe(v) for v in values])
     return buffer.getvalue()
 
 

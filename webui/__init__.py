@@ -30,6 +30,7 @@ from . import (
     home,
     i18n,
     incidents,
+    inputs,
     supervisor,
     tasks,
     vendor,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash())
     CSRFProtect(app)
+    inputs.init_app(app)  # first of all: invalid UTF-8 and unreadable JSON are a 400 before CSRF reads the form
     i18n.init_app(app, settings)
     auth.init_app(app)
     db.init_app(app)  # registered after auth: its commit runs first, so any error page still gets headers

@@ -23,6 +23,7 @@ from engine.users import experts
 from . import modeltexts
 from .auth import login_required
 from .db import get_session
+from .downloads import attachment
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 ROLES = ("auditor", "admin")
@@ -39,7 +40,7 @@ KINDS = {"instance_started": _l("Instance started"), "task_created": _l("Task cr
          "incident_resolved": _l("Incident resolved"), "instance_completed": _l("Instance completed"),
          "instance_cancelled": _l("Instance cancelled"), "instance_migrated": _l("Instance migrated"),
          "path_taken": _l("Steps run by the engine")}
-FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json", "xes": "application/xml"}
+FORMATS = {"csv": "text/csv", "json": "application/json", "xes": "application/xml"}  # text/*: Flask adds the charset
 FILTER_ARGS = ("process", "version", "status", "customer", "expert", "started_from", "started_to",
                "ended_from", "ended_to")
 
@@ -137,7 +138,7 @@ def chain() -> str:
 
 def _stream(chunks: Iterator[str], fmt: str, filename: str) -> Response:
     response = Response(stream_with_context(chunks), mimetype=FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
+    response.headers["Content-Disposition"] = attachment(f"{filename}.{fmt}")
     return response
 
 

@@ -38,6 +38,7 @@ from engine.models import Draft, ModelFile, ProcessVersion
 
 from .auth import current_user, login_required
 from .db import get_session
+from .downloads import attachment
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
 ROLES = ("designer", "admin")
@@ -103,7 +104,7 @@ def download(version_id: int) -> Response:
     """Send the model file a version was deployed from, exactly as stored."""
     file = _version_file(deploy.version_by_id(get_session(), version_id))
     response = Response(file.content, mimetype="application/xml")
-    response.headers["Content-Disposition"] = f'attachment; filename="{file.filename}"'
+    response.headers["Content-Disposition"] = attachment(file.filename, "model.bpmn")
     return response
 
 

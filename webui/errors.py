@@ -19,6 +19,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from engine import errors as engine_errors
 from engine.dbfaults import is_transient
 
+from .inputs import InvalidText
+
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (engine_errors.NotFound, 404),
     (engine_errors.TaskNotAvailable, 409),
@@ -75,6 +77,8 @@ def status_for(exc: BaseException) -> int:
 def _detail(exc: BaseException, status: int) -> str | None:
     if isinstance(exc, CSRFError):
         return _("The form had expired or did not come from this site. Reload the page and try again.")
+    if isinstance(exc, InvalidText):
+        return str(exc.description)
     if isinstance(exc, engine_errors.EngineError) and not isinstance(exc, engine_errors.NotFound):
         return _(str(exc))  # engine messages are translated when the catalogue knows them
     return None

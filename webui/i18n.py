@@ -12,7 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from flask import Flask, g, session
-from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale
+from flask_babel import Babel, format_date, format_datetime, format_decimal, get_locale, gettext
 
 from engine.config import Settings
 
@@ -45,11 +45,20 @@ def number(value: float | None) -> str:
     return "" if value is None else format_decimal(value)
 
 
+def translated(text: object) -> str:
+    """Translate a message held in a variable, as plain text the template escapes.
+
+    `{{ _(variable) }}` would mark the result safe (Jinja's new-style gettext returns Markup), so
+    a message carrying user input could inject HTML: write `{{ variable|translated }}` instead.
+    """
+    return str(gettext(str(text)))
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Install Flask-Babel with Polku's locale choice, time zone and Jinja filters."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", settings.timezone)
     Babel(app, locale_selector=select_locale, timezone_selector=lambda: settings.timezone,
           default_translation_directories=str(TRANSLATIONS))
-    app.jinja_env.filters.update(localtime=localtime, localdate=localdate, number=number)
+    app.jinja_env.filters.update(localtime=localtime, localdate=localdate, number=number, translated=translated)
     app.context_processor(lambda: {"current_locale": str(get_locale() or DEFAULT_LOCALE)})

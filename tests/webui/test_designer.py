@@ -70,7 +70,7 @@ def test_download_sends_the_stored_file(client, login_as, sessions):
     login_as("designer")
     response = client.get(f"/designer/versions/{vid}/download")
     assert response.get_data(as_text=True) == ORDER
-    assert 'filename="order.bpmn"' in response.headers["Content-Disposition"]
+    assert response.headers["Content-Disposition"] == "attachment; filename=order.bpmn; filename*=UTF-8''order.bpmn"
 
 
 def test_version_page_lists_versions_and_offers_migration(client, login_as, sessions):
