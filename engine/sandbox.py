@@ -5,8 +5,8 @@ payloads and DMN cells all run here, never through plain eval/exec. Source is co
 (cached) with RestrictedPython and a stricter policy: no imports, classes, names or attributes
 starting with "_", interpreter internals (frames, code objects) or dangerous builtins.
 
-Every run is bounded (`engine/limits.py` says how, and holds the configured limits): guards on
-every attribute read, item write, loop iteration and function call count steps, check the wall
+Every run is bounded (`engine/limits.py` says how, and holds the configured limits): guards
+(`engine/guards.py`) on every attribute read, item write, loop iteration and function call count steps, check the wall
 clock and refuse values larger than the per-value limit (`*`, `**`, `<<`, `+`, `%`, `range()`,
 `str()`/`repr()`, f-strings, starred displays, `sum()`, the padding/replace/join/translate
 string methods, `list.extend`, `int.to_bytes`), each and in total per run. Code whose cost is
@@ -20,22 +20,33 @@ from __future__ import annotations
 import ast
 import copy
 import functools
-import operator
 import pickle
 import re
-import threading
-import time
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from RestrictedPython import RestrictingNodeTransformer, compile_restricted_eval, compile_restricted_exec
-from RestrictedPython.Guards import guarded_unpack_sequence
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
+from . import guards
 from . import limits as _limits
+from .guards import (
+    GUARDS,
+    MAX_WIDTH,
+    REFUSED_ATTRIBUTES,
+    SAFE_FUNCTIONS,
+    WHERE,
+    Budget,
+    SandboxViolation,
+    ScriptTimeout,
+    Unavailable,
+    builtins_for,
+    default_now,
+    overtime,
+    step_timeout,
+)
 from .values import kind_of
 
 __all__ = ["SAFE_FUNCTIONS", "SandboxViolation", "ScriptRun", "ScriptTimeout", "check_expression",
@@ -43,46 +54,13 @@ __all__ = ["SAFE_FUNCTIONS", "SandboxViolation", "ScriptRun", "ScriptTimeout", "
 
 FILENAME = "<string>"  # what tracebacks of sandboxed code name as their file
 MAX_SOURCE = 100_000  # characters in one expression or script
-MAX_WIDTH = 1_000_000  # a printf or f-string width or precision
-MAX_INT_BITS = 100_000  # about 30,000 decimal digits
 MAX_BOUNDED_SOURCE = 1_000  # longer expressions always go to the evaluator process
-_WHERE = "in process expressions"
 _UNAVAILABLE = frozenset({  # dangerous builtins: naming one gives a refusal, not a NameError
     "open", "eval", "exec", "compile", "globals", "locals", "vars", "getattr", "setattr", "delattr",
     "hasattr", "breakpoint", "memoryview", "super", "exit", "quit",
 })
 # calling these is refused when compiling; as plain names they may still be data ("type", "id")
 _FORBIDDEN_CALLS = _UNAVAILABLE | {"type", "input", "help", "dir", "object", "id"}
-_REFUSED_ATTRIBUTES = INSPECT_ATTRIBUTES | {"format", "format_map"}
-_SEQUENCES = (str, bytes, list, tuple)
-
-
-class SandboxViolation(Exception):
-    """An expression or script was refused, before or while it ran; `lineno` says where.
-
-    `limit` names the limit a running script broke ("time", "steps", "size", "memory",
-    "recursion", "data"), or is None for a refusal of what the code tried to do.
-    """
-
-    limit: str | None = None
-
-    def __init__(self, message: str, lineno: int | None = None, limit: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.lineno = lineno
-        self.limit = limit or type(self).limit
-
-    def __str__(self) -> str:
-        return f"{self.message} (line {self.lineno})" if self.lineno else self.message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.message, self.lineno, self.limit)
-
-
-class ScriptTimeout(SandboxViolation):
-    """The step budget (loop iterations and function calls) or the time limit ran out."""
-
-    limit = "steps"
 
 
 class _Policy(RestrictingNodeTransformer):
@@ -90,28 +68,28 @@ class _Policy(RestrictingNodeTransformer):
 
     def check_name(self, node: ast.AST, name: str | None, allow_magic_methods: bool = False) -> None:
         if name and name.startswith("_") and name != "_":
-            self.error(node, f'the name "{name}" is not allowed {_WHERE} (names starting with "_" are '
+            self.error(node, f'the name "{name}" is not allowed {WHERE} (names starting with "_" are '
                              'internal)')
         else:
             super().check_name(node, name, allow_magic_methods=False)  # type: ignore[arg-type]  # RestrictedPython's stub is narrower than its use
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         if node.attr.startswith("_"):
-            self.error(node, f'".{node.attr}" is not allowed {_WHERE} (attributes starting with "_" are '
+            self.error(node, f'".{node.attr}" is not allowed {WHERE} (attributes starting with "_" are '
                              'internal)')
         elif node.attr in ("format", "format_map"):
-            self.error(node, f'".{node.attr}()" is not allowed {_WHERE}; use an f-string')
-        elif node.attr in _REFUSED_ATTRIBUTES:
-            self.error(node, f'".{node.attr}" is not allowed {_WHERE} (it exposes interpreter internals)')
+            self.error(node, f'".{node.attr}()" is not allowed {WHERE}; use an f-string')
+        elif node.attr in REFUSED_ATTRIBUTES:
+            self.error(node, f'".{node.attr}" is not allowed {WHERE} (it exposes interpreter internals)')
         return super().visit_Attribute(node)
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
         parts = node.format_spec.values if isinstance(node.format_spec, ast.JoinedStr) else []
         texts = [str(part.value) for part in parts if isinstance(part, ast.Constant)]
         if len(texts) < len(parts):
-            self.error(node, f"computed format specifications are not allowed {_WHERE}")
+            self.error(node, f"computed format specifications are not allowed {WHERE}")
         elif re.search(r"\d{7,}", "".join(texts)):  # a width or precision of a million or more
-            self.error(node, f"format widths above {MAX_WIDTH:,} are not allowed {_WHERE}")
+            self.error(node, f"format widths above {MAX_WIDTH:,} are not allowed {WHERE}")
         return super().visit_FormattedValue(node)
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> Any:
@@ -129,17 +107,17 @@ class _Policy(RestrictingNodeTransformer):
         return _checked(visited, node) if any(isinstance(e, ast.Starred) for e in node.elts) else visited
 
     def visit_Import(self, node: ast.AST) -> Any:
-        self.error(node, f"imports are not allowed {_WHERE}")
+        self.error(node, f"imports are not allowed {WHERE}")
 
     visit_ImportFrom = visit_Import
 
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
-        self.error(node, f"class definitions are not allowed {_WHERE}")
+        self.error(node, f"class definitions are not allowed {WHERE}")
 
     def visit_Call(self, node: ast.Call) -> Any:
         if isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
             hint = "; use isinstance(value, int)" if node.func.id == "type" else ""
-            self.error(node, f"{node.func.id}() is not available {_WHERE}{hint}")
+            self.error(node, f"{node.func.id}() is not available {WHERE}{hint}")
         node = super().visit_Call(node)  # type: ignore[assignment]
         if isinstance(node.func, ast.Name) and node.func.id in _GUARDED_CALLS:  # str(), repr()
             node.func = ast.copy_location(ast.Name(_GUARDED_CALLS[node.func.id], ast.Load()), node.func)
@@ -306,329 +284,16 @@ def _is_bounded(source: str, mode: str = "eval") -> bool:
     return True
 
 
-# --- run-time guards ---------------------------------------------------------------------------
-
-_current = threading.local()  # .budget: the _Budget of the run on this thread
-
-
-def _size_of(value: Any, length: int) -> int:
-    """Return about how many bytes a value of `length` characters or items of this kind takes."""
-    return length if isinstance(value, (str, bytes)) else length * 8
-
-
-def _too_long(value: Any, length: int) -> None:
-    budget = _budget()
-    if _size_of(value, length) > budget.limits.max_bytes:
-        unit = "characters" if isinstance(value, (str, bytes)) else "items"
-        raise SandboxViolation(f"a {type(value).__name__} of {length:,} {unit} is too large {_WHERE} "
-                               f"(the size limit is {budget.limits.max_bytes:,} bytes per value)",
-                               limit="size")
-    budget.allocate(length)  # many results below the limit must not add up without bound either
-
-
-def _budget() -> _Budget:
-    budget = getattr(_current, "budget", None)
-    return budget if budget is not None else _Budget(_limits.current())
-
-
-def _too_many_bits(bits: int) -> None:
-    if bits > MAX_INT_BITS:
-        digits = MAX_INT_BITS * 3 // 10
-        raise SandboxViolation(f"a number of more than {digits:,} digits is too large {_WHERE} (the size limit "
-                               "for numbers)", limit="size")
-
-
-def _sized(value: Any) -> Any:
-    if isinstance(value, (*_SEQUENCES, set, frozenset, dict)):
-        _too_long(value, len(value))
-    return value
-
-
-def _mul(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int):
-        _too_many_bits(a.bit_length() + b.bit_length())
-    elif isinstance(b, int) and isinstance(a, _SEQUENCES):
-        _too_long(a, len(a) * b)
-    elif isinstance(a, int) and isinstance(b, _SEQUENCES):
-        _too_long(b, len(b) * a)
-    return a * b
-
-
-def _pow(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
-        _too_many_bits((abs(a).bit_length() - 1) * b)
-    return a ** b
-
-
-def _lshift(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int) and a and b > 0:
-        _too_many_bits(a.bit_length() + b)
-    return a << b
-
-
-def _add(a: Any, b: Any) -> Any:
-    if type(a) is type(b) and isinstance(a, _SEQUENCES):
-        _too_long(a, len(a) + len(b))
-    return a + b
-
-
-def _mod(a: Any, b: Any) -> Any:
-    if isinstance(a, (str, bytes)):  # printf-style formatting: refuse huge widths and precisions
-        for width in _printf_sizes(a if isinstance(a, str) else a.decode("latin-1")):
-            if width == "*" or int(width) > MAX_WIDTH:
-                raise SandboxViolation(f"format widths above {MAX_WIDTH:,} or given by '*' are not allowed "
-                                       f"{_WHERE} (the size limit)", limit="size")
-        return _sized(a % b)
-    return a % b
-
-
-def _printf_sizes(text: str) -> Iterator[str]:
-    """Yield every width and precision of a printf-style format (as Python's own parser reads it)."""
-    position, end = 0, len(text)
-    while (position := text.find("%", position)) >= 0:
-        position += 1
-        if position < end and text[position] == "(":  # a mapping key: parentheses may nest
-            depth = 0
-            while position < end:
-                depth += {"(": 1, ")": -1}.get(text[position], 0)
-                position += 1
-                if depth == 0:
-                    break
-        match = _PRINTF_SPEC.match(text, position)
-        if match is None:
-            continue
-        position = match.end()
-        yield from (part for part in match.groups() if part)
-
-
-_PRINTF_SPEC = re.compile(r"[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-
-
-def _str(value: Any = "", *args: Any) -> str:
-    return _sized(str(value, *args))  # type: ignore[no-any-return]
-
-
-def _repr(value: Any) -> str:
-    return _sized(repr(value))  # type: ignore[no-any-return]
-
-
-def _sum(items: Iterable[Any], start: Any = 0) -> Any:
-    if isinstance(start, (int, float, complex)):
-        return sum(items, start)
-    total = start  # lists or strings: every partial sum is size-checked (sum([...], []) is quadratic)
-    for item in items:
-        total = _add(total, item)
-    return total
-
-
-def _sized_method(name: str, length: Callable[..., int]) -> Callable[..., Any]:
-    """Wrap the method `name` so that it refuses results over the size limit before building them."""
-    def method(obj: Any, *args: Any) -> Any:
-        if name in ("join", "extend"):
-            args = (list(args[0]),)  # a generator is read once, here
-        _too_long(obj, length(obj, *args))
-        return getattr(obj, name)(*args)
-    return method
-
-
-def _translated_length(text: Any, table: Any) -> int:
-    replacements = table.values() if isinstance(table, dict) else table if isinstance(table, (list, tuple)) else ()
-    longest = max((len(r) for r in replacements if isinstance(r, (str, bytes))), default=1)
-    return len(text) * max(longest, 1)
-
-
-_STRING_METHODS: dict[str, Callable[..., Any]] = {
-    name: _sized_method(name, length) for name, length in {  # type: ignore[arg-type]
-        "ljust": lambda s, width, *_: width, "rjust": lambda s, width, *_: width,
-        "center": lambda s, width, *_: width, "zfill": lambda s, width: width,
-        "expandtabs": lambda s, tabsize=8: len(s) * max(tabsize, 1),
-        "replace": lambda s, old, new, count=-1: len(s) + max(len(new) - len(old), 0) * (
-            (s.count(old) if old else len(s) + 1) if count < 0 else count),
-        "join": lambda s, items: len(s) * len(items) + sum(len(item) for item in items),
-        "translate": _translated_length,
-    }.items()
-}
-_LIST_METHODS = {"extend": _sized_method("extend", lambda lst, items: len(lst) + len(items))}
-
-
-def _to_bytes(number: int) -> Callable[..., bytes]:
-    def to_bytes(length: int = 1, *args: Any, **kwargs: Any) -> bytes:
-        _too_long(b"", length)
-        return number.to_bytes(length, *args, **kwargs)
-    return to_bytes
-
-
-_INPLACE = {"%=": _mod, "*=": _mul, "**=": _pow, "<<=": _lshift, "+=": _add, "-=": operator.sub,
-            "/=": operator.truediv, "//=": operator.floordiv, ">>=": operator.rshift,
-            "|=": operator.or_, "&=": operator.and_, "^=": operator.xor, "@=": operator.matmul}
-
-
-def _inplacevar(op: str, target: Any, value: Any) -> Any:
-    if op == "+=" and isinstance(target, list):
-        _too_long(target, len(target) + (len(value) if isinstance(value, _SEQUENCES) else 0))
-        target += value  # keep list identity, as Python does
-        return target
-    return _INPLACE[op](target, value)
-
-
-class _Unavailable:
-    """Stands in for a value of the data that cannot reach an evaluator process (a module, a lock)."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise SandboxViolation(f"a {self.kind} from the data cannot be used {_WHERE}")
-
-
-def _getattr(obj: Any, name: str) -> Any:
-    if isinstance(obj, types.ModuleType) or (isinstance(obj, _Unavailable) and obj.kind == "module"):
-        raise SandboxViolation(f"modules are not available {_WHERE}")
-    if isinstance(obj, _Unavailable):
-        obj()
-    if name.startswith("_") or name in _REFUSED_ATTRIBUTES:
-        raise SandboxViolation(f'".{name}" is not allowed {_WHERE}')
-    if name in _STRING_METHODS and (type(obj) in (str, bytes) or obj is str or obj is bytes):
-        method = _STRING_METHODS[name]
-        return method if isinstance(obj, type) else lambda *args: method(obj, *args)
-    if name in _LIST_METHODS and type(obj) is list:
-        return lambda *args: _LIST_METHODS[name](obj, *args)
-    if name == "to_bytes" and type(obj) is int:
-        return _to_bytes(obj)
-    return getattr(obj, name)
-
-
-def _write(obj: Any) -> Any:
-    if type(obj) in (dict, list):
-        return obj
-    raise SandboxViolation(f"a {type(obj).__name__} cannot be changed {_WHERE}; only lists and dicts can")
-
-
-def _range(*args: int) -> range:
-    result = range(*args)
-    try:
-        _too_long(result, len(result))
-    except OverflowError:  # longer than sys.maxsize
-        _too_long(result, 2**62)
-    return result
-
-
-def _iter_unpack_sequence(iterable: Any, spec: dict, getiter: Callable) -> Iterator[Any]:
-    for item in getiter(iterable):  # count each iteration once, not each unpacked value
-        yield guarded_unpack_sequence(item, spec, iter)
-
-
-class _Output:
-    """Collects what print() writes in one run, up to the output limit; `printed` reads it."""
-
-    def __init__(self, limit: int):
-        self.parts: list[str] = []
-        self.size = 0
-        self.limit = limit
-        self.cut = False
-
-    def write(self, text: str) -> None:
-        room = self.limit - self.size
-        if len(text) > room:
-            text, self.cut = text[:max(room, 0)], True
-        self.parts.append(text)
-        self.size += len(text)
-
-    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n", **kwargs: Any) -> None:
-        if kwargs.get("file") is not None:
-            raise SandboxViolation(f"print(file=...) is not available {_WHERE}")
-        sep, end = " " if sep is None else str(sep), "\n" if end is None else str(end)
-        self.write(sep.join(_str(o) for o in objects) + end)
-
-    def __call__(self) -> str:
-        return "".join(self.parts)
-
-    def text(self) -> str:
-        """Return what was printed, with a note when it was cut at the limit."""
-        return self() + (f"\n… (output cut at {self.limit:,} characters)" if self.cut else "")
-
-
-def _timeout(limit: int) -> ScriptTimeout:
-    return ScriptTimeout(f"stopped after {limit:,} steps (loop iterations and function calls; the step "
-                         "limit); is there an endless loop?", limit="steps")
-
-
-def _overtime(seconds: float) -> ScriptTimeout:
-    return ScriptTimeout(f"stopped after running longer than the time limit of {seconds:g} s", limit="time")
-
-
-class _Budget:
-    """The steps, time and allocations left to one run (a step is one loop iteration or function call)."""
-
-    __slots__ = ("allocated", "deadline", "left", "limit", "limits", "output")
-
-    def __init__(self, limits: _limits.Limits):
-        self.limits = limits
-        self.left = self.limit = limits.steps
-        self.allocated = 0
-        self.deadline = time.monotonic() + limits.timeout
-        self.output = _Output(limits.output)
-
-    def allocate(self, length: int) -> None:
-        self.allocated += max(length, 0)
-        if self.allocated > self.limits.max_allocated:
-            raise SandboxViolation(f"more than {self.limits.max_allocated:,} characters or items were built "
-                                   f"{_WHERE} (the size limit per run)", limit="size")
-        self.check_time()
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise _overtime(self.limits.timeout)
-
-    def step(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise _timeout(self.limit)
-        if not self.left & 63:
-            self.check_time()
-
-    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        for item in iterable:
-            self.step()
-            yield item
-
-
-def _default_now() -> datetime:
-    return datetime.now(UTC)
-
-
-SAFE_FUNCTIONS: dict[str, Any] = {
-    f.__name__: f for f in (abs, all, any, bool, chr, dict, divmod, enumerate, float, frozenset, int,
-                            isinstance, len, list, max, min, ord, repr, reversed, round, set, sorted,
-                            str, sum, tuple, zip)
-} | {"range": _range, "sum": _sum, "datetime": datetime, "date": date, "timedelta": timedelta,
-     "timezone": timezone, "now": _default_now, "isoformat": lambda value: value.isoformat()}
-
-_GUARDS: dict[str, Any] = {
-    "_getattr_": _getattr, "_getitem_": operator.getitem, "_write_": _write, "_inplacevar_": _inplacevar,
-    "_apply_": lambda f, *args, **kwargs: f(*args, **kwargs),
-    "_iter_unpack_sequence_": _iter_unpack_sequence,
-    "_unpack_sequence_": lambda it, spec, getiter: guarded_unpack_sequence(it, spec, iter),
-    "_mul_": _mul, "_pow_": _pow, "_lshift_": _lshift, "_add_": _add, "_mod_": _mod,
-    "_sized_": _sized, "_str_": _str, "_repr_": _repr,
-}
-
-
-@functools.lru_cache(maxsize=32)
-def _builtins(clock: Callable[[], datetime] | None) -> dict[str, Any]:
-    return SAFE_FUNCTIONS if clock is None else {**SAFE_FUNCTIONS, "now": clock}
-
-
 def _run(code: types.CodeType, names: dict[str, Any], limits: _limits.Limits,
-         builtins: dict[str, Any]) -> tuple[Any, dict[str, Any], _Budget]:
+         builtins: dict[str, Any]) -> tuple[Any, dict[str, Any], Budget]:
     """Run `code` on a fresh namespace built from `names`; return its value, namespace and budget."""
-    budget = _Budget(limits)
+    budget = Budget(limits)
     scope = dict(names)
-    scope.update(_GUARDS)  # after the data: data cannot replace a guard or __builtins__
+    scope.update(GUARDS)  # after the data: data cannot replace a guard or __builtins__
     scope["__builtins__"] = builtins
     scope["_step_"], scope["_getiter_"] = budget.step, budget.iterate
     scope["_print_"] = lambda *_: budget.output
-    previous, _current.budget = getattr(_current, "budget", None), budget
+    previous, guards.current.budget = getattr(guards.current, "budget", None), budget
     try:
         value = eval(code, scope)  # restricted code in a guarded scope
     except SandboxViolation as exc:
@@ -637,11 +302,11 @@ def _run(code: types.CodeType, names: dict[str, Any], limits: _limits.Limits,
     except NameError as exc:
         if exc.name not in _UNAVAILABLE:
             raise
-        raise SandboxViolation(f'"{exc.name}" is not available {_WHERE}', _sandbox_line(exc)) from None
+        raise SandboxViolation(f'"{exc.name}" is not available {WHERE}', _sandbox_line(exc)) from None
     finally:
-        _current.budget = previous
+        guards.current.budget = previous
     if budget.left < 0:  # the script caught ScriptTimeout itself and carried on
-        raise _timeout(budget.limit)
+        raise step_timeout(budget.limit)
     budget.check_time()
     return value, scope, budget
 
@@ -693,8 +358,8 @@ def evaluate(source: str, names: dict[str, Any], *, max_steps: int | None = None
     code = _code(source, "eval")
     limits = _effective(max_steps)
     if _is_bounded(source):
-        return _run(code, names, limits, _builtins(clock))[0]
-    return _isolated(("eval", source, names, limits, (clock or _default_now)()))
+        return _run(code, names, limits, builtins_for(clock))[0]
+    return _isolated(("eval", source, names, limits, (clock or default_now)()))
 
 
 def run_script(source: str, names: dict[str, Any], *, max_steps: int | None = None,
@@ -706,8 +371,8 @@ def run_script(source: str, names: dict[str, Any], *, max_steps: int | None = No
     code = _code(source, "exec")
     limits = _effective(max_steps)
     if _is_bounded(source, "exec"):
-        return _script_run(code, names, limits, _builtins(clock))
-    return _isolated(("exec", source, names, _effective(max_steps), (clock or _default_now)()))  # type: ignore[no-any-return]
+        return _script_run(code, names, limits, builtins_for(clock))
+    return _isolated(("exec", source, names, _effective(max_steps), (clock or default_now)()))  # type: ignore[no-any-return]
 
 
 def execute(source: str, names: dict[str, Any], *, max_steps: int | None = None,
@@ -738,7 +403,7 @@ def _isolated(request: tuple[Any, ...]) -> Any:
         reply = _limits.run_isolated(request, limits)
     except _limits.Breach as breach:
         if breach.timed_out:
-            raise _overtime(limits.timeout) from None
+            raise overtime(limits.timeout) from None
         raise SandboxViolation(f"stopped: it used more than the memory limit of {limits.memory // 2**20:,} MB",
                                limit="memory") from None
     status, payload, lineno = reply
@@ -761,7 +426,7 @@ def _portable_names(names: dict[str, Any]) -> dict[str, Any]:
         try:
             pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001
-            portable[name] = _Unavailable("module" if isinstance(value, types.ModuleType) else kind_of(value))
+            portable[name] = Unavailable("module" if isinstance(value, types.ModuleType) else kind_of(value))
     return portable
 
 
