@@ -202,6 +202,33 @@ def take_script_output(workflow: BpmnWorkflow) -> list[tuple[str, str]]:
     return list(output)
 
 
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException as _WorkflowTaskException
+
+
+def _timer_failures_name_their_element(method: Any) -> Any:
+    """Wrap a timer's check so that a value it cannot use fails as the timer's element (an incident).
+
+    SpiffWorkflow parses what a timer expression returned outside its evaluation, so "Invalid
+    duration" or an AttributeError would otherwise escape as a plain exception: the timer worker
+    would hold the timer back and try again forever (a poison timer).
+    """
+    def checked(self: Any, my_task: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, my_task, *args, **kwargs)
+        except (SpiffWorkflowException, sandbox.SandboxViolation):
+            raise
+        except Exception as err:  # any value the timer cannot use
+            raise _WorkflowTaskException(f"the timer's value cannot be used: {err}", task=my_task,
+                                         exception=err) from err
+    return checked
+
+
+for _timer_class, _check in ((_timer_module.TimeDateEventDefinition, "has_fired"),
+                             (_timer_module.DurationTimerEventDefinition, "has_fired"),
+                             (_timer_module.CycleTimerEventDefinition, "cycle_complete")):
+    setattr(_timer_class, _check, _timer_failures_name_their_element(getattr(_timer_class, _check)))
+
+
 SCRIPT_ENGINE = _ScriptEngine(environment=_RestrictedEnvironment())
 
 
