@@ -342,3 +342,15 @@ def test_restrictedpython_pin_allows_only_the_major_version_in_use():
     low, high = re.search(r'"RestrictedPython>=(\d+)\.[\d.]*,<(\d+)"', pyproject).groups()
     installed = int(importlib.metadata.version("RestrictedPython").split(".")[0])
     assert int(high) == int(low) + 1 == installed + 1
+
+
+@pytest.mark.parametrize("value", ["'garbage'", "None", "[1, 2]", "{'a': 1}"])
+def test_a_timer_value_that_cannot_be_used_is_one_incident_not_a_retry_loop(sessions, value):
+    _deploy(sessions, "badtimer", "timer", value, timer=True)
+    instance_id, _ = _start(sessions, "badtimer")
+    timers.fire_due_timers(sessions, now=T0 + timedelta(days=2), worker_id="w1")
+    [(element, message)] = _incidents(sessions, instance_id)
+    assert element == "hostile" and "the timer's value cannot be used" in message
+    later = T0 + timedelta(days=2, minutes=10)  # past the 5-minute hold a failing firing used to get
+    assert timers.fire_due_timers(sessions, now=later, worker_id="w2") == 0
+    assert len(_incidents(sessions, instance_id)) == 1
