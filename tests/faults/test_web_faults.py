@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from engine import audit, customers, deploy, runtime, users
+from engine import audit, customers, deploy, runtime
 from engine.inbox import tasks as open_tasks
 from engine.models import Task
 
@@ -79,9 +79,8 @@ def test_full_disk_while_completing_a_task_keeps_everything_typed(client, login_
 
 def test_not_saved_message_in_english(client, login_as, sessions, tiny_disk):
     _instance_id, task_id = _case(sessions)
-    username = login_as("expert")
-    with sessions.begin() as s:
-        users.get_user(s, username).locale = "en"
+    login_as("expert")
+    client.post("/language", data={"lang": "en"})
     token = client.csrf_token()
     free = fill_disk(tiny_disk)
     try:
