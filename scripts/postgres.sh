@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install (Debian package) and start a throwaway PostgreSQL server for the test suite.
-# Usage: scripts/postgres.sh start|stop|url.  Data lives in var/pg; the server listens on
+# Usage: scripts/postgres.sh start|stop|url.  Data lives in ${POLKU_PG_DATA:-var/pg}; the server listens on
 # 127.0.0.1:${POLKU_PG_PORT:-55432} and trusts local connections (tests only, never production).
+# The fault tests (tests/faults) run their own server with another port and data folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${POLKU_PG_PORT:-55432}"
-DATA="$PWD/var/pg"
+DATA="${POLKU_PG_DATA:-$PWD/var/pg}"
 URL="postgresql://polku@127.0.0.1:${PORT}/polku"
 
 find_bin() {

@@ -12,14 +12,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from engine.config import Settings
+from engine.db import make_engine, upgrade
 
 REPO = Path(__file__).parents[2]
 POLKU = REPO / ".venv" / "bin" / "polku"
@@ -60,3 +64,64 @@ def fill_disk(directory: Path) -> Callable[[], None]:
 def settings(tiny_disk) -> Settings:
     """Return settings with the SQLite database on the tiny disk."""
     return Settings(database_url=f"sqlite:///{tiny_disk}/polku.db", secret_key="test-secret-key")
+
+
+# --- a private PostgreSQL server: stopped, restarted and killed without disturbing other tests ---
+
+PG_PORT = "55439"
+PG_DATA = REPO / "var" / "pg-faults"
+PG_ENV = {**os.environ, "POLKU_PG_PORT": PG_PORT, "POLKU_PG_DATA": str(PG_DATA)}
+
+
+def pg(command: str) -> str:
+    """Run `scripts/postgres.sh start|stop|url` for the fault suite's own server; return its output."""
+    done = subprocess.run([str(REPO / "scripts" / "postgres.sh"), command], env=PG_ENV, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def pg_is_up() -> bool:
+    """Tell whether the fault suite's server answers."""
+    try:
+        with contextlib.closing(psycopg.connect(admin_url(pg("url")), connect_timeout=2)):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def admin_url(url: str) -> str:
+    """Return a libpq URL (no SQLAlchemy driver name)."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+def fault_pg_server() -> Iterator[str]:
+    """Start the suite's own throwaway server (scripts/postgres.sh, another port and data folder)."""
+    url = pg("start").splitlines()[-1]
+    try:
+        yield url
+    finally:
+        pg("stop")
+        shutil.rmtree(PG_DATA, ignore_errors=True)
+
+
+@pytest.fixture
+def fault_pg_url(fault_pg_server) -> Iterator[str]:
+    """Return the URL of a fresh, migrated database on the suite's server (dropped afterwards)."""
+    if not pg_is_up():
+        pg("start")
+    name = f"polku_fault_{secrets.token_hex(5)}"
+    with psycopg.connect(admin_url(fault_pg_server), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = fault_pg_server.rsplit("/", 1)[0] + "/" + name
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        if not pg_is_up():  # a test stopped it: the server is running again at the end
+            pg("start")
+        with psycopg.connect(admin_url(fault_pg_server), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
