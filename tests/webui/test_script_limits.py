@@ -58,3 +58,25 @@ def test_hostile_condition_after_a_web_form_becomes_an_incident_in_a_request_thr
     with sessions.begin() as s:
         [incident] = s.scalars(select(Incident).where(Incident.instance_id == instance_id)).all()
         assert incident.element_id == "decide" and "time limit" in incident.message
+
+
+PRINTING = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="Defs_printing"
+    targetNamespace="http://polku.test/printing">
+  <bpmn:process id="printing" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="report" />
+    <bpmn:scriptTask id="report" scriptFormat="python"><bpmn:script>print('checked', n, '&lt;b&gt;')</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="report" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_audit_history_shows_what_a_script_printed(client, login_as, sessions):
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"printing.bpmn": PRINTING}, by="designer")
+        instance_id = runtime.start_instance(s, "printing", by="test", data={"n": 3}, validate_form=False).id
+    login_as("auditor")
+    page = client.get(f"/audit/instances/{instance_id}").get_data(as_text=True)
+    assert "script_output" in page and "checked 3 &lt;b&gt;" in page
