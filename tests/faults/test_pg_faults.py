@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import audit, deploy, runtime
-from engine.dbfaults import is_transient
 from engine.db import make_engine, make_sessions
+from engine.dbfaults import is_transient
 from engine.errors import Conflict, TaskNotAvailable
 from engine.inbox import assign
 from engine.inbox import tasks as open_tasks
