@@ -8,7 +8,11 @@ idle too long and when its absolute lifetime is over. Time is moved with the `cl
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -267,3 +271,15 @@ def test_production_refuses_to_start_while_a_demo_account_is_active(settings, se
 def test_production_refuses_insecure_cookies(settings, db_engine):
     with pytest.raises(NotAllowed, match="POLKU_INSECURE_COOKIES"):
         create_app(replace(settings, env="production", insecure_cookies=True))
+
+
+def test_polku_sessions_end_in_another_process_ends_the_web_sign_in(app, client, aino, settings):
+    assert _sign_in(client).status_code == 302
+    thief = _copy_of(app, client)
+    polku_bin = Path(sys.executable).parent / "polku"
+    env = {**os.environ, "POLKU_DATABASE_URL": settings.database_url}
+    done = subprocess.run([str(polku_bin), "sessions", "end", "aino", "--by", "ops"], env=env, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout) == {"username": "aino", "ended": 1}
+    for who in (client, thief):
+        assert who.get("/customers/").status_code == 302
