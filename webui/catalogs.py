@@ -37,6 +37,10 @@ def update_catalogs() -> None:
     update_model_catalogs(cli)
 
 
+def _undated(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith('"POT-Creation-Date:'))
+
+
 def update_model_catalogs(cli: CommandLineInterface | None = None) -> None:
     """Extract the model texts of `bpmn/`, merge them into each `models.po` and compile them."""
     cli = cli or CommandLineInterface()
@@ -47,10 +51,13 @@ def update_model_catalogs(cli: CommandLineInterface | None = None) -> None:
                  "-o", pot, str(HERE.parent)])
         for locale in MODEL_LOCALES:
             po = model_texts.TRANSLATIONS / locale / "LC_MESSAGES" / f"{model_texts.DOMAIN}.po"
+            before = po.read_text(encoding="utf-8") if po.exists() else None
             command = "update" if po.exists() else "init"
             extra = ["--no-fuzzy-matching", "--ignore-obsolete"] if command == "update" else []
             cli.run(["pybabel", "-q", command, "-i", pot, "-d", directory, "-D", model_texts.DOMAIN,
                      "-l", locale, *extra])
+            if before is not None and _undated(po.read_text(encoding="utf-8")) == _undated(before):
+                po.write_text(before, encoding="utf-8")  # only the extraction date moved: keep the file as it was
     cli.run(["pybabel", "-q", "compile", "-d", directory, "-D", model_texts.DOMAIN])
 
 
