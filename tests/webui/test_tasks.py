@@ -71,19 +71,19 @@ def test_group_tab_lists_unassigned_tasks_and_my_tab_my_own(client, expert, sess
     instance_id = start_case(sessions)
     task = open_task(sessions, instance_id)
     group = client.get("/tasks/?tab=group").get_data(as_text=True)
-    assert "Assess service needs with the customer" in group and "Pirkan Puu Oy" in group and BUSINESS_ID in group
-    assert "Assess service needs" not in client.get("/tasks/").get_data(as_text=True)
+    assert "Arvioi palvelutarve asiakkaan kanssa" in group and "Pirkan Puu Oy" in group and BUSINESS_ID in group
+    assert "Arvioi palvelutarve" not in client.get("/tasks/").get_data(as_text=True)
     assert "Kaikki avoimet tehtävät" not in group  # the "all" tab is the supervisor's
     client.post(f"/tasks/{task.id}/claim")
     mine = client.get("/tasks/?tab=mine").get_data(as_text=True)
-    assert "Assess service needs with the customer" in mine and "Vapauta" in mine
+    assert "Arvioi palvelutarve asiakkaan kanssa" in mine and "Vapauta" in mine
 
 
 def test_supervisor_sees_all_open_tasks_tab(client, login_as, shipped, sessions):
     start_case(sessions)
     login_as("supervisor")
     page = client.get("/tasks/?tab=all").get_data(as_text=True)
-    assert "Kaikki avoimet tehtävät" in page and "Assess service needs with the customer" in page
+    assert "Kaikki avoimet tehtävät" in page and "Arvioi palvelutarve asiakkaan kanssa" in page
     assert "Siirrä" in page
 
 
@@ -131,9 +131,11 @@ def test_task_page_renders_every_field_type_with_labels(client, expert, sessions
     assert '<textarea id="f-assessment_notes"' in page
     assert 'type="checkbox" id="f-process_agreed_with_customer"' in page
     assert '<option value="company_visit" selected>' in page  # the field's default
-    assert "(pakollinen)" in page and "The TE Office is responsible for local" in page  # required mark, help
-    assert "<p>Go through the company's situation" in page  # documentation
-    assert "Pirkan Puu Oy" in page and "contact_reason" in page  # customer and case data beside the form
+    assert "(pakollinen)" in page and "TE-toimisto vastaa paikallisesti" in page  # required mark, help
+    assert "<p>Käy yrityksen tilanne ja tarpeet läpi" in page  # documentation
+    # customer and case data beside the form: labels and option names, not variable names and ids
+    assert "Pirkan Puu Oy" in page and "<dt>Yhteydenoton syy</dt>" in page and "<dt>contact_reason</dt>" not in page
+    assert "Puhelinpalvelu" in page and "phone_service" not in page
 
 
 def test_completing_goes_straight_to_my_next_task(client, expert, sessions):
@@ -144,7 +146,7 @@ def test_completing_goes_straight_to_my_next_task(client, expert, sessions):
     assert following.element_id == "plan_referral" and following.assignee == expert
     assert response.headers["Location"] == f"/tasks/{following.id}"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "valmis" in page and "Agree the referral with the customer" in page
+    assert "valmis" in page and "Sovi ohjauksesta asiakkaan kanssa" in page
     done = events(sessions, instance_id, "task_completed")[0]
     assert done["actor"] == expert and done["submitted"]["identified_needs"] == ["other_partner_service"]
 
@@ -239,7 +241,7 @@ def test_start_from_the_customer_page_opens_the_first_task(client, expert, shipp
         assert runtime.get_instance(s, first.instance_id).business_key == BUSINESS_ID
     assert response.headers["Location"] == f"/tasks/{first.id}"
     page = client.get(f"/customers/{shipped}").get_data(as_text=True)
-    assert "Assess service needs with the customer" in page and "Aloita uusi palveluprosessi" in page
+    assert "Arvioi palvelutarve asiakkaan kanssa" in page and "Aloita uusi palveluprosessi" in page
 
 
 def test_start_form_errors_keep_the_typed_values(client, expert, shipped, sessions):
@@ -263,8 +265,8 @@ def test_my_aftercare_lists_my_aftercare_tasks_by_due_date(client, expert, sessi
             fields = runtime.task_details(s, row.id)["form"]
             runtime.complete_task(s, row.id, _valid(fields), by=expert, now=utcnow() - timedelta(days=30))
     page = client.get("/tasks/aftercare").get_data(as_text=True)
-    assert "Make the aftercare contact" in page and "Myöhässä" in page
-    assert "Assess service needs" not in page
+    assert "Ota jälkihoitoyhteys asiakkaaseen" in page and "Myöhässä" in page
+    assert "Arvioi palvelutarve" not in page
 
 
 def _valid(fields):
