@@ -188,6 +188,30 @@ def cmd_signal(args: argparse.Namespace, sessions: Any, settings: Settings) -> A
         return runtime.broadcast_signal(session, args.name, by=args.by, data=_json_arg(args.data))
 
 
+def cmd_task(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Show a task and its form (fields with types, labels, defaults, options, constraints, properties)."""
+    with sessions.begin() as session:
+        details = runtime.task_details(session, args.task_id)
+        row = details["task"]
+        return {**runtime.task_dict(row), "documentation": details["documentation"],
+                "form": [_field_json(f) for f in details["form"]]}
+
+
+def _field_json(item: Any) -> dict[str, Any]:
+    constraints = {"required": item.required, "readonly": item.readonly, "minlength": item.minlength,
+                   "maxlength": item.maxlength, "min": item.min, "max": item.max}
+    return {"id": item.id, "type": item.type, "label": item.label, "default": item.default,
+            "options": [{"id": key, "name": name} for key, name in item.options],
+            "constraints": {k: v for k, v in constraints.items() if v not in (None, False)},
+            "properties": dict(item.properties)}
+
+
+def cmd_stuck(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """List running instances that nothing can move on (no task, timer, message, worker or incident)."""
+    with sessions.begin() as session:
+        return runtime.stuck_instances(session)
+
+
 def cmd_instance(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Show an instance."""
     with sessions.begin() as session:
@@ -418,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--data", help="signal payload as a JSON object (or @file.json)")
     p.add_argument("--by", default="cli")
+    add("stuck", cmd_stuck, "list running instances that nothing can move on")
+    p = add("task", cmd_task, "show a task: task show ID prints its form as JSON")
+    p.add_argument("action", choices=("show",))
+    p.add_argument("task_id")
     p = add("instance", cmd_instance, "show an instance")
     p.add_argument("instance_id", type=int)
     p = add("history", cmd_history, "show an instance's audit events")

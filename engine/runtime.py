@@ -29,7 +29,6 @@ from .audit import EventKind
 from .db import utcnow
 from .errors import (
     Conflict,
-    FormInvalid,
     InstanceNotFound,
     InvalidInput,
     NotAllowed,
@@ -451,7 +450,45 @@ def _act(session: Session, loaded: _Loaded, mutate: Callable[[spiff.Workflow], A
             _raise_incident(session, loaded, err, actor=actor, now=now, retry_kind=retry_kind)
             return loaded
     _persist(session, loaded, actor=actor, now=now)
+    _check_stuck(session, loaded, actor=actor, now=now)
     return loaded
+
+
+def _check_stuck(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+    """Open an incident when the instance is running but nothing can ever move it on.
+
+    Never accepted-then-stuck: without this, such a case would sit without a task, timer, message,
+    worker or incident, and nobody would know.
+    """
+    instance = loaded.instance
+    if instance.status != InstanceStatus.RUNNING or instance.open_incidents:
+        return
+    reason = spiff.stuck_reason(loaded.held.workflow)
+    if reason is not None:
+        _raise_incident(session, loaded, ScriptError(reason[0], element=reason[1]), actor=actor, now=now,
+                        retry_kind="steps")
+
+
+def stuck_instances(session: Session) -> list[dict[str, Any]]:
+    """List running instances without an open incident that nothing can ever move on, with why.
+
+    Reads only: `polku stuck` shows them; the next action on such an instance opens its incident.
+    """
+    waiting = [select(Task.instance_id).where(Task.state == TaskStatus.READY),
+               select(Timer.instance_id), select(MessageWait.instance_id),
+               select(ExternalTask.instance_id).where(ExternalTask.state == ExternalTaskState.OPEN)]
+    idle = select(Instance).where(Instance.status == InstanceStatus.RUNNING, Instance.open_incidents == 0,
+                                  *[Instance.id.not_in(q) for q in waiting]).order_by(Instance.id)
+    found = []
+    for instance in session.scalars(idle):
+        version = deploy.version_by_id(session, instance.version_id)
+        workflow = spiff.load_state(instance.state, deploy.bundle_for(session, version))
+        reason = spiff.stuck_reason(workflow)
+        if reason is not None:
+            found.append({"instance_id": instance.id, "process_id": instance.process_id,
+                          "business_key": instance.business_key, "element_id": reason[1], "reason": reason[0],
+                          "started_at": instance.started_at.isoformat()})
+    return found
 
 
 def _raise_incident(session: Session, loaded: _Loaded, err: ScriptError, *, actor: str, now: datetime,
@@ -568,7 +605,8 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
 
     Raises:
         TaskNotFound, TaskNotAvailable (completed, cancelled, or someone else's),
-        FormInvalid (with every wrong field), Conflict (a concurrent change won).
+        FormInvalid (with every wrong field), DataInvalid (variables of a task without a form that
+        are not JSON-plain or too large), Conflict (a concurrent change won).
     """
     now = now or utcnow()
     row = _task_row(session, task_id)
@@ -579,9 +617,10 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     entry = _catalogue_entry(loaded.version, row.element_id)
     fields = forms.fields_from_catalogue(entry)
     current = next((r.data for r in spiff.ready_user_tasks(loaded.held.workflow) if r.id == task_id), {})
-    clean = forms.validate(fields, dict(data or {}), current) if fields else {}
-    if not fields and data:
-        raise FormInvalid({k: "this task has no form field of that name" for k in data}, values=dict(data))
+    if fields:  # declared fields are validated and typed; an undeclared one is refused by name
+        clean = forms.validate(fields, dict(data or {}), current)
+    else:  # a task without a form takes JSON-plain variables: how workers and integrations hand data over
+        clean = values.check_plain(dict(data or {}), what="task variables")
     _update_row(session, row, state=TaskStatus.COMPLETED, completed_at=now, completed_by=by,
                 assignee=row.assignee or by)
     loaded.held.ready.pop(task_id, None)
@@ -785,7 +824,10 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
         _after_commit_cache(session, instance_id, loaded.instance.revision, loaded.held)
         return []
 
-    loaded = _act(session, loaded, spiff.fire_timers, actor=actor, now=now, retry_kind="timers", steps=False)
+    def fire(workflow: spiff.Workflow) -> None:
+        loaded.path.extend(spiff.fire_timers(workflow))  # the steps the timers ran are path events too
+
+    loaded = _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
     still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
     fired = []
     for tid, eid in due.items():

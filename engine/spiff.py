@@ -43,14 +43,17 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
     SignalEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     DurationTimerEventDefinition,
     TimerEventDefinition,
 )
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBasedGateway
 from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as _SubWorkflowTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaEventDefinitionParser as _CamundaEventParser
@@ -374,6 +377,7 @@ class SpecBundle:
 
 
 _CAMUNDA_MI = (_CamundaSequentialMI, _CamundaParallelMI)
+_CONTAINERS = (LoopTask, _SubWorkflowTask)  # wait for what runs inside them, never by themselves
 
 
 def _wire_event_subprocesses(spec: Any) -> None:
@@ -786,9 +790,8 @@ def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
 def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
     """List waiting timers with their due instants (UTC)."""
     timers = []
-    for task in list(workflow.event_manager.tasks.values()):
-        definition = task.task_spec.event_definition
-        if not isinstance(definition, TimerEventDefinition) or not task.has_state(TaskState.WAITING):
+    for task, definition, element_id in _pending_events(workflow):
+        if not isinstance(definition, TimerEventDefinition):
             continue
         value = task.internal_data.get("event_value")
         if value is None:
@@ -805,8 +808,27 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
             kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
         if due.tzinfo is None:
             due = due.replace(tzinfo=UTC)
-        timers.append(WaitingTimer(str(task.id), task.task_spec.bpmn_id, kind, due.astimezone(UTC)))
+        timers.append(WaitingTimer(str(task.id), element_id, kind, due.astimezone(UTC)))
     return timers
+
+
+def _pending_events(workflow: BpmnWorkflow) -> Iterator[tuple[Any, Any, str]]:
+    """Yield (task, event definition, element id) for every event a WAITING task waits for.
+
+    An event-based gateway waits for all the events of the catch events after it (SpiffWorkflow
+    moves their definitions onto the gateway): each is named by its catch event's id.
+    """
+    for task in list(workflow.event_manager.tasks.values()):
+        if not task.has_state(TaskState.WAITING):
+            continue
+        definition = task.task_spec.event_definition
+        if isinstance(definition, MultipleEventDefinition):
+            outputs = task.task_spec.outputs if isinstance(task.task_spec, EventBasedGateway) else []
+            for index, item in enumerate(definition.event_definitions):
+                element = outputs[index].bpmn_id if index < len(outputs) else task.task_spec.bpmn_id
+                yield task, item, element
+        else:
+            yield task, definition, task.task_spec.bpmn_id
 
 
 def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
@@ -840,10 +862,9 @@ def waiting_signals(workflow: BpmnWorkflow) -> list[WaitingMessage]:
 
 def _waiting_events(workflow: BpmnWorkflow, kind: type) -> list[WaitingMessage]:
     found = []
-    for task in list(workflow.event_manager.tasks.values()):
-        definition = task.task_spec.event_definition
-        if isinstance(definition, kind) and task.has_state(TaskState.WAITING):
-            found.append(WaitingMessage(str(task.id), task.task_spec.bpmn_id, definition.name))
+    for task, definition, element_id in _pending_events(workflow):
+        if isinstance(definition, kind):
+            found.append(WaitingMessage(str(task.id), element_id, definition.name))
     if not workflow.is_completed():
         # event subprocesses started by a message or signal wait from the start without a task of their own
         for name in getattr(workflow.spec.start, "trigger_specs", None) or []:
@@ -947,6 +968,29 @@ def thrown_events(workflow: BpmnWorkflow) -> list[tuple[str, str, Any]]:
         elif isinstance(definition, ErrorEventDefinition):
             found.append(("error", definition.code or definition.name, None))
     return found
+
+
+def stuck_reason(workflow: BpmnWorkflow) -> tuple[str, str | None] | None:
+    """Say why an unfinished workflow can never go on, as (sentence, element id); None if it can.
+
+    It can go on when a user task is ready, or it waits for a timer, a message, a signal, an
+    external worker, or any other READY task the engine does not run itself.
+    """
+    if workflow.is_completed():
+        return None
+    if any(isinstance(d, (TimerEventDefinition, MessageEventDefinition, SignalEventDefinition))
+           for _t, d, _e in _pending_events(workflow)):
+        return None
+    if _all_tasks(workflow, TaskState.READY) or waiting_messages(workflow) or waiting_signals(workflow):
+        return None  # a ready user task, or a ready task that waits for the outside
+    if external_tasks(workflow):
+        return None  # an external task waits for its worker
+    at = sorted({t.task_spec.bpmn_id for t in _all_tasks(workflow, TaskState.WAITING | TaskState.STARTED)
+                 if getattr(t.task_spec, "bpmn_id", None) and not isinstance(t.task_spec, _CONTAINERS)})
+    if at:
+        return (f"the case cannot go on: it waits at {', '.join(at)}, and nothing (no task, timer, message, "
+                "signal or worker) can move it on", at[0])
+    return "the case cannot go on: nothing is left to run and no end event was reached", None
 
 
 def is_completed(workflow: BpmnWorkflow) -> bool:

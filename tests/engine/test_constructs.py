@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from engine import audit, deploy, inbox, runtime
 from engine.db import make_engine, make_sessions, upgrade
+from engine.errors import NotFound
 from engine.models import Incident, IncidentStatus, Instance
 
 MODELS = Path(__file__).parent / "bpmn"
@@ -120,6 +121,10 @@ class Driver:
         timers.fire_due_timers(self.sessions, now=now, worker_id="test")
 
     # -- looking
+    def started_at(self, instance_id: int) -> datetime:
+        """Return when the instance started (the CLI starts at the real time, the API at T0)."""
+        return datetime.fromisoformat(self.summary(instance_id)["started_at"])
+
     def tasks(self, instance_id: int) -> list[dict]:
         """List the instance's open tasks (id, element_id)."""
         with self.sessions.begin() as s:
@@ -293,3 +298,147 @@ def test_translate_never_raises_whatever_spiff_hands_it():
     empty = WorkflowException("x")
     empty.args = ()
     assert isinstance(spiff.translate(empty), Exception)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Event-based gateway; 8. inclusive gateway without a true condition
+
+
+def test_event_based_gateway_message_first_cancels_the_timer(drive):
+    drive.deploy("c_event_gateway.bpmn")
+    iid = drive.start("c_event_gateway")
+    (timer,) = drive.summary(iid)["timers"]
+    t0 = drive.started_at(iid)
+    assert timer["element_id"] == "too_late" and timer["due_at"] == (t0 + timedelta(days=2)).isoformat()
+    assert drive.message("answer", {"answer": "yes"}) == [iid]
+    summary = drive.summary(iid)
+    assert summary["timers"] == [] and [t["element_id"] for t in drive.tasks(iid)] == ["process_answer"]
+    drive.fire_timers(t0 + timedelta(days=3))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["process_answer"]
+    drive.do_all(iid, "process_answer")
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and summary["variables"]["answer"] == "yes"
+    assert "end_answer" in drive.path(iid) and "too_late" not in drive.path(iid)
+
+
+def test_event_based_gateway_timer_first_cancels_the_message(drive):
+    drive.deploy("c_event_gateway.bpmn")
+    iid = drive.start("c_event_gateway")
+    drive.fire_timers(drive.started_at(iid) + timedelta(days=2))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["remind"]
+    assert "too_late" in drive.path(iid)  # path events also for the steps a timer ran
+    with pytest.raises((CliFailed, NotFound)):
+        drive.message("answer")
+    drive.do_all(iid, "remind")
+    assert drive.summary(iid)["status"] == "completed" and "end_late" in drive.path(iid)
+
+
+def test_inclusive_gateway_without_a_true_condition_is_an_incident(drive):
+    drive.deploy("c_inclusive.bpmn")
+    iid = drive.start("c_inclusive", {"want_a": False, "want_b": False})
+    (incident,) = drive.incidents(iid)
+    assert "split" in incident or "gateway" in incident
+    other = drive.start("c_inclusive", {"want_a": True, "want_b": True})
+    assert sorted(t["element_id"] for t in drive.tasks(other)) == ["a", "b"]
+    drive.do_all(other, "a")
+    drive.do_all(other, "b")
+    assert drive.summary(other)["status"] == "completed"
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Never accepted-then-stuck
+
+
+def test_a_case_that_cannot_go_on_becomes_an_incident(drive):
+    drive.deploy("c_deadlock.bpmn")
+    iid = drive.start("c_deadlock", {"pick": "b"})
+    drive.do_all(iid, "decide")
+    (incident,) = drive.incidents(iid)
+    assert incident.startswith("the case cannot go on: ") and "join" in incident
+    assert drive.summary(iid)["status"] == "running"
+
+
+def test_polku_stuck_lists_instances_already_stuck_in_the_database(drive_in_process):
+    drive = drive_in_process
+    drive.deploy("c_deadlock.bpmn")
+    iid = drive.start("c_deadlock", {"pick": "a"})
+    drive.do_all(iid, "decide")
+    with drive.sessions.begin() as s:  # as a case stuck before this check existed: no incident
+        for incident in s.scalars(select(Incident).where(Incident.instance_id == iid)):
+            s.delete(incident)
+        s.get(Instance, iid).open_incidents = 0
+    with drive.sessions.begin() as s:
+        (stuck,) = runtime.stuck_instances(s)
+    assert stuck["instance_id"] == iid and stuck["element_id"] == "join"
+    assert stuck["reason"].startswith("the case cannot go on: ")
+    env = {**os.environ, "POLKU_DATABASE_URL": drive.url}
+    done = subprocess.run([str(POLKU), "--json", "stuck"], capture_output=True, text=True, env=env, check=True)
+    assert [s["instance_id"] for s in json.loads(done.stdout)] == [iid]
+
+
+# ---------------------------------------------------------------------------------------------
+# 10-11. Variables on completion; the task's form as JSON
+
+
+def test_a_task_without_a_form_takes_json_plain_variables(drive):
+    drive.deploy("c_deadlock.bpmn")
+    iid = drive.start("c_deadlock")
+    (task,) = drive.tasks(iid)
+    drive.complete(task["id"], {"pick": "a", "note": {"lines": ["x", 1, 2.5, True, None]}})
+    variables = drive.summary(iid)["variables"]
+    assert variables["pick"] == "a" and variables["note"] == {"lines": ["x", 1, 2.5, True, None]}
+
+
+def test_a_task_without_a_form_refuses_data_that_is_not_plain(drive_in_process):
+    from engine.errors import DataInvalid
+
+    drive = drive_in_process
+    drive.deploy("c_deadlock.bpmn")
+    iid = drive.start("c_deadlock")
+    (task,) = drive.tasks(iid)
+    with pytest.raises(DataInvalid, match="typename"):
+        drive.complete(task["id"], {"x": {"typename": "Evil"}})
+    with pytest.raises(DataInvalid):
+        drive.complete(task["id"], {"big": "x" * 2_000_000})
+    assert drive.tasks(iid) == [task]
+
+
+def test_a_task_with_a_form_refuses_an_undeclared_field_by_name(drive):
+    drive.deploy("c_mi_sequential.bpmn")
+    iid = drive.start("c_mi_sequential", {"items": ["a"]})
+    (task,) = drive.tasks(iid)
+    if drive.mode == "cli":
+        with pytest.raises(CliFailed) as failed:
+            drive.complete(task["id"], {"item": "A", "colour": "red"})
+        assert failed.value.code == 2 and "colour" in failed.value.err
+    else:
+        from engine.errors import FormInvalid
+
+        with pytest.raises(FormInvalid) as failed:
+            drive.complete(task["id"], {"item": "A", "colour": "red"})
+        assert "colour" in failed.value.errors
+    assert drive.tasks(iid) == [task]
+
+
+def test_polku_task_show_prints_the_form_as_json(drive):
+    drive.deploy("c_form.bpmn")
+    iid = drive.start("c_form")
+    (task,) = drive.tasks(iid)
+    shown = drive._cli("task", "show", task["id"])
+    assert (shown["name"], shown["element_id"], shown["documentation"]) == ("Fill in", "fill", "Ask the customer.")
+    size, colour = shown["form"]
+    assert size == {"id": "size", "type": "long", "label": "Size", "default": "3", "options": [],
+                    "constraints": {"required": True, "min": 1.0, "max": 9.0}, "properties": {}}
+    assert colour["options"] == [{"id": "red", "name": "Red"}, {"id": "blue", "name": "Blue"}]
+    assert colour["properties"] == {"help": "Pick one"}
+
+
+def test_uncaught_escalations_and_thrown_signals_are_in_the_history(drive):
+    drive.deploy("c_throw.bpmn", "c_signal.bpmn")
+    waiting = drive.start("c_signal")
+    thrower = drive.start("c_throw", {"secret": "stays here"})
+    assert drive.summary(thrower)["status"] == "completed"
+    assert drive.events(thrower, "escalation_thrown") == [{"kind": "escalation", "code": "late"}]
+    assert drive.events(thrower, "signal_thrown") == [{"name": "go", "delivered_to": [waiting], "started": []}]
+    assert [t["element_id"] for t in drive.tasks(waiting)] == ["work"]
+    assert "secret" not in drive.summary(waiting)["variables"]  # a signal carries no case data across
