@@ -323,3 +323,28 @@ class StashedForm(Base):
     path: Mapped[str] = mapped_column(String(500))
     values: Mapped[dict[str, Any]] = mapped_column(JSON)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A personal API token: the caller sends the secret as `Bearer`, this row keeps its SHA-256 only."""
+
+    __tablename__ = "api_token"
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the secret
+    prefix: Mapped[str] = mapped_column(String(16))  # the secret's first characters, to recognise it in lists
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    name: Mapped[str200]
+    roles: Mapped[str200]  # comma-separated, a subset of the owner's roles when made
+    created_at: Mapped[datetime]
+    created_by: Mapped[str200]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    @property
+    def role_set(self) -> set[str]:
+        """Return the token's roles as a set."""
+        return {r for r in self.roles.split(",") if r}
+
+
+from . import outreach_models  # noqa: E402,F401  (contact log, notices, absences, start schedules)
