@@ -36,6 +36,7 @@ from engine.diff import diff_models
 from engine.errors import EngineError, InvalidInput, InvalidModel, NotAllowed, NotFound, Problem
 from engine.models import Draft, ModelFile, ProcessVersion
 
+from . import modeltexts
 from .auth import current_user, login_required
 from .db import get_session
 from .downloads import attachment
@@ -291,7 +292,7 @@ def deploy_draft(draft_id: int) -> Any:
         flash(_("Nothing changed: no new version was deployed."), "info")
         return redirect(url_for("designer.draft", draft_id=found.id))
     drafts.delete_draft(session, _me(), found.id)
-    names = ", ".join(f"{v.name} v{v.version}" for v in result.created)
+    names = ", ".join(f"{modeltexts.text(v.name, v.id)} v{v.version}" for v in result.created)
     flash(_("Deployed: %(names)s.", names=names), "success")
     return redirect(url_for("designer.version", version_id=result.created[0].id))
 
