@@ -1,1 +1,1 @@
-"""Conformance suite: one small model per BPMN construct, each run three ways (see README.md here)."""
+"""Conformance suite: one small model per BPMN construct, each case run three ways (see test_conformance.py)."""

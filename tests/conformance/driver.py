@@ -4,23 +4,29 @@
 - `reload`: in this process, but before every step everything held in memory is dropped (the
   runtime's instance cache and the deploy module's version, file and spec caches), so each step
   rebuilds the specs and the instance from the database.
-- `cli`: every step is a new OS process (`.venv/bin/polku …`) on the case's own SQLite file.
+- `cli`: every step is a new OS process (`.venv/bin/polku …`) on the case's own SQLite file; the
+  outcome is then read from that file through the API.
 
+Every case starts from a copy of a database its models were deployed in (the same way: by the
+API, or by `polku deploy`), so one deploy serves many cases and no case sees another's instances.
 `run_case(case, mode)` returns an `Outcome` (the deploy refusal, or the observed instances, and
 the first step that failed); `mismatches(case, outcome)` lists how it differs from the case's
-expectations (empty: the case holds). `run_cases` runs many, the CLI ones two at a time.
+expectations (empty: the case holds). `run_cases` runs many, the CLI ones two at a time in the
+background while the in-process ones run.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +41,7 @@ POLKU = ROOT / ".venv" / "bin" / "polku"
 ACTOR = "conformance"
 WORKER = "conformance-worker"
 FIRE_SECONDS = 20
+_alembic_lock = threading.Lock()
 CLI_SECONDS = 60
 
 
@@ -104,7 +111,8 @@ class InProcess:
 
         self.reload = reload
         self.engine = make_engine(f"sqlite:///{workdir}/conformance.db")
-        upgrade(self.engine)
+        with _alembic_lock:  # Alembic keeps its context in module globals: one migration at a time
+            upgrade(self.engine)
         self.sessions = make_sessions(self.engine)
 
     def close(self) -> None:
@@ -125,9 +133,10 @@ class InProcess:
 
     def run(self, step: Step) -> int | None:
         """Run one step in its own transaction; return the instance id a start created."""
+        from sqlalchemy import select
+
         from engine import external, runtime, timers
         from engine.models import Task, TaskStatus
-        from sqlalchemy import select
 
         if self.reload:
             forget_everything()
@@ -173,9 +182,10 @@ class InProcess:
 
     def observe(self, main_id: int | None) -> list[dict[str, Any]]:
         """Return every instance of the database as an observation, the main one first."""
+        from sqlalchemy import select
+
         from engine import audit, runtime
         from engine.models import Instance
-        from sqlalchemy import select
 
         if self.reload:
             forget_everything()
@@ -204,7 +214,7 @@ class Cli:
 
     def polku(self, *args: str, ok: tuple[int, ...] = (0,)) -> tuple[int, Any]:
         """Run one polku command; return (exit code, parsed JSON output)."""
-        done = subprocess.run([str(POLKU), "--json", *args], cwd=self.workdir, env=self.env,
+        done = subprocess.run([str(POLKU), "--json", *args], check=False, cwd=self.workdir, env=self.env,
                               capture_output=True, text=True, timeout=CLI_SECONDS)
         if done.returncode not in ok:
             lines = [x for x in done.stderr.strip().splitlines() if x.strip()]
@@ -281,34 +291,74 @@ class Cli:
             raise ValueError(f"unknown step {step.kind}")
         return None
 
-    def observe(self, main_id: int | None, count: int) -> list[dict[str, Any]]:
-        """Return the first `count` instances of the database (ids 1…), the main one first."""
-        found = []
-        for instance_id in range(1, count + 1):
-            code, summary = self.polku("instance", str(instance_id), ok=(0, 1))
-            if code != 0:
-                break
-            _code, events = self.polku("history", str(instance_id))
-            found.append(_observation(summary, events))
-        found.sort(key=lambda o: o["id"] != main_id)
-        return found
+    def observe(self, main_id: int | None) -> list[dict[str, Any]]:
+        """Read the outcome from the case's database (the steps were the OS processes, not this).
+
+        This process never held anything of this database, so there is no cache to drop (and
+        dropping the engine's caches here would disturb the in-process runs going on meanwhile).
+        """
+        reader = InProcess(self.workdir, reload=False)
+        try:
+            return reader.observe(main_id)
+        finally:
+            reader.close()
 
 
 # ---------------------------------------------------------------------------------------------
 # One case, many cases
 
 
+# Deployed databases to copy: every case starts from a copy, so deploying is shared, state is not.
+_templates: dict[tuple[str, tuple[str, ...]], tuple[Path, list[dict[str, Any]] | None]] = {}
+_template_lock = threading.Lock()
+_template_root = Path(tempfile.mkdtemp(prefix="conformance-templates-"))
+atexit.register(shutil.rmtree, _template_root, True)
+
+
+def _build_template(kind: str, files: tuple[str, ...]) -> tuple[Path, list[dict[str, Any]] | None]:
+    workdir = _template_root / f"{kind}-{len(_templates)}"
+    workdir.mkdir()
+    driver: InProcess | Cli = Cli(workdir) if kind == "cli" else InProcess(workdir, reload=False)
+    try:
+        problems = driver.deploy({name: (MODELS / name).read_bytes() for name in files})
+    finally:
+        driver.close()
+    return workdir / "conformance.db", problems
+
+
+def deployed_database(kind: str, files: list[str]) -> tuple[Path, list[dict[str, Any]] | None]:
+    """Return a database holding `files` deployed the `kind` way ("cli" or "api"), or deploy's refusal.
+
+    One deploy of every model that a case expects to run serves all such cases; when that deploy
+    is refused (some model is not accepted yet), each case's own files are deployed on their own.
+    """
+    from .cases import CASES
+
+    wanted = tuple(sorted(files))
+    shared = tuple(sorted({f for c in CASES if c.refused is None for f in c.files}))
+    with _template_lock:
+        if set(wanted) <= set(shared):
+            if (kind, shared) not in _templates:
+                _templates[(kind, shared)] = _build_template(kind, shared)
+            if _templates[(kind, shared)][1] is None:
+                return _templates[(kind, shared)]
+        if (kind, wanted) not in _templates:
+            _templates[(kind, wanted)] = _build_template(kind, wanted)
+        return _templates[(kind, wanted)]
+
+
 def run_case(case: Case, mode: str) -> Outcome:
-    """Deploy a case's models into a fresh database, run its steps in `mode`, observe the result."""
+    """Run a case's steps in `mode` on a copy of a database its models are deployed in; observe the result."""
     began = time.monotonic()
     outcome = Outcome(case.name, mode)
-    files = {name: (MODELS / name).read_bytes() for name in case.files}
+    template, outcome.refusal = deployed_database("cli" if mode == "cli" else "api", case.files)
+    if outcome.refusal is not None:
+        outcome.seconds = time.monotonic() - began
+        return outcome
     with tempfile.TemporaryDirectory(prefix=f"conformance-{case.name}-") as tmp:
+        shutil.copyfile(template, Path(tmp) / "conformance.db")
         driver: InProcess | Cli = Cli(Path(tmp)) if mode == "cli" else InProcess(Path(tmp), mode == "reload")
         try:
-            outcome.refusal = driver.deploy(files)
-            if outcome.refusal is not None:
-                return outcome
             main_id = None
             for number, step in enumerate(case.steps, 1):
                 try:
@@ -319,10 +369,7 @@ def run_case(case: Case, mode: str) -> Outcome:
                 if main_id is None:
                     main_id = created
             try:
-                if isinstance(driver, Cli):
-                    outcome.instances = driver.observe(main_id, 1 + len(case.others))
-                else:
-                    outcome.instances = driver.observe(main_id)
+                outcome.instances = driver.observe(main_id)
             except Exception as err:  # noqa: BLE001 - an instance that cannot even be shown is a finding too
                 outcome.error = outcome.error or f"observing: {type(err).__name__}: {_first_line(err)}"
         finally:
@@ -336,11 +383,16 @@ def _first_line(err: BaseException) -> str:
     return text[0][:300] if text else ""
 
 
+def start_cli_runs(cases: list[Case], pool: ThreadPoolExecutor) -> dict[str, Future[Outcome]]:
+    """Start the CLI runs of cases in the background (they mostly wait for their OS processes)."""
+    return {c.name: pool.submit(run_case, c, "cli") for c in cases}
+
+
 def run_cases(cases: list[Case], modes: tuple[str, ...] = MODES, cli_workers: int = 2) -> dict[tuple[str, str], Outcome]:
-    """Run cases in modes: the in-process ones here one by one, the CLI ones `cli_workers` at a time."""
+    """Run cases in modes: the in-process ones here one by one while the CLI ones run `cli_workers` at a time."""
     results: dict[tuple[str, str], Outcome] = {}
     with ThreadPoolExecutor(max_workers=cli_workers) as pool:
-        futures = {c.name: pool.submit(run_case, c, "cli") for c in cases} if "cli" in modes else {}
+        futures = start_cli_runs(cases, pool) if "cli" in modes else {}
         for mode in modes:
             if mode == "cli":
                 continue
