@@ -442,3 +442,14 @@ def test_uncaught_escalations_and_thrown_signals_are_in_the_history(drive):
     assert drive.events(thrower, "signal_thrown") == [{"name": "go", "delivered_to": [waiting], "started": []}]
     assert [t["element_id"] for t in drive.tasks(waiting)] == ["work"]
     assert "secret" not in drive.summary(waiting)["variables"]  # a signal carries no case data across
+
+
+def test_an_interrupting_signal_boundary_event_cancels_the_task(drive):
+    drive.deploy("c_signal_boundary.bpmn")
+    iid = drive.start("c_signal_boundary")
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["work"]
+    assert drive.signal("stop") == {"delivered_to": [iid], "started": []}
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and summary["variables"]["stopped_early"] is True
+    assert [t["state"] for t in summary["tasks"]] == ["cancelled"]
+    assert drive.path(iid)[-3:] == ["stopped", "wrap_up", "end_stopped"]
