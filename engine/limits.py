@@ -20,6 +20,7 @@ worker's threads, locks or database connections; a few are kept running for reus
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -237,6 +238,7 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(shutdown)  # idle evaluators would end on their own (end of input); do not leave them behind
 
 if __name__ == "__main__":
     _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False),
