@@ -354,3 +354,50 @@ def test_a_timer_value_that_cannot_be_used_is_one_incident_not_a_retry_loop(sess
     later = T0 + timedelta(days=2, minutes=10)  # past the 5-minute hold a failing firing used to get
     assert timers.fire_due_timers(sessions, now=later, worker_id="w2") == 0
     assert len(_incidents(sessions, instance_id)) == 1
+
+
+def _decision(cell: str) -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="https://www.omg.org/spec/DMN/20191111/MODEL/" id="hostile_rules_defs" name="Hostile"
+    namespace="urn:polku:test">
+  <decision id="hostile_rules" name="Hostile rules">
+    <decisionTable id="hostile_table" hitPolicy="FIRST">
+      <input id="in1"><inputExpression id="in1_expr" typeRef="integer"><text>amount</text></inputExpression></input>
+      <output id="out1" name="verdict" typeRef="string" />
+      <rule id="r1"><inputEntry id="r1_in"><text>{escape(cell)}</text></inputEntry>
+        <outputEntry id="r1_out"><text>"yes"</text></outputEntry></rule>
+      <rule id="r2"><inputEntry id="r2_in"><text>-</text></inputEntry>
+        <outputEntry id="r2_out"><text>"no"</text></outputEntry></rule>
+    </decisionTable>
+  </decision>
+</definitions>""".encode()
+
+
+DECIDING = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+    id="Defs_deciding" targetNamespace="http://polku.test/deciding">
+  <bpmn:process id="deciding" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="hostile" />
+    <bpmn:businessRuleTask id="hostile" camunda:decisionRef="hostile_rules" />
+    <bpmn:sequenceFlow id="f1" sourceRef="hostile" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+@pytest.mark.parametrize(("cell", "words"), [
+    ("any(len(set(r)) < 0 for r in [range(999999)] for i in range(3000))", "time limit"),
+    ("len('x' * 10**9) > 0", "size limit"),
+])
+def test_hostile_dmn_cell_becomes_an_incident_on_the_business_rule_task(sessions, cell, words):
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"deciding.bpmn": DECIDING, "hostile_rules.dmn": _decision(cell)}, by="designer")
+    started = time.monotonic()
+    with sessions.begin() as s:
+        instance_id = runtime.start_instance(s, "deciding", by="anna", data={"amount": 5}, now=T0,
+                                             validate_form=False).id
+    took = time.monotonic() - started
+    [(element, message)] = _incidents(sessions, instance_id)
+    assert element == "hostile" and words in message, message
+    assert took < BOUND
