@@ -20,6 +20,13 @@ POLKU_INSECURE_COOKIES 1: session cookie without Secure (plain-http 127.0.0.1 on
                        refused in production; `polku serve` on a loopback host sets it)  0
 POLKU_TRUSTED_PROXIES  reverse proxies in front of the web server whose
                        X-Forwarded-For/-Proto are believed (hop count)   0
+POLKU_API_RATE         REST API calls one token may make per minute (per server process)  600
+POLKU_SMTP_HOST        SMTP server for e-mail notices; unset: e-mails are printed to the log  unset
+POLKU_SMTP_PORT        SMTP port                    587 with STARTTLS, else 25
+POLKU_SMTP_USER        SMTP user name (login only when set)  unset
+POLKU_SMTP_PASSWORD    SMTP password                unset
+POLKU_SMTP_FROM        sender address of notices    polku@localhost
+POLKU_SMTP_STARTTLS    1: STARTTLS before login     0
 FLASK_DEBUG            read only so `polku check-production` can flag it  unset
 """
 
@@ -53,7 +60,14 @@ class Settings:
     idle_minutes: float = 30.0
     insecure_cookies: bool = False
     trusted_proxies: int = 0
+    api_rate_per_minute: int = 600
     flask_debug: bool = False
+    smtp_host: str = ""
+    smtp_port: int = 0  # 0: 587 with STARTTLS, else 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "polku@localhost"
+    smtp_starttls: bool = False
 
     @property
     def is_production(self) -> bool:
@@ -91,12 +105,22 @@ class Settings:
             kwargs["embedded_worker"] = env["POLKU_EMBEDDED_WORKER"] not in ("0", "false", "no")
         if "POLKU_SESSION_HOURS" in env:
             kwargs["session_hours"] = float(env["POLKU_SESSION_HOURS"])
+        if "POLKU_API_RATE" in env:
+            kwargs["api_rate_per_minute"] = int(env["POLKU_API_RATE"])
         if "POLKU_IDLE_MINUTES" in env:
             kwargs["idle_minutes"] = float(env["POLKU_IDLE_MINUTES"])
         if "POLKU_INSECURE_COOKIES" in env:
             kwargs["insecure_cookies"] = env["POLKU_INSECURE_COOKIES"] not in ("", "0", "false", "no")
         if "POLKU_TRUSTED_PROXIES" in env:
             kwargs["trusted_proxies"] = int(env["POLKU_TRUSTED_PROXIES"])
+        for name, key in (("POLKU_SMTP_HOST", "smtp_host"), ("POLKU_SMTP_USER", "smtp_user"),
+                          ("POLKU_SMTP_PASSWORD", "smtp_password"), ("POLKU_SMTP_FROM", "smtp_from")):
+            if name in env:
+                kwargs[key] = env[name]
+        if env.get("POLKU_SMTP_PORT"):
+            kwargs["smtp_port"] = int(env["POLKU_SMTP_PORT"])
+        if "POLKU_SMTP_STARTTLS" in env:
+            kwargs["smtp_starttls"] = env["POLKU_SMTP_STARTTLS"] not in ("", "0", "false", "no")
         if "FLASK_DEBUG" in env:
             kwargs["flask_debug"] = env["FLASK_DEBUG"] not in ("", "0", "false", "no")
         return cls(**kwargs)  # type: ignore[arg-type]

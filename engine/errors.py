@@ -9,6 +9,7 @@ EngineError
   |   + ExternalTaskNotAvailable (locked by another worker, lock expired, already completed)
   + FormInvalid         (carries {field: message} and the submitted values)
   + Conflict            (someone else changed the instance first)
+  |   + RevisionMismatch (a write named an older instance revision: If-Match)
   + InvalidInput        (bad argument from a caller: JSON, date, unknown option)
   |   + DataInvalid     (process data not JSON-plain, too large or deep; names the variable)
   + NotAllowed          (the action is refused in this environment or for this user)
@@ -106,6 +107,10 @@ class FormInvalid(EngineError):
 
 class Conflict(EngineError):
     """Another writer changed the same instance first; reload and try again."""
+
+
+class RevisionMismatch(Conflict):
+    """The caller wrote against an older revision of the instance (the REST API's If-Match): 412 there."""
 
 
 class InvalidInput(EngineError):

@@ -35,6 +35,7 @@ from . import (
     tasks,
     vendor,
 )
+from . import api as rest_api
 from .stash import FormStash
 from .throttle import LoginThrottle
 
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     home.init_app(app)
     for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor, incidents):
         app.register_blueprint(module.bp)
+    rest_api.init_app(app)  # /api/v1: bearer tokens only, exempt from CSRF, errors as problem+json
     return app
