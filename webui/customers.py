@@ -170,6 +170,9 @@ def start(customer_id: int) -> Any:
         return _render_start(customer, fields, values, {})
     data = formfields.read_posted(fields, request.form)
     values = formfields.typed_values(fields, initial, data)
+    too_large = formfields.too_large(fields, data)
+    if too_large:
+        return _render_start(customer, fields, values, too_large, 413)
     if data.get("business_id", "").strip() != customer.business_id:
         return _render_start(customer, fields, values,
                              {"business_id": _("The business ID must be this customer's.")}, 422)

@@ -18,6 +18,8 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
+from engine import values
+from engine.errors import DataInvalid
 from engine.forms import Field
 
 TRUE = ("true", "on", "1", "yes", "kyllä")
@@ -53,6 +55,17 @@ def message(text: str) -> str:
             found = str(translate(match))
     found = found or text
     return found[:1].upper() + found[1:]
+
+
+def too_large(fields: list[Field], data: Mapping[str, Any]) -> dict[str, str]:
+    """Return {field: message} when posted form data is too large to store as process data, else {}."""
+    try:
+        values.check_plain(dict(data), what="form")
+    except DataInvalid as exc:
+        name = exc.variable.split(".")[0].split("[")[0]
+        return {name: _("This makes the form too large to save (at most %(limit)s kB in all). Shorten it.",
+                        limit=values.MAX_BYTES // 1000)}
+    return {}
 
 
 def unsaved_message() -> str:

@@ -181,6 +181,9 @@ def task(task_id: str) -> Any:
         return _render(details, values, {})
     data = formfields.read_posted(fields, request.form)
     values = formfields.typed_values(fields, initial, data)
+    too_large = formfields.too_large(fields, data)
+    if too_large:
+        return _render(details, values, too_large, 413)
     instance_id, name = details["instance"].id, modeltexts.text(details["task"].name, details["instance"].version_id)
     keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
     try:

@@ -164,3 +164,26 @@ def test_cli_history_csv_neutralises_formulas(tmp_path, capsys):
     actors = {row[3] for row in rows[1:]}
     assert any(a.startswith("'=1+1") for a in actors)
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+
+
+def test_a_form_too_large_for_process_data_is_refused_at_the_form(client, login_as, sessions):
+    with sessions.begin() as s:
+        files = {p.name: p.read_bytes() for p in BPMN.iterdir() if p.suffix in (".bpmn", ".dmn")}
+        deploy.deploy_files(s, files, by="test")
+        customer_id = customers.create_customer(s, {"name": "Pirkan Puu Oy", "business_id": "0737546-2"}, by="t").id
+        start = {"business_id": "0737546-2", "company_name": "Pirkan Puu Oy", "contact_channel": "phone_service",
+                 "contact_reason": "x"}
+        instance = runtime.start_instance(s, "customer_service", by="test", data=start, business_key="0737546-2")
+        task_id = open_tasks(s, instance_id=instance.id)[0].id
+    login_as("expert")
+    huge = "Pitkä teksti alkaa tästä " + "x" * 1_100_000
+    response = client.post(f"/tasks/{task_id}", data={
+        "assessment_date": date.today().isoformat(), "assessment_method": "company_visit",
+        "company_situation": "growth", "headcount": "1", "segment": "local", "assessment_notes": huge})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 413
+    assert "liian suuren" in page and "Pitkä teksti alkaa tästä xxx" in page  # the message, and the text kept
+    started = client.post(f"/customers/{customer_id}/start", data={**start, "contact_reason": huge})
+    assert started.status_code == 413 and "liian suuren" in started.get_data(as_text=True)
+    with sessions.begin() as s:
+        assert [t.id for t in open_tasks(s)] == [task_id]
