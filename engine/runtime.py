@@ -523,7 +523,7 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
                    business_key: str | None = None, version: int | None = None,
                    now: datetime | None = None, parent_instance_id: int | None = None,
                    validate_form: bool = True, start_message: str | None = None,
-                   start_signal: str | None = None) -> Instance:
+                   start_signal: str | None = None, start_timer: str | None = None) -> Instance:
     """Start an instance of the latest (or a given) version and run it until it waits.
 
     With `start_message` the instance starts through the start event catching that message, and
@@ -559,6 +559,8 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
             spiff.update_live_data(wf, data)  # no start event catches it: the payload is start data
         if start_signal and not spiff.start_by_signal(wf, start_signal, data):
             spiff.update_live_data(wf, data)
+        if start_timer:  # a timer start event the scheduler found due (engine.schedules)
+            spiff.start_by_timer(wf, start_timer)
 
     _act(session, loaded, begin, actor=by, now=now)
     return instance

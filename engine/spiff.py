@@ -924,6 +924,38 @@ def start_by_signal(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) 
     return _start_by_event(workflow, BpmnEvent(SignalEventDefinition(name), payload=dict(payload)))
 
 
+def start_by_timer(workflow: BpmnWorkflow, element_id: str) -> bool:
+    """Start a new workflow through its timer start event `element_id` as if that timer fired now.
+
+    Polku's scheduler (`engine.schedules`) decides when a timer start event is due, so the event
+    does not wait on SpiffWorkflow's own timer: it completes at once and the process runs on. The
+    process's other start events are cancelled. Returns False when no such start event exists.
+    """
+    starts = [t for t in workflow.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, BpmnStartTask)]
+    chosen = [s for s in workflow.spec.start.outputs if getattr(s, "bpmn_id", None) == element_id
+              and isinstance(getattr(s, "event_definition", None), TimerEventDefinition)]
+    if not starts or not chosen:
+        return False
+    try:
+        starts[0].run()
+        for task in list(starts[0].children):
+            if task.task_spec is chosen[0]:
+                workflow.event_manager.remove_task(task)  # the timer is due: it does not wait
+                task._drop_children(force=True)  # noqa: SLF001 - a cycle past its start made some already
+                task._set_state(TaskState.READY)  # noqa: SLF001
+                task.run()
+                if not task.children:  # a cycle start event makes its children only when its cycle fires
+                    for output in task.task_spec.outputs:
+                        child = task._add_child(output, TaskState.FUTURE)  # noqa: SLF001
+                        child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)  # noqa: SLF001
+                        child.task_spec._update(child)  # noqa: SLF001
+            elif getattr(task.task_spec, "event_definition", None) is not None:
+                task.cancel()
+    except (WorkflowException, sandbox.SandboxViolation) as err:
+        raise translate(err) from err
+    return True
+
+
 def _start_by_event(workflow: BpmnWorkflow, event: Any) -> bool:
     starts = [t for t in workflow.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, BpmnStartTask)]
     wanted = event.event_definition

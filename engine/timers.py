@@ -189,7 +189,11 @@ class Worker:
         if self.leases_to_release and _release_quietly(self.sessions, None, self.worker_id):
             self.leases_to_release = False
         try:
-            return fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease, stop=self.stopping)
+            fired = fire_due_timers(self.sessions, worker_id=self.worker_id, lease=self.lease, stop=self.stopping)
+            from .jobs import run_jobs_quietly  # scheduled starts, notices, e-mail (engine.jobs)
+
+            run_jobs_quietly(self.sessions, worker_id=self.worker_id)
+            return fired
         except Exception as err:  # the database may be away for a moment: keep the worker alive
             self.faulted = self.leases_to_release = True
             if is_transient(err):
