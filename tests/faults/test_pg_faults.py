@@ -31,6 +31,8 @@ from engine.models import AuditEvent, Incident, Instance, Task, Timer
 
 from .conftest import POLKU, admin_url, pg, pg_is_up
 
+pytestmark = [pytest.mark.postgres]
+
 MODELS = Path(__file__).parents[1] / "engine" / "bpmn"
 BOUND = 60  # seconds any wait below may take
 
