@@ -232,6 +232,27 @@ for _timer_class, _check in ((_timer_module.TimeDateEventDefinition, "has_fired"
     setattr(_timer_class, _check, _timer_failures_name_their_element(getattr(_timer_class, _check)))
 
 
+_spiff_message_throw = _CamundaMessage.throw
+
+
+def _throw_plain_payload(self: Any, my_task: Any) -> None:
+    """Throw a message only if its payload is plain data (else: an incident on the throwing element).
+
+    The payload reaches other cases and their storage; it is checked like script results. The
+    expression is evaluated again by SpiffWorkflow's throw: expressions cannot change anything.
+    """
+    payload = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+    try:
+        values.check_plain(payload if isinstance(payload, dict) else {"payload": payload},
+                           what=f"message payload of '{self.name}'", max_bytes=limits.current().max_bytes)
+    except DataInvalid as err:
+        raise _WorkflowTaskException(str(err), task=my_task, exception=err) from None
+    _spiff_message_throw(self, my_task)
+
+
+_CamundaMessage.throw = _throw_plain_payload  # type: ignore[method-assign]
+
+
 SCRIPT_ENGINE = _ScriptEngine(environment=_RestrictedEnvironment())
 
 
