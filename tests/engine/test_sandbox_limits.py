@@ -401,3 +401,41 @@ def test_hostile_dmn_cell_becomes_an_incident_on_the_business_rule_task(sessions
     [(element, message)] = _incidents(sessions, instance_id)
     assert element == "hostile" and words in message, message
     assert took < BOUND
+
+
+def _thrower(expression: str) -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+    id="Defs_thrower" targetNamespace="http://polku.test/thrower">
+  <bpmn:message id="m_out" name="outgoing" />
+  <bpmn:process id="thrower" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="hostile" />
+    <bpmn:intermediateThrowEvent id="hostile">
+      <bpmn:messageEventDefinition messageRef="m_out" camunda:expression="{escape(expression, {'"': '&quot;'})}" />
+    </bpmn:intermediateThrowEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="hostile" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>""".encode()
+
+
+@pytest.mark.parametrize(("expression", "words"), [
+    ("{'ids': {1, 2}}", "message payload of 'outgoing': ids is a set"),
+    ("{'typename': 'datetime', 'value': 'x'}", "reserved key"),
+    ("(1, 2)", "payload is a tuple"),
+])
+def test_a_thrown_message_with_a_payload_that_is_not_plain_is_an_incident_on_the_throw(sessions, expression, words):
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"thrower.bpmn": _thrower(expression)}, by="designer")
+        instance_id = runtime.start_instance(s, "thrower", by="anna", data={}, now=T0, validate_form=False).id
+    [(element, message)] = _incidents(sessions, instance_id)
+    assert element == "hostile" and words in message, message
+
+
+def test_a_thrown_message_with_a_plain_payload_still_goes_out(sessions):
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"thrower.bpmn": _thrower("{'amount': 2}")}, by="designer")
+        instance_id = runtime.start_instance(s, "thrower", by="anna", data={}, now=T0, validate_form=False).id
+        assert runtime.open_incidents(s, instance_id) == []
+        assert str(runtime.get_instance(s, instance_id).status) == "completed"
