@@ -132,6 +132,7 @@ def deploy_models() -> tuple[s.DeployResult, int]:
         name = (upload.filename or "").rsplit("/", 1)[-1]
         if not name.lower().endswith((".bpmn", ".dmn")):
             raise InvalidInput(f"only .bpmn and .dmn files can be deployed, not {name!r}")
+        upload.stream.seek(0)  # the schema check looked at the upload first
         files[name] = upload.read()
     if not files:
         raise InvalidInput("send at least one .bpmn or .dmn file in the field 'files'")
