@@ -83,6 +83,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     db.init_app(app)  # registered after auth: its commit runs first, so any error page still gets headers
     errors.init_app(app)
     home.init_app(app)
+    from . import outreach  # contact log, worklists, notifications, absences, office settings
+
+    outreach.init_app(app)
     for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor, incidents):
         app.register_blueprint(module.bp)
     rest_api.init_app(app)  # /api/v1: bearer tokens only, exempt from CSRF, errors as problem+json

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from engine import access, customers, kpi, runtime
+from engine import contacts as outreach_contacts
 from engine.customers import MINISTRY_SEGMENTS, NEED_SEGMENTS, Segment, Situation, TurnoverBand
 from engine.db import utcnow
 from engine.errors import FormInvalid
@@ -23,7 +24,8 @@ EVENT_LABELS = {"instance_started": _l("Service process started"), "task_complet
                 "task_assigned": _l("Task reassigned"), "timer_fired": _l("Timer fired"),
                 "message_received": _l("Message received"), "message_thrown": _l("Message sent"),
                 "incident_raised": _l("Incident raised"), "instance_completed": _l("Service process completed"),
-                "instance_cancelled": _l("Service process cancelled"), "instance_migrated": _l("Instance migrated")}
+                "instance_cancelled": _l("Service process cancelled"), "instance_migrated": _l("Instance migrated"),
+                "contact_logged": _l("Contact logged")}
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 ROLES = ("expert", "supervisor", "admin")
@@ -129,12 +131,44 @@ def show(customer_id: int) -> str:
     processes = kpi.process_steps(session, customers.customer_processes(session, customer, reader=me))
     timeline = customers.customer_timeline(session, customer, reader=me)
     feedback = customers.customer_feedback(session, [p.instance.id for p in processes])
+    contact_log = outreach_contacts.customer_contacts(session, customer.id)
+    timeline = _with_contacts(timeline, contact_log)
     people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
                                               for t in p.open_tasks + p.aftercare] + [e.actor for e in timeline]
     return render_template("customers/show.html", customer=customer, processes=processes,
                            names=display_names(session, people), process_names=process_names(),
                            due_state=due_state, now=utcnow(), timeline=timeline, feedback=feedback,
-                           event_labels=EVENT_LABELS, event_data=_event_data, **labels())
+                           event_labels=EVENT_LABELS, event_data=_event_data, contact_log=contact_log,
+                           contact_channels=_contact_channels(), today=now_local_date(), **labels())
+
+
+def _contact_channels() -> dict[str, Any]:
+    from .outreach import CHANNELS
+
+    return CHANNELS
+
+
+def now_local_date() -> str:
+    """Return today's date in the office time zone (the contact form's default)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    return utcnow().astimezone(ZoneInfo(current_app.extensions["polku"].settings.timezone)).date().isoformat()
+
+
+def _with_contacts(timeline: list[Any], contact_log: list[Any]) -> list[Any]:
+    """Merge logged contacts into the timeline of process events, newest first."""
+    import json
+    from datetime import datetime, time
+    from types import SimpleNamespace
+
+    from engine.db import UTC
+
+    entries = [SimpleNamespace(kind="contact_logged", at=datetime.combine(c.contacted_on, time(12), UTC),
+                               actor=c.created_by, instance_id=c.instance_id, version_id=None,
+                               data=json.dumps({"name": c.topic})) for c in contact_log]
+    return sorted([*timeline, *entries], key=lambda e: e.at, reverse=True)
 
 
 def _event_data(event: Any) -> dict[str, Any]:

@@ -50,6 +50,11 @@ AREAS = (
          ("supervisor",)),
     Area("incidents.index", _l("Incidents"), _l("Cases stopped by a failing step: fix the data and run it again."),
          ("admin", "supervisor")),
+    Area("outreach.worklists", _l("Worklists"), _l("Customers to contact and new companies from the web service."),
+         ("expert", "supervisor")),
+    Area("outreach.absences_page", _l("Absences"), _l("Absences and who covers whom."), ("expert", "supervisor")),
+    Area("outreach.office_settings", _l("Office settings"), _l("Yearly visit target, contact interval, reminders."),
+         ("supervisor",)),
     Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),
 )
 

@@ -1,0 +1,68 @@
+"""Web: contact log on the customer page, worklists with CSV import, notifications badge, absences,
+office settings, the admin's e-mail outbox."""
+
+from __future__ import annotations
+
+import io
+
+from engine import customers, notices
+from engine.outreach_models import Contact
+
+
+def _customer(sessions, expert):
+    with sessions.begin() as s:
+        return customers.create_customer(s, {"name": "Konepaja Oy", "business_id": "0737546-2",
+                                             "responsible_expert": expert}, by=expert).id
+
+
+def test_contact_logged_on_the_customer_page_shows_in_log_and_timeline(client, login_as, sessions):
+    expert = login_as("expert")
+    customer_id = _customer(sessions, expert)
+    response = client.post(f"/customers/{customer_id}/contacts",
+                           data={"contacted_on": "2027-01-05", "channel": "visit", "topic": "Yrityskäynti",
+                                 "participants": "toimitusjohtaja", "next_contact_on": "2027-02-01"})
+    assert response.status_code == 302
+    page = client.get(f"/customers/{customer_id}").get_data(as_text=True)
+    assert "Yrityskäynti" in page and "toimitusjohtaja" in page and "2027-02-01" in page
+    bad = client.post(f"/customers/{customer_id}/contacts", data={"contacted_on": "x", "channel": "fax", "topic": ""})
+    assert bad.status_code == 302
+    with sessions.begin() as s:
+        assert s.query(Contact).count() == 1
+
+
+def test_worklist_import_and_notification_badge(client, login_as, sessions):
+    expert = login_as("expert")
+    csv = "business_id,name,first_posting_on\n1572860-0,Uusi Oy,2027-01-07\n123,Väärä Oy,\n"
+    response = client.post("/worklists/import", data={"file": (io.BytesIO(csv.encode()), "companies.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 302
+    page = client.get("/worklists").get_data(as_text=True)
+    assert "Uusi Oy" in page and "Väärä Oy" not in page
+    with sessions.begin() as s:
+        notices.notify(s, "test:1", expert, "assigned", "Tehtävä sinulle", "body")
+    page = client.get("/notifications").get_data(as_text=True)
+    assert 'id="unread-badge"' in page and "Tehtävä sinulle" in page
+    client.post("/notifications/read", data={})
+    assert 'id="unread-badge"' not in client.get("/notifications").get_data(as_text=True)
+
+
+def test_office_settings_page_changes_the_visit_target(client, login_as):
+    login_as("supervisor")
+    assert client.post("/office/settings", data={"visit_target": "1400"}).status_code == 302
+    assert 'value="1400"' in client.get("/office/settings").get_data(as_text=True)
+
+
+def test_absence_page_records_who_covers_whom(client, login_as, sessions):
+    me = login_as("expert")
+    with sessions.begin() as s:
+        from engine import users
+        users.add_user(s, "pekka", "password-1", ["expert"], display_name="Pekka Sijainen")
+    client.post("/absences", data={"substitute": "pekka", "starts_on": "2027-01-10", "ends_on": "2099-01-20"})
+    page = client.get("/absences").get_data(as_text=True)
+    assert "2099-01-20" in page and "Pekka Sijainen" in page and me
+
+
+def test_admin_sees_the_mail_outbox(client, login_as):
+    login_as("admin")
+    page = client.get("/admin/mail").get_data(as_text=True)
+    assert "SMTP" in page
