@@ -236,9 +236,9 @@ def _persist(session: Session, loaded: _Loaded, *, actor: str, now: datetime) ->
     thrown = spiff.thrown_events(loaded.held.workflow)
     _flush(session)
     _after_commit_cache(session, loaded.instance.id, loaded.instance.revision, loaded.held)
-    for kind, name, payload in thrown:
+    for kind, name, payload, correlations in thrown:
         if kind == "message":
-            _route_thrown_message(session, loaded, name, payload, actor=actor, now=now)
+            _route_thrown_message(session, loaded, name, payload, correlations, actor=actor, now=now)
         elif kind == "signal":
             _route_thrown_signal(session, loaded, name, actor=actor, now=now)
         else:  # an uncaught escalation or error goes on, as BPMN says, but is never silent
@@ -666,7 +666,7 @@ def _check_available(row: Task, by: str, roles: set[str] | None) -> None:
 
 def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any] | None = None,
                     business_key: str | None = None, instance_id: int | None = None,
-                    now: datetime | None = None) -> list[int]:
+                    now: datetime | None = None, correlations: dict[str, Any] | None = None) -> list[int]:
     """Deliver a message to every instance waiting for it (narrowed by business key or instance).
 
     Raises:
@@ -689,15 +689,22 @@ def deliver_message(session: Session, name: str, *, by: str, data: dict[str, Any
     payload = dict(data or {})
 
     def deliver(workflow: spiff.Workflow) -> None:
-        spiff.deliver_message(workflow, name, payload)
+        spiff.deliver_message(workflow, name, payload, correlations)
         spiff.update_live_data(workflow, payload)
 
+    delivered = []
     for target in targets:
         loaded = _load(session, target)
+        if correlations is None and not spiff.message_correlates(loaded.held.workflow, name, payload):
+            _after_commit_cache(session, target, loaded.instance.revision, loaded.held)  # untouched: keep it
+            continue  # its correlation keys (from its own data) differ from the message's
+        delivered.append(target)
         audit.append(session, EventKind.MESSAGE_RECEIVED, actor=by, instance_id=target,
                      version_id=loaded.instance.version_id, data={"name": name, "payload": _jsonable(payload)}, at=now)
         _reassign_by_expression(session, _act(session, loaded, deliver, actor=by, now=now), actor=by, now=now)
-    return targets
+    if not delivered:
+        raise NotFound(f"no running instance waiting for message '{name}' has the message's correlation keys")
+    return delivered
 
 
 def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
@@ -720,26 +727,26 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
             row.assignee = new
 
 
-def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload: Any, *, actor: str,
-                          now: datetime) -> None:
+def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload: Any,
+                          correlations: dict[str, Any], *, actor: str, now: datetime) -> None:
     """Deliver a message thrown by an instance, or start the process whose start event catches it.
 
-    Instances of the same business key waiting for the message get it; else the latest process
-    whose message start event catches it starts through that event, with the payload. Either way
-    (or when nothing takes it) the throw is in the thrower's history with where it went.
+    A message with correlation keys goes to the instances waiting for it whose own data gives the
+    same key values; one without goes to the instances of the same business key waiting for it.
+    When none waits, the latest process whose message start event catches it starts through that
+    event, with the payload. Either way (or when nothing takes it) the throw is in the thrower's
+    history with where it went.
     """
     instance = loaded.instance
     data = payload if isinstance(payload, dict) else {"payload": payload}
     delivered: list[int] = []
     started: list[int] = []
-    waiting = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id).where(
-        MessageWait.name == name, Instance.business_key == instance.business_key, Instance.id != instance.id,
-        Instance.status == InstanceStatus.RUNNING)
-    receivers = session.scalars(waiting).first() is not None
+    receivers = _receivers(session, instance, name, correlations)
     target = None if receivers else _process_started_by(session, name)
-    if receivers:
-        delivered = deliver_message(session, name, by=actor, data=data, business_key=instance.business_key, now=now)
-    elif target is not None:
+    for receiver in receivers:
+        delivered += deliver_message(session, name, by=actor, data=data, instance_id=receiver, now=now,
+                                     correlations=correlations)
+    if target is not None:
         # the payload is the new case's start data as the throwing process wrote it (not a person's input)
         started.append(start_instance(session, target, by=actor, data=payload, business_key=instance.business_key,
                                       now=now, parent_instance_id=instance.id, validate_form=False,
@@ -747,6 +754,25 @@ def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload:
     audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
                  version_id=instance.version_id, data={"name": name, "payload": _jsonable(data),
                                                        "delivered_to": delivered, "started": started}, at=now)
+
+
+def _receivers(session: Session, thrower: Instance, name: str, correlations: dict[str, Any]) -> list[int]:
+    """Return the running instances a thrown message goes to (by correlation keys, else business key)."""
+    query = select(MessageWait.instance_id).join(Instance, Instance.id == MessageWait.instance_id).where(
+        MessageWait.name == name, Instance.id != thrower.id, Instance.status == InstanceStatus.RUNNING).distinct()
+    if not correlations:
+        if thrower.business_key is None:
+            return []
+        return sorted(session.scalars(query.where(Instance.business_key == thrower.business_key)))
+    found = []
+    for instance_id in sorted(session.scalars(query)):
+        instance = session.get(Instance, instance_id)
+        assert instance is not None
+        workflow = spiff.load_state(instance.state, deploy.bundle_for(session, deploy.version_by_id(
+            session, instance.version_id)))
+        if any(spiff.correlations_match(correlations, keys) for keys in spiff.waiting_correlations(workflow, name)):
+            found.append(instance_id)
+    return found
 
 
 def _route_thrown_signal(session: Session, loaded: _Loaded, name: str, *, actor: str, now: datetime) -> None:
@@ -881,6 +907,7 @@ def retry_incident(session: Session, incident_id: int, *, by: str, data: dict[st
                  version_id=loaded.instance.version_id, element_id=incident.element_id,
                  data={"incident_id": incident.id, "data": _jsonable(data or {})}, at=now)
     _persist(session, loaded, actor=by, now=now)
+    _check_stuck(session, loaded, actor=by, now=now)
     return incident
 
 

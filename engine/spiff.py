@@ -278,6 +278,47 @@ def _merge_message_payload(self: Any, my_task: Any) -> None:
 _CamundaMessage.update_task_data = _merge_message_payload  # type: ignore[method-assign]
 
 
+def _correlations_of(self: Any, my_task: Any, payload: Any) -> dict[str, dict[str, Any]]:
+    """Compute a message's correlation keys from its payload: {key: {property: value}}.
+
+    A Camunda message carries its payload wrapped ({"payload": …, "result_var": …}): the
+    retrieval expressions read the payload inside. A property the payload lacks is left out.
+    """
+    inner = payload.get("payload") if isinstance(payload, dict) and "result_var" in payload else payload
+    return message_correlations(self, inner)
+
+
+def message_correlations(definition: Any, data: Any) -> dict[str, dict[str, Any]]:
+    """Evaluate a message definition's correlation properties against `data` (never raises)."""
+    found: dict[str, dict[str, Any]] = {}
+    if not isinstance(data, dict):
+        return found
+    for prop in getattr(definition, "correlation_properties", None) or []:
+        try:
+            value = SCRIPT_ENGINE.environment.evaluate(prop.retrieval_expression, dict(data))
+        except Exception:  # noqa: BLE001, S112 - a payload without the property does not correlate on it
+            continue
+        for key in prop.correlation_keys:
+            found.setdefault(key, {})[prop.name] = value
+    return found
+
+
+def message_correlates(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
+    """Tell whether a message from outside matches the correlation keys of what waits for it here."""
+    waits = [(message_correlations(d, payload), message_correlations(d, t.data))
+             for t, d, _e in _pending_events(workflow) if isinstance(d, MessageEventDefinition) and d.name == name]
+    return not waits or any(not sent or correlations_match(sent, mine) for sent, mine in waits)
+
+
+def correlations_match(sent: dict[str, dict[str, Any]], waiting: dict[str, dict[str, Any]]) -> bool:
+    """Tell whether two sets of correlation keys agree on every property both have."""
+    return all(sent[key][prop] == value for key, props in waiting.items() if key in sent
+               for prop, value in props.items() if prop in sent[key])
+
+
+_CamundaMessage.get_correlations = _correlations_of  # type: ignore[method-assign]
+
+
 class _CamundaSendTaskParser(_CamundaEventParser, _SendTaskParser):
     """Parse send and receive tasks with the Camunda message definition (payload, result variable).
 
@@ -920,10 +961,20 @@ def update_live_data(workflow: BpmnWorkflow, data: dict[str, Any]) -> None:
             task.parent.data.update(data)
 
 
-def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any]) -> int:
-    """Deliver a message by name; its payload is merged into the catching task's data."""
+def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any],
+                    correlations: dict[str, dict[str, Any]] | None = None) -> int:
+    """Deliver a message by name; its payload is merged into the catching task's data.
+
+    Without `correlations` (a message from outside) the keys come from the payload, by the
+    correlation properties of the events waiting for it, as if the sender had computed them.
+    """
+    if correlations is None:
+        computed = (message_correlations(d, payload) for _t, d, _e in _pending_events(workflow)
+                    if isinstance(d, MessageEventDefinition) and d.name == name)
+        correlations = next((c for c in computed if c), None)
     definition = _CamundaMessage(name)
-    event = BpmnEvent(definition, payload={"payload": payload, "result_var": None, "merge": True})
+    event = BpmnEvent(definition, payload={"payload": payload, "result_var": None, "merge": True},
+                      correlations=correlations)
     try:
         return workflow.event_manager.catch(event, internal=False)
     except (WorkflowException, sandbox.SandboxViolation) as err:
@@ -999,27 +1050,34 @@ def _start_by_event(workflow: BpmnWorkflow, event: Any) -> bool:
 
 def thrown_messages(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
     """Take the messages the workflow threw that nothing inside it caught."""
-    return [(name, payload) for kind, name, payload in thrown_events(workflow) if kind == "message"]
+    return [(name, payload) for kind, name, payload, _c in thrown_events(workflow) if kind == "message"]
 
 
-def thrown_events(workflow: BpmnWorkflow) -> list[tuple[str, str, Any]]:
-    """Take what the workflow threw that nothing inside it caught: (kind, name, payload) in order.
+def waiting_correlations(workflow: BpmnWorkflow, name: str) -> list[dict[str, dict[str, Any]]]:
+    """Return the correlation keys each catch event waiting for message `name` expects (from its data)."""
+    return [message_correlations(definition, task.data) for task, definition, _e in _pending_events(workflow)
+            if isinstance(definition, MessageEventDefinition) and definition.name == name]
 
-    Kinds: "message" (payload as thrown), "signal" (no payload: a case's data never goes to others
-    without a model saying so), "escalation" and "error" (code as the name, no payload).
+
+def thrown_events(workflow: BpmnWorkflow) -> list[tuple[str, str, Any, dict[str, Any]]]:
+    """Take what the workflow threw that nothing inside it caught: (kind, name, payload, correlations).
+
+    Kinds: "message" (payload as thrown, correlation keys from its payload), "signal" (no payload:
+    a case's data never goes to others without a model saying so), "escalation" and "error" (code
+    as the name, no payload).
     """
-    found: list[tuple[str, str, Any]] = []
+    found: list[tuple[str, str, Any, dict[str, Any]]] = []
     for event in workflow.get_events():
         definition = event.event_definition
         if isinstance(definition, MessageEventDefinition):
             payload = event.payload.get("payload") if isinstance(event.payload, dict) else event.payload
-            found.append(("message", definition.name, payload))
+            found.append(("message", definition.name, payload, message_correlations(definition, payload)))
         elif isinstance(definition, SignalEventDefinition):
-            found.append(("signal", definition.name, None))
+            found.append(("signal", definition.name, None, {}))
         elif isinstance(definition, EscalationEventDefinition):
-            found.append(("escalation", definition.code or definition.name, None))
+            found.append(("escalation", definition.code or definition.name, None, {}))
         elif isinstance(definition, ErrorEventDefinition):
-            found.append(("error", definition.code or definition.name, None))
+            found.append(("error", definition.code or definition.name, None, {}))
     return found
 
 

@@ -453,3 +453,18 @@ def test_an_interrupting_signal_boundary_event_cancels_the_task(drive):
     assert summary["status"] == "completed" and summary["variables"]["stopped_early"] is True
     assert [t["state"] for t in summary["tasks"]] == ["cancelled"]
     assert drive.path(iid)[-3:] == ["stopped", "wrap_up", "end_stopped"]
+
+
+def test_a_message_with_a_correlation_key_reaches_only_the_matching_instance(drive):
+    drive.deploy("c_correlation.bpmn")
+    first = drive.start("c_corr_shop", {"order_id": "A-1"})
+    second = drive.start("c_corr_shop", {"order_id": "B-2"})
+    store = drive.start("c_corr_store", {"order_id": "B-2", "parcel": "P9"})
+    assert drive.events(store, "message_thrown")[0]["delivered_to"] == [second]
+    assert drive.tasks(first) == [] and [t["element_id"] for t in drive.tasks(second)] == ["tell_customer"]
+    assert drive.summary(second)["variables"]["parcel"] == "P9"
+    third = drive.start("c_corr_shop", {"order_id": "C-3"})
+    assert drive.message("shipped", {"order_id": "A-1", "parcel": "P1"}) == [first]  # from outside
+    assert drive.tasks(third) == []
+    assert [t["element_id"] for t in drive.tasks(first)] == ["tell_customer"]
+    assert drive.summary(first)["variables"]["parcel"] == "P1"
