@@ -19,6 +19,7 @@ Audit events written through the CLI name the operating-system user beside `--by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import getpass
 import io
@@ -528,7 +529,15 @@ def _emit(value: Any, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     """Run one polku command; return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            args = parser.parse_args(argv)
+    except SystemExit as done:  # a usage error: argparse's last line says what is wrong, once
+        lines = usage.getvalue().strip().splitlines()
+        if lines:
+            print(lines[-1], file=sys.stderr)
+        return done.code if isinstance(done.code, int) else EXIT_INPUT
     settings = settings or Settings.from_env()
     as_json = args.json or not sys.stdout.isatty()
     try:

@@ -94,6 +94,9 @@ def test_bad_input_stays_exit_2_and_a_refusal_exit_1(tmp_path, run):
     assert _one_line(run(url, "start", "nothing", "--data", "{", cwd=tmp_path)).startswith("polku: --data")
     refused = run(url, "instance", "999", cwd=tmp_path)
     assert refused.returncode == 1 and _one_line(refused)
+    usage = run(url, "complete", cwd=tmp_path)  # argparse's usage text is cut to the line that matters
+    assert usage.returncode == 2
+    assert _one_line(usage) == "polku complete: error: the following arguments are required: task_id, --by"
 
 
 def test_cli_audit_names_the_os_user_beside_by(tmp_path, run):
