@@ -480,7 +480,10 @@ def _settle_live_multi_instances(workflow: BpmnWorkflow) -> None:
         spec = task.task_spec
         if not isinstance(spec, _CAMUNDA_MI) or spec.cardinality is None or spec.data_input is not None:
             continue
-        cardinality = workflow.script_engine.evaluate(task, spec.cardinality)
+        try:
+            cardinality = workflow.script_engine.evaluate(task, spec.cardinality)
+        except Exception:  # noqa: BLE001, S112 - loading must not fail: the activity's own run reports it
+            continue
         item = _TaskDataReference(spec.output_item.bpmn_id) if spec.output_item is not None else None
         if not isinstance(cardinality, int):  # the collection was given as the "cardinality"
             spec.data_input, spec.cardinality = _TaskDataReference(spec.cardinality), None
@@ -1099,8 +1102,9 @@ def stuck_reason(workflow: BpmnWorkflow) -> tuple[str, str | None] | None:
     at = sorted({t.task_spec.bpmn_id for t in _all_tasks(workflow, TaskState.WAITING | TaskState.STARTED)
                  if getattr(t.task_spec, "bpmn_id", None) and not isinstance(t.task_spec, _CONTAINERS)})
     if at:
-        return (f"the case cannot go on: it waits at {', '.join(at)}, and nothing (no task, timer, message, "
-                "signal or worker) can move it on", at[0])
+        sentence = (f"the case cannot go on: it waits at {', '.join(at)}, and nothing (no task, timer, "
+                    "message, signal or worker) can move it on")
+        return sentence, at[0]
     return "the case cannot go on: nothing is left to run and no end event was reached", None
 
 

@@ -468,3 +468,12 @@ def test_a_message_with_a_correlation_key_reaches_only_the_matching_instance(dri
     assert drive.tasks(third) == []
     assert [t["element_id"] for t in drive.tasks(first)] == ["tell_customer"]
     assert drive.summary(first)["variables"]["parcel"] == "P1"
+
+
+def test_multi_instance_with_a_cardinality_expression_or_a_collection_in_it(drive):
+    drive.deploy("c_mi_expression.bpmn")
+    iid = drive.start("c_mi_expression", {"rounds": 2, "names": ["Aino", "Eino"]})
+    assert drive.do_all(iid, "count_step") == 2
+    assert len(drive.tasks(iid)) == 2
+    assert drive.do_all(iid, "greet") == 2
+    assert drive.summary(iid)["status"] == "completed"
