@@ -124,3 +124,18 @@ def cover_tasks(session: Session, substitute: str, today: date, tz: str = "Europ
                  .order_by(Task.due_at))
         found.extend((task, absence) for task in session.scalars(query))
     return found
+
+
+def cover_windows(session: Session, substitute: str, today: date,
+                  tz: str = "Europe/Helsinki") -> tuple[tuple[str, datetime | None, datetime], ...]:
+    """Return (absent user, due from, due before) for every absence this user covers, for `inbox.TaskFilter`.
+
+    `due from` is None once the absence has begun: the absent one's overdue tasks are covered too.
+    """
+    rows = session.scalars(select(Absence).where(
+        Absence.substitute == substitute, Absence.cancelled_at.is_(None), Absence.ends_on >= today))
+    windows = []
+    for absence in rows:
+        start, end = _bounds(absence, tz)
+        windows.append((absence.username, None if absence.starts_on <= today else start, end))
+    return tuple(windows)

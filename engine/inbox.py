@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -45,8 +45,20 @@ class TaskFilter:
     due_before: datetime | None = None
     overdue_at: datetime | None = None   # only tasks due before this instant
     state: TaskStatus | None = TaskStatus.READY
+    # absence cover (engine.absences.cover_windows): also the tasks of (absent user, due from, due before);
+    # due from None: every task due before the end (the absence has begun, overdue ones too)
+    cover: tuple[tuple[str, datetime | None, datetime], ...] = ()
 
 
+
+
+def _cover_clauses(flt: TaskFilter) -> list[Any]:
+    """Return one clause per absence this user covers: the absent one's tasks due in the period."""
+    clauses = []
+    for username, start, end in flt.cover:
+        due = Task.due_at < end if start is None else and_(Task.due_at >= start, Task.due_at < end)
+        clauses.append(and_(Task.assignee == username, due))
+    return clauses
 
 
 def _query(flt: TaskFilter) -> Select:
@@ -54,10 +66,10 @@ def _query(flt: TaskFilter) -> Select:
     if flt.state is not None:
         query = query.where(Task.state == flt.state)
     if flt.assignee is not None and flt.roles is not None:
-        query = query.where(or_(Task.assignee == flt.assignee,
+        query = query.where(or_(Task.assignee == flt.assignee, *_cover_clauses(flt),
                                 Task.assignee.is_(None) & Task.candidate_role.in_(flt.roles)))
     elif flt.assignee is not None:
-        query = query.where(Task.assignee == flt.assignee)
+        query = query.where(or_(Task.assignee == flt.assignee, *_cover_clauses(flt)))
     elif flt.roles is not None:
         query = query.where(Task.assignee.is_(None), Task.candidate_role.in_(flt.roles))
     if flt.instance_id is not None:

@@ -72,7 +72,7 @@ def row_context(rows: list[tuple[Task, Any]]) -> dict[str, Any]:
 
 
 def _filter(tab: str, user: User, now: datetime) -> TaskFilter:
-    base = {"mine": TaskFilter(assignee=user.username), "group": TaskFilter(roles=frozenset(user.role_set)),
+    base = {"mine": TaskFilter(assignee=user.username, cover=_cover(user, now)), "group": TaskFilter(roles=frozenset(user.role_set)),
             "all": TaskFilter()}[tab]
     due = request.args.get("due")
     if tab == "all" and request.args.get("assignee"):
@@ -81,6 +81,18 @@ def _filter(tab: str, user: User, now: datetime) -> TaskFilter:
                    process_id=request.args.get("process") or None,
                    due_before=now + timedelta(days=2 if due == "soon" else 7) if due in ("soon", "week") else None,
                    overdue_at=now if due == "overdue" else None)
+
+
+def _cover(user: User, now: datetime) -> tuple[Any, ...]:
+    """Return the absences this user covers, for "my tasks" (engine.absences)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    from engine import absences
+
+    tz = current_app.extensions["polku"].settings.timezone
+    return absences.cover_windows(get_session(), user.username, now.astimezone(ZoneInfo(tz)).date(), tz)
 
 
 def _page_number() -> int:

@@ -205,3 +205,70 @@ def test_absent_experts_due_task_shows_for_the_substitute_and_reminders_go_there
     assert [m[0] for m in smtp.messages if "Konepaja" in m[1]] == [["pekka@te.fi"]]
     with sessions.begin() as s:
         assert s.query(Notice).filter_by(username="pekka", kind="contact_due").count() == 1
+
+
+REMINDER = Path(__file__).parent / "bpmn" / "reminder.bpmn"
+T0 = datetime(2027, 1, 11, 8, 0, tzinfo=UTC)
+
+
+def _reminder_tasks(sessions, *dues):
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"reminder.bpmn": REMINDER.read_bytes()}, by="designer")
+    ids = []
+    for due in dues:
+        with sessions.begin() as s:
+            instance = runtime.start_instance(s, "reminder", by="esko", data={"due": due}, now=T0)
+            [task] = inbox.tasks(s, instance_id=instance.id)
+            ids.append(task.id)
+    return ids
+
+
+def test_substitute_sees_the_absent_experts_due_tasks_marked_by_the_filter(sessions):
+    _people(sessions)
+    soon, later = _reminder_tasks(sessions, "P1D", "P30D")
+    with sessions.begin() as s:
+        for task_id in (soon, later):
+            inbox.assign(s, task_id, "maija", by="esko")
+        absences.record_absence(s, "maija", "pekka", "2027-01-10", "2027-01-20", by="esko")
+    with sessions.begin() as s:
+        windows = absences.cover_windows(s, "pekka", date(2027, 1, 11))
+        page = inbox.list_tasks(s, inbox.TaskFilter(assignee="pekka", cover=windows))
+        assert [t.id for t, _i in page.rows] == [soon]
+        assert [t.id for t, _a in absences.cover_tasks(s, "pekka", date(2027, 1, 11))] == [soon]
+        assert inbox.list_tasks(s, inbox.TaskFilter(assignee="pekka")).total == 0
+
+
+def test_assignment_notices_and_digests(sessions, smtp):
+    _people(sessions)
+    settings = _settings(smtp)
+    jobs.run_jobs(sessions, now=T0 - timedelta(days=1), settings=settings)  # watermark; digest of that day
+    soon, later = _reminder_tasks(sessions, "P1D", "P30D")
+    with sessions.begin() as s:
+        inbox.assign(s, soon, "maija", by="esko")  # someone else assigns: a notice
+        inbox.claim(s, later, by="maija")  # my own claim: none
+    jobs.run_jobs(sessions, now=T0, settings=settings)
+    jobs.run_jobs(sessions, now=T0 + timedelta(minutes=1), settings=settings)
+    with sessions.begin() as s:
+        kinds = sorted((n.username, n.kind) for n in s.query(Notice))
+    assert kinds == [("maija", "assigned"), ("maija", "digest")]
+    assert len([m for m in smtp.messages if m[0] == ["maija@te.fi"]]) == 2
+    with sessions.begin() as s:
+        notices.save_user_settings(s, "maija", email="maija@te.fi", email_opt_out=False, digest_opt_out=True)
+    jobs.run_jobs(sessions, now=T0 + timedelta(days=1), settings=settings)  # the next day's digest: no e-mail
+    with sessions.begin() as s:
+        assert s.query(Notice).filter_by(kind="digest").count() == 2
+    assert len([m for m in smtp.messages if m[0] == ["maija@te.fi"]]) == 2
+
+
+def test_english_user_gets_english_notices(sessions):
+    _people(sessions)
+    with sessions.begin() as s:
+        users.set_profile(s, "maija", locale="en", by="maija")
+    jobs.run_jobs(sessions, now=T0 - timedelta(days=1), settings=Settings(database_url="sqlite://"))
+    soon, = _reminder_tasks(sessions, "P1D")
+    with sessions.begin() as s:
+        inbox.assign(s, soon, "maija", by="esko")
+    jobs.run_jobs(sessions, now=T0, settings=Settings(database_url="sqlite://"))
+    with sessions.begin() as s:
+        subjects = [n.subject for n in s.query(Notice).filter_by(kind="assigned")]
+    assert subjects and subjects[0].startswith("A task was assigned to you")

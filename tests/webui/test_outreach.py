@@ -66,3 +66,26 @@ def test_admin_sees_the_mail_outbox(client, login_as):
     login_as("admin")
     page = client.get("/admin/mail").get_data(as_text=True)
     assert "SMTP" in page
+
+
+def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cover(client, login_as, sessions):
+    from datetime import timedelta
+    from pathlib import Path
+
+    from engine import absences, deploy, inbox, runtime, users
+    from engine.db import utcnow
+
+    model = Path(__file__).resolve().parents[1] / "engine" / "bpmn" / "reminder.bpmn"
+    with sessions.begin() as s:
+        users.add_user(s, "maija", "password-1", ["expert"], display_name="Maija Poissa")
+        users.add_user(s, "pekka", "test-password", ["expert"], display_name="Pekka Sijainen")
+        deploy.deploy_files(s, {"reminder.bpmn": model.read_bytes()}, by="designer")
+        instance = runtime.start_instance(s, "reminder", by="maija", data={"due": "P1D"})
+        [task] = inbox.tasks(s, instance_id=instance.id)
+        inbox.claim(s, task.id, by="maija")
+        today = utcnow().date()
+        absences.record_absence(s, "maija", "pekka", today - timedelta(days=1), today + timedelta(days=5),
+                                by="maija")
+    login_as("pekka")
+    page = client.get("/tasks/?tab=mine").get_data(as_text=True)
+    assert "Call the customer" in page and "cover-mark" in page and "Maija Poissa" in page
