@@ -78,8 +78,8 @@ def _path(events: list[dict[str, Any]]) -> list[str]:
     return path
 
 
-def _observation(summary: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"id": summary["id"], "process_id": summary["process_id"], "status": summary["status"],
+def _observation(summary: dict[str, Any], events: list[dict[str, Any]], stuck: str | None) -> dict[str, Any]:
+    return {"id": summary["id"], "process_id": summary["process_id"], "status": summary["status"], "stuck": stuck,
             "path": _path(events), "variables": summary["variables"],
             "tasks": sorted(t["element_id"] for t in summary["tasks"]),
             "incidents": [(i["element_id"], i["message"]) for i in summary["incidents"]]}
@@ -192,8 +192,9 @@ class InProcess:
         with self.sessions.begin() as session:
             ids = list(session.scalars(select(Instance.id).order_by(Instance.id)))
             ids.sort(key=lambda i: i != main_id)
+            stuck = {s["instance_id"]: s["reason"] for s in runtime.stuck_instances(session)}
             return [_observation(runtime.instance_summary(session, i),
-                                 [audit.event_dict(e) for e in audit.history(session, i)]) for i in ids]
+                                 [audit.event_dict(e) for e in audit.history(session, i)], stuck.get(i)) for i in ids]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +410,8 @@ def run_cases(cases: list[Case], modes: tuple[str, ...] = MODES, cli_workers: in
 
 def _check_instance(label: str, expect: Expect, seen: dict[str, Any]) -> list[str]:
     wrong = []
+    if seen.get("stuck"):  # never acceptable: running, no incident, and nothing can move it on
+        wrong.append(f"{label}: stuck ({seen['stuck']})")
     if seen["status"] != expect.status:
         wrong.append(f"{label}: status {seen['status']}, expected {expect.status}")
     if expect.path is not None and seen["path"] != expect.path:
