@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, current_app, flash, g, redirect, render_temp
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine import absences, access, contacts, notices, office
+from engine import absences, access, contacts, inbox, notices, office
 from engine.db import utcnow
 from engine.errors import FormInvalid, InvalidInput
 from engine.users import display_names, list_users
@@ -164,6 +164,20 @@ def absences_page() -> Any:
                                  current_app.extensions["polku"].settings.timezone)
     return render_template("outreach/absences.html", rows=rows, people=people, names=names, manager=manager,
                            cover=cover)
+
+
+@bp.route("/absences/take/<task_id>", methods=["POST"])
+@login_required("expert", "supervisor", "admin")
+def take_over(task_id: str) -> Any:
+    """Take over a task of an absent expert that I cover (it becomes mine; audited as a reassignment)."""
+    session, user = get_session(), current_user()
+    tz = current_app.extensions["polku"].settings.timezone
+    covered = {t.id for t, _a in absences.cover_tasks(session, user.username, _today(), tz)}
+    if task_id not in covered:
+        flash(_("You do not cover this task."), "error")
+        return redirect(url_for("tasks.inbox"))
+    inbox.assign(session, task_id, user.username, by=user.username)
+    return redirect(url_for("tasks.task", task_id=task_id))
 
 
 @bp.route("/office/settings", methods=["GET", "POST"])

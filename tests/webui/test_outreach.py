@@ -89,3 +89,9 @@ def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cov
     login_as("pekka")
     page = client.get("/tasks/?tab=mine").get_data(as_text=True)
     assert "Call the customer" in page and "cover-mark" in page and "Maija Poissa" in page
+    response = client.post(f"/absences/take/{task.id}")
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/tasks/{task.id}")
+    assert client.get(f"/tasks/{task.id}").status_code == 200
+    with sessions.begin() as s:
+        assert s.get(type(task), task.id).assignee == "pekka"
+    assert client.post(f"/absences/take/{task.id}").status_code == 302  # no longer a cover task: refused
