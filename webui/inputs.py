@@ -82,7 +82,7 @@ def _check_json() -> None:
 
 def _check_multipart() -> None:
     for name, value in request.form.items(multi=True):
-        if REPLACEMENT in name or REPLACEMENT in value:
+        if REPLACEMENT in (name or "") or REPLACEMENT in (value or ""):  # a part without a value is None
             refuse(_("The form is not valid UTF-8 text. Send it again as UTF-8."))
     for name, upload in request.files.items(multi=True):
         if REPLACEMENT in name or REPLACEMENT in (upload.filename or ""):

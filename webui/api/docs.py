@@ -33,6 +33,12 @@ INIT = ('window.ui = SwaggerUIBundle({url: "/api/v1/openapi.json", dom_id: "#swa
         'deepLinking: true, persistAuthorization: false});\n')
 
 
+def _body_schema(media: str) -> dict[str, Any]:
+    if media == "application/json":  # the JSON export: one object per audit event
+        return {"type": "array", "items": {"type": "object"}}
+    return {"type": "string"}
+
+
 def document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the API."""
     from .routes import MEDIA
@@ -47,8 +53,7 @@ def document() -> dict[str, Any]:
                 if status.isdigit() and int(status) >= 400 and "application/json" in content:
                     response["content"] = {PROBLEM_MEDIA: content["application/json"]}
                 elif status in overrides:
-                    schema = {"type": "string"}
-                    response["content"] = {m: {"schema": schema} for m in overrides[status].split("|")}
+                    response["content"] = {m: {"schema": _body_schema(m)} for m in overrides[status].split("|")}
             if "request" in overrides and "requestBody" in operation:
                 body = operation["requestBody"]["content"]
                 schema = next(iter(body.values()))["schema"] if body else {}

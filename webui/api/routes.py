@@ -37,7 +37,8 @@ from .base import api, bp, caller, need, reader
 WORKERS = ("expert", "supervisor", "admin")
 SUPERVISORS = ("supervisor", "admin")
 ANY = ("expert", "supervisor", "designer", "auditor", "admin")
-ERRORS = ("HTTP_400", "HTTP_401", "HTTP_403", "HTTP_404", "HTTP_409", "HTTP_412", "HTTP_422", "HTTP_429")
+ERRORS = ("HTTP_400", "HTTP_401", "HTTP_403", "HTTP_404", "HTTP_405", "HTTP_409", "HTTP_412", "HTTP_422",
+          "HTTP_429")
 MEDIA: dict[tuple[str, str], dict[str, str]] = {}  # (path, method) -> {status: media type} other than JSON
 
 
@@ -95,7 +96,7 @@ def definition_versions(process_id: str) -> s.DefinitionList:
     return s.DefinitionList(items=found)
 
 
-@bp.get("/definitions/<process_id>/versions/<int:version>/xml")
+@bp.get("/definitions/<process_id>/versions/<int(max=2147483647):version>/xml")
 @api(resp=resp("HTTP_200", None), tags=["definitions"])
 def definition_xml(process_id: str, version: int) -> Response:
     """Download the model file of a version (BPMN or DMN XML, byte for byte as deployed)."""
@@ -179,7 +180,7 @@ def search_instances(query: s.InstanceQuery) -> s.InstancePage:
     return s.InstancePage(items=items, next_cursor=page.next_cursor)
 
 
-@bp.get("/instances/<int:instance_id>")
+@bp.get("/instances/<int(max=2147483647):instance_id>")
 @api(resp=resp("HTTP_200", s.InstanceOut), tags=["instances"])
 def get_instance(instance_id: int) -> tuple[s.InstanceOut, int, dict[str, str]]:
     """One instance with variables, tasks, timers and incidents; `ETag` is its revision."""
@@ -188,7 +189,7 @@ def get_instance(instance_id: int) -> tuple[s.InstanceOut, int, dict[str, str]]:
     return _instance_out(instance_id), 200, _etag(instance)
 
 
-@bp.post("/instances/<int:instance_id>/cancel")
+@bp.post("/instances/<int(max=2147483647):instance_id>/cancel")
 @api(json=s.CancelInstance, resp=resp("HTTP_200", s.InstanceOut), tags=["instances"])
 def cancel_instance(instance_id: int, json: s.CancelInstance) -> tuple[s.InstanceOut, int, dict[str, str]]:
     """Cancel a running instance with a reason (honours If-Match)."""
@@ -200,7 +201,7 @@ def cancel_instance(instance_id: int, json: s.CancelInstance) -> tuple[s.Instanc
     return _instance_out(instance_id), 200, _etag(instance)
 
 
-@bp.get("/instances/<int:instance_id>/variables")
+@bp.get("/instances/<int(max=2147483647):instance_id>/variables")
 @api(resp=resp("HTTP_200", s.Variables), tags=["instances"])
 def instance_variables(instance_id: int) -> s.Variables:
     """The instance's current variables."""
@@ -209,7 +210,7 @@ def instance_variables(instance_id: int) -> s.Variables:
     return s.Variables(variables=runtime.instance_variables(get_session(), instance_id))
 
 
-@bp.get("/instances/<int:instance_id>/history")
+@bp.get("/instances/<int(max=2147483647):instance_id>/history")
 @api(resp=resp("HTTP_200", s.EventList), tags=["instances"])
 def instance_history(instance_id: int) -> s.EventList:
     """The instance's audit events, oldest first."""
@@ -336,7 +337,7 @@ def incidents(query: s.IncidentQuery) -> s.IncidentPage:
                           next_cursor=page.next_cursor)
 
 
-@bp.post("/incidents/<int:incident_id>/retry")
+@bp.post("/incidents/<int(max=2147483647):incident_id>/retry")
 @api(json=s.RetryIncident, resp=resp("HTTP_200", s.IncidentOut), tags=["incidents"])
 def retry_incident(incident_id: int, json: s.RetryIncident) -> s.IncidentOut:
     """Run the failed step again after merging `data` (the incident comes back resolved or still open)."""
@@ -369,7 +370,7 @@ def _external_out(row: Any) -> s.ExternalTaskOut:
     return s.ExternalTaskOut(**external.task_dict(row, now=current_time()))
 
 
-@bp.post("/external-tasks/<int:task_id>/complete")
+@bp.post("/external-tasks/<int(max=2147483647):task_id>/complete")
 @api(json=s.CompleteExternal, resp=resp("HTTP_200", s.ExternalTaskOut), tags=["external tasks"])
 def complete_external(task_id: int, json: s.CompleteExternal) -> s.ExternalTaskOut:
     """Complete a task this worker holds, with result variables; the case runs on."""
@@ -378,7 +379,7 @@ def complete_external(task_id: int, json: s.CompleteExternal) -> s.ExternalTaskO
     return _external_out(row)
 
 
-@bp.post("/external-tasks/<int:task_id>/failure")
+@bp.post("/external-tasks/<int(max=2147483647):task_id>/failure")
 @api(json=s.FailExternal, resp=resp("HTTP_200", s.ExternalTaskOut), tags=["external tasks"])
 def fail_external(task_id: int, json: s.FailExternal) -> s.ExternalTaskOut:
     """Report a failure; with retries left the task comes back after the timeout, at 0 an incident opens."""
@@ -388,7 +389,7 @@ def fail_external(task_id: int, json: s.FailExternal) -> s.ExternalTaskOut:
     return _external_out(row)
 
 
-@bp.post("/external-tasks/<int:task_id>/extend-lock")
+@bp.post("/external-tasks/<int(max=2147483647):task_id>/extend-lock")
 @api(json=s.ExtendLock, resp=resp("HTTP_200", s.ExternalTaskOut), tags=["external tasks"])
 def extend_external(task_id: int, json: s.ExtendLock) -> s.ExternalTaskOut:
     """Keep a task this worker holds for `lock_seconds` more from now."""
@@ -428,7 +429,7 @@ def create_customer(json: s.CustomerIn) -> tuple[s.CustomerOut, int]:
     return _customer_out(customers.create_customer(get_session(), _customer_data(json), by=who.username)), 201
 
 
-@bp.get("/customers/<int:customer_id>")
+@bp.get("/customers/<int(max=2147483647):customer_id>")
 @api(resp=resp("HTTP_200", s.CustomerOut), tags=["customers"])
 def get_customer(customer_id: int) -> s.CustomerOut:
     """One customer."""
@@ -439,7 +440,7 @@ def get_customer(customer_id: int) -> s.CustomerOut:
     return _customer_out(customers.get_customer(get_session(), customer_id))
 
 
-@bp.put("/customers/<int:customer_id>")
+@bp.put("/customers/<int(max=2147483647):customer_id>")
 @api(json=s.CustomerIn, resp=resp("HTTP_200", s.CustomerOut), tags=["customers"])
 def update_customer(customer_id: int, json: s.CustomerIn) -> s.CustomerOut:
     """Replace a customer's details (422 with field errors)."""
@@ -450,7 +451,7 @@ def update_customer(customer_id: int, json: s.CustomerIn) -> s.CustomerOut:
     return _customer_out(customers.update_customer(get_session(), customer_id, _customer_data(json), by=who.username))
 
 
-@bp.get("/customers/<int:customer_id>/timeline")
+@bp.get("/customers/<int(max=2147483647):customer_id>/timeline")
 @api(resp=resp("HTTP_200", s.Timeline), tags=["customers"])
 def customer_timeline(customer_id: int) -> s.Timeline:
     """The customer's contact log: the newest steps of their cases the owner may see."""

@@ -180,7 +180,7 @@ class EventList(BaseModel):
 class TaskQuery(Strict):
     assignee: str | None = Field(default=None, max_length=80)
     mine: bool = Field(default=False, description="tasks assigned to the caller or open to their roles")
-    instance_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    instance_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     business_key: str | None = Field(default=None, max_length=200)
     process_id: str | None = Field(default=None, max_length=200)
     state: Literal["ready", "completed", "cancelled"] | None = "ready"
@@ -213,7 +213,7 @@ class AssignTask(Strict):
 class Correlate(Strict):
     name: str = Field(min_length=1, max_length=200)
     business_key: str | None = Field(default=None, max_length=200)
-    instance_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    instance_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     data: Json = Field(default_factory=dict)
 
 
@@ -244,7 +244,7 @@ class IncidentOut(BaseModel):
 
 class IncidentQuery(Strict):
     status: Literal["open", "resolved"] | None = "open"
-    instance_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    instance_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     cursor: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=200)
 
