@@ -510,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = ext.add_parser("unlock", help="take the lock off a task (administrators)")
     q.add_argument("task_id", type=int)
     q.add_argument("--by", default="cli")
+    from .cli_outreach import register as register_outreach  # contact log, worklists, schedules, e-mail
+
+    register_outreach(add)
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
