@@ -32,10 +32,13 @@ Every case runs three ways:
 - **reload**: in one process, but everything held in memory (instances, process versions, model
   files, parsed specs) is dropped before every step, so each step rebuilds from the database;
 - **CLI**: every step is a new OS process (`polku start`, `polku complete`, `polku message`,
-  `polku signal`, `polku fire-timers`, `polku external …`) on the case's own SQLite database.
+  `polku signal`, `polku fire-timers`, `polku external fetch|complete|fail`) on the case's own
+  SQLite database; the outcome is then read from that database.
 
-✓ means the case held; ✗ gives the first thing that differed; "refused" quotes the sentence with
-which deploy refuses a construct SpiffWorkflow cannot run.
+Each case starts from a copy of a database its models were deployed in (by the API, or by
+`polku deploy` for the CLI). ✓ means the case held; ✗ gives the first thing that differed (an
+instance that is running with no incident and nothing that can move it on is always ✗, "stuck");
+"refused" quotes the sentence with which deploy refuses a construct Polku cannot run.
 """
 
 
