@@ -12,6 +12,8 @@ steps created (a process started by a thrown message). Steps:
   now (the case's waits started "now", in every mode), or `at` an absolute ISO 8601 instant.
 - `external(topic, complete=data)` / `external(topic, fail=message, retries=N)`: a worker fetches
   and locks one task of the topic, then completes or fails it.
+- `check(status=…, ready=[…], path=[…])`: the main instance, at this point, has this status, these
+  ready user tasks (element ids) and this path so far (not an action: nothing runs).
 
 Expectations (`Expect`): the final status; the path (element ids in the order the audit trail
 records them: `path_taken` events plus completed user tasks; a loop or
@@ -68,6 +70,11 @@ def signal(name: str, data: dict[str, Any] | None = None) -> Step:
 def fire(*, after: timedelta | None = None, at: str | None = None) -> Step:
     """Fire the timers due at an instant (`after` from now, or `at` an ISO instant)."""
     return Step("fire", {"after": after, "at": at})
+
+
+def check(*, status: str | None = None, ready: list[str] | None = None, path: list[str] | None = None) -> Step:
+    """Check the main instance between steps: its status, ready user tasks (element ids), path so far."""
+    return Step("check", {"status": status, "ready": ready, "path": path})
 
 
 def external(topic: str, *, complete: dict[str, Any] | None = None, fail: str | None = None,
@@ -132,16 +139,17 @@ CASES: list[Case] = [
          [start("gateway_juel", {"amount": 5000, "rejected": True})],
          Expect("completed", ["start", "decide", "reject", "end_no"], {"decision": "rejected"})),
     Case("gateway_event_based_message", "Event-based gateway: message first", ["gateway_event_based.bpmn"],
-         [start("gateway_event_based", key="EB1"), message("Reply", {"answer": "yes"}, key="EB1")],
+         [start("gateway_event_based", key="EB1"), message("Reply", {"answer": "yes"}, key="EB1"), fire(after=2 * H)],
          Expect("completed", ["start", "wait", "reply", "got_reply", "end_reply"],
                 {"outcome": "reply", "answer": "yes"})),
     Case("gateway_event_based_timer", "Event-based gateway: timer first", ["gateway_event_based.bpmn"],
-         [start("gateway_event_based", key="EB2"), fire(after=2 * H)],
+         [start("gateway_event_based", key="EB2"), check(status="running", path=["start"]), fire(after=2 * H)],
          Expect("completed", ["start", "wait", "deadline", "timed_out", "end_timeout"], {"outcome": "timeout"})),
 
     # ---- loops and multi-instance
     Case("loop_maximum", "Standard loop: loopMaximum (user task, 3 rounds)", ["loop_maximum.bpmn"],
-         [start("loop_maximum"), complete("review"), complete("review"), complete("review")],
+         [start("loop_maximum"), check(ready=["review"]), complete("review"), check(ready=["review"]), complete("review"),
+          complete("review")],
          Expect("completed", ["start", *["review"] * 4, "after", "end"], {"looped": True},
                 tasks=["review", "review", "review"])),
     Case("loop_condition", "Standard loop: loopCondition (while not ok)", ["loop_condition.bpmn"],
@@ -155,12 +163,14 @@ CASES: list[Case] = [
          [start("loop_test_before", {"n": 5, "limit": 2})],
          Expect("completed", ["start", "count", "end"], {"n": 5})),
     Case("mi_parallel_cardinality", "Parallel multi-instance: cardinality", ["mi_parallel_cardinality.bpmn"],
-         [start("mi_parallel_cardinality"), complete("sign"), complete("sign"), complete("sign")],
+         [start("mi_parallel_cardinality"), check(ready=["sign"] * 3), complete("sign"), complete("sign"),
+          complete("sign")],
          Expect("completed", ["start", *["sign"] * 4, "after", "end"], {"signed": True},
                 tasks=["sign", "sign", "sign"])),
     Case("mi_sequential_cardinality", "Sequential multi-instance: cardinality from a variable",
          ["mi_sequential_cardinality.bpmn"],
-         [start("mi_sequential_cardinality", {"copies": 2}), complete("sign"), complete("sign")],
+         [start("mi_sequential_cardinality", {"copies": 2}), check(ready=["sign"]), complete("sign"),
+          check(ready=["sign"]), complete("sign")],
          Expect("completed", ["start", *["sign"] * 3, "after", "end"], {"signed": True}, tasks=["sign", "sign"])),
     Case("mi_parallel_collection", "Parallel multi-instance: collection and element variable (user task)",
          ["mi_parallel_collection.bpmn"],
@@ -220,7 +230,7 @@ CASES: list[Case] = [
     # ---- boundary events
     Case("boundary_timer_non_interrupting", "Boundary timer, non-interrupting (task goes on)",
          ["boundary_timer.bpmn"],
-         [start("boundary_timer"), fire(after=2 * H), complete("work")],
+         [start("boundary_timer"), fire(after=2 * H), check(status="running", ready=["work"]), complete("work")],
          Expect("completed", ["start", "remind", "reminded", "end_remind", "work", "end"], {"reminders": 1},
                 tasks=["work"])),
     Case("boundary_timer_interrupting", "Boundary timer, interrupting (task cancelled)", ["boundary_timer.bpmn"],
@@ -228,7 +238,8 @@ CASES: list[Case] = [
          Expect("completed", ["start", "remind", "reminded", "end_remind", "give_up", "gave_up", "end_expired"],
                 {"outcome": "expired"}, tasks=["work"])),
     Case("boundary_message_non_interrupting", "Boundary message, non-interrupting", ["boundary_message.bpmn"],
-         [start("boundary_message", key="BM1"), message("Note", {"text": "call me"}, key="BM1"), complete("work")],
+         [start("boundary_message", key="BM1"), message("Note", {"text": "call me"}, key="BM1"),
+          check(status="running", ready=["work"]), complete("work")],
          Expect("completed", ["start", "note", "noted", "end_note", "work", "end"], {"noted": True},
                 tasks=["work"])),
     Case("boundary_message_interrupting", "Boundary message, interrupting", ["boundary_message.bpmn"],
@@ -236,7 +247,7 @@ CASES: list[Case] = [
          Expect("completed", ["start", "withdraw", "withdrawn", "end_withdrawn"], {"outcome": "withdrawn"},
                 tasks=["work"])),
     Case("boundary_signal_non_interrupting", "Boundary signal, non-interrupting", ["boundary_signal.bpmn"],
-         [start("boundary_signal"), signal("Note"), complete("work")],
+         [start("boundary_signal"), signal("Note"), check(status="running", ready=["work"]), complete("work")],
          Expect("completed", ["start", "note", "noted", "end_note", "work", "end"], {"noted": True},
                 tasks=["work"])),
     Case("boundary_signal_interrupting", "Boundary signal, interrupting", ["boundary_signal.bpmn"],
@@ -272,7 +283,8 @@ CASES: list[Case] = [
     # ---- event subprocesses
     Case("event_subprocess_message_non_interrupting", "Event subprocess, message start, non-interrupting",
          ["event_subprocess_message.bpmn"],
-         [start("event_subprocess_message", key="ES1"), message("Note", key="ES1"), complete("note_task"),
+         [start("event_subprocess_message", key="ES1"), message("Note", key="ES1"),
+          check(ready=["note_task", "work"]), complete("note_task"),
           complete("work")],
          Expect("completed", ["start", "note_start", "note_task", "note_record", "note_end", "on_note", "work",
                               "end"], {"noted": True}, tasks=["note_task", "work"])),
@@ -283,7 +295,8 @@ CASES: list[Case] = [
                 tasks=["work"])),
     Case("event_subprocess_signal_non_interrupting", "Event subprocess, signal start, non-interrupting (user "
          "task inside)", ["event_subprocess_signal.bpmn"],
-         [start("event_subprocess_signal"), signal("Note"), complete("note_task"), complete("work")],
+         [start("event_subprocess_signal"), signal("Note"), check(ready=["note_task", "work"]), complete("note_task"),
+          complete("work")],
          Expect("completed", ["start", "note_start", "note_task", "note_record", "note_end", "on_note", "work",
                               "end"], {"noted": True}, tasks=["note_task", "work"])),
     Case("event_subprocess_signal_interrupting", "Event subprocess, signal start, interrupting",
@@ -327,14 +340,16 @@ CASES: list[Case] = [
          [start("throw_escalation"), complete("go_on")],
          Expect("completed", ["start", "flag", "go_on", "end"], tasks=["go_on"])),
     Case("timer_date", "Intermediate timer: date literal (2030-01-01T09:00:00Z)", ["timer_date.bpmn"],
-         [start("timer_date"), fire(at="2029-12-31T09:00:00+00:00"), fire(at="2030-01-01T09:00:00+00:00")],
+         [start("timer_date"), fire(at="2029-12-31T09:00:00+00:00"), check(status="running", path=["start"]),
+          fire(at="2030-01-01T09:00:00+00:00")],
          Expect("completed", ["start", "wait", "woke", "end"], {"woke": True})),
     Case("timer_duration", "Intermediate timer: duration literal (PT5M)", ["timer_duration.bpmn"],
          [start("timer_duration"), fire(after=timedelta(minutes=6))],
          Expect("completed", ["start", "wait", "woke", "end"], {"woke": True})),
     Case("timer_duration_quoted", "Intermediate timer: quoted duration expression (\"PT5M\")",
          ["timer_duration_quoted.bpmn"],
-         [start("timer_duration_quoted"), fire(after=timedelta(minutes=1)), fire(after=timedelta(minutes=6))],
+         [start("timer_duration_quoted"), fire(after=timedelta(minutes=1)), check(status="running", path=["start"]),
+          fire(after=timedelta(minutes=6))],
          Expect("completed", ["start", "wait", "woke", "end"], {"woke": True})),
     Case("timer_cycle", "Timer cycle R2/PT1H (non-interrupting boundary, fires twice)", ["timer_cycle.bpmn"],
          [start("timer_cycle"), fire(after=timedelta(minutes=65)), fire(after=timedelta(minutes=130)),
@@ -377,7 +392,7 @@ CASES: list[Case] = [
 
     # ---- ends and task kinds
     Case("terminate_end", "Terminate end event ends the other branch", ["terminate_end.bpmn"],
-         [start("terminate_end"), complete("decide")],
+         [start("terminate_end"), check(ready=["decide", "slow"]), complete("decide")],
          Expect("completed", ["start", "fork", "decide", "terminate"], tasks=["decide", "slow"])),
     Case("user_task_data_without_form", "User task without a form completed with variables",
          ["gateway_parallel.bpmn"],

@@ -82,6 +82,7 @@ def _observation(summary: dict[str, Any], events: list[dict[str, Any]], stuck: s
     return {"id": summary["id"], "process_id": summary["process_id"], "status": summary["status"], "stuck": stuck,
             "path": _path(events), "variables": summary["variables"],
             "tasks": sorted(t["element_id"] for t in summary["tasks"]),
+            "ready": sorted(t["element_id"] for t in summary["tasks"] if t["state"] == "ready"),
             "incidents": [(i["element_id"], i["message"]) for i in summary["incidents"]]}
 
 
@@ -363,7 +364,7 @@ def run_case(case: Case, mode: str) -> Outcome:
             main_id = None
             for number, step in enumerate(case.steps, 1):
                 try:
-                    created = driver.run(step)
+                    created = _check_now(driver, main_id, step) if step.kind == "check" else driver.run(step)
                 except Exception as err:  # noqa: BLE001 - any failure of a step is the finding
                     outcome.error = f"step {number} ({step.label()}): {type(err).__name__}: {_first_line(err)}"
                     break
@@ -377,6 +378,15 @@ def run_case(case: Case, mode: str) -> Outcome:
             driver.close()
             outcome.seconds = time.monotonic() - began
     return outcome
+
+
+def _check_now(driver: InProcess | Cli, main_id: int | None, step: Step) -> None:
+    """Compare the main instance, between two steps, with what the case expects of it at that point."""
+    seen = driver.observe(main_id)[0]
+    for key in ("status", "ready", "path"):
+        want = step.args.get(key)
+        if want is not None and seen[key] != (sorted(want) if key == "ready" else want):
+            raise StepFailed(f"{key} {seen[key]}, expected {want}")
 
 
 def _first_line(err: BaseException) -> str:
