@@ -67,6 +67,8 @@ def test_designer_renames_a_task_validates_deploys_and_previews_migration(page, 
     page.click("#validate")
     page.wait_for_selector("#designer-status.designer-status-ok:has-text('Ongelmia ei löytynyt')")
     assert page.locator("#problems li.problem-error").count() == 0
+    assert page.locator("#untranslated li").all_inner_texts() == [  # the renamed task has no English yet
+        "en: “Arvioi palvelutarpeet asiakkaan kanssa” (userTask assess_service_needs: name)"]
 
     page.click("#save-draft")
     page.wait_for_selector("#designer-status:has-text('Luonnos tallennettu')")

@@ -108,6 +108,18 @@ function showProblems(modeler, data, problems) {
   $('problems-heading').hidden = false;
 }
 
+/** List the model's texts that the models catalogue does not translate yet (the model stays Finnish). */
+function showUntranslated(untranslated) {
+  const list = $('untranslated');
+  list.innerHTML = '';
+  untranslated.forEach((entry) => {
+    const item = document.createElement('li');
+    item.textContent = entry.locale + ': “' + entry.text + '” (' + entry.where + ')';
+    list.append(item);
+  });
+  $('untranslated-section').hidden = untranslated.length === 0;
+}
+
 async function currentXml(modeler) {
   const { xml } = await modeler.saveXML({ format: true });
   return xml;
@@ -158,6 +170,7 @@ async function main() {
         filename: $('filename').value, content: await currentXml(modeler)
       });
       showProblems(modeler, data, result.problems);
+      showUntranslated(result.untranslated || []);
       const errors = result.problems.filter((p) => p.severity !== 'warning').length;
       say(errors ? data.labels.problems : data.labels.clean, errors ? 'error' : 'ok');
     } catch (err) {
