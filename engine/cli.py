@@ -513,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_outreach import register as register_outreach  # contact log, worklists, schedules, e-mail
 
     register_outreach(add)
+    from .cli_tokens import add_parser as add_token_parser
+
+    add_token_parser(add)  # polku token create|list|revoke
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
