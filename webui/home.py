@@ -55,6 +55,8 @@ AREAS = (
     Area("outreach.absences_page", _l("Absences"), _l("Absences and who covers whom."), ("expert", "supervisor")),
     Area("outreach.office_settings", _l("Office settings"), _l("Yearly visit target, contact interval, reminders."),
          ("supervisor",)),
+    Area("outreach.mail_outbox", _l("E-mail outbox"), _l("E-mails waiting or failed, with the last error."),
+         ("admin",)),
     Area("admin.users_list", _l("Users"), _l("Add users, set their roles and reset passwords."), ("admin",)),
 )
 
