@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .. import tokens as token_page
 from . import docs, problems, routes
 from .base import bp, spec
 
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
     routes.register()
     docs.register()
     app.register_blueprint(bp)
+    app.register_blueprint(token_page.bp)  # /tokens: the UI page where users make and revoke their tokens
     csrf = app.extensions.get("csrf")
     if csrf is not None:
         csrf.exempt(bp)
