@@ -30,6 +30,17 @@ def _loads(session: Session, figures: dict[str, Any]) -> list[kpi.ExpertLoad]:
     return sorted(loads.values(), key=lambda load: (-load.open_tasks, load.assignee))
 
 
+def _outreach(session: Session, now: Any) -> dict[str, Any]:
+    """Return the year's company visits against the office target and who covers whom (engine.contacts, absences)."""
+    from zoneinfo import ZoneInfo
+
+    from engine import absences, contacts
+
+    today = now.astimezone(ZoneInfo(current_app.extensions["polku"].settings.timezone)).date()
+    return {"visit_progress": contacts.visit_progress(session, today),
+            "cover_rows": absences.current_and_coming(session, today)}
+
+
 @bp.route("/")
 @login_required("supervisor", "admin")
 def overview() -> str:
@@ -40,6 +51,8 @@ def overview() -> str:
     overdue = kpi.overdue_aftercare(session, now)
     context = row_context(overdue)
     context["names"].update(display_names(session, (load.assignee for load in loads)))
+    context.update(_outreach(session, now))
+    context["names"].update(display_names(session, [n for a in context["cover_rows"] for n in (a.username, a.substitute)]))
     return render_template("supervisor/overview.html", loads=loads, overdue=overdue,
                            unassigned=figures["unassigned"], on_time=figures["on_time"],
                            without_expert=customers.customers_without_expert(session),

@@ -95,3 +95,22 @@ def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cov
     with sessions.begin() as s:
         assert s.get(type(task), task.id).assignee == "pekka"
     assert client.post(f"/absences/take/{task.id}").status_code == 302  # no longer a cover task: refused
+
+
+def test_supervisor_view_shows_visits_against_the_target_and_who_covers_whom(client, login_as, sessions):
+    from engine import absences, contacts, office, users
+    from engine.db import utcnow
+
+    boss = login_as("supervisor")
+    with sessions.begin() as s:
+        users.add_user(s, "maija", "password-1", ["expert"], display_name="Maija Poissa")
+        users.add_user(s, "pekka", "password-1", ["expert"], display_name="Pekka Sijainen")
+        customer = customers.create_customer(s, {"name": "Konepaja Oy", "business_id": "0737546-2"}, by=boss)
+        today = utcnow().date()
+        contacts.log_contact(s, customer.id, {"contacted_on": today.isoformat(), "channel": "visit",
+                                              "topic": "Käynti"}, by="maija")
+        office.set_value(s, "visit_target", 4, by=boss)
+        absences.record_absence(s, "maija", "pekka", today, today, by=boss)
+    page = client.get("/supervisor/").get_data(as_text=True)
+    assert "1 / 4 käyntiä (25 %)" in page
+    assert "Maija Poissa → Pekka Sijainen" in page
