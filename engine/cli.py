@@ -308,47 +308,35 @@ def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -
 
 
 def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
-    """Run the web UI (with the embedded timer worker)."""
-    from webui import create_app
+    """Run the web UI under gunicorn (POLKU_WEB_WORKERS x POLKU_WEB_THREADS) with one embedded timer worker."""
+    from webui.server import PolkuServer, dev_secret_key
 
-    from . import timers
+    from .config import DEV_KEY_PREFIX
 
+    if settings.secret_key.startswith(DEV_KEY_PREFIX):  # POLKU_SECRET_KEY not set
+        if settings.is_production:
+            raise CliError("POLKU_SECRET_KEY is required in production (every web process signs sign-ins with it)",
+                           code=EXIT_INPUT)
+        settings = replace(settings, secret_key=dev_secret_key())  # shared by every web process, kept in var/
     if not settings.is_production and args.host in LOOPBACK_HOSTS:  # plain http on this machine only
         settings = replace(settings, insecure_cookies=True)
-    app = create_app(settings)
-    if settings.embedded_worker:
-        timers.Worker(sessions, poll_seconds=settings.worker_poll_seconds).start_thread()
-    print(f"Polku is running on http://{args.host}:{args.port}/ (Ctrl+C stops it)", file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False)
+    if args.workers:
+        settings = replace(settings, web_workers=args.workers)
+    if args.threads:
+        settings = replace(settings, web_threads=args.threads)
+    _refuse_unsafe_production(sessions, settings)
+    sessions.kw["bind"].dispose()  # no pooled connection of this process may leak into the forked web processes
+    print(f"Polku is running on http://{args.host}:{args.port}/ with {settings.web_workers} web processes "
+          f"x {settings.web_threads} threads (Ctrl+C stops it)", file=sys.stderr)
+    master = os.getpid()
+    try:
+        PolkuServer(settings, host=args.host, port=args.port, access_log=args.access_log).run()
+    except SystemExit as done:  # gunicorn's master leaves by sys.exit once every process has stopped
+        if os.getpid() != master:  # a web process leaving: not this command's result
+            raise
+        if done.code not in (None, 0):
+            raise CliError(f"the web server stopped with exit status {done.code}", code=EXIT_SOFTWARE) from None
     return {"stopped": True}
-
-
-def cmd_external(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
-    """Work external tasks as a worker would: fetch, complete, fail, extend; list; unlock."""
-    from . import external
-
-    action = args.external_command
-    with sessions.begin() as session:
-        if action == "fetch":
-            topics = [external.Topic(t, args.lock_seconds, tuple(args.variable) if args.variable else None)
-                      for t in args.topic]
-            return [t.as_dict() for t in external.fetch_and_lock(session, args.worker, topics, max_tasks=args.max)]
-        if action == "list":
-            rows = external.list_tasks(session, topic=args.topic, instance_id=args.instance,
-                                       state=None if args.all else external.ExternalTaskState.OPEN)
-            return [external.task_dict(r) for r in rows]
-        if action == "complete":
-            row = external.complete(session, args.task_id, args.worker, _json_arg(args.data))
-        elif action == "fail":
-            row = external.fail(session, args.task_id, args.worker, args.message, args.details, args.retries,
-                                args.retry_timeout)
-        elif action == "extend":
-            row = external.extend_lock(session, args.task_id, args.worker, args.lock_seconds)
-        else:
-            row = external.unlock(session, args.task_id, by=args.by)
-        result = external.task_dict(row)
-        result["instance_status"] = str(runtime.get_instance(session, row.instance_id).status)
-        return result
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -389,6 +377,34 @@ def cmd_remove_demo(args: argparse.Namespace, sessions: Any, settings: Settings)
 
     with sessions.begin() as session:
         return {"deactivated": users.deactivate_demo_users(session, by=args.by)}
+
+
+def cmd_external(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Work external tasks as a worker would: fetch, complete, fail, extend; list; unlock."""
+    from . import external
+
+    action = args.external_command
+    with sessions.begin() as session:
+        if action == "fetch":
+            topics = [external.Topic(t, args.lock_seconds, tuple(args.variable) if args.variable else None)
+                      for t in args.topic]
+            return [t.as_dict() for t in external.fetch_and_lock(session, args.worker, topics, max_tasks=args.max)]
+        if action == "list":
+            rows = external.list_tasks(session, topic=args.topic, instance_id=args.instance,
+                                       state=None if args.all else external.ExternalTaskState.OPEN)
+            return [external.task_dict(r) for r in rows]
+        if action == "complete":
+            row = external.complete(session, args.task_id, args.worker, _json_arg(args.data))
+        elif action == "fail":
+            row = external.fail(session, args.task_id, args.worker, args.message, args.details, args.retries,
+                                args.retry_timeout)
+        elif action == "extend":
+            row = external.extend_lock(session, args.task_id, args.worker, args.lock_seconds)
+        else:
+            row = external.unlock(session, args.task_id, by=args.by)
+        result = external.task_dict(row)
+        result["instance_status"] = str(runtime.get_instance(session, row.instance_id).status)
+        return result
 
 
 class _Raw(str):
@@ -519,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, help="web processes (default POLKU_WEB_WORKERS)")
+    p.add_argument("--threads", type=int, help="threads per web process (default POLKU_WEB_THREADS)")
+    p.add_argument("--access-log", metavar="FILE", help="write one line per request ('-': standard output)")
     return parser
 
 

@@ -3,7 +3,8 @@
 Every variable Polku understands, with its default:
 
 POLKU_DATABASE_URL     SQLAlchemy URL               sqlite:///var/polku.db (relative to the cwd)
-POLKU_SECRET_KEY       Flask session signing key    a random key per process (dev only)
+POLKU_SECRET_KEY       Flask session signing key    required in production; in development `polku serve`
+                       makes one once and keeps it in var/secret_key (0600)
 POLKU_ENV              development | production     development
 POLKU_TIMEZONE         display time zone            Europe/Helsinki
 POLKU_SCRIPT_STEPS     max loop iterations and function calls of one script or expression  100000
@@ -14,6 +15,11 @@ POLKU_SCRIPT_OUTPUT    max characters of print() output kept per script run     
 POLKU_MAX_UPLOAD       max bytes of one model file  5000000
 POLKU_WORKER_POLL      worker poll interval, seconds 1.0
 POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
+POLKU_WEB_WORKERS      web processes of `polku serve` (gunicorn workers)  2
+POLKU_WEB_THREADS      request threads per web process (1: gunicorn's sync worker)  4
+POLKU_WEB_TIMEOUT      seconds a web process may spend on one request before it is restarted  60
+POLKU_CACHE_INSTANCES  running instances each process keeps in memory (LRU)  2000
+POLKU_CACHE_MB         approximate megabytes of that instance cache (LRU)    64
 POLKU_SESSION_HOURS    absolute lifetime of a sign-in, hours             12
 POLKU_IDLE_MINUTES     a sign-in ends after this long without a request  30
 POLKU_INSECURE_COOKIES 1: session cookie without Secure (plain-http 127.0.0.1 only;
@@ -56,6 +62,11 @@ class Settings:
     max_upload_bytes: int = 5_000_000
     worker_poll_seconds: float = 1.0
     embedded_worker: bool = True
+    web_workers: int = 2
+    web_threads: int = 4
+    web_timeout: float = 60.0
+    cache_instances: int = 2000
+    cache_mb: float = 64.0
     session_hours: float = 12.0
     idle_minutes: float = 30.0
     insecure_cookies: bool = False
@@ -103,6 +114,12 @@ class Settings:
             kwargs["worker_poll_seconds"] = float(env["POLKU_WORKER_POLL"])
         if "POLKU_EMBEDDED_WORKER" in env:
             kwargs["embedded_worker"] = env["POLKU_EMBEDDED_WORKER"] not in ("0", "false", "no")
+        for name, key, kind in (("POLKU_WEB_WORKERS", "web_workers", int), ("POLKU_WEB_THREADS", "web_threads", int),
+                                ("POLKU_WEB_TIMEOUT", "web_timeout", float),
+                                ("POLKU_CACHE_INSTANCES", "cache_instances", int),
+                                ("POLKU_CACHE_MB", "cache_mb", float)):
+            if env.get(name):
+                kwargs[key] = kind(env[name])
         if "POLKU_SESSION_HOURS" in env:
             kwargs["session_hours"] = float(env["POLKU_SESSION_HOURS"])
         if "POLKU_API_RATE" in env:
