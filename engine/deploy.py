@@ -96,14 +96,17 @@ def _not_executable(documents: list[tuple[str, str, etree._ElementTree]]) -> lis
     """Name each process that is descriptive only (not marked executable)."""
     return [Problem(name, proc.sourceline, proc.get("id"),
                     f"Process '{proc.get('name') or proc.get('id')}' is marked isExecutable=\"false\": it "
-                    "describes work but the engine cannot run it (set isExecutable=\"true\" to run it).")
+                    "describes work but the engine cannot run it (set isExecutable=\"true\" to run it)."
+                    if proc.get("isExecutable") == "false" else
+                    f"Process '{proc.get('name') or proc.get('id')}' has no flow elements: there is nothing to run.")
             for name, kind, tree in documents if kind == "bpmn" for proc in tree.getroot().iter(_b("process"))]
 
 
 def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:
-    executable = {p.get("id"): p.get("isExecutable", "true") == "true"
+    executable = {p.get("id"): prepare.runs(p)
                   for _, k, t in documents if k == "bpmn" for p in t.getroot().iter(_b("process"))}
     processes = set(executable)
+    executable_attr = {p.get("id"): p.get("isExecutable") for _, k, t in documents if k == "bpmn" for p in t.getroot().iter(_b("process"))}
     decisions = {d.get("id") for _, k, t in documents if k == "dmn"
                  for d in t.getroot().iter() if _local(d) == "decision"}
     problems = []
@@ -118,7 +121,7 @@ def _reference_problems(documents: list[tuple[str, str, etree._ElementTree]]) ->
             elif target not in processes:
                 problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is neither in these files nor deployed."))
             elif not executable[target]:
-                problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which is marked isExecutable=\"false\": mark that process executable or call another one."))
+                problems.append(Problem(name, el.sourceline, el.get("id"), f"This call activity calls process '{target}', which " + ("is marked isExecutable=\"false\": mark that process executable" if executable_attr[target] == "false" else "has no flow elements") + " or call another one."))
         for el in (el for proc in running for el in proc.iter(_b("businessRuleTask"))
                    if el.get(f"{{{CAMUNDA}}}type") != "external"):  # an external one is a worker's task
             ref = el.get(f"{{{CAMUNDA}}}decisionRef")

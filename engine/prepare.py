@@ -10,8 +10,8 @@ checked. The rewrites, each deterministic:
   back, and `engine.spiff` gives the parsed task specs their original BPMN id again;
 - a sequence flow without an id (valid BPMN, but SpiffWorkflow ignores it) gets one made of its
   source, target and position;
-- a process marked isExecutable="false" (a pool that only describes work) is left out, and so is
-  a data store that no running process refers to (SpiffWorkflow refuses any data
+- a process marked isExecutable="false" (a pool that only describes work), or an empty one without
+  the attribute, is left out, and so is a data store that no running process refers to (SpiffWorkflow refuses any data
   store it has no implementation for, even in a pool that only describes work);
 - an ISO 8601 timer literal written as Camunda Modeler writes it (`PT5M`, `R3/PT1H`,
   `2026-12-24T12:00:00Z`) is put in quotes: SpiffWorkflow reads timer values as expressions.
@@ -98,18 +98,30 @@ def _name_flows(tree: etree._ElementTree, ids: set[str]) -> None:
             flow.set("id", _unused(f"flow_{flow.get('sourceRef')}_to_{flow.get('targetRef')}", ids))
 
 
+def runs(process: etree._Element) -> bool:
+    """Tell whether a process runs: SpiffWorkflow's rule (isExecutable is "true" or missing), except
+    that a process without the attribute and without any flow node (an empty pool) has nothing to run."""
+    if process.get("isExecutable") is not None:
+        return process.get("isExecutable") == "true"
+    return any(_is_flow_node(_local(el)) for el in process)
+
+
+def _is_flow_node(local: str) -> bool:
+    return local.endswith(("Task", "Event", "Gateway", "SubProcess")) or \
+        local in ("task", "subProcess", "callActivity", "transaction")
+
+
 def _drop_descriptive_processes(tree: etree._ElementTree) -> None:
-    """Remove processes marked isExecutable="false": they never run, and SpiffWorkflow reads some
-    of their content anyway (a business rule task without a decision there fails the whole file)."""
+    """Remove processes that do not run: they never run, and SpiffWorkflow reads some of their
+    content anyway (a business rule task without a decision there fails the whole file)."""
     for proc in list(tree.getroot().iter(f"{{{BPMN}}}process")):
-        if proc.get("isExecutable", "true") != "true":
+        if not runs(proc):
             proc.getparent().remove(proc)
 
 
 def _drop_idle_data_stores(tree: etree._ElementTree) -> None:
     """Remove data stores no running process uses (SpiffWorkflow refuses every data store it sees)."""
-    used = {ref.get("dataStoreRef") for proc in tree.getroot().iter(f"{{{BPMN}}}process")
-            if proc.get("isExecutable", "true") == "true"
+    used = {ref.get("dataStoreRef") for proc in tree.getroot().iter(f"{{{BPMN}}}process") if runs(proc)
             for ref in proc.iter(f"{{{BPMN}}}dataStoreReference")}
     for store in list(tree.getroot().iter(f"{{{BPMN}}}dataStore")):
         if store.get("id") not in used:

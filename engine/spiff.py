@@ -563,7 +563,8 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
 
     The documents are first rewritten by `engine.prepare` (ids Spiff reserves, sequence flows
     without an id, unquoted ISO 8601 timer values), so deploy and every later re-parse agree.
-    A process is run when SpiffWorkflow would run it: `isExecutable` is "true" or missing.
+    A process runs when SpiffWorkflow would run it (`isExecutable` is "true" or missing), unless it
+    is an empty pool without the attribute (`prepare.runs`).
     """
     result = ParseResult()
     prepared = prepare.prepare(documents)
@@ -588,7 +589,7 @@ def parse_models(documents: list[tuple[str, str, etree._ElementTree]]) -> ParseR
             continue
         for proc in tree.getroot().iter("{http://www.omg.org/spec/BPMN/20100524/MODEL}process"):
             pid = proc.get("id")
-            if not pid or proc.get("isExecutable", "true") != "true":
+            if not pid or not prepare.runs(proc):
                 continue
             try:
                 spec = parser.get_spec(pid)

@@ -586,3 +586,12 @@ def test_message_payload_expression_is_checked():
       </bpmn:endEvent>""", extra='<bpmn:message id="m" name="Go" />\n')
     [p] = problems_of(text)
     assert p.element == "x" and p.message.startswith("The message payload (camunda:expression) '${a.b()}'")
+
+
+def test_empty_pool_without_is_executable_is_left_out():
+    customer = '<bpmn:process id="customer_pool" />\n'
+    both = CAMUNDA_STYLE.replace("</bpmn:definitions>", customer + "</bpmn:definitions>")
+    checked = deploy.validate_files({"m.bpmn": both.encode()})
+    assert checked.problems == [] and set(checked.parsed.bundles) == {"camunda_style"}
+    [p] = problems_of(model("", pid="empty", attrs=""))
+    assert p.element == "empty" and p.message == "Process 'empty' has no flow elements: there is nothing to run."
