@@ -353,7 +353,12 @@ def run_case(case: Case, mode: str) -> Outcome:
     """Run a case's steps in `mode` on a copy of a database its models are deployed in; observe the result."""
     began = time.monotonic()
     outcome = Outcome(case.name, mode)
-    template, outcome.refusal = deployed_database("cli" if mode == "cli" else "api", case.files)
+    try:
+        template, outcome.refusal = deployed_database("cli" if mode == "cli" else "api", case.files)
+    except Exception as err:  # noqa: BLE001 - a deploy that crashes is this case's finding, not the suite's end
+        outcome.error = f"deploy: {type(err).__name__}: {_first_line(err)}"
+        outcome.seconds = time.monotonic() - began
+        return outcome
     if outcome.refusal is not None:
         outcome.seconds = time.monotonic() - began
         return outcome
@@ -448,7 +453,7 @@ def mismatches(case: Case, outcome: Outcome) -> list[str]:
     if case.refused is not None:
         element, fragment = case.refused
         if outcome.refusal is None:
-            return [f"deploy accepted the model; expected a refusal naming {element}"]
+            return [outcome.error or f"deploy accepted the model; expected a refusal naming {element}"]
         if not any(p.get("element") == element and fragment.lower() in p["message"].lower()
                    for p in outcome.refusal):
             return [f"deploy refused, but not with a sentence about {element} ({fragment!r}): "
