@@ -503,11 +503,11 @@ class ParseResult:
 # an error or escalation start event of an event subprocess became a plain start, and the event
 # subprocess ran at once. This parser reads those two as well (deploy refuses them outside event
 # subprocesses). Its end event parser ignored signal definitions: a signal end event threw nothing.
-from SpiffWorkflow.bpmn.parser import event_parsers as _event_parsers  # noqa: E402
-from SpiffWorkflow.bpmn.specs.defaults import EndEvent as _EndEvent  # noqa: E402
-from SpiffWorkflow.bpmn.specs.defaults import StartEvent as _StartEvent  # noqa: E402
-from SpiffWorkflow.camunda.parser.event_parsers import CamundaEndEventParser as _CamundaEndParser  # noqa: E402
-from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser as _CamundaStartParser  # noqa: E402
+from SpiffWorkflow.bpmn.parser import event_parsers as _event_parsers
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent as _EndEvent
+from SpiffWorkflow.bpmn.specs.defaults import StartEvent as _StartEvent
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaEndEventParser as _CamundaEndParser
+from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser as _CamundaStartParser
 
 
 class _StartEventParser(_CamundaStartParser):
