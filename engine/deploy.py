@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -22,7 +21,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from . import audit, forms, juel, model_texts, prepare, sandbox, spiff, xmlcheck
+from . import audit, forms, juel, lru, model_texts, prepare, sandbox, spiff, xmlcheck
 from .errors import InvalidModel, Problem, VersionNotFound
 from .models import Deployment, ModelFile, ModelKind, ProcessVersion
 
@@ -617,12 +616,16 @@ def get_version(session: Session, process_id: str, version: int | None = None) -
 
 def list_versions(session: Session) -> list[dict[str, Any]]:
     """List processes with their versions, newest first."""
-    query = select(ProcessVersion).order_by(ProcessVersion.process_id, ProcessVersion.version.desc())
+    pv = ProcessVersion  # the columns only: no version's catalogue JSON is decoded (pages call this per request)
+    query = select(pv.id, pv.process_id, pv.kind, pv.name, pv.version, pv.created_by, pv.created_at) \
+        .order_by(pv.process_id, pv.version.desc())
     return [{"id": v.id, "process_id": v.process_id, "kind": str(v.kind), "name": v.name, "version": v.version,
-             "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.scalars(query)]
+             "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.execute(query)]
 
 
-_versions: dict[tuple[str, int], ProcessVersion] = {}
+# Versions never change: each is read once per process (LRU, bounded: engine.lru / POLKU_CACHE_MB).
+_versions: lru.BoundedCache[tuple[str, int], ProcessVersion] = lru.BoundedCache(
+    "versions", max_entries=5000, byte_share=0.05, sizeof=lambda v: 2000 + 3 * len(str(v.catalogue or "")))
 
 
 def database_key(session: Session) -> str:
@@ -653,20 +656,40 @@ def bundle_for(session: Session, version: ProcessVersion) -> spiff.SpecBundle:
 
 
 # Deployed files never change, so a deployment's files are read once per database and process.
-_files_by_deployment: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
+_files_by_deployment: lru.BoundedCache[tuple[str, int], tuple[tuple[str, str], ...]] = lru.BoundedCache(
+    "deployment files", max_entries=1000, byte_share=0.1, sizeof=lambda files: sum(len(c) for _f, c in files) + 500)
 
 
 def _deployment_files(session: Session, deployment_id: int) -> tuple[tuple[str, str], ...]:
     key = (database_key(session), deployment_id)
-    if key not in _files_by_deployment:
+    found: tuple[tuple[str, str], ...] | None = _files_by_deployment.get(key)
+    if found is None:
         rows = session.scalars(select(ModelFile).where(ModelFile.deployment_id == deployment_id)
                                .order_by(ModelFile.id))
-        _files_by_deployment[key] = tuple((r.filename, r.content) for r in rows)
-    return _files_by_deployment[key]
+        found = tuple((r.filename, r.content) for r in rows)
+        _files_by_deployment[key] = found
+    return found
 
 
-@lru_cache(maxsize=256)
+# Parsed specs, by (deployment, process, files); a parsed spec holds roughly 20x its XML in memory.
+_bundles: lru.BoundedCache[tuple[int, str, tuple[tuple[str, str], ...]],
+                           tuple[tuple[tuple[str, str], ...], spiff.SpecBundle]] = lru.BoundedCache(
+    "parsed specs", max_entries=256, byte_share=0.15, sizeof=lambda entry: 20 * sum(len(c) for _f, c in entry[0]))
+
+
 def _bundle_cached(deployment_id: int, process_id: str, files: tuple[tuple[str, str], ...]) -> spiff.SpecBundle:
+    key = (deployment_id, process_id, files)
+    found = _bundles.get(key)
+    if found is None:
+        found = (files, _parse_bundle(deployment_id, process_id, files))
+        _bundles[key] = found
+    return found[1]
+
+
+_bundle_cached.cache_clear = _bundles.clear  # type: ignore[attr-defined]  # as functools.lru_cache had it
+
+
+def _parse_bundle(deployment_id: int, process_id: str, files: tuple[tuple[str, str], ...]) -> spiff.SpecBundle:
     documents = []
     for filename, content in files:
         tree, _problems = xmlcheck.parse_untrusted(filename, content.encode(), max_bytes=1 << 62)

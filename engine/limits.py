@@ -68,6 +68,10 @@ def configure(settings: Any, **overrides: Any) -> Limits:
                              max_bytes=settings.script_max_bytes, memory=settings.script_memory,
                              output=settings.script_output)
     _configured = replace(_configured, **overrides)
+    if settings is not None:
+        from . import lru
+
+        lru.configure(settings)  # POLKU_CACHE_*: the same entry points set the process-wide cache bounds
     return _configured
 
 

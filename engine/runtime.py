@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, deploy, forms, juel, sandbox, spiff, values
+from . import audit, deploy, forms, juel, lru, sandbox, spiff, values
 from .audit import EventKind
 from .db import utcnow
 from .errors import (
@@ -81,8 +81,17 @@ class _Loaded:
     path: list[str] = field(default_factory=list)
 
 
-# (database, instance id) -> (revision, what we hold); entries appear only after a commit
-_cache: dict[tuple[str, int], tuple[int, _Held]] = {}
+def _held_bytes(entry: tuple[int, _Held]) -> int:
+    """Approximate memory of one held instance: measured ~8 KB for 10 Spiff tasks (bench/engine.py)."""
+    held = entry[1]
+    return 2048 + HELD_TASK_BYTES * spiff.task_count(held.workflow) + 256 * len(held.variables)
+
+
+HELD_TASK_BYTES = 600
+# (database, instance id) -> (revision, what we hold); entries appear only after a commit. LRU, bounded by
+# POLKU_CACHE_INSTANCES entries and most of POLKU_CACHE_MB (engine.lru): an evicted instance is read again.
+_cache: lru.BoundedCache[tuple[str, int], tuple[int, _Held]] = lru.BoundedCache(
+    "instances", max_entries=lru.DEFAULT_INSTANCES, byte_share=0.7, sizeof=_held_bytes, entries_setting=True)
 
 
 def _cache_key(session: Session, instance_id: int) -> tuple[str, int]:
@@ -566,10 +575,13 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     return instance
 
 
+_TASK_WITH_INSTANCE = select(Task, Instance).join(Instance, Instance.id == Task.instance_id) \
+    .where(Task.id == bindparam("b_task"))
+
+
 def _task_row(session: Session, task_id: str) -> Task:
-    # one query loads the task and its instance (the action needs both)
-    found = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
-                            .where(Task.id == task_id)).first()
+    # one query loads the task and its instance (the action needs both); the statement is built once
+    found = session.execute(_TASK_WITH_INSTANCE, {"b_task": task_id}).first()
     if found is None:
         raise TaskNotFound(f"no task {task_id}")
     session.info["polku_held_instance"] = found[1]  # the identity map holds rows weakly: keep it
