@@ -3,7 +3,8 @@
 Every waiting timer of every instance is a `timer` row with its `due_at` (written by the runtime
 whenever an instance changes), so finding due work never reads instance states. A sweep claims a
 batch of due rows with a lease (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
-writer at a time), then fires each claimed instance in its own transaction. Exactly-once holds
+writer at a time), then fires the claimed instances `FIRE_CHUNK` to a transaction, each in its own
+savepoint (a failing instance rolls back alone). Exactly-once holds
 because firing happens under the instance's row lock and optimistic revision check
 (`runtime.lock_instance`): a second worker that somehow fires the same instance finds the timer
 gone or loses with `Conflict` and rolls back; a worker killed mid-step loses nothing,
@@ -31,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import runtime
+from . import audit, runtime
 from .dbfaults import is_transient
 from .errors import Conflict
 from .models import Instance, InstanceStatus, Timer
@@ -99,18 +100,73 @@ def fire_due_timers(sessions: sessionmaker, *, now: datetime | None = None, work
             return fired
         # stop well before the lease runs out: past it, another worker may take the same timers
         deadline = time.monotonic() + lease.total_seconds() * 0.8
-        for position, instance_id in enumerate(instance_ids):
+        position = 0
+        while position < len(instance_ids):
             # the first always fires (progress at any lease); on stop, the rest go back at once
             if position and (time.monotonic() > deadline or stop.is_set()):
                 _release(sessions, instance_ids[position:], worker_id)
                 break
-            # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
+            chunk = instance_ids[position:position + FIRE_CHUNK]
             try:
-                fired += _fire_one(sessions, instance_id, now or _real_now(), worker_id)
-            except SQLAlchemyError:  # a database fault (see _fire_one): the rest of the batch goes back
+                done, count = _fire_chunk(sessions, chunk, now, worker_id, stop)
+            except SQLAlchemyError:  # a database fault (see _fire_chunk): the rest of the batch goes back
                 _release_quietly(sessions, instance_ids[position:], worker_id)
                 raise
+            fired += done
+            position += count
     return fired
+
+
+# Instances fired per transaction, each in a savepoint of its own: one commit (one WAL flush) per chunk
+# instead of per instance, and one broken instance rolls back only its own savepoint.
+FIRE_CHUNK = 25
+
+
+def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime | None, worker_id: str,
+                stop: threading.Event) -> tuple[int, int]:
+    """Fire instances in one transaction; return (timers fired, instances handled) - a stop may end it early.
+
+    Raises:
+        SQLAlchemyError: a database fault (server away, disk full): nothing of the chunk is kept.
+    """
+    fired = handled = 0
+    with sessions.begin() as session:
+        for instance_id in instance_ids:
+            if handled and stop.is_set():
+                break
+            handled += 1
+            savepoint = session.begin_nested()
+            try:  # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
+                count = len(runtime.fire_instance_timers(session, instance_id, now=now or _real_now()))
+                audit.write_pending(session)  # this instance's events go inside its own savepoint
+                savepoint.commit()
+                fired += count
+            except Exception as err:  # one broken instance must not stop the others
+                savepoint.rollback()
+                _forget_rolled_back(session)
+                if is_transient(err):  # the database, not the case: the whole chunk goes back, the sweep pauses
+                    log.warning("database fault while firing the timers of instance %s: %s", instance_id,
+                                str(err).splitlines()[0] if str(err) else type(err).__name__)
+                    raise
+                if _lost_race(err):
+                    log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep",
+                             instance_id)
+                    _release_in(session, [instance_id], worker_id)
+                else:
+                    log.exception("firing the timers of instance %s failed", instance_id)
+                    _release_in(session, [instance_id], worker_id, hold=timedelta(minutes=5))
+    return fired, handled
+
+
+def _forget_rolled_back(session: Session) -> None:
+    """After a savepoint rollback: drop what the session buffered for the rolled-back work.
+
+    Buffered audit events and stream heads are read again from the database (which holds what the
+    earlier savepoints wrote), and no held instance of this transaction is promoted to the cache.
+    """
+    session.info.pop("audit_pending", None)
+    session.info.pop("audit_heads", None)
+    session.info.pop("polku_cache", None)
 
 
 # PostgreSQL's "serialization failure" and "deadlock detected": the other transaction went on
@@ -122,26 +178,6 @@ def _lost_race(err: Exception) -> bool:
     if isinstance(err, (Conflict, StaleDataError)):  # StaleDataError: the optimistic lock, via an autoflush
         return True
     return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in LOST_RACE_SQLSTATES
-
-
-def _fire_one(sessions: sessionmaker, instance_id: int, now: datetime, worker_id: str) -> int:
-    try:
-        with sessions.begin() as session:
-            return len(runtime.fire_instance_timers(session, instance_id, now=now))
-    except Exception as err:  # one broken instance must not stop the whole sweep
-        if _lost_race(err):
-            log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep",
-                     instance_id)
-            _release(sessions, [instance_id], worker_id)
-            return 0
-        if is_transient(err):  # the database, not the case: hand the timers back and let the sweep pause
-            log.warning("database fault while firing the timers of instance %s: %s", instance_id,
-                        str(err).splitlines()[0] if str(err) else type(err).__name__)
-            _release_quietly(sessions, [instance_id], worker_id)
-            raise
-        log.exception("firing the timers of instance %s failed", instance_id)
-        _release(sessions, [instance_id], worker_id, hold=timedelta(minutes=5))
-    return 0
 
 
 def _release_quietly(sessions: sessionmaker, instance_ids: list[int] | None, worker_id: str) -> bool:
@@ -161,8 +197,12 @@ def _release(sessions: sessionmaker, instance_ids: list[int], worker_id: str,
              hold: timedelta = timedelta(0)) -> None:
     """Hand back this worker's leases on these instances' timers (or hold them back a while)."""
     with sessions.begin() as session:
-        session.execute(update(Timer).where(Timer.instance_id.in_(instance_ids), Timer.lease_owner == worker_id)
-                        .values(lease_owner=None, lease_until=_real_now() + hold if hold else None))
+        _release_in(session, instance_ids, worker_id, hold)
+
+
+def _release_in(session: Session, instance_ids: list[int], worker_id: str, hold: timedelta = timedelta(0)) -> None:
+    session.execute(update(Timer).where(Timer.instance_id.in_(instance_ids), Timer.lease_owner == worker_id)
+                    .values(lease_owner=None, lease_until=_real_now() + hold if hold else None))
 
 
 class Worker:
