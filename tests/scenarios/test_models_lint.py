@@ -38,7 +38,7 @@ ROLE_OF_LANE = {"Yrityspalvelujen asiantuntija": "expert", "Palveluesimies": "su
 ACCEPTED_WARNINGS = {"no-inclusive-gateway"}
 EXPECTED_PROCESSES = {
     "customer_service", "recruitment", "joint_purchase_training", "business_development",
-    "change_security", "startup_services", "partner_referral", "aftercare",
+    "change_security", "startup_services", "partner_referral", "aftercare", "annual_customer_plan",
 }
 BAD_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="urn:t">
