@@ -1,0 +1,123 @@
+"""Mutation testing with mutmut 3: each module is mutated against the tests that cover it.
+
+Usage: `.venv/bin/python scripts/mutate.py [module ...]` (default: every module in PLAN);
+`make mutate` runs it. Each module runs in its own copy of the tree under var/mutate/<name>
+(the working tree is never touched), with a `[tool.mutmut]` section naming that module and
+its test subset, on two worker processes. The score of each module is printed as
+`engine/forms.py: killed K of N (P %)` and the surviving mutants are listed with their diffs
+in var/mutate/<name>/survivors.txt, to be judged (killed by a new test, or written down as
+equivalent in docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "var" / "mutate"
+
+# module -> the tests that must kill its mutants (kept small enough for two cores)
+PLAN: dict[str, list[str]] = {
+    "engine/forms.py": ["tests/engine/test_forms.py", "tests/engine/test_boundaries.py"],
+    "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_actions_matrix.py",
+                        "tests/engine/test_boundaries.py"],
+    "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py"],
+    "engine/users.py": ["tests/engine/test_users.py"],
+    "engine/access.py": ["tests/webui/test_least_privilege.py", "tests/engine/test_actions_matrix.py"],
+    "engine/kpi.py": ["tests/engine/test_exports.py", "tests/engine/test_boundaries.py",
+                      "tests/engine/test_kpi_contract.py"],
+    "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_boundaries.py"],
+    "engine/external.py": ["tests/engine/test_external.py"],
+    "engine/sandbox.py": ["tests/engine/test_sandbox.py", "tests/engine/test_sandbox_limits.py"],
+    "webui/auth.py": ["tests/webui/test_auth.py", "tests/webui/test_sessions.py",
+                      "tests/webui/test_route_roles.py"],
+    "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_constructs.py",
+                          "tests/engine/test_actions_matrix.py", "tests/engine/test_optimistic_lock.py"],
+}
+COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
+
+
+def _copy_tree(target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules", "build")
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=ignore)
+        else:
+            shutil.copy2(source, target / name)
+
+
+def _configure(target: Path, module: str, tests: list[str]) -> None:
+    text = (target / "pyproject.toml").read_text(encoding="utf-8")
+    if "[tool.mutmut]" in text:
+        text = text[: text.index("[tool.mutmut]")]
+    section = (
+        "\n[tool.mutmut]\n"
+        f"source_paths = [{json.dumps(module.split('/')[0])}]\n"
+        f"only_mutate = [{json.dumps(module)}]\n"
+        'also_copy = ["engine", "webui", "bpmn"]\n'
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
+        "use_git_change_detection = false\n"
+    )
+    (target / "pyproject.toml").write_text(text + section, encoding="utf-8")
+
+
+def _results(target: Path, env: dict[str, str]) -> dict[str, str]:
+    """Return {mutant name: status} from mutmut's results (all statuses)."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=target, env=env,
+                         capture_output=True, text=True, check=False).stdout
+    found = {}
+    for line in out.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and status:
+            found[name] = status
+    return found
+
+
+def run(module: str, children: int) -> tuple[int, int, list[str]]:
+    """Mutate one module; return (killed, total, surviving mutant names)."""
+    tests = [t for t in PLAN[module] if (ROOT / t).exists()]
+    target = WORK / module.replace("/", "_").removesuffix(".py")
+    _copy_tree(target)
+    _configure(target, module, tests)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLKU_TEST_PG")}
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=target,
+                   env=env, check=False, stdout=subprocess.DEVNULL)
+    statuses = _results(target, env)
+    survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
+    killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault"))
+    with (target / "survivors.txt").open("w", encoding="utf-8") as report:
+        for name in survivors:
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=target, env=env,
+                                  capture_output=True, text=True, check=False).stdout
+            report.write(f"## {name} ({statuses[name]})\n{diff}\n")
+    return killed, len(statuses), survivors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=list(PLAN), help="modules to mutate (default: all)")
+    parser.add_argument("--children", type=int, default=2, help="parallel test processes")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in PLAN]
+    if unknown:
+        parser.error(f"no test subset for {unknown}; add them to PLAN")
+    for module in args.modules:
+        killed, total, survivors = run(module, args.children)
+        score = 100 * killed / total if total else 0.0
+        print(f"{module}: killed {killed} of {total} ({score:.1f} %), {len(survivors)} survived", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
