@@ -34,6 +34,7 @@ test: setup services
 bench: setup services
 	$(BIN)/python bench/engine.py
 	POLKU_TEST_PG_URL=$$(scripts/postgres.sh url) $(BIN)/python bench/timers.py
+	POLKU_TEST_PG_URL=$$(scripts/postgres.sh url) $(BIN)/python bench/http.py
 
 # docs/conformance.md: every BPMN construct of tests/conformance/ run straight, reloaded and via the CLI
 conformance-doc: setup

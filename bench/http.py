@@ -1,0 +1,292 @@
+"""HTTP benchmark: `polku serve` (gunicorn) driven by Locust, headless, on SQLite and PostgreSQL.
+
+Run: .venv/bin/python bench/http.py [--users 20] [--seconds 60] [--dbs sqlite,postgresql] [--web-workers 2]
+     [--levels 5,10,20 --chart docs/http-latency.svg]
+
+Per database: a fresh migrated database with the five-user-task bench process, `--users` experts and one
+supervisor, `--instances` cases waiting at their first task. `polku serve` starts with 2 web processes
+(POLKU_EMBEDDED_WORKER=0), then Locust runs `bench/locust/locustfile.py`: each expert signs in once, then opens
+the group inbox, opens one of its tasks, completes it with valid data; the supervisor refreshes the
+supervisor view. Printed per page: requests/s and client-side p50/p95/p99 (Locust), and the server time
+p50/p95 from the access log (gunicorn's %(M)s). Task completions over HTTP per second (counted in the
+database) are compared with the engine API's completions per second measured in the same run.
+With several `--levels`, the p95 per page against the number of users is drawn as an SVG chart.
+This measures; it asserts nothing. Figures depend on the machine's load: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import os.path
+import sys
+
+# This file is named http.py: its folder must not shadow the standard library's `http` package.
+_FOLDER = os.path.realpath(os.path.dirname(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _FOLDER]
+
+import argparse
+import csv
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from engine import deploy, inbox, runtime, users
+from engine.db import make_engine, make_sessions, upgrade
+from engine.models import AuditEvent
+
+BIN = Path(sys.executable).parent
+PAGES = ("sign in", "inbox", "task page", "complete task", "supervisor view")
+ACCESS = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+) \S+ (\d+)ms')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _new_database(kind: str, scratch: Path) -> tuple[str, str | None]:
+    if kind == "sqlite":
+        return f"sqlite:///{scratch / ('http-' + secrets.token_hex(4) + '.db')}", None
+    import psycopg
+
+    server = os.environ.get("POLKU_TEST_PG_URL") or subprocess.run(
+        [str(ROOT / "scripts" / "postgres.sh"), "url"], check=True, capture_output=True, text=True).stdout.strip()
+    name = f"polku_http_{secrets.token_hex(6)}"
+    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(server).set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_database(name: str | None) -> None:
+    if name is None:
+        return
+    import psycopg
+
+    server = os.environ.get("POLKU_TEST_PG_URL") or subprocess.run(
+        [str(ROOT / "scripts" / "postgres.sh"), "url"], check=True, capture_output=True, text=True).stdout.strip()
+    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _prepare(url: str, experts: int, instances: int) -> tuple[str, float]:
+    """Fill the database; return the accounts for Locust and the engine API's completions/s (wall clock)."""
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = make_sessions(engine)
+    accounts = [("bench-sup", "bench-sup-password")] + [(f"bench{n}", f"bench{n}-password")
+                                                         for n in range(1, experts + 1)]
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"five_tasks.bpmn": (HERE / "five_tasks.bpmn").read_bytes()}, by="bench")
+        users.add_user(s, accounts[0][0], accounts[0][1], ["supervisor"])
+        for name, password in accounts[1:]:
+            users.add_user(s, name, password, ["expert"])
+    for first in range(0, instances, 100):
+        with sessions.begin() as s:
+            for _ in range(min(100, instances - first)):
+                runtime.start_instance(s, "five_tasks", by="bench")
+    # the engine API's rate on this database, in this run: 40 cases from start to end
+    started, done = time.perf_counter(), 0
+    for _ in range(40):
+        with sessions.begin() as s:
+            iid = runtime.start_instance(s, "five_tasks", by="bench-api").id
+        for step in range(1, 6):
+            with sessions.begin() as s:
+                [row] = inbox.tasks(s, instance_id=iid)
+                runtime.complete_task(s, row.id, {f"v{step}": step}, by="bench-api")
+            done += 1
+    rate = done / (time.perf_counter() - started)
+    engine.dispose()
+    runtime.forget_cache()
+    return ",".join(f"{u}:{p}" for u, p in accounts), rate
+
+
+def _completions(url: str) -> int:
+    engine = make_engine(url)
+    with make_sessions(engine).begin() as s:
+        count = s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.kind == "task_completed", AuditEvent.actor.like("bench%"), AuditEvent.actor != "bench-api"))
+    engine.dispose()
+    return int(count or 0)
+
+
+def _page_of(method: str, path: str) -> str | None:
+    if path.startswith("/login"):
+        return "sign in" if method == "POST" else None
+    if path.startswith("/tasks/?"):
+        return "inbox"
+    if path.startswith("/tasks/"):
+        return "complete task" if method == "POST" else "task page"
+    if path.startswith("/supervisor/"):
+        return "supervisor view"
+    return None
+
+
+def _server_times(log: Path) -> dict[str, list[int]]:
+    times: dict[str, list[int]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        found = ACCESS.search(line)
+        if found and (page := _page_of(found[1], found[2])):
+            times.setdefault(page, []).append(int(found[4]))
+    return times
+
+
+def _pct(values: list[int], share: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(share * len(ordered)))]) if ordered else float("nan")
+
+
+def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: int, instances: int,
+        scratch: Path) -> dict:
+    """One Locust run against a fresh database; return the figures."""
+    url, dropname = _new_database(kind, scratch)
+    try:
+        accounts, api_rate = _prepare(url, users_count, instances)
+        port = _free_port()
+        log = scratch / f"access-{kind}-{users_count}.log"
+        env = {**os.environ, "POLKU_DATABASE_URL": url, "POLKU_EMBEDDED_WORKER": "0",
+               "POLKU_SECRET_KEY": "bench-" + secrets.token_hex(24), "POLKU_WEB_WORKERS": str(web_workers),
+               "POLKU_WEB_THREADS": str(threads), "POLKU_BENCH_USERS": accounts}
+        server = subprocess.Popen([str(BIN / "polku"), "serve", "--port", str(port), "--access-log", str(log)],
+                                  env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            before = _completions(url)
+            prefix = scratch / f"locust-{kind}-{users_count}"
+            load = os.getloadavg()[0]
+            began = time.perf_counter()
+            subprocess.run([str(BIN / "locust"), "-f", str(HERE / "locust" / "locustfile.py"), "--headless",
+                            "-u", str(users_count + 1), "-r", str(max(1, users_count)), "--run-time", f"{seconds}s",
+                            "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary",
+                            "--loglevel", "WARNING"], env=env, check=False, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=seconds + 120)
+            elapsed = time.perf_counter() - began
+            completed = _completions(url) - before
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        pages = {}
+        with open(f"{prefix}_stats.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["Name"] in PAGES:
+                    pages[row["Name"]] = {"rps": float(row["Requests/s"]), "p50": float(row["50%"]),
+                                          "p95": float(row["95%"]), "p99": float(row["99%"]),
+                                          "count": int(row["Request Count"]), "failures": int(row["Failure Count"])}
+        server_times = _server_times(log)
+        for page, figures in pages.items():
+            measured = server_times.get(page, [])
+            figures["server_p50"] = _pct(measured, 0.50)
+            figures["server_p95"] = _pct(measured, 0.95)
+        return {"kind": kind, "users": users_count, "pages": pages, "http_rate": completed / elapsed,
+                "api_rate": api_rate, "load": load, "seconds": elapsed}
+    finally:
+        _drop_database(dropname)
+
+
+def print_run(result: dict) -> None:
+    """Print one run's table."""
+    print(f"{result['kind']}, {result['users']} experts + 1 supervisor, {result['seconds']:.0f} s,"
+          f" load average {result['load']:.1f} at the start")
+    print(f"  {'page':<16}{'req/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'server p50':>12}{'server p95':>12}"
+          f"{'fails':>7}")
+    for page in PAGES:
+        f = result["pages"].get(page)
+        if f:
+            print(f"  {page:<16}{f['rps']:7.1f}{f['p50']:8.0f}{f['p95']:8.0f}{f['p99']:8.0f}{f['server_p50']:12.0f}"
+                  f"{f['server_p95']:12.0f}{f['failures']:7d}")
+    ratio = result["http_rate"] / result["api_rate"] * 100 if result["api_rate"] else float("nan")
+    print(f"  task completions over HTTP {result['http_rate']:.1f}/s; engine API {result['api_rate']:.1f}/s"
+          f" (same database, wall clock) = {ratio:.0f} %")
+
+
+def chart(results: list[dict], path: Path) -> None:
+    """Write an SVG line chart: client p95 per page against the number of simulated users."""
+    width, height, left, bottom = 640, 360, 60, 40
+    levels = sorted({r["users"] for r in results})
+    top = max((f["p95"] for r in results for f in r["pages"].values()), default=1) or 1
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+
+    def x(u: int) -> float:
+        span = (levels[-1] - levels[0]) or 1
+        return left + (u - levels[0]) / span * (width - left - 20)
+
+    def y(ms: float) -> float:
+        return height - bottom - ms / top * (height - bottom - 20)
+
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif"'
+              ' font-size="11">'), f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="10" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">simulated experts</text>',
+             (f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" text-anchor="middle">'
+              'p95 latency, ms</text>')]
+    for u in levels:
+        parts.append(f'<text x="{x(u):.0f}" y="{height - bottom + 14}" text-anchor="middle">{u}</text>')
+    for tick in range(5):
+        ms = top * tick / 4
+        parts.append(f'<text x="{left - 4}" y="{y(ms) + 4:.0f}" text-anchor="end">{ms:.0f}</text>')
+    series = [(kind, page) for kind in sorted({r["kind"] for r in results}) for page in PAGES if page != "sign in"]
+    for n, (kind, page) in enumerate(series):
+        points = [(r["users"], r["pages"][page]["p95"]) for r in sorted(results, key=lambda r: r["users"])
+                  if r["kind"] == kind and page in r["pages"]]
+        if not points:
+            continue
+        colour = colours[n % len(colours)]
+        dash = ' stroke-dasharray="4 3"' if kind == "postgresql" else ""
+        path_d = " ".join(f"{x(u):.1f},{y(ms):.1f}" for u, ms in points)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{path_d}"/>')
+        parts.append(f'<text x="{width - 190}" y="{20 + 14 * n}" fill="{colour}">{kind}: {page}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    """Run every database at every user level and print the tables (and the chart)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--levels", help="several user counts, e.g. 5,10,20 (overrides --users)")
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--dbs", default="sqlite,postgresql")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
+    args = parser.parse_args()
+    levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.dbs.split(","):
+            for level in levels:
+                result = run(kind, level, args.seconds, args.web_workers, args.threads, args.instances, Path(tmp))
+                print_run(result)
+                results.append(result)
+    if args.chart:
+        chart(results, args.chart)
+        print(f"chart: {args.chart}")
+    if results:
+        print(f"(medians over runs of the HTTP/API ratio: "
+              f"{statistics.median(r['http_rate'] / r['api_rate'] * 100 for r in results):.0f} %)")
+
+
+if __name__ == "__main__":
+    main()
