@@ -32,7 +32,7 @@ from .conftest import START
 # well-formed but unknown cursor (400) or a form value the process refuses (422) is a right answer
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-EXAMPLES = 15  # per operation and mode: about a minute on one core
+EXAMPLES = 10  # per operation and mode: about a minute on one core
 EVERY_ROLE = ["expert", "supervisor", "designer", "auditor", "admin"]
 
 
