@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from . import access, forms, history, inbox, runtime
+from . import access, deploy, forms, history, inbox, runtime
 from .customers import _like_escape
 from .errors import InstanceNotFound, InvalidInput, RevisionMismatch
 from .models import Customer, Incident, IncidentStatus, Instance, Task
 
 __all__ = ["Slice", "check_revision", "customers", "decode_cursor", "encode_cursor", "form_schema",
-           "incidents", "instances", "readable_instance", "tasks"]
+           "incident_dict", "incidents", "instances", "model_xml", "readable_instance", "tasks"]
 
 MAX_LIMIT = 200
 
@@ -109,7 +109,7 @@ def check_revision(session: Session, instance_id: int, expected: int | None) -> 
 def tasks(session: Session, reader: access.Reader, flt: inbox.TaskFilter, *, cursor: str | None = None,
           limit: int = 50) -> Slice:
     """Return tasks matching the inbox filter that the reader may see, by id."""
-    query = inbox._query(flt).where(access.task_clause(reader))  # noqa: SLF001 - the inbox's own filter
+    query = inbox._query(flt).where(access.task_clause(reader))
     return _slice(session, query, Task.id, cursor, limit, str)
 
 
@@ -137,6 +137,18 @@ def incidents(session: Session, *, status: str | None = "open", instance_id: int
     if instance_id is not None:
         query = query.where(Incident.instance_id == instance_id)
     return _slice(session, query, Incident.id, cursor, limit, int)
+
+
+def model_xml(session: Session, process_id: str, version: int) -> tuple[str, str]:
+    """Return (file name, XML text) of the deployed file that defines a process version.
+
+    Raises:
+        VersionNotFound: no such process or version.
+    """
+    pv = deploy.get_version(session, process_id, version)
+    files = dict(deploy._deployment_files(session, pv.deployment_id))
+    name = next((n for n, text in files.items() if f'id="{process_id}"' in text), None) or next(iter(files))
+    return name, files[name]
 
 
 def incident_dict(row: Incident) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
-from werkzeug.wrappers import Response as StreamedResponse
 from spectree import Response as Resp
+from werkzeug.wrappers import Response as StreamedResponse
 
 from engine import (
+    access,
     apiquery,
     audit,
     customers,
@@ -33,6 +34,7 @@ from engine.models import Customer, Instance, TaskStatus
 
 from ..auth import current_time
 from ..db import get_session
+from ..downloads import attachment
 from . import schemas as s
 from .base import api, bp, caller, need, reader
 
@@ -103,12 +105,9 @@ def definition_versions(process_id: str) -> s.DefinitionList:
 def definition_xml(process_id: str, version: int) -> Response:
     """Download the model file of a version (BPMN or DMN XML, byte for byte as deployed)."""
     need(*ANY)
-    session = get_session()
-    pv = deploy.get_version(session, process_id, version)
-    files = dict(deploy._deployment_files(session, pv.deployment_id))  # noqa: SLF001 - the stored files
-    name = next((n for n, text in files.items() if f'id="{process_id}"' in text), None) or next(iter(files))
-    response = Response(files[name], mimetype="application/xml")
-    response.headers["Content-Disposition"] = "attachment; filename=model.xml"
+    name, text = apiquery.model_xml(get_session(), process_id, version)
+    response = Response(text, mimetype="application/xml")
+    response.headers["Content-Disposition"] = attachment(name)
     return response
 
 
@@ -245,8 +244,6 @@ def _readable_task(task_id: str) -> dict[str, Any]:
     session = get_session()
     if len(task_id) > 100:
         raise TaskNotFound(f"no task {task_id[:100]}")
-    from engine import access
-
     access.require_task(session, reader(), task_id)
     return runtime.task_details(session, task_id)
 
@@ -436,8 +433,6 @@ def create_customer(json: s.CustomerIn) -> tuple[s.CustomerOut, int]:
 def get_customer(customer_id: int) -> s.CustomerOut:
     """One customer."""
     need(*WORKERS)
-    from engine import access
-
     access.require_customer(get_session(), reader(), customer_id)
     return _customer_out(customers.get_customer(get_session(), customer_id))
 
@@ -447,8 +442,6 @@ def get_customer(customer_id: int) -> s.CustomerOut:
 def update_customer(customer_id: int, json: s.CustomerIn) -> s.CustomerOut:
     """Replace a customer's details (422 with field errors)."""
     who = need(*WORKERS)
-    from engine import access
-
     access.require_customer(get_session(), reader(), customer_id)
     return _customer_out(customers.update_customer(get_session(), customer_id, _customer_data(json), by=who.username))
 
@@ -458,8 +451,6 @@ def update_customer(customer_id: int, json: s.CustomerIn) -> s.CustomerOut:
 def customer_timeline(customer_id: int) -> s.Timeline:
     """The customer's contact log: the newest steps of their cases the owner may see."""
     need(*WORKERS)
-    from engine import access
-
     session, me = get_session(), reader()
     access.require_customer(session, me, customer_id)
     events = customers.customer_timeline(session, customers.get_customer(session, customer_id), reader=me)
