@@ -62,7 +62,7 @@ def test_two_sessions_completing_one_task_exactly_one_wins(sessions, round_):
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(outcomes.values())[-1] == "ok" and list(outcomes.values()).count("ok") == 1, outcomes
+    assert sorted(outcomes.values()) in (["Conflict", "ok"], ["TaskNotAvailable", "ok"]), outcomes
     [winner] = [u for u, o in outcomes.items() if o == "ok"]
     assert _completions(sessions, instance_id) == [winner]
     with sessions.begin() as s:
