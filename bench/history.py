@@ -11,9 +11,14 @@ auditor's pages. It prints figures; it asserts nothing.
 
 from __future__ import annotations
 
+import os.path
+import sys
+
+# bench/ holds http.py: its folder must not shadow the standard library's `http` package (werkzeug needs it).
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.realpath(os.path.dirname(__file__))]
+
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import uuid

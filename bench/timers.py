@@ -18,6 +18,12 @@ This measures; it asserts nothing.
 
 from __future__ import annotations
 
+import os.path
+import sys
+
+# bench/ holds http.py: its folder must not shadow the standard library's `http` package (werkzeug needs it).
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.realpath(os.path.dirname(__file__))]
+
 import argparse
 import json
 import multiprocessing
@@ -26,7 +32,6 @@ import secrets
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
