@@ -1,0 +1,159 @@
+"""Boundaries of every comparison in forms, timers and KPIs, each checked on both sides of the edge.
+
+Time is moved with `now=`; a timer due at T fires at T and not a microsecond before; a contact on
+exactly its due instant (or target day) is on time; a KPI period is [start, end). The interrupting
+boundary event of tests/engine/bpmn/interrupt.bpmn cancels its user task, which leaves the inbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engine import inbox, kpi, runtime, timers
+from engine.errors import FormInvalid, TaskNotAvailable
+from engine.forms import LONG_MAX, LONG_MIN, Field, validate
+from engine.models import Task, TaskStatus
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+TICK = timedelta(microseconds=1)
+
+
+def _error(fields, data) -> dict[str, str]:
+    with pytest.raises(FormInvalid) as caught:
+        validate(fields, data)
+    return caught.value.errors
+
+
+# ---------------------------------------------------------------- forms
+
+@pytest.mark.parametrize("blank", [" ", "   \t\n", "\u00a0 "])
+def test_a_required_text_of_only_whitespace_is_missing(blank):
+    assert _error([Field("name", "Name", required=True)], {"name": blank}) == {"name": "this field is required"}
+
+
+def test_an_optional_text_of_only_whitespace_is_stored_empty():
+    assert validate([Field("name", "Name")], {"name": "  "}) == {"name": ""}
+
+
+@pytest.mark.parametrize("value, ok", [(4, False), (5, True), (6, False)])
+def test_min_equal_to_max_takes_exactly_that_number(value, ok):
+    fields = [Field("n", "N", type="long", min=5, max=5)]
+    if ok:
+        assert validate(fields, {"n": str(value)}) == {"n": value}
+    else:
+        message = _error(fields, {"n": str(value)})["n"]
+        assert message == ("must be at least 5" if value < 5 else "must be at most 5")
+
+
+@pytest.mark.parametrize("text, ok", [("abc", False), ("abcd", True), ("abcde", False), ("  abcd  ", True)])
+def test_minlength_equal_to_maxlength_takes_exactly_that_length(text, ok):
+    fields = [Field("code", "Code", minlength=4, maxlength=4)]
+    if ok:
+        assert validate(fields, {"code": text}) == {"code": "abcd"}
+    else:
+        assert _error(fields, {"code": text})["code"].startswith("enter at ")
+
+
+@pytest.mark.parametrize("value, ok", [(LONG_MAX, True), (LONG_MAX + 1, False), (LONG_MIN, True),
+                                       (LONG_MIN - 1, False)])
+def test_whole_numbers_stop_at_the_64_bit_range(value, ok):
+    fields = [Field("n", "N", type="long")]
+    if ok:
+        assert validate(fields, {"n": str(value)}) == {"n": value}
+    else:
+        assert _error(fields, {"n": str(value)}) == {"n": "the number is too large"}
+
+
+@pytest.mark.parametrize("chosen, ok", [(["a"], False), (["a", "b"], True), (["a", "b", "c"], False)])
+def test_a_multiple_choice_counts_its_choices_against_min_and_max(chosen, ok):
+    fields = [Field("pick", "Pick", type="enum", minlength=2, maxlength=2, options=[("a", "A"), ("b", "B"), ("c", "C")],
+                    properties={"multiple": "true"})]
+    if ok:
+        assert validate(fields, {"pick": chosen}) == {"pick": chosen}
+    else:
+        assert "choices" in _error(fields, {"pick": chosen})["pick"]
+
+
+# ---------------------------------------------------------------- timers and interrupting events
+
+def test_a_timer_due_at_t_fires_at_t_not_before_and_its_interrupting_event_cancels_the_task(sessions, deploy):
+    deploy("interrupt.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "interrupt", by="anna", data={"due": "P7D"}, now=T0).id
+        [call] = inbox.tasks(s, instance_id=iid)
+        due = T0 + timedelta(days=14)
+        assert inbox.overdue(s, now=call.due_at) == []  # due at T: not yet overdue at T …
+        assert inbox.overdue(s, now=call.due_at + TICK) == [call]  # … but right after it
+    assert timers.fire_due_timers(sessions, now=due - TICK) == 0
+    runtime.forget_cache()
+    assert timers.fire_due_timers(sessions, now=due) == 1
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        assert [t.element_id for t in inbox.tasks(s, instance_id=iid)] == ["escalate"]
+        assert call.id not in {t.id for t in inbox.tasks(s)}
+        assert s.get(Task, call.id).state == TaskStatus.CANCELLED
+    with sessions.begin() as s, pytest.raises(TaskNotAvailable):
+        runtime.complete_task(s, call.id, {"reached": True}, by="anna", now=due)
+
+
+def test_completing_at_the_due_instant_is_before_the_timer(sessions, deploy):
+    deploy("interrupt.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "interrupt", by="anna", data={"due": "P7D"}, now=T0).id
+        [call] = inbox.tasks(s, instance_id=iid)
+    due = T0 + timedelta(days=14)
+    with sessions.begin() as s:
+        runtime.complete_task(s, call.id, {"reached": True}, by="anna", now=due - TICK)
+    assert timers.fire_due_timers(sessions, now=due) == 0
+    with sessions.begin() as s:
+        assert inbox.tasks(s, instance_id=iid) == []
+
+
+# ---------------------------------------------------------------- KPIs
+
+def _aftercare_contact(sessions, deploy, *, due: datetime, completed: datetime) -> None:
+    """A real task row, made an aftercare contact with the given due and completion instants."""
+    deploy("interrupt.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "interrupt", by="anna", data={"due": "P7D"}, now=T0).id
+        [task] = inbox.tasks(s, instance_id=iid)
+        row = s.get(Task, task.id)
+        row.element_id, row.due_at = kpi.AFTERCARE_CONTACT, due
+        row.state, row.completed_at, row.completed_by = TaskStatus.COMPLETED, completed, "anna"
+
+
+@pytest.mark.parametrize("late_by, on_time", [(-TICK, 1), (timedelta(0), 1), (TICK, 0)])
+def test_a_contact_completed_at_its_due_instant_is_on_time(sessions, deploy, late_by, on_time):
+    due = T0 + timedelta(days=10)
+    _aftercare_contact(sessions, deploy, due=due, completed=due + late_by)
+    with sessions.begin() as s:
+        figures = kpi.aftercare_on_time(s, T0, T0 + timedelta(days=30))
+        assert (figures.done, figures.on_time) == (1, on_time)
+
+
+@pytest.mark.parametrize("completed, counted", [(T0 - TICK, 0), (T0, 1), (T0 + timedelta(days=30) - TICK, 1),
+                                                (T0 + timedelta(days=30), 0)])
+def test_the_on_time_period_is_start_inclusive_end_exclusive(sessions, deploy, completed, counted):
+    _aftercare_contact(sessions, deploy, due=completed, completed=completed)
+    with sessions.begin() as s:
+        assert kpi.aftercare_on_time(s, T0, T0 + timedelta(days=30)).done == counted
+
+
+@pytest.mark.parametrize("contact_day, within", [("2026-03-11", 1), ("2026-03-12", 1), ("2026-03-13", 0)])
+def test_a_contact_on_exactly_the_target_day_is_within_target(contact_day, within):
+    report = kpi.AftercareReport()
+    values = {"business_development_ended_on": "2026-03-02", "aftercare_contacted_on": contact_day,
+              "aftercare_target_days": 10}
+    kpi._contact_figures(report, [values], "Europe/Helsinki")
+    assert report.within_target == within
+    assert report.with_days == 1
+
+
+def test_a_month_starts_at_local_midnight():
+    # 1 March 00:00 in Helsinki is 28 February 22:00 UTC: an instant just before is still February
+    start = kpi.month_start(datetime(2026, 3, 15, tzinfo=UTC))
+    assert start == datetime(2026, 2, 28, 22, 0, tzinfo=UTC)
+    assert kpi.month_start(start - TICK) == datetime(2026, 1, 31, 22, 0, tzinfo=UTC)
+    assert kpi.month_start(start) == start
