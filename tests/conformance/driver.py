@@ -318,8 +318,7 @@ atexit.register(shutil.rmtree, _template_root, True)
 
 
 def _build_template(kind: str, files: tuple[str, ...]) -> tuple[Path, list[dict[str, Any]] | None]:
-    workdir = _template_root / f"{kind}-{len(_templates)}"
-    workdir.mkdir()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=_template_root))
     driver: InProcess | Cli = Cli(workdir) if kind == "cli" else InProcess(workdir, reload=False)
     try:
         problems = driver.deploy({name: (MODELS / name).read_bytes() for name in files})
