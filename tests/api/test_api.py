@@ -190,6 +190,10 @@ def test_search_with_cursor_pages_and_least_privilege(api, bearer, shipped):
     second = supervisor.get(f"/instances?limit=2&cursor={first['next_cursor']}").get_json()
     assert [i["id"] for i in second["items"]] == ids[2:] and second["next_cursor"] is None
     assert supervisor.get("/instances?cursor=%%%").status_code == 400
+    assert supervisor.get("/instances?started_from=2000-01-01T00:00:00Z").get_json()["items"][0]["id"] == ids[0]
+    assert supervisor.get("/instances?started_to=2000-01-01T00:00:00Z").get_json()["items"] == []
+    assert supervisor.get("/instances?started_to=2000-01-01T00:00:00").status_code == 422, "with a time zone"
+    assert supervisor.get("/tasks?overdue=true").get_json()["items"] == []
     designer = api(bearer("designer"))
     assert designer.get("/instances").get_json()["items"] == []
     assert designer.get(f"/instances/{ids[0]}").status_code == 404

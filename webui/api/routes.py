@@ -173,7 +173,9 @@ def search_instances(query: s.InstanceQuery) -> s.InstancePage:
     """Search instances like the auditor's search (only those the token's owner may see); cursor-paged."""
     need(*ANY)
     f = history.InstanceFilter(process_id=query.process_id, version=query.version, status=query.status,
-                               customer=query.business_key, expert=query.expert)
+                               customer=query.business_key, expert=query.expert,
+                               started_from=query.started_from, started_to=query.started_to,
+                               ended_from=query.ended_from, ended_to=query.ended_to)
     page = apiquery.instances(get_session(), reader(), f, cursor=query.cursor, limit=query.limit)
     items = [s.InstanceBrief(id=i.id, process_id=i.process_id, business_key=i.business_key, status=str(i.status),
                              revision=i.revision, started_at=i.started_at.isoformat(),
@@ -235,7 +237,8 @@ def list_tasks(query: s.TaskQuery) -> s.TaskPage:
     flt = inbox.TaskFilter(assignee=who.username if query.mine else query.assignee,
                            roles=frozenset(who.roles) if query.mine else None, instance_id=query.instance_id,
                            business_key=query.business_key, process_id=query.process_id,
-                           state=TaskStatus(query.state) if query.state else None)
+                           state=TaskStatus(query.state) if query.state else None,
+                           overdue_at=current_time() if query.overdue else None)
     page = apiquery.tasks(get_session(), reader(), flt, cursor=query.cursor, limit=query.limit)
     return s.TaskPage(items=[_task_out(t) for t, _i in page.rows], next_cursor=page.next_cursor)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Json = dict[str, Any]
 
@@ -145,6 +145,10 @@ class InstanceQuery(Strict):
     status: Literal["running", "completed", "cancelled", "incident"] | None = None
     business_key: str | None = Field(default=None, max_length=200)
     expert: str | None = Field(default=None, max_length=80)
+    started_from: AwareDatetime | None = None
+    started_to: AwareDatetime | None = None
+    ended_from: AwareDatetime | None = None
+    ended_to: AwareDatetime | None = None
     cursor: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=200)
 
@@ -184,6 +188,7 @@ class TaskQuery(Strict):
     business_key: str | None = Field(default=None, max_length=200)
     process_id: str | None = Field(default=None, max_length=200)
     state: Literal["ready", "completed", "cancelled"] | None = "ready"
+    overdue: bool = Field(default=False, description="only tasks past their due time")
     cursor: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, le=200)
 
