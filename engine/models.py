@@ -347,4 +347,4 @@ class ApiToken(Base):
         return {r for r in self.roles.split(",") if r}
 
 
-from . import outreach_models  # noqa: E402,F401  (contact log, notices, absences, start schedules)
+from . import outreach_models  # noqa: F401  (contact log, notices, absences, start schedules)

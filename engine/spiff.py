@@ -1017,14 +1017,14 @@ def start_by_timer(workflow: BpmnWorkflow, element_id: str) -> bool:
         for task in list(starts[0].children):
             if task.task_spec is chosen[0]:
                 workflow.event_manager.remove_task(task)  # the timer is due: it does not wait
-                task._drop_children(force=True)  # noqa: SLF001 - a cycle past its start made some already
-                task._set_state(TaskState.READY)  # noqa: SLF001
+                task._drop_children(force=True)  # a cycle past its start made some already
+                task._set_state(TaskState.READY)
                 task.run()
                 if not task.children:  # a cycle start event makes its children only when its cycle fires
                     for output in task.task_spec.outputs:
-                        child = task._add_child(output, TaskState.FUTURE)  # noqa: SLF001
-                        child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)  # noqa: SLF001
-                        child.task_spec._update(child)  # noqa: SLF001
+                        child = task._add_child(output, TaskState.FUTURE)
+                        child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
+                        child.task_spec._update(child)
             elif getattr(task.task_spec, "event_definition", None) is not None:
                 task.cancel()
     except (WorkflowException, sandbox.SandboxViolation) as err:
