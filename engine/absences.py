@@ -51,7 +51,7 @@ def record_absence(session: Session, username: str, substitute: str, starts_on: 
         errors["username"] = N_("Choose an active user.")
     if substitute not in active or substitute == username:
         errors["substitute"] = N_("Choose another active user as the substitute.")
-    if errors:
+    if errors or start is None or end is None:
         raise FormInvalid(errors, {"username": username, "substitute": substitute, "starts_on": str(starts_on),
                                    "ends_on": str(ends_on), "note": note})
     absence = Absence(username=username, substitute=substitute, starts_on=start, ends_on=end,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -234,6 +234,12 @@ def _columns(header: list[str]) -> dict[str, int]:
     return found
 
 
+def _cells(row: list[str], cols: dict[str, int]) -> Callable[[str], str]:
+    def cell(key: str) -> str:
+        return row[cols[key]].strip() if key in cols and cols[key] < len(row) else ""
+    return cell
+
+
 def import_companies(session: Session, text: str, *, by: str, source: str = "web service",
                      now: datetime | None = None) -> ImportResult:
     """Import companies from CSV text (business_id, name, first_posting_on; `,` or `;`).
@@ -264,7 +270,7 @@ def import_companies(session: Session, text: str, *, by: str, source: str = "web
             raise InvalidInput(N_("Too many rows in one file."))
         if not any(cell.strip() for cell in row):
             continue
-        cell = (lambda key: row[cols[key]].strip() if key in cols and cols[key] < len(row) else "")  # noqa: E731
+        cell = _cells(row, cols)
         try:
             business_id = validate_business_id(cell("business_id"))
         except InvalidInput as err:

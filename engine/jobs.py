@@ -38,7 +38,7 @@ def run_jobs_quietly(sessions: sessionmaker, *, worker_id: str, settings: Settin
     """Run one round in the worker loop; log a failure instead of raising."""
     try:
         run_jobs(sessions, worker_id=worker_id, settings=settings)
-    except Exception as err:  # noqa: BLE001 - the worker keeps going; the next sweep tries again
+    except Exception as err:
         if is_transient(err):
             log.warning("worker jobs: the database is not available (%s)", str(err).splitlines()[0])
         else:

@@ -25,7 +25,7 @@ import ssl
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select, update
@@ -199,7 +199,7 @@ def _contact_notices(session: Session, now: datetime, tz: str) -> int:
         if notify(session, f"contact:{contact.id}", to, "contact_due",
                   _text(locale, "contact_due", customer=customer.name) + cover,
                   _text(locale, "contact_due_body", customer=customer.name, business_id=customer.business_id,
-                        day=contact.next_contact_on.isoformat(), topic=contact.topic, link=link),
+                        day=str(contact.next_contact_on), topic=contact.topic, link=link),
                   link=link, now=now):
             made += 1
         contact.reminded = True
@@ -275,7 +275,7 @@ def mark_read(session: Session, username: str, notice_id: int | None = None) -> 
     query = update(Notice).where(Notice.username == username, Notice.read_at.is_(None))
     if notice_id is not None:
         query = query.where(Notice.id == notice_id)
-    return session.execute(query.values(read_at=utcnow())).rowcount
+    return cast(Any, session.execute(query.values(read_at=utcnow()))).rowcount
 
 
 def outbox(session: Session, states: tuple[str, ...] = ("pending", "failed"), limit: int = 200) -> list[MailOutbox]:
@@ -289,8 +289,8 @@ def retry_failed(session: Session, mail_id: int | None = None) -> int:
     query = update(MailOutbox).where(MailOutbox.state == "failed")
     if mail_id is not None:
         query = query.where(MailOutbox.id == mail_id)
-    return session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow(),
-                                        lease_owner=None, lease_until=None)).rowcount
+    return cast(Any, session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow(),
+                                                  lease_owner=None, lease_until=None))).rowcount
 
 
 # ---------------------------------------------------------------------------------------------

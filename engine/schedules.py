@@ -17,6 +17,7 @@ import ast
 import logging
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from lxml import etree
 from sqlalchemy import func, or_, select, update
@@ -199,9 +200,9 @@ def start_due(sessions: sessionmaker, *, now: datetime | None = None, worker_id:
 
 def _start_one(session: Session, schedule_id: int, due: datetime, now: datetime, worker_id: str) -> int | None:
     # compare-and-set: only the transaction that moves this due time on starts the instance
-    claimed = session.execute(update(StartSchedule).where(
+    claimed = cast(Any, session.execute(update(StartSchedule).where(
         StartSchedule.id == schedule_id, StartSchedule.next_due_at == due, StartSchedule.active)
-        .values(lease_owner=worker_id, lease_until=None)).rowcount
+        .values(lease_owner=worker_id, lease_until=None))).rowcount
     if claimed != 1:
         return None
     schedule = session.get(StartSchedule, schedule_id)

@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from engine import absences, access, contacts, inbox, notices, office
 from engine.db import utcnow
 from engine.errors import FormInvalid, InvalidInput
+from engine.models import User
 from engine.users import display_names, list_users
 
 from .auth import current_user, login_required
@@ -34,6 +35,12 @@ SETTING_LABELS = {"visit_target": _l("Company visits per year (target)"),
 MAX_IMPORT_BYTES = 2_000_000
 
 
+def _me() -> User:
+    user = current_user()
+    assert user is not None  # login_required ran
+    return user
+
+
 def _today() -> Any:
     return utcnow().astimezone(ZoneInfo(current_app.extensions["polku"].settings.timezone)).date()
 
@@ -42,7 +49,7 @@ def _today() -> Any:
 @login_required(*ROLES)
 def log_contact(customer_id: int) -> Any:
     """Record a contact on the customer page; a prospecting visit may start a service process."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     access.require_customer(session, reader(), customer_id)
     start = request.form.get("start_process") == "1"
     try:
@@ -61,7 +68,7 @@ def log_contact(customer_id: int) -> Any:
 @login_required(*ROLES)
 def worklists() -> str:
     """Customers to contact (mine, or everyone's for a supervisor) and new web-service companies."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     everyone = bool(user.role_set & {"supervisor", "admin"}) and request.args.get("mine") != "1"
     rows = contacts.customers_to_contact(session, _today(), expert=None if everyone else user.username)
     return render_template("outreach/worklists.html", rows=rows, reasons=REASONS, everyone=everyone,
@@ -80,7 +87,7 @@ def import_companies() -> Any:
         return redirect(url_for(".worklists"))
     try:
         result = contacts.import_companies(get_session(), raw.decode("utf-8-sig", "replace"),
-                                           by=current_user().username, source=upload.filename or "csv")
+                                           by=_me().username, source=(upload.filename if upload else None) or "csv")
     except InvalidInput as err:
         flash(_(str(err)), "error")
         return redirect(url_for(".worklists"))
@@ -96,7 +103,7 @@ def import_companies() -> Any:
 def handle_company(company_id: int) -> Any:
     """Take a web-service company off the worklist, registering it as a customer if asked."""
     try:
-        customer = contacts.handle_company(get_session(), company_id, by=current_user().username,
+        customer = contacts.handle_company(get_session(), company_id, by=_me().username,
                                            register=request.form.get("register") == "1")
     except (InvalidInput, FormInvalid) as err:
         flash(_(str(err)), "error")
@@ -110,7 +117,7 @@ def handle_company(company_id: int) -> Any:
 @login_required()
 def notifications() -> str:
     """The signed-in user's notices, newest first, and their notification settings."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     return render_template("outreach/notifications.html", notices=notices.for_user(session, user.username),
                            prefs=notices.user_settings(session, user.username))
 
@@ -120,7 +127,7 @@ def notifications() -> str:
 def mark_read() -> Any:
     """Mark one notice (or all) read."""
     text = request.form.get("notice_id", "")
-    notices.mark_read(get_session(), current_user().username, int(text) if text.isdigit() else None)
+    notices.mark_read(get_session(), _me().username, int(text) if text.isdigit() else None)
     return redirect(url_for(".notifications"))
 
 
@@ -129,7 +136,7 @@ def mark_read() -> Any:
 def save_settings() -> Any:
     """Save my e-mail address and opt-outs."""
     try:
-        notices.save_user_settings(get_session(), current_user().username, email=request.form.get("email"),
+        notices.save_user_settings(get_session(), _me().username, email=request.form.get("email"),
                                    email_opt_out=request.form.get("email_opt_out") == "1",
                                    digest_opt_out=request.form.get("digest_opt_out") == "1")
     except FormInvalid:
@@ -143,7 +150,7 @@ def save_settings() -> Any:
 @login_required("expert", "supervisor", "admin")
 def absences_page() -> Any:
     """Record an absence with a substitute (my own; anyone's for a supervisor) and see who covers whom."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     manager = bool(user.role_set & {"supervisor", "admin"})
     if request.method == "POST":
         who = request.form.get("username", "") if manager else user.username
@@ -170,7 +177,7 @@ def absences_page() -> Any:
 @login_required("expert", "supervisor", "admin")
 def take_over(task_id: str) -> Any:
     """Take over a task of an absent expert that I cover (it becomes mine; audited as a reassignment)."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     tz = current_app.extensions["polku"].settings.timezone
     covered = {t.id for t, _a in absences.cover_tasks(session, user.username, _today(), tz)}
     if task_id not in covered:
@@ -184,7 +191,7 @@ def take_over(task_id: str) -> Any:
 @login_required("supervisor", "admin")
 def office_settings() -> Any:
     """The supervisor's office settings (audited) and the year's visits against the target."""
-    session, user = get_session(), current_user()
+    session, user = get_session(), _me()
     if request.method == "POST":
         for key in office.SETTINGS:
             if key in request.form:

@@ -10,7 +10,19 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from engine import absences, contacts, customers, deploy, inbox, jobs, notices, office, runtime, schedules, users
+from engine import (
+    absences,
+    contacts,
+    customers,
+    deploy,
+    inbox,
+    jobs,
+    notices,
+    office,
+    runtime,
+    schedules,
+    users,
+)
 from engine.config import Settings
 from engine.errors import FormInvalid, InvalidInput
 from engine.models import Instance
@@ -26,7 +38,7 @@ class Inbox:
     def __init__(self):
         self.messages: list[tuple[list[str], str]] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf8", "replace")))
         return "250 OK"
 
