@@ -314,6 +314,14 @@ def test_customers_create_search_get_update_timeline(api, bearer, shipped):
     timeline = expert.get(f"/customers/{customer['id']}/timeline").get_json()["items"]
     assert timeline and timeline[0]["instance_id"]
     assert expert.get("/customers/99999").status_code == 404
+    logged = expert.post(f"/customers/{customer['id']}/contacts", json={
+        "contacted_on": "2026-03-02", "channel": "phone", "topic": "Recruitment needs", "next_contact_on": "2026-01-01"})
+    assert logged.status_code == 422 and "next_contact_on" in logged.get_json()["errors"]
+    logged = expert.post(f"/customers/{customer['id']}/contacts", json={
+        "contacted_on": "2026-03-02", "channel": "phone", "topic": "Recruitment needs"})
+    assert logged.status_code == 201, logged.get_data(as_text=True)
+    assert [c["topic"] for c in expert.get(f"/customers/{customer['id']}/contacts").get_json()["items"]] == [
+        "Recruitment needs"]
 
 
 def test_kpis_and_streamed_exports(api, bearer, shipped):

@@ -20,6 +20,7 @@ from engine import (
     access,
     apiquery,
     audit,
+    contacts,
     customers,
     deploy,
     exports,
@@ -458,6 +459,35 @@ def customer_timeline(customer_id: int) -> s.Timeline:
     access.require_customer(session, me, customer_id)
     events = customers.customer_timeline(session, customers.get_customer(session, customer_id), reader=me)
     return s.Timeline(items=[s.TimelineEntry(**audit.event_dict(e)) for e in events])
+
+
+def _contact_out(c: Any) -> s.ContactOut:
+    return s.ContactOut(id=c.id, customer_id=c.customer_id, contacted_on=c.contacted_on.isoformat(),
+                        channel=c.channel, topic=c.topic, participants=c.participants, notes=c.notes,
+                        next_contact_on=c.next_contact_on.isoformat() if c.next_contact_on else None,
+                        prospecting=c.prospecting, instance_id=c.instance_id, created_by=c.created_by,
+                        created_at=c.created_at.isoformat())
+
+
+@bp.get("/customers/<int(max=2147483647):customer_id>/contacts")
+@api(resp=resp("HTTP_200", s.ContactList), tags=["customers"])
+def customer_contacts(customer_id: int) -> s.ContactList:
+    """The customer's contact log (contacts outside or beside service processes), newest first."""
+    need(*WORKERS)
+    access.require_customer(get_session(), reader(), customer_id)
+    return s.ContactList(items=[_contact_out(c) for c in contacts.customer_contacts(get_session(), customer_id)])
+
+
+@bp.post("/customers/<int(max=2147483647):customer_id>/contacts")
+@api(json=s.ContactIn, resp=resp("HTTP_201", s.ContactOut), tags=["customers"])
+def log_contact(customer_id: int, json: s.ContactIn) -> tuple[s.ContactOut, int]:
+    """Record a contact with the customer (422 with field errors); `start_process` starts a service process."""
+    who = need(*WORKERS)
+    access.require_customer(get_session(), reader(), customer_id)
+    data = json.model_dump(exclude={"start_process"})
+    row = contacts.log_contact(get_session(), customer_id, data, by=who.username, start_process=json.start_process,
+                               now=current_time())
+    return _contact_out(row), 201
 
 
 # --- KPIs and exports ---------------------------------------------------------------------------

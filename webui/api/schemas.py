@@ -365,6 +365,36 @@ class CustomerPage(BaseModel):
     next_cursor: str | None = None
 
 
+class ContactIn(Strict):
+    contacted_on: str = Field(description="date, YYYY-MM-DD", max_length=10)
+    channel: Literal["visit", "phone", "email", "event", "web"]
+    topic: str = Field(min_length=1, max_length=200)
+    participants: str | None = Field(default=None, max_length=2000)
+    notes: str | None = Field(default=None, max_length=10000)
+    next_contact_on: str | None = Field(default=None, description="date, YYYY-MM-DD", max_length=10)
+    prospecting: bool = False
+    start_process: bool = Field(default=False, description="a prospecting visit: start a service process too")
+
+
+class ContactOut(BaseModel):
+    id: int
+    customer_id: int
+    contacted_on: str
+    channel: str
+    topic: str
+    participants: str | None = None
+    notes: str | None = None
+    next_contact_on: str | None = None
+    prospecting: bool
+    instance_id: int | None = None
+    created_by: str
+    created_at: str
+
+
+class ContactList(BaseModel):
+    items: list[ContactOut]
+
+
 class TimelineEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
