@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
-from engine import inbox, kpi, runtime, timers
+from engine import external, inbox, kpi, runtime, timers
 from engine.errors import FormInvalid, TaskNotAvailable
 from engine.forms import LONG_MAX, LONG_MIN, Field, validate
-from engine.models import Task, TaskStatus
+from engine.models import Task, TaskStatus, Timer
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -157,3 +158,25 @@ def test_a_month_starts_at_local_midnight():
     assert start == datetime(2026, 2, 28, 22, 0, tzinfo=UTC)
     assert kpi.month_start(start - TICK) == datetime(2026, 1, 31, 22, 0, tzinfo=UTC)
     assert kpi.month_start(start) == start
+
+
+# ---------------------------------------------------------------- the timer claim's incident filter
+
+def test_a_due_timer_of_a_case_with_an_open_incident_is_not_claimed(sessions, deploy):
+    """Fresh timer rows, never leased: only the open incident keeps the worker from the due timer."""
+    deploy("external_boundary.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "external_boundary", by="t", now=T0).id
+        [locked] = external.fetch_and_lock(s, "worker-1", ["registry"], now=T0)
+        external.fail(s, locked.id, "worker-1", "registry down", retries=0, now=T0)  # an incident opens
+        assert len(runtime.open_incidents(s, iid)) == 1
+        [timer] = s.scalars(select(Timer).where(Timer.instance_id == iid)).all()
+        assert timer.lease_until is None and timer.due_at == T0 + timedelta(hours=1)
+    with sessions.begin() as s:
+        assert timers.claim_due(s, now=T0 + timedelta(hours=2), worker_id="w") == []
+        assert timers.next_due(s) is None
+    with sessions.begin() as s:
+        [incident] = runtime.open_incidents(s, iid)
+        runtime.retry_incident(s, incident.id, by="admin", now=T0)
+    with sessions.begin() as s:  # resolved: the same timer is work again
+        assert timers.claim_due(s, now=T0 + timedelta(hours=2), worker_id="w") == [iid]
