@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export POLKU_DATABASE_URL ?= sqlite:///var/polku.db
 
-.PHONY: setup run test bench lint clean services conformance-doc
+.PHONY: setup run test bench lint clean services conformance-doc mutate
 
 $(BIN)/polku: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: setup services
 	$(BIN)/python bench/engine.py
 	POLKU_TEST_PG_URL=$$(scripts/postgres.sh url) $(BIN)/python bench/timers.py
 	POLKU_TEST_PG_URL=$$(scripts/postgres.sh url) $(BIN)/python bench/http.py
+
+# mutation testing, module by module against its tests (slow: not part of `make test`); scores in docs/testing.md
+# one module: make mutate MODULES=engine/forms.py
+mutate: setup
+	$(BIN)/python scripts/mutate.py $(MODULES)
 
 # docs/conformance.md: every BPMN construct of tests/conformance/ run straight, reloaded and via the CLI
 conformance-doc: setup
