@@ -22,9 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "mutate"
 
-# module -> the tests that must kill its mutants (kept small enough for two cores)
+# module -> the tests that must kill its mutants (kept small enough for two cores); "-k=EXPR" narrows them
 PLAN: dict[str, list[str]] = {
-    "engine/forms.py": ["tests/engine/test_forms.py", "tests/engine/test_boundaries.py"],
+    "engine/forms.py": ["tests/engine/test_forms.py", "tests/engine/test_boundaries.py",
+                        "-k=test_forms or text or equal or numbers or choice"],
     "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_actions_matrix.py",
                         "tests/engine/test_boundaries.py"],
     "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py"],
@@ -56,7 +57,7 @@ def _copy_tree(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def _configure(target: Path, module: str, tests: list[str]) -> None:
+def _configure(target: Path, module: str, tests: list[str], select: list[str]) -> None:
     text = (target / "pyproject.toml").read_text(encoding="utf-8")
     if "[tool.mutmut]" in text:
         text = text[: text.index("[tool.mutmut]")]
@@ -66,7 +67,7 @@ def _configure(target: Path, module: str, tests: list[str]) -> None:
         f"only_mutate = [{json.dumps(module)}]\n"
         'also_copy = ["engine", "webui", "bpmn"]\n'
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-x', '-q', *(['-k', *select] if select else [])])}\n"
         "use_git_change_detection = false\n"
     )
     (target / "pyproject.toml").write_text(text + section, encoding="utf-8")
@@ -86,10 +87,11 @@ def _results(target: Path, env: dict[str, str]) -> dict[str, str]:
 
 def run(module: str, children: int) -> tuple[int, int, list[str]]:
     """Mutate one module; return (killed, total, surviving mutant names)."""
-    tests = [t for t in PLAN[module] if (ROOT / t).exists()]
+    tests = [t for t in PLAN[module] if not t.startswith("-k=") and (ROOT / t).exists()]
+    select = [t.split("=", 1)[1] for t in PLAN[module] if t.startswith("-k=")]
     target = WORK / module.replace("/", "_").removesuffix(".py")
     _copy_tree(target)
-    _configure(target, module, tests)
+    _configure(target, module, tests, select)
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLKU_TEST_PG")}
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=target,
                    env=env, check=False, stdout=subprocess.DEVNULL)
