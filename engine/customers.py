@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .access import Reader, customer_clause, instance_clause
-from .errors import CustomerNotFound, FormInvalid, InvalidInput
-from .models import AuditEvent, Customer, Instance, Variable
+from .db import utcnow
+from .errors import CustomerNotFound, FormInvalid, InvalidInput, NotAllowed
+from .models import AuditEvent, Customer, Instance, InstanceStatus, MessageWait, Task, TaskStatus, Variable
 from .paging import Page
 from .users import N_, experts
 
@@ -162,9 +163,10 @@ def _check_business_id_change(session: Session, business_id: str, current: Custo
         errors["business_id"] = N_("The business ID cannot be changed while service processes refer to it.")
 
 
-def _record(session: Session, customer: Customer, action: str, by: str, data: dict[str, Any]) -> None:
+def _record(session: Session, customer: Customer, action: str, by: str, data: dict[str, Any],
+            at: datetime | None = None) -> None:
     audit.append(session, audit.EventKind.CUSTOMER_CHANGED, actor=by, stream=AUDIT_STREAM,
-                 data={"customer": customer.business_id, "action": action, **data})
+                 data={"customer": customer.business_id, "action": action, **data}, at=at)
 
 
 def create_customer(session: Session, data: Mapping[str, Any], by: str) -> Customer:
@@ -299,3 +301,64 @@ def customer_feedback(session: Session, instance_ids: list[int]) -> dict[int, di
             found.setdefault(row.instance_id, {})[row.name] = row.value
     return found
 
+
+
+RESPONSIBLE_CHANGED_MESSAGE = "responsible_expert_changed"
+
+
+def may_change_responsible_expert(customer: Customer, by: str, roles: set[str] | None) -> bool:
+    """Tell whether `by` may change the customer's responsible expert: a supervisor (or admin) for
+    anyone, an expert for their own customers; the CLI (no roles) is a trusted operator."""
+    if roles is None or roles & {"supervisor", "admin"}:
+        return True
+    return "expert" in roles and customer.responsible_expert == by
+
+
+def change_responsible_expert(session: Session, customer_id: int, new_expert: str, *, by: str,
+                              roles: set[str] | None = None, now: datetime | None = None) -> list[int]:
+    """Make `new_expert` the customer's responsible expert, and move every open process with them.
+
+    The customer record changes; each running process of the customer (business key = business ID)
+    that waits for the `responsible_expert_changed` message receives it with the new expert, which
+    reassigns its open tasks and opens its "inform the customer of the new contact person" task;
+    open tasks of the customer's other running processes that were the old expert's are reassigned.
+    The `users` audit stream records who, when, old and new. Returns the instances that received
+    the message.
+
+    Raises:
+        CustomerNotFound, NotAllowed (an expert changing someone else's customer),
+        FormInvalid (the new expert is not an active expert).
+    """
+    from . import inbox, runtime  # here, not at the top: customers loads with the access layer, before the engine
+
+    now = now or utcnow()
+    customer = get_customer(session, customer_id)
+    if not may_change_responsible_expert(customer, by, roles):
+        raise NotAllowed(N_("Only the responsible expert or a supervisor can change the responsible expert."))
+    new = (new_expert or "").strip().lower()
+    if new not in {u.username for u in experts(session)}:
+        raise FormInvalid({"responsible_expert": N_("Choose an expert from the list.")},
+                          {"responsible_expert": new_expert or ""})
+    old = customer.responsible_expert
+    if new == old:
+        return []
+    customer.responsible_expert = new
+    session.flush()
+    running = list(session.scalars(select(Instance.id).where(Instance.business_key == customer.business_id,
+                                                             Instance.status == InstanceStatus.RUNNING)
+                                   .order_by(Instance.id)))
+    waiting = set(session.scalars(select(MessageWait.instance_id).where(
+        MessageWait.instance_id.in_(running), MessageWait.name == RESPONSIBLE_CHANGED_MESSAGE)))
+    delivered: list[int] = []
+    for instance_id in running:
+        if instance_id in waiting:
+            delivered += runtime.deliver_message(session, RESPONSIBLE_CHANGED_MESSAGE, by=by,
+                                                 data={"responsible_expert": new}, instance_id=instance_id, now=now)
+    if old:
+        left = session.scalars(select(Task.id).where(Task.instance_id.in_(running), Task.state == TaskStatus.READY,
+                                                     Task.assignee == old).order_by(Task.id))
+        for task_id in list(left):
+            inbox.assign(session, task_id, new, by=by)
+    _record(session, customer, "responsible_expert_changed", by,
+            {"old": old, "new": new, "instances": delivered}, at=now)
+    return delivered

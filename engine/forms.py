@@ -8,6 +8,7 @@ same answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -47,6 +48,11 @@ class Field:
     def help(self) -> str | None:
         """Return the help text (property help), if any."""
         return self.properties.get("help")
+
+    @property
+    def user_role(self) -> str | None:
+        """Return the role a string field's value must hold as an active user (property userRole)."""
+        return self.properties.get("userRole") if self.type == "string" else None
 
     @property
     def textarea(self) -> bool:
@@ -183,11 +189,14 @@ def _check_constraints(item: Field, value: Any) -> str | None:
     return None
 
 
-def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] | None = None,
+             users_of_role: Callable[[str], set[str]] | None = None) -> dict[str, Any]:
     """Check submitted data against the fields; return clean typed values.
 
     Unknown keys are refused, readonly fields keep their current value, booleans missing from a
-    submission mean False (an unticked checkbox sends nothing).
+    submission mean False (an unticked checkbox sends nothing). A field with the property
+    `userRole` takes the username of an active user holding that role, as `users_of_role(role)`
+    (given by the engine) answers; without it such a field is not checked against users.
 
     Raises:
         FormInvalid: with a message for every wrong field and the submitted values.
@@ -222,6 +231,10 @@ def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] 
             errors[item.id] = "this field is required"
             continue
         problem = _check_constraints(item, value)
+        if problem is None and item.user_role and users_of_role is not None:
+            value = value.lower()
+            if value not in users_of_role(item.user_role):
+                problem = f"choose an active user with the {item.user_role} role"
         if problem:
             errors[item.id] = problem
             continue

@@ -49,6 +49,7 @@ from .models import (
     Task,
     TaskStatus,
     Timer,
+    User,
     Variable,
 )
 
@@ -179,17 +180,25 @@ def _load(session: Session, instance_id: int) -> _Loaded:
     return _Loaded(instance, version, bundle, _read_held(session, instance, bundle))
 
 
+# What an instance holds beyond its state, read as plain columns by statements built once: loading
+# ORM objects for these rows cost three times as much as deserializing the state (bench/timers.py).
+_HELD_VARIABLES = select(Variable.name, Variable.value).where(Variable.instance_id == bindparam("b_instance"))
+_HELD_READY = select(Task.id, Task.element_id).where(Task.instance_id == bindparam("b_instance"),
+                                                     Task.state == TaskStatus.READY)
+_HELD_TIMERS = select(Timer.task_id, Timer.element_id, Timer.due_at).where(Timer.instance_id == bindparam("b_instance"))
+_HELD_MESSAGES = select(MessageWait.element_id, MessageWait.name).where(MessageWait.instance_id == bindparam("b_instance"))
+_HELD_EXTERNALS = select(ExternalTask.task_id).where(ExternalTask.instance_id == bindparam("b_instance"),
+                                                     ExternalTask.state == ExternalTaskState.OPEN)
+
+
 def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -> _Held:
     workflow = spiff.load_state(instance.state, bundle)
-    variables = {v.name: v.value for v in session.scalars(select(Variable).where(Variable.instance_id == instance.id))}
-    ready = {t.id: t.element_id for t in session.scalars(
-        select(Task).where(Task.instance_id == instance.id, Task.state == TaskStatus.READY))}
-    timers = {t.task_id: (t.element_id, t.due_at) for t in session.scalars(
-        select(Timer).where(Timer.instance_id == instance.id))}
-    messages = {m.element_id + "|" + m.name: m.name for m in session.scalars(
-        select(MessageWait).where(MessageWait.instance_id == instance.id))}
-    externals = set(session.scalars(select(ExternalTask.task_id).where(
-        ExternalTask.instance_id == instance.id, ExternalTask.state == ExternalTaskState.OPEN)))
+    key = {"b_instance": instance.id}
+    variables = {name: value for name, value in session.execute(_HELD_VARIABLES, key)}
+    ready = {task_id: element_id for task_id, element_id in session.execute(_HELD_READY, key)}
+    timers = {task_id: (element_id, due_at) for task_id, element_id, due_at in session.execute(_HELD_TIMERS, key)}
+    messages = {element_id + "|" + name: name for element_id, name in session.execute(_HELD_MESSAGES, key)}
+    externals = set(session.scalars(_HELD_EXTERNALS, key))
     return _Held(workflow, variables, ready, timers, messages, externals=externals)
 
 
@@ -522,6 +531,16 @@ def _raise_incident(session: Session, loaded: _Loaded, err: ScriptError, *, acto
 # Public actions
 
 
+def users_of_role(session: Session) -> Callable[[str], set[str]]:
+    """Return a lookup of the active usernames holding a role (checks a form's `userRole` fields)."""
+
+    def lookup(role: str) -> set[str]:
+        rows = session.execute(select(User.username, User.roles).where(User.active.is_(True)))
+        return {name for name, roles in rows if role in roles.split(",")}
+
+    return lookup
+
+
 def start_form(session: Session, process_id: str, version: int | None = None) -> list[forms.Field]:
     """Return the start form of a process (empty when it has none)."""
     pv = deploy.get_version(session, process_id, version)
@@ -550,7 +569,7 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     fields = [forms.Field.from_dict(d) for d in pv.catalogue.get("start", {}).get("form", [])]
     data = dict(data or {})
     if fields and validate_form:
-        data = forms.validate(fields, data)
+        data = forms.validate(fields, data, users_of_role=users_of_role(session))
     bundle = deploy.bundle_for(session, pv)
     workflow = spiff.new_workflow(bundle, None if start_message or start_signal else data)
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
@@ -632,7 +651,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     fields = forms.fields_from_catalogue(entry)
     current = next((r.data for r in spiff.ready_user_tasks(loaded.held.workflow) if r.id == task_id), {})
     if fields:  # declared fields are validated and typed; an undeclared one is refused by name
-        clean = forms.validate(fields, dict(data or {}), current)
+        clean = forms.validate(fields, dict(data or {}), current, users_of_role=users_of_role(session))
     else:  # a task without a form takes JSON-plain variables: how workers and integrations hand data over
         clean = values.check_plain(dict(data or {}), what="task variables")
     _update_row(session, row, state=TaskStatus.COMPLETED, completed_at=now, completed_by=by,

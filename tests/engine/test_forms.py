@@ -89,3 +89,32 @@ def test_bad_definitions_are_reported():
     xml = XML.replace('type="long"', 'type="money"').replace('config="2"', 'config="two"')
     _fields, problems = forms.parse_form(etree.fromstring(xml))
     assert any("money" in p for p in problems) and any("two" in p for p in problems)
+
+
+def test_a_user_field_takes_only_an_active_user_of_its_role():
+    field = forms.Field(id="responsible_expert", label="Expert", properties={"userRole": "expert"})
+    assert field.user_role == "expert"
+    active = {"expert": {"aino", "eero"}, "supervisor": {"sanna"}}
+    lookup = lambda role: active.get(role, set())  # noqa: E731
+    assert forms.validate([field], {"responsible_expert": " Aino "}, users_of_role=lookup) == {
+        "responsible_expert": "aino"}
+    for wrong in ("aimo", "sanna"):  # a typo, and an active user without the role
+        with pytest.raises(FormInvalid) as err:
+            forms.validate([field], {"responsible_expert": wrong}, users_of_role=lookup)
+        assert err.value.errors == {"responsible_expert": "choose an active user with the expert role"}
+
+
+def test_a_user_field_is_checked_by_the_engine_against_active_users(tmp_path):
+    from engine import runtime, users
+    from engine.db import make_engine, make_sessions, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/f.db")
+    upgrade(engine)
+    sessions = make_sessions(engine)
+    with sessions.begin() as s:
+        users.add_user(s, "aino", "salasana-123456", ["expert"])
+        users.add_user(s, "lauri", "salasana-123456", ["expert", "supervisor"])
+        users.set_profile(s, "lauri", active=False)
+        lookup = runtime.users_of_role(s)
+        assert lookup("expert") == {"aino"} and lookup("supervisor") == set()
+    engine.dispose()
