@@ -17,6 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from copy import deepcopy
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -536,8 +537,93 @@ class _EndEventParser(_CamundaEndParser):
         return task
 
 
-CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("startEvent")] = (_StartEventParser, _StartEvent)
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _EndEvent)
+
+# Event subprocesses. SpiffWorkflow 3.2 runs one as a call activity hung under the process's Start
+# task: it got the data the process *started* with, its variables never reached the rest of the
+# process, and an interrupting one (isInterrupting, the default) interrupted nothing. BPMN says an
+# event subprocess works on the variables of the process it sits in, and an interrupting one ends
+# the other activities of that process when its start event fires.
+from SpiffWorkflow.bpmn.parser.task_parsers import SubprocessParser as _SubprocessSpecs  # noqa: E402
+from SpiffWorkflow.bpmn.specs.defaults import CallActivity as _CallActivity  # noqa: E402
+from SpiffWorkflow.camunda.parser.task_spec import SubWorkflowParser as _CamundaSubWorkflowParser  # noqa: E402
+
+_LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+
+
+def _scope_variables(workflow: Any, skip: Any = None) -> dict[str, Any]:
+    """Return the variables of one (sub)workflow scope: its last task's and its newest live tasks' data."""
+    sources = [workflow.last_task] if workflow.last_task is not None else []
+    sources += sorted((t for t in workflow.tasks.values() if t.has_state(_LIVE)), key=lambda t: t.last_state_change)
+    merged: dict[str, Any] = {}
+    for task in sources:
+        if task is not None and task is not skip:
+            merged.update(task.data)
+    return merged
+
+
+class _EventSubprocess(_CallActivity):
+    """An event subprocess: what it sets reaches the rest of its process when it ends."""
+
+    def _on_subworkflow_completed(self, subworkflow: Any, my_task: Any) -> None:
+        super()._on_subworkflow_completed(subworkflow, my_task)
+        done = subworkflow.last_task.data if subworkflow.last_task is not None else {}
+        for task in list(my_task.workflow.tasks.values()):
+            if task is not my_task and task.has_state(_LIVE):
+                task.data.update(deepcopy(done))
+                if task.parent is not None and not task.parent.has_state(_LIVE):  # a waiting task takes its parent's
+                    task.parent.data.update(deepcopy(done))
+
+
+class _PolkuStartEvent(_StartEvent):
+    """A start event; in an event subprocess it takes its process's current variables when it fires,
+    and an interrupting one cancels the other activities of that process."""
+
+    interrupting = True
+
+    def _run_hook(self, my_task: Any) -> Any:
+        outer = _event_subprocess_task(my_task)
+        if outer is not None:
+            my_task.data = {**my_task.data, **deepcopy(_scope_variables(outer.workflow, skip=outer))}
+            if self.interrupting:
+                for task in list(outer.workflow.task_tree.children):
+                    if task is not outer:
+                        task.cancel()
+        return super()._run_hook(my_task)
+
+
+def _event_subprocess_task(my_task: Any) -> Any:
+    """Return the event subprocess task whose workflow `my_task` runs in, or None."""
+    parent_id = getattr(my_task.workflow, "parent_task_id", None)
+    if parent_id is None:
+        return None
+    outer = my_task.workflow.top_workflow.get_task_from_id(parent_id)
+    return outer if isinstance(outer.task_spec, _EventSubprocess) else None
+
+
+class _SubprocessParser(_CamundaSubWorkflowParser):
+    """Parse subprocesses; one with triggeredByEvent="true" becomes an `_EventSubprocess`."""
+
+    def create_task(self) -> Any:
+        if (self.node.get("triggeredByEvent") or "").lower() != "true":
+            return super().create_task()
+        subworkflow_spec = _SubprocessSpecs.get_subprocess_spec(self)
+        return _EventSubprocess(self.spec, self.bpmn_id, subworkflow_spec=subworkflow_spec, **self.bpmn_attributes)
+
+
+class _InterruptingStartEventParser(_StartEventParser):
+    """Parse start events, reading isInterrupting (SpiffWorkflow ignores it)."""
+
+    def create_task(self) -> Any:
+        task = super().create_task()
+        task.interrupting = (self.node.get("isInterrupting") or "true").lower() != "false"
+        return task
+
+
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("startEvent")] = (_InterruptingStartEventParser, _PolkuStartEvent)
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("subProcess")] = (_SubprocessParser, _CallActivity)
+_config[_CallActivity](_EventSubprocess, _registry)  # registers itself (migration diffs convert specs)
+_config[_StartEvent](_PolkuStartEvent, _registry)
 
 
 def _problem_from_validation(err: ValidationException, default_file: str,

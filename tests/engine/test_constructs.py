@@ -477,3 +477,17 @@ def test_multi_instance_with_a_cardinality_expression_or_a_collection_in_it(driv
     assert len(drive.tasks(iid)) == 2
     assert drive.do_all(iid, "greet") == 2
     assert drive.summary(iid)["status"] == "completed"
+
+
+def test_an_event_subprocess_works_on_the_case_variables_and_an_interrupting_one_ends_the_case(drive):
+    drive.deploy("c_event_subprocess.bpmn")
+    iid = drive.start("c_event_subprocess", {"count": 1}, business_key="ESP")
+    drive.do_all(iid, "first", {"count": 5})
+    assert drive.message("note", business_key="ESP") == [iid]  # non-interrupting: sees count 5, sets doubled
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["work"]
+    assert drive.summary(iid)["variables"]["doubled"] == 10
+    assert drive.message("stop", business_key="ESP") == [iid]  # interrupting: work is cancelled
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and drive.tasks(iid) == []
+    assert summary["variables"]["outcome"] == "stopped at 5" and summary["variables"]["doubled"] == 10
+    assert drive.path(iid)[-3:] == ["stop_record", "stop_end", "on_stop"]
