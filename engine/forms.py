@@ -137,7 +137,7 @@ def _coerce(item: Field, raw: Any) -> Any:
             value = raw
         else:
             text = str(raw).strip().replace("\u00a0", "").replace(" ", "")
-            if not text.lstrip("-").isdigit():
+            if not text.removeprefix("-").isdigit():  # one sign only: int() would fail on "--5"
                 raise ValueError("enter a whole number")
             value = int(text)
         if not LONG_MIN <= value <= LONG_MAX:

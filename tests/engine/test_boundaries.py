@@ -77,6 +77,48 @@ def test_a_multiple_choice_counts_its_choices_against_min_and_max(chosen, ok):
         assert "choices" in _error(fields, {"pick": chosen})["pick"]
 
 
+@pytest.mark.parametrize("said, meant", [*[(w, True) for w in ("true", "on", "1", "yes", "kyllä", " Kyllä ", "TRUE")],
+                                          *[(w, False) for w in ("false", "off", "0", "no", "ei", "EI")]])
+def test_yes_no_choice_spellings(said, meant):
+    assert validate([Field("ok", "OK", type="boolean")], {"ok": said}) == {"ok": meant}
+
+
+def test_yes_no_choice_refuses_other_words():
+    assert _error([Field("ok", "OK", type="boolean")], {"ok": "maybe"}) == {"ok": "choose yes or no"}
+
+
+@pytest.mark.parametrize("typed, number", [("1 000", 1000), ("1\u00a0000", 1000), ("-5", -5), (" 7 ", 7), (12, 12),
+                                           (-3, -3)])
+def test_whole_numbers_as_people_type_them(typed, number):
+    assert validate([Field("n", "N", type="long")], {"n": typed}) == {"n": number}
+
+
+@pytest.mark.parametrize("typed", ["1.5", "12a", "--5", True])
+def test_whole_numbers_refuse_anything_else(typed):
+    assert _error([Field("n", "N", type="long")], {"n": typed}) == {"n": "enter a whole number"}
+
+
+def test_length_errors_name_characters_for_text_and_choices_for_several_options():
+    text = [Field("t", "T", minlength=3, maxlength=4)]
+    assert _error(text, {"t": "ab"}) == {"t": "enter at least 3 characters"}
+    assert _error(text, {"t": "abcde"}) == {"t": "enter at most 4 characters"}
+    pick = [Field("p", "P", type="enum", minlength=2, maxlength=2, options=[("a", "A"), ("b", "B"), ("c", "C")],
+                  properties={"multiple": "true"})]
+    assert _error(pick, {"p": ["a"]}) == {"p": "enter at least 2 choices"}
+    assert _error(pick, {"p": ["a", "b", "c"]}) == {"p": "enter at most 2 choices"}
+
+
+def test_a_single_choice_is_not_measured_by_its_length():
+    one = [Field("p", "P", type="enum", minlength=2, maxlength=3, options=[("abcdef", "Long"), ("a", "Short")])]
+    assert validate(one, {"p": "abcdef"}) == {"p": "abcdef"}
+    assert validate(one, {"p": "a"}) == {"p": "a"}
+
+
+def test_non_text_values_become_trimmed_text():
+    assert validate([Field("t", "T")], {"t": 42}) == {"t": "42"}
+    assert validate([Field("t", "T")], {"t": "  x  "}) == {"t": "x"}
+
+
 # ---------------------------------------------------------------- timers and interrupting events
 
 def test_a_timer_due_at_t_fires_at_t_not_before_and_its_interrupting_event_cancels_the_task(sessions, deploy):
