@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lxml import etree
 from sqlalchemy import select
 
 from engine import external, inbox, kpi, runtime, timers
 from engine.errors import FormInvalid, TaskNotAvailable
-from engine.forms import LONG_MAX, LONG_MIN, Field, validate
+from engine.forms import LONG_MAX, LONG_MIN, Field, parse_form, validate
 from engine.models import Task, TaskStatus, Timer
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -222,3 +223,23 @@ def test_a_due_timer_of_a_case_with_an_open_incident_is_not_claimed(sessions, de
         runtime.retry_incident(s, incident.id, by="admin", now=T0)
     with sessions.begin() as s:  # resolved: the same timer is work again
         assert timers.claim_due(s, now=T0 + timedelta(hours=2), worker_id="w") == [iid]
+
+
+FORM_XML = """<bpmn:userTask xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="t"><bpmn:extensionElements><camunda:formData>
+  <camunda:formField id="kind" type="enum">
+    <camunda:properties><camunda:property id="multiple" value="true" /><camunda:property id="hint" /></camunda:properties>
+    <camunda:value id="a" name="Alpha" /><camunda:value id="b" />
+  </camunda:formField>
+  <camunda:formField id="size" label="Size" type="long">
+    <camunda:validation><camunda:constraint name="min" config=" " /></camunda:validation>
+  </camunda:formField>
+</camunda:formData></bpmn:extensionElements></bpmn:userTask>"""
+
+
+def test_form_definition_text_defaults():
+    (kind, size), problems = parse_form(etree.fromstring(FORM_XML))
+    assert problems == []
+    assert kind.label == "kind" and kind.options == [("a", "Alpha"), ("b", "b")]  # the id stands in
+    assert kind.properties == {"multiple": "true", "hint": ""} and kind.multiple
+    assert (size.label, size.min) == ("Size", None)  # an empty number means no limit
