@@ -308,10 +308,11 @@ RESPONSIBLE_CHANGED_MESSAGE = "responsible_expert_changed"
 
 def may_change_responsible_expert(customer: Customer, by: str, roles: set[str] | None) -> bool:
     """Tell whether `by` may change the customer's responsible expert: a supervisor (or admin) for
-    anyone, an expert for their own customers; the CLI (no roles) is a trusted operator."""
+    anyone, an expert for their own customers and those with none; the CLI (no roles) is a
+    trusted operator."""
     if roles is None or roles & {"supervisor", "admin"}:
         return True
-    return "expert" in roles and customer.responsible_expert == by
+    return "expert" in roles and customer.responsible_expert in (None, by)
 
 
 def change_responsible_expert(session: Session, customer_id: int, new_expert: str, *, by: str,

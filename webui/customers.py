@@ -123,7 +123,7 @@ def create() -> Any:
 
 @bp.route("/<int:customer_id>")
 @login_required(*ROLES)
-def show(customer_id: int) -> str:
+def show(customer_id: int, expert_error: str | None = None, status: int = 200) -> tuple[str, int]:
     """Show a customer's details and service processes."""
     session, me = get_session(), reader()
     access.require_customer(session, me, customer_id)
@@ -135,11 +135,36 @@ def show(customer_id: int) -> str:
     timeline = _with_contacts(timeline, contact_log)
     people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
                                               for t in p.open_tasks + p.aftercare] + [e.actor for e in timeline]
+    user = current_user()
+    can_change = customers.may_change_responsible_expert(customer, user.username, user.role_set)
+    expert_options = [(u.username, f"{u.display_name} ({u.username})") for u in experts(session)] \
+        if can_change else []
     return render_template("customers/show.html", customer=customer, processes=processes,
                            names=display_names(session, people), process_names=process_names(),
                            due_state=due_state, now=utcnow(), timeline=timeline, feedback=feedback,
                            event_labels=EVENT_LABELS, event_data=_event_data, contact_log=contact_log,
-                           contact_channels=_contact_channels(), today=now_local_date(), **labels())
+                           contact_channels=_contact_channels(), today=now_local_date(),
+                           can_change_expert=can_change, expert_options=expert_options,
+                           expert_error=expert_error, **labels()), status
+
+
+@bp.route("/<int:customer_id>/responsible-expert", methods=["POST"])
+@login_required(*ROLES)
+def change_expert(customer_id: int) -> Any:
+    """Change the customer's responsible expert; their open service processes move with it."""
+    session, user = get_session(), current_user()
+    access.require_customer(session, reader(), customer_id)
+    try:
+        moved = customers.change_responsible_expert(session, customer_id, request.form.get("responsible_expert", ""),
+                                                    by=user.username, roles=user.role_set)
+    except FormInvalid as exc:
+        return show(customer_id, expert_error=_(exc.errors["responsible_expert"]), status=422)
+    names = display_names(session, [customers.get_customer(session, customer_id).responsible_expert])
+    flash(_("Responsible expert is now %(name)s; %(count)s open service processes moved.",
+            name=next(iter(names.values()), ""), count=len(moved)), "success")
+    if not access.can_read_customer(session, reader(), customer_id):  # given to another expert
+        return redirect(url_for(".index"))
+    return redirect(url_for(".show", customer_id=customer_id))
 
 
 def _contact_channels() -> dict[str, Any]:

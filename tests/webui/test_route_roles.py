@@ -57,6 +57,7 @@ ROUTES: dict[str, tuple[set[str], frozenset[str] | None]] = {
     "customers.start": ({"GET", "POST"}, WORK),
     "customers.create": ({"GET", "POST"}, WORK),
     "customers.without_expert": ({"GET"}, WORK),
+    "customers.change_expert": ({"POST"}, WORK),
     "designer.index": ({"GET"}, frozenset({D, AD})),
     "designer.save_draft": ({"POST"}, frozenset({D, AD})),
     "designer.draft": ({"GET"}, frozenset({D, AD})),

@@ -1,0 +1,71 @@
+"""Customer page: change the responsible expert (own customer for an expert, anyone's for a supervisor)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import customers, runtime, users
+from engine.inbox import tasks as open_tasks
+
+from .test_tasks import BUSINESS_ID, assessment, shipped, start_case  # noqa: F401 - fixture
+
+NEW = "eero.expert"
+PASSWORD = "test-password"  # the harness's login_as password
+
+
+@pytest.fixture
+def office(sessions, shipped):  # noqa: F811 - the fixture above
+    with sessions.begin() as s:
+        users.add_user(s, NEW, PASSWORD, ["expert"], display_name="Eero Expert")
+        users.add_user(s, "test-expert", PASSWORD, ["expert"], display_name="Test expert")
+        customer = customers.get_customer(s, shipped)
+        customer.responsible_expert = "test-expert"
+    return shipped
+
+
+def _assessed_case(sessions) -> int:
+    instance_id = start_case(sessions)
+    with sessions.begin() as s:
+        [task] = open_tasks(s, instance_id=instance_id)
+        form = assessment(identified_needs=["recruitment"], headcount=42, process_agreed_with_customer=True)
+        runtime.complete_task(s, task.id, {k: v for k, v in form.items()
+                                           if k not in ("contact_person", "contact_phone")}, by="test-expert")
+    return instance_id
+
+
+def test_expert_moves_their_customer_and_its_open_process_to_another_expert(client, login_as, sessions, office):
+    instance_id = _assessed_case(sessions)
+    login_as("test-expert")
+    page = client.get(f"/customers/{office}").get_data(as_text=True)
+    assert 'id="change-expert"' in page and f'<option value="{NEW}">Eero Expert ({NEW})</option>' in page
+    response = client.post(f"/customers/{office}/responsible-expert", data={"responsible_expert": NEW})
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Vastuuasiantuntija on nyt Eero Expert" in page
+    with sessions.begin() as s:
+        assert customers.get_customer(s, office).responsible_expert == NEW
+        mine = {t.element_id: t.assignee for t in open_tasks(s, instance_id=instance_id)}
+    assert mine == {"plan_recruitment": NEW, "inform_customer_of_new_contact": NEW}
+
+
+def test_unknown_expert_is_a_field_error_and_nothing_moves(client, login_as, sessions, office):
+    login_as("test-expert")
+    response = client.post(f"/customers/{office}/responsible-expert", data={"responsible_expert": "eeroo"})
+    assert response.status_code == 422
+    assert "Valitse asiantuntija luettelosta." in response.get_data(as_text=True)
+    with sessions.begin() as s:
+        assert customers.get_customer(s, office).responsible_expert == "test-expert"
+
+
+def test_another_expert_cannot_change_it_but_a_supervisor_can(client, login_as, sessions, office):
+    login_as(NEW, PASSWORD)
+    assert 'id="change-expert"' not in client.get(f"/customers/{office}").get_data(as_text=True)
+    response = client.post(f"/customers/{office}/responsible-expert", data={"responsible_expert": NEW})
+    assert response.status_code in (403, 404)
+    client.post("/logout")
+    login_as("supervisor")
+    assert 'id="change-expert"' in client.get(f"/customers/{office}").get_data(as_text=True)
+    response = client.post(f"/customers/{office}/responsible-expert", data={"responsible_expert": NEW})
+    assert response.status_code == 302
+    with sessions.begin() as s:
+        assert customers.get_customer(s, office).responsible_expert == NEW
