@@ -293,18 +293,31 @@ def cmd_user(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any
 
 
 def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
-    """Create the demo users (and deploy the shipped models)."""
-    from . import users
+    """Create the demo users and the demo office (customers, a year of cases, contacts) once."""
+    from . import demo, users
 
     if settings.is_production:
         raise CliError("seed-demo makes accounts with published passwords and is refused when POLKU_ENV=production",
                        EXIT_REFUSED)
     with sessions.begin() as session:
         created = {u for u, _p, _r in users.seed_demo_users(session)}
+    office = None
+    with sessions.begin() as session:
+        if demo.models_deployed(session):
+            office = demo.seed_office(session)
+    if office is None:
+        print("  demo office: not made (deploy bpmn/ first)", file=sys.stderr)
+    elif office["customers_created"]:
+        print(f"  demo office: {office['customers_created']} customers, {office['cases_started']} cases, "
+              f"{office['tasks_completed']} tasks done, {office['timers_fired']} timers fired, "
+              f"{office['contacts_logged']} contacts", file=sys.stderr)
+    else:
+        print(f"  demo office: already there ({office['customers_existing']} customers), nothing added",
+              file=sys.stderr)
     for username, password, roles, _name in users.DEMO_USERS:
         print(f"  demo login: {username:<14} password: {password:<22} roles: {', '.join(roles)}", file=sys.stderr)
     logins = [{"username": u, "password": p, "roles": list(r), "new": u in created} for u, p, r, _n in users.DEMO_USERS]
-    return {"users": logins}
+    return {"users": logins, "office": office}
 
 
 def cmd_serve(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
@@ -487,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", required=True)
     p.add_argument("--roles", required=True, help="comma-separated: expert,supervisor,designer,auditor,admin")
     p.add_argument("--name")
-    add("seed-demo", cmd_seed_demo, "create the demo users (refused in production)")
+    add("seed-demo", cmd_seed_demo, "create the demo users and demo office, once (refused in production)")
     p = add("remove-demo", cmd_remove_demo, "deactivate every demo user")
     p.add_argument("--by", default="cli")
     add("check-production", cmd_check_production, "list what is unsafe for production; exit 1 if anything is")

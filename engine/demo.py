@@ -1,0 +1,324 @@
+"""A demo office: realistic Finnish customers, a year of service processes, contacts (`polku seed-demo`).
+
+Everything is made through the engine's public functions, as an expert would: customers via
+`engine.customers`, service processes via `runtime.start_instance` / `runtime.complete_task` /
+`runtime.fire_instance_timers` with `now` moved back in time, contacts via `engine.contacts`.
+Each task is filled from the form its model declares (`runtime.task_form`): known fields get
+plausible values, any other required field a value of its type, so a changed model still seeds.
+
+Deterministic (one seeded random generator) and idempotent: a customer that already exists is
+left alone together with its cases, so a second run adds nothing. The caller owns the
+transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import contacts, customers, runtime, users
+from .db import utcnow
+from .errors import InvalidInput
+from .forms import Field
+from .models import Instance, InstanceStatus, ProcessVersion, Task, TaskStatus, Timer
+
+SEED = 20260101
+CUSTOMER_COUNT = 40
+HISTORY_DAYS = 365
+PROCESS = "customer_service"
+EXTRA_EXPERTS = (("liisa.laine", "Liisa Laine"), ("mikko.nieminen", "Mikko Nieminen"))
+INTAKE = "asiantuntija"  # completes the unassigned needs assessments of the intake queue
+
+PREFIXES = ("Konepaja", "Rakennus", "Puutyö", "Sähkö", "Metalli", "Kuljetus", "Siivous", "Ravintola",
+            "Leipomo", "Ohjelmisto", "Muovi", "Kone", "Teräs", "Maalaus", "Putki", "Kiinteistöhuolto",
+            "Hoiva", "Tilintoimisto", "Painotalo", "Autokorjaamo")
+SURNAMES = ("Virtanen", "Korhonen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen", "Laine", "Heikkinen",
+            "Koskinen", "Järvinen", "Lehtonen", "Saarinen", "Salminen", "Heinonen", "Niemi", "Kinnunen",
+            "Salonen", "Turunen", "Lindholm", "Rantanen", "Aalto", "Karjalainen", "Laaksonen", "Pelkonen")
+FORMS = ("Oy", "Oy", "Oy", "Ky", "Tmi", "Oy Ab")
+INDUSTRIES = {"Konepaja": "25620 Metallituotteiden työstö", "Rakennus": "41200 Asuin- ja muiden rakennusten rakentaminen",
+              "Puutyö": "16230 Muiden rakennuspuusepäntuotteiden valmistus", "Sähkö": "43210 Sähköasennus",
+              "Metalli": "25110 Metallirakenteiden valmistus", "Kuljetus": "49410 Tieliikenteen tavarankuljetus",
+              "Siivous": "81210 Kiinteistöjen siivous", "Ravintola": "56101 Ravintolat",
+              "Leipomo": "10710 Leipomotuotteiden valmistus", "Ohjelmisto": "62010 Ohjelmistojen suunnittelu",
+              "Muovi": "22290 Muiden muovituotteiden valmistus", "Kone": "28990 Muiden erikoiskoneiden valmistus",
+              "Teräs": "24100 Raudan, teräksen ja rautaseosten valmistus", "Maalaus": "43341 Maalaus",
+              "Putki": "43220 LVI-asennus", "Kiinteistöhuolto": "81100 Kiinteistönhoito",
+              "Hoiva": "87900 Muut sosiaalihuollon laitospalvelut", "Tilintoimisto": "69202 Kirjanpito",
+              "Painotalo": "18120 Muu painaminen", "Autokorjaamo": "45200 Moottoriajoneuvojen huolto"}
+MUNICIPALITIES = ("Tampere", "Nokia", "Ylöjärvi", "Kangasala", "Lempäälä", "Pirkkala", "Valkeakoski",
+                  "Sastamala", "Orivesi", "Mänttä-Vilppula", "Akaa", "Hämeenkyrö")
+FIRST_NAMES = ("Matti", "Anna", "Juha", "Leena", "Timo", "Sari", "Jari", "Päivi", "Kari", "Minna", "Antti", "Hanna")
+REASONS = {"recruitment": "Tarvitsee lisää osaajia tilauskannan kasvaessa",
+           "staff_training": "Henkilöstö tarvitsee uusia taitoja",
+           "business_development": "Haluaa tehostaa tuotantoa",
+           "staff_reduction": "Tilauskanta laskenut, edessä vähennyksiä",
+           "start_up": "Yrittäjä aloittaa uutta toimintaa",
+           "financing": "Tarvitsee rahoitusta investointiin",
+           "innovation_internationalisation": "Suunnittelee vientiä Ruotsiin"}
+NEED_MIX = (["recruitment"], ["recruitment"], ["recruitment"], ["staff_training"], ["business_development"],
+            ["financing"], ["recruitment", "staff_training"], ["staff_reduction", "staff_training"],
+            ["start_up"], ["innovation_internationalisation"], ["recruitment"], ["staff_training"])
+FEEDBACK = ("Uudet työntekijät aloittivat hyvin.", "Koulutus vastasi tarpeita.", "Palvelu oli nopeaa ja asiantuntevaa.",
+            "Hakijoita tuli vähemmän kuin toivottiin.", "Yhteyshenkilö tavoitettiin helposti.",
+            "Asiakas toivoi nopeampaa etenemistä.")
+
+
+@dataclass
+class Plan:
+    """How one case behaves: when it starts, how its aftercare goes, what it finds."""
+
+    needs: list[str]
+    start: datetime
+    aftercare: str = "on_time"  # on_time | late | overdue (left for the supervisor)
+    positive: bool = True
+    new_needs: list[str] = field(default_factory=list)
+    follow_up: bool = False
+    stop_at: str = ""  # leave the first task whose element id starts so open (work in progress)
+
+
+@dataclass
+class Result:
+    """What a run made (printed by the CLI)."""
+
+    customers: int = 0
+    customers_existing: int = 0
+    cases: int = 0
+    tasks_completed: int = 0
+    timers_fired: int = 0
+    contacts: int = 0
+    users: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"customers_created": self.customers, "customers_existing": self.customers_existing,
+                "cases_started": self.cases, "tasks_completed": self.tasks_completed,
+                "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "users_created": self.users}
+
+
+def business_id(rng: random.Random) -> str:
+    """Return a random business ID with a valid check digit (found with the customer validator)."""
+    while True:
+        digits = f"{rng.randrange(1_000_000, 3_400_000):07d}"
+        for check in range(10):
+            try:
+                return customers.validate_business_id(f"{digits}-{check}")
+            except InvalidInput:
+                continue  # no check digit fits (remainder 1): draw another number
+
+
+def demo_customers(rng: random.Random, experts: list[str]) -> list[dict[str, Any]]:
+    """Return the demo customers' form data (deterministic for a given generator)."""
+    rows: list[dict[str, Any]] = []
+    names: set[str] = set()
+    while len(rows) < CUSTOMER_COUNT:
+        prefix = rng.choice(PREFIXES)
+        name = f"{prefix} {rng.choice(SURNAMES)} {rng.choice(FORMS)}"
+        if name in names:
+            continue
+        names.add(name)
+        headcount = rng.choice((3, 5, 8, 12, 18, 25, 42, 60, 85, 140))
+        rows.append({
+            "name": name, "business_id": business_id(rng), "industry": INDUSTRIES[prefix],
+            "founded_year": str(rng.randrange(1965, 2024)), "headcount": str(headcount),
+            "turnover_band": "under_200k" if headcount < 5 else "1m_2m" if headcount < 20 else "2m_10m",
+            "situation": rng.choice(("steady", "growth", "growth", "declining")),
+            "segment": rng.choice(("local", "local", "domestic", "international_growth", "need_growing")),
+            "responsible_expert": experts[len(rows) % len(experts)],
+            "contact_person": f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)} ({rng.choice(MUNICIPALITIES)})",
+            "phone": f"+358 40 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}"})
+    return rows
+
+
+def ensure_experts(session: Session) -> list[str]:
+    """Create the extra demo experts (marked `demo`); return every demo expert's username."""
+    for username, display in EXTRA_EXPERTS:
+        if session.scalar(select(users.User.id).where(users.User.username == username)) is None:
+            users.add_user(session, username, f"{username}-demo", ["expert"], display_name=display,
+                           by="seed").demo = True
+    return ["asiantuntija", "expert2", *(u for u, _d in EXTRA_EXPERTS)]
+
+
+class _Driver:
+    """Drives one customer's cases through the forms, moving time on as an expert would."""
+
+    def __init__(self, session: Session, rng: random.Random, now: datetime, result: Result) -> None:
+        self.session, self.rng, self.now, self.result = session, rng, now, result
+
+    def value(self, f: Field, when: datetime, plan: Plan, expert: str, task: Task) -> Any:
+        """Return a plausible value for one form field, or None to leave it empty."""
+        known: dict[str, Any] = {
+            "identified_needs": plan.needs, "responsible_expert": expert, "process_agreed_with_customer": True,
+            "assessment_method": self.rng.choice(("company_visit", "phone", "office_meeting")),
+            "company_situation": "growth", "segment": "local", "headcount": self.rng.randrange(5, 120),
+            "experience_positive": plan.positive, "service_rating": self.rng.choice((4, 5)) if plan.positive
+            else self.rng.choice((2, 3)), "new_service_needs": plan.new_needs,
+            "follow_up_day_wanted": plan.follow_up, "named_contact_confirmed": True,
+            "feedback_from_customer": self.rng.choice(FEEDBACK), "needs_reassessment": "Ei uusia tarpeita nyt."
+            if not plan.new_needs else "Uusi tarve tunnistettiin jälkihoidossa.",
+            "aftercare_channel": self.rng.choice(("phone", "phone", "meeting", "email")),
+            "overdue_action": "reminded_expert", "training_type": None,
+            "recruitment_channels": ["job_posting"], "referral_partners": ["finnvera"],
+            "referral_carrier": "expert", "development_service_type": "consulting",
+            "development_goal": "Läpimenoajan lyhentäminen", "training_provider_name": "Tampereen Aikuiskoulutus Oy",
+            "training_planned_with": "te_expert", "training_co_funding_agreed": True,
+            "progress_interval": "P3M", "startup_grant_decision": "granted",
+        }
+        if f.id in known and known[f.id] is not None:
+            return known[f.id]
+        if f.id.endswith("_planned_end"):
+            return (when + timedelta(days=self.rng.randrange(25, 75))).date().isoformat()
+        if f.id.endswith("_planned_start"):
+            return (when + timedelta(days=14)).date().isoformat()
+        if f.id.endswith("_progress_interval"):
+            return "P3M"
+        if f.id.endswith("_outcome"):
+            return "completed"
+        if f.id.endswith("_status"):
+            return "on_track"
+        if not f.required:
+            return None
+        if f.type == "date":
+            return when.date().isoformat()
+        if f.type == "boolean":
+            return True
+        if f.type in ("long", "integer"):
+            low = int(f.min) if f.min is not None else 0
+            return max(low, min(int(f.max) if f.max is not None else 10, self.rng.randrange(1, 10)))
+        if f.type == "enum" or f.options:
+            first = f.options[0][0] if f.options else ""
+            return [first] if f.properties.get("multiple") else first
+        if f.properties.get("userRole"):
+            return expert
+        return "Kirjattu asiakkaan kanssa."
+
+    def when_done(self, task: Task, plan: Plan) -> datetime:
+        """Return when an expert does this task (created + a few days; deliveries at their due date)."""
+        created = _aware(task.created_at)
+        eid = task.element_id
+        if eid == "aftercare_contact":
+            days = {"on_time": self.rng.randrange(2, 12), "late": self.rng.randrange(18, 30)}.get(plan.aftercare)
+            return created + timedelta(days=days) if days else self.now + timedelta(days=3650)
+        if eid == "handle_overdue_aftercare":
+            return created + timedelta(days=1) if plan.aftercare == "late" else self.now + timedelta(days=3650)
+        if eid.startswith("deliver_") and task.due_at is not None:
+            return max(created + timedelta(days=1), _aware(task.due_at) - timedelta(days=self.rng.randrange(0, 4)))
+        if eid == "hold_follow_up_day" and task.due_at is not None:
+            return _aware(task.due_at) + timedelta(days=1)
+        return created + timedelta(days=self.rng.randrange(1, 7), hours=self.rng.randrange(0, 6))
+
+    def drive(self, iid: int, plan: Plan, expert: str) -> None:
+        """Run one case on until now: fire timers when due, do tasks when their day comes."""
+        for _ in range(200):
+            open_tasks = list(self.session.scalars(select(Task).where(
+                Task.instance_id == iid, Task.state == TaskStatus.READY).order_by(Task.created_at, Task.id)))
+            due_timer = self.session.scalar(select(Timer.due_at).where(Timer.instance_id == iid)
+                                            .order_by(Timer.due_at).limit(1))
+            planned = sorted(((self.when_done(t, plan), t.id, t) for t in open_tasks), key=lambda p: (p[0], p[1]))
+            next_task = planned[0] if planned else None
+            if due_timer is not None and (next_task is None or _aware(due_timer) <= next_task[0]):
+                at = _aware(due_timer) + timedelta(minutes=1)
+                if at > self.now:
+                    return
+                self.result.timers_fired += len(runtime.fire_instance_timers(self.session, iid, now=at))
+                continue
+            if next_task is None or next_task[0] > self.now:
+                return
+            when, task_id, task = next_task
+            if plan.stop_at and task.element_id.startswith(plan.stop_at):
+                return
+            data = {}
+            for f in runtime.task_form(self.session, task_id):
+                value = self.value(f, when, plan, expert, task)
+                if value is not None:
+                    data[f.id] = value
+            by = task.assignee or (expert if task.candidate_role == "expert" else "esimies")
+            runtime.complete_task(self.session, task_id, data, by=by, now=when)
+            self.result.tasks_completed += 1
+
+    def new_cases(self, business_key: str, driven: set[int]) -> list[Instance]:
+        return list(self.session.scalars(select(Instance).where(
+            Instance.business_key == business_key, Instance.process_id == PROCESS,
+            Instance.status == InstanceStatus.RUNNING, Instance.id.not_in(driven or {0})).order_by(Instance.id)))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
+    """Return the cases of the index-th customer: spread over a year, every stage and aftercare kind."""
+    oldest = now - timedelta(days=HISTORY_DAYS)
+    count = 2 if index % 5 == 0 else 1
+    plans = []
+    for k in range(count):
+        offset = rng.randrange(5, HISTORY_DAYS - 10) if k == 0 else rng.randrange(5, 60)
+        if index % 8 == 7:  # a new customer: the needs assessment waits in the intake queue
+            offset = rng.randrange(1, 3)
+        elif index % 8 == 3:  # assessed lately: the service is being planned
+            offset = rng.randrange(6, 12)
+        start = datetime.combine((oldest + timedelta(days=HISTORY_DAYS - offset)).date(), time(8), tzinfo=UTC) \
+            + timedelta(hours=rng.randrange(0, 8))
+        start = min(start, now - timedelta(hours=offset * 24 - 1))
+        kind = ("on_time", "on_time", "on_time", "late", "overdue")[index % 5]
+        plans.append(Plan(needs=list(NEED_MIX[(index + k) % len(NEED_MIX)]), start=start, aftercare=kind,
+                          positive=index % 3 != 1, new_needs=["staff_training"] if index % 7 == 2 else [],
+                          follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else ""))
+    return plans
+
+
+def models_deployed(session: Session) -> bool:
+    """Return whether the shipped service process is deployed (the demo office needs it)."""
+    return session.scalar(select(ProcessVersion.id).where(ProcessVersion.process_id == PROCESS).limit(1)) is not None
+
+
+def seed_office(session: Session, *, now: datetime | None = None) -> dict[str, Any]:
+    """Create the demo office's customers, a year of their cases and contacts; return what was made.
+
+    Customers that already exist (by business ID) are skipped with their cases: a second run
+    creates nothing. The shipped models must be deployed.
+    """
+    now = now or utcnow()
+    rng = random.Random(SEED)
+    result = Result()
+    before = {u.username for u in users.experts(session)}
+    experts = ensure_experts(session)
+    result.users = sorted(set(experts) - before)
+    driver = _Driver(session, rng, now, result)
+    for index, data in enumerate(demo_customers(rng, experts)):
+        plans = _plans(rng, index, now)  # drawn even for a skipped customer: the others stay the same
+        if customers.find_by_business_id(session, data["business_id"]) is not None:
+            result.customers_existing += 1
+            continue
+        customer = customers.create_customer(session, data, by="seed")
+        result.customers += 1
+        expert = data["responsible_expert"]
+        driven: set[int] = set()
+        for plan in plans:
+            reason = REASONS.get(plan.needs[0], "Palvelutarpeen kartoitus")
+            contact = contacts.log_contact(session, customer.id, {
+                "contacted_on": plan.start.date().isoformat(), "channel": "visit" if index % 2 else "phone",
+                "topic": reason, "participants": data["contact_person"],
+                "next_contact_on": (plan.start + timedelta(days=180)).date().isoformat()},
+                by=expert, now=plan.start)
+            result.contacts += 1
+            instance = runtime.start_instance(
+                session, PROCESS, by=expert, business_key=customer.business_id, now=plan.start,
+                data={"business_id": customer.business_id, "company_name": customer.name,
+                      "contact_channel": rng.choice(("phone_service", "web_service", "expert_initiative")),
+                      "contact_reason": reason})
+            contact.instance_id = instance.id
+            result.cases += 1
+            driver.drive(instance.id, plan, expert)
+            driven.add(instance.id)
+            for extra in driver.new_cases(customer.business_id, driven):  # a need found in aftercare
+                driven.add(extra.id)
+                result.cases += 1
+                driver.drive(extra.id, Plan(needs=["staff_training"], start=_aware(extra.started_at),
+                                            aftercare="on_time"), expert)
+    return result.as_dict()
+

@@ -1,0 +1,146 @@
+"""The demo office (`polku seed-demo`): a year of realistic cases, so every page shows real numbers."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import customers, demo, history, kpi, runtime, users
+from engine import deploy as deploy_mod
+from engine.cli import main
+from engine.config import Settings
+from engine.db import make_engine, make_sessions, upgrade
+from engine.models import Customer, Instance, InstanceStatus, ProcessVersion, Task, TaskStatus
+from engine.outreach_models import Contact
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "bpmn"
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def office(tmp_path_factory):
+    """Seed the demo office once on the shipped models; return (session factory, first run's result)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    runtime.forget_cache()
+    sessions = make_sessions(engine)
+    files = {p.name: p.read_bytes() for p in sorted(MODEL_DIR.iterdir()) if p.suffix in {".bpmn", ".dmn"}}
+    with sessions.begin() as session:
+        deploy_mod.deploy_files(session, files, by="designer")
+        users.seed_demo_users(session)
+    with sessions.begin() as session:
+        made = demo.seed_office(session, now=NOW)
+    runtime.forget_cache()
+    yield sessions, made
+    runtime.forget_cache()
+    engine.dispose()
+
+
+def test_forty_customers_with_valid_business_ids_and_their_experts(office):
+    sessions, made = office
+    assert made["customers_created"] == demo.CUSTOMER_COUNT == 40
+    with sessions.begin() as s:
+        rows = list(s.scalars(select(Customer)))
+        experts = {u.username for u in users.experts(s)}
+    assert len(rows) == 40 and len({c.name for c in rows}) == 40
+    assert all(customers.validate_business_id(c.business_id) == c.business_id for c in rows)
+    assert {c.responsible_expert for c in rows} <= experts and len({c.responsible_expert for c in rows}) >= 3
+
+
+def test_a_year_of_cases_in_every_stage(office):
+    sessions, made = office
+    with sessions.begin() as s:
+        starts = [i.started_at.replace(tzinfo=UTC) for i in s.scalars(select(Instance))]
+        status = Counter(str(i.status) for i in s.scalars(select(Instance)))
+        open_elements = Counter(t.element_id for t in s.scalars(select(Task).where(Task.state == TaskStatus.READY)))
+        done_elements = Counter(t.element_id for t in s.scalars(select(Task).where(
+            Task.state == TaskStatus.COMPLETED)))
+        contacts = s.scalar(select(func.count()).select_from(Contact))
+    assert made["cases_started"] == len(starts) >= 45
+    assert min(starts) < NOW - timedelta(days=300) and max(starts) <= NOW
+    assert max(starts) > NOW - timedelta(days=3), "a new customer waits in the intake queue"
+    assert status["completed"] >= 10 and status["running"] >= 20
+    assert {"assess_service_needs", "aftercare_contact", "handle_overdue_aftercare"} <= set(open_elements)
+    assert any(e.startswith("plan_") for e in open_elements) and any(e.startswith("deliver_") for e in open_elements)
+    assert {"assess_service_needs", "aftercare_contact", "handle_overdue_aftercare"} <= set(done_elements)
+    assert any(e.startswith("close_") for e in done_elements), "services delivered and closed"
+    assert contacts == made["contacts_logged"] >= 40
+
+
+def test_kpis_supervisor_view_and_heatmap_show_real_numbers(office):
+    sessions, _made = office
+    with sessions.begin() as s:
+        year = kpi.aftercare_on_time(s, NOW - timedelta(days=365), NOW)
+        loads = kpi.expert_loads(s, NOW)
+        overdue = kpi.overdue_aftercare(s, NOW)
+        unassigned, _unassigned_overdue = kpi.unassigned_open(s, NOW)
+        version_id = s.scalar(select(Instance.version_id).where(Instance.process_id == demo.PROCESS).limit(1))
+        heat = history.heatmap(s, version_id)
+        positive = [runtime.instance_variables(s, i.id).get("experience_positive")
+                    for i in s.scalars(select(Instance).where(Instance.status == InstanceStatus.COMPLETED))]
+        by_channel = Counter(runtime.instance_variables(s, i.id).get("contact_channel")
+                             for i in s.scalars(select(Instance)))
+    assert year.done >= 10 and 0 < year.on_time < year.done, "aftercare both on time and late"
+    assert sum(x.open_tasks for x in loads) > 0 and sum(x.overdue_tasks for x in loads) > 0
+    assert overdue, "overdue aftercare for the supervisor"
+    assert unassigned > 0
+    assert heat["aftercare_contact"]["count"] > 0 and heat["assess_service_needs"]["count"] > 0
+    assert True in positive and False in positive, "feedback given, good and bad"
+    assert by_channel["aftercare"] >= 1, "a new need found in aftercare started a new case"
+
+
+def test_a_second_run_adds_nothing_and_the_data_is_deterministic(office):
+    sessions, _made = office
+    with sessions.begin() as s:
+        before = (s.scalar(select(func.count()).select_from(Customer)),
+                  s.scalar(select(func.count()).select_from(Instance)))
+        again = demo.seed_office(s, now=NOW + timedelta(days=1))
+        after = (s.scalar(select(func.count()).select_from(Customer)),
+                 s.scalar(select(func.count()).select_from(Instance)))
+    assert again["customers_created"] == again["cases_started"] == 0 and again["customers_existing"] == 40
+    assert before == after
+    experts = ["a", "b"]
+    assert demo.demo_customers(random.Random(demo.SEED), experts) == demo.demo_customers(
+        random.Random(demo.SEED), experts)
+
+
+def test_a_seeded_case_goes_on_after_a_reload(office):
+    sessions, _made = office
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        task = s.scalars(select(Task).where(Task.state == TaskStatus.READY,
+                                            Task.element_id == "assess_service_needs")).first()
+        assert task is not None
+        iid = task.instance_id
+        runtime.complete_task(s, task.id, {
+            "assessment_date": NOW.date().isoformat(), "assessment_method": "phone", "company_situation": "growth",
+            "segment": "local", "identified_needs": ["recruitment"], "process_agreed_with_customer": True,
+            "responsible_expert": "expert2"}, by="expert2", now=NOW)
+    with sessions.begin() as s:
+        assert [t.element_id for t in s.scalars(select(Task).where(
+            Task.instance_id == iid, Task.state == TaskStatus.READY))] == ["plan_recruitment"]
+
+
+def test_cli_seeds_once_and_is_refused_in_production(tmp_path, capsys):
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/p.db")
+    assert main(["init"], settings=settings) == 0
+    assert main(["deploy", str(MODEL_DIR), "--by", "setup"], settings=settings) == 0
+    capsys.readouterr()
+    assert main(["seed-demo"], settings=settings) == 0
+    first = capsys.readouterr()
+    assert json.loads(first.out)["office"]["customers_created"] == 40 and "40 customers" in first.err
+    assert main(["seed-demo"], settings=settings) == 0
+    second = capsys.readouterr()
+    assert json.loads(second.out)["office"]["cases_started"] == 0 and "nothing added" in second.err
+    production = Settings(database_url=f"sqlite:///{tmp_path}/p.db", env="production", secret_key="s" * 48)
+    assert main(["seed-demo"], settings=production) == 1
+    assert "refused when POLKU_ENV=production" in capsys.readouterr().err
+    with make_sessions(make_engine(f"sqlite:///{tmp_path}/p.db")).begin() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessVersion)) > 0
