@@ -363,3 +363,39 @@ def change_responsible_expert(session: Session, customer_id: int, new_expert: st
     _record(session, customer, "responsible_expert_changed", by,
             {"old": old, "new": new, "instances": delivered}, at=now)
     return delivered
+
+
+def may_cancel_case(session: Session, instance: Instance, by: str, roles: set[str] | None) -> bool:
+    """Tell whether `by` may cancel a running case: a supervisor (or admin) any, an expert their own
+    (the case's responsible expert, or the customer's); the CLI (no roles) is a trusted operator."""
+    if roles is None or roles & {"supervisor", "admin"}:
+        return True
+    if "expert" not in roles:
+        return False
+    case_expert = session.scalar(select(Variable.value).where(Variable.instance_id == instance.id,
+                                                              Variable.name == "responsible_expert"))
+    if case_expert == by:
+        return True
+    customer = find_by_business_id(session, instance.business_key) if instance.business_key else None
+    return customer is not None and customer.responsible_expert == by
+
+
+def cancel_case(session: Session, instance_id: int, reason: str, *, by: str, roles: set[str] | None = None,
+                now: datetime | None = None) -> Instance:
+    """Cancel a running case with a reason: its open tasks, timers and waits end; audited with the reason.
+
+    Raises:
+        InstanceNotFound, NotAllowed (not the expert's own case), FormInvalid (no reason),
+        TaskNotAvailable (the case has already ended).
+    """
+    from . import runtime
+
+    instance = runtime.get_instance(session, instance_id)
+    if not may_cancel_case(session, instance, by, roles):
+        raise NotAllowed(N_("Only the case's responsible expert or a supervisor can cancel it."))
+    text = (reason or "").strip()
+    if not text:
+        raise FormInvalid({"reason": N_("Give the reason for cancelling.")}, {"reason": reason or ""})
+    if len(text) > 2000:
+        raise FormInvalid({"reason": N_("The reason is too long (at most 2000 characters).")}, {"reason": text})
+    return runtime.cancel_instance(session, instance_id, by=by, reason=text, now=now)

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from engine import access, customers, kpi, runtime
 from engine.db import utcnow
-from engine.errors import Conflict, FormInvalid, InvalidInput, TaskNotAvailable
+from engine.errors import Conflict, FormInvalid, InvalidInput, NotFound, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
 from engine.inbox import tasks as open_tasks
 from engine.models import ProcessVersion, Task, TaskStatus, User
@@ -129,7 +129,7 @@ def aftercare() -> str:
 
 
 def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str], status: int = 200,
-            problem: str | None = None) -> tuple[str, int]:
+            problem: str | None = None, cancel_error: str | None = None) -> tuple[str, int]:
     session = get_session()
     task, instance = details["task"], details["instance"]
     hidden = details.get("case_hidden", False)  # a task of my role in a case that is not mine: no case data
@@ -144,7 +144,9 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
         names=display_names(session, [task.assignee, task.completed_by]), processes=process_names(),
         due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
         can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
-        mine=task.assignee == user.username)
+        mine=task.assignee == user.username, cancel_error=cancel_error,
+        can_cancel=instance.status == "running" and not hidden
+        and customers.may_cancel_case(session, instance, user.username, set(user.role_set)))
     return html, status
 
 
@@ -294,8 +296,46 @@ def assign_task(task_id: str) -> Response:
     except TaskNotAvailable:
         flash(_("The task is no longer open, so it cannot be reassigned."), "error")
         return redirect(_back(url_for(".inbox")))
+    if assignee and request.form.get("make_responsible"):
+        _make_responsible(session, task_id, assignee, choices[assignee])
     if assignee:
         flash(_("Task reassigned to %(name)s.", name=choices[assignee]), "success")
     else:
         flash(_("The task was returned to the group."), "success")
     return redirect(_back(url_for(".task", task_id=task_id)))
+
+
+@bp.route("/<task_id>/cancel-case", methods=["GET", "POST"])
+@login_required(*ROLES)
+def cancel_case(task_id: str) -> Any:
+    """Cancel the case of this task with a reason (the expert their own case, a supervisor any)."""
+    if request.method == "GET":
+        return redirect(url_for(".task", task_id=task_id))
+    session, user = get_session(), _me()
+    access.require_task(session, reader(), task_id)
+    details = _details(session, task_id)
+    instance = details["instance"]
+    try:
+        customers.cancel_case(session, instance.id, request.form.get("reason", ""), by=user.username,
+                              roles=set(user.role_set))
+    except FormInvalid as exc:
+        fields = details["form"]
+        return _render(details, formfields.initial_values(fields, details["variables"]), {}, 422,
+                       cancel_error=_(exc.errors["reason"]))
+    except TaskNotAvailable:
+        flash(_("This case has already ended."), "error")
+        return redirect(url_for(".task", task_id=task_id))
+    flash(_("The case was cancelled."), "success")
+    return redirect(url_for(".inbox"))
+
+
+def _make_responsible(session: Any, task_id: str, assignee: str, name: str) -> None:
+    """Make the assignee the responsible expert of the task's case (R2: the case follows them)."""
+    row = session.get(Task, task_id)
+    try:
+        runtime.deliver_message(session, customers.RESPONSIBLE_CHANGED_MESSAGE, by=_me().username,
+                                data={"responsible_expert": assignee}, instance_id=row.instance_id)
+    except NotFound:
+        flash(_("This case has no responsible expert to change."), "info")
+        return
+    flash(_("%(name)s is now the responsible expert of this case.", name=name), "success")

@@ -95,7 +95,7 @@ def test_a_user_field_takes_only_an_active_user_of_its_role():
     field = forms.Field(id="responsible_expert", label="Expert", properties={"userRole": "expert"})
     assert field.user_role == "expert"
     active = {"expert": {"aino", "eero"}, "supervisor": {"sanna"}}
-    lookup = lambda role: active.get(role, set())  # noqa: E731
+    lookup = lambda role: active.get(role, set())
     assert forms.validate([field], {"responsible_expert": " Aino "}, users_of_role=lookup) == {
         "responsible_expert": "aino"}
     for wrong in ("aimo", "sanna"):  # a typo, and an active user without the role

@@ -15,7 +15,17 @@ from engine import audit, customers, users
 from engine.errors import FormInvalid, NotAllowed
 from engine.models import AuditEvent
 
-from .test_service_process import BUSINESS_ID, EXPERT, NEW_EXPERT, SUPERVISOR, Case, assessment, day, iso, midnight
+from .test_service_process import (
+    BUSINESS_ID,
+    EXPERT,
+    NEW_EXPERT,
+    SUPERVISOR,
+    Case,
+    assessment,
+    day,
+    iso,
+    midnight,
+)
 
 LEFT = "leaving.expert"
 

@@ -1,10 +1,13 @@
-"""Customer page: change the responsible expert (own customer for an expert, anyone's for a supervisor)."""
+"""Customer page: change the responsible expert (own customer for an expert, anyone's for a supervisor);
+task page: cancel a case with a reason, and a supervisor's reassign that also moves the case."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from engine import customers, runtime, users
+from engine import audit, customers, runtime, users
 from engine.inbox import tasks as open_tasks
 
 from .test_tasks import BUSINESS_ID, assessment, shipped, start_case  # noqa: F401 - fixture
@@ -69,3 +72,52 @@ def test_another_expert_cannot_change_it_but_a_supervisor_can(client, login_as, 
     assert response.status_code == 302
     with sessions.begin() as s:
         assert customers.get_customer(s, office).responsible_expert == NEW
+
+
+def test_expert_cancels_their_own_case_with_a_reason(client, login_as, sessions, office):
+    instance_id = _assessed_case(sessions)
+    login_as("test-expert")
+    with sessions.begin() as s:
+        [task] = open_tasks(s, instance_id=instance_id)
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert 'id="cancel-case"' in page and "Peru asia" in page
+    response = client.post(f"/tasks/{task.id}/cancel-case", data={"reason": "  "})
+    assert response.status_code == 422 and "Kerro perumisen syy." in response.get_data(as_text=True)
+    response = client.post(f"/tasks/{task.id}/cancel-case", data={"reason": "Asiakas luopui hankkeesta"})
+    assert response.status_code == 302
+    assert "Asia peruttiin." in client.get(response.headers["Location"]).get_data(as_text=True)
+    with sessions.begin() as s:
+        summary = runtime.instance_summary(s, instance_id)
+        assert summary["status"] == "cancelled" and open_tasks(s, instance_id=instance_id) == []
+        [event] = [e for e in audit.history(s, instance_id) if e.kind == "instance_cancelled"]
+        assert event.actor == "test-expert" and json.loads(event.data)["reason"] == "Asiakas luopui hankkeesta"
+
+
+def test_another_expert_cannot_cancel_but_a_supervisor_can(client, login_as, sessions, office):
+    instance_id = _assessed_case(sessions)
+    with sessions.begin() as s:
+        [task] = open_tasks(s, instance_id=instance_id)
+        task.assignee = NEW  # NEW sees the task but the case is test-expert's
+    login_as(NEW, PASSWORD)
+    assert 'id="cancel-case"' not in client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert client.post(f"/tasks/{task.id}/cancel-case", data={"reason": "x"}).status_code == 403
+    client.post("/logout")
+    login_as("supervisor")
+    assert client.post(f"/tasks/{task.id}/cancel-case", data={"reason": "Päällekkäinen"}).status_code == 302
+    with sessions.begin() as s:
+        assert runtime.instance_summary(s, instance_id)["status"] == "cancelled"
+
+
+def test_supervisor_reassigns_and_makes_them_the_responsible_expert_of_the_case(client, login_as, sessions, office):
+    instance_id = _assessed_case(sessions)
+    login_as("supervisor")
+    with sessions.begin() as s:
+        [task] = open_tasks(s, instance_id=instance_id)
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "Tee hänestä myös tämän asian vastuuasiantuntija" in page
+    response = client.post(f"/tasks/{task.id}/assign", data={"assignee": NEW, "make_responsible": "true"})
+    assert response.status_code == 302
+    with sessions.begin() as s:
+        mine = {t.element_id: t.assignee for t in open_tasks(s, instance_id=instance_id)}
+        assert runtime.instance_variables(s, instance_id)["responsible_expert"] == NEW
+    assert mine == {"plan_recruitment": NEW, "inform_customer_of_new_contact": NEW}

@@ -79,6 +79,7 @@ ROUTES: dict[str, tuple[set[str], frozenset[str] | None]] = {
     "tasks.assign_task": ({"GET", "POST"}, frozenset({S, AD})),
     "tasks.claim_task": ({"GET", "POST"}, WORK),
     "tasks.release_task": ({"GET", "POST"}, WORK),
+    "tasks.cancel_case": ({"GET", "POST"}, WORK),
     "tasks.aftercare": ({"GET"}, WORK),
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
