@@ -243,3 +243,11 @@ def test_form_definition_text_defaults():
     assert kind.label == "kind" and kind.options == [("a", "Alpha"), ("b", "b")]  # the id stands in
     assert kind.properties == {"multiple": "true", "hint": ""} and kind.multiple
     assert (size.label, size.min) == ("Size", None)  # an empty number means no limit
+
+
+def test_wrong_date_and_choice_texts():
+    assert _error([Field("d", "D", type="date")], {"d": "2026-02-30"}) == {"d": "enter a date as YYYY-MM-DD"}
+    assert validate([Field("d", "D", type="date")], {"d": " 2026-02-28 "}) == {"d": "2026-02-28"}
+    one = [Field("p", "P", type="enum", options=[("a", "A"), ("b", "B")])]
+    assert _error(one, {"p": ["a", "b"]}) == {"p": "choose one option"}
+    assert _error(one, {"p": "c"}) == {"p": "'c' is not one of the options"}
