@@ -1,6 +1,6 @@
 """Real Chromium against a live server: an expert starts a service process for a customer, meets a
 wrong field (message shown, value kept), completes the assessment and lands on the next task; a
-supervisor reassigns an overdue aftercare contact. Screenshots of the main pages go to a temporary
+supervisor reassigns an overdue aftercare contact. The sign-in and field-error screenshots go to a temporary
 folder, or to docs/screenshots/ with `POLKU_SCREENSHOTS=1` (then commit them).
 
 The harness (live server, chromium, sign-in) is in conftest.py.
@@ -46,7 +46,7 @@ def shots(tmp_path) -> Path:
     return folder
 
 
-def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, office, shots):
+def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, office, shots, tmp_path):
     sessions, customer_id = office
     page = sign_in("aino", shot=shots / "login.png")
     page.goto(f"{base_url}/customers/{customer_id}")
@@ -83,10 +83,10 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, of
 
     page.goto(f"{base_url}/tasks/")
     assert "Sovi ohjauksesta asiakkaan kanssa" in page.inner_text("table.tasks")
-    page.screenshot(path=str(shots / "inbox.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "inbox.png"), full_page=True)  # README: test_demo_office.py
     page.goto(f"{base_url}/customers/{customer_id}")
     assert "Sovi ohjauksesta asiakkaan kanssa" in page.inner_text("section.processes")
-    page.screenshot(path=str(shots / "customer.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "customer.png"), full_page=True)
 
 
 def _overdue_aftercare(sessions, expert) -> str:
@@ -118,13 +118,13 @@ def _overdue_aftercare(sessions, expert) -> str:
     raise AssertionError("the case did not reach its aftercare contact")
 
 
-def test_supervisor_reassigns_an_overdue_aftercare_contact(sign_in, base_url, office, shots):
+def test_supervisor_reassigns_an_overdue_aftercare_contact(sign_in, base_url, office, tmp_path):
     sessions, _customer_id = office
     task_id = _overdue_aftercare(sessions, "aino")
     page = sign_in("sanna")
     page.goto(f"{base_url}/supervisor/")
     assert "Myöhässä" in page.inner_text("table.tasks")
-    page.screenshot(path=str(shots / "supervisor.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "supervisor.png"), full_page=True)  # README: test_demo_office.py
     page.select_option(f"#assignee-{task_id}", "eero")
     page.click(f"form:has(#assignee-{task_id}) button")
     page.wait_for_selector("text=Tehtävä siirretty henkilölle Eero Expert.")
