@@ -5,7 +5,8 @@ Usage: `.venv/bin/python scripts/mutate.py [module ...]` (default: every module 
 (the working tree is never touched), with a `[tool.mutmut]` section naming that module and
 its test subset, on two worker processes. The score of each module is printed as
 `engine/forms.py: killed K of N (P %)` and the surviving mutants are listed with their diffs
-in var/mutate/<name>/survivors.txt, to be judged (killed by a new test, or written down as
+in var/mutate/<name>/survivors.txt (with their diffs given --diffs; else `mutmut show NAME` in
+var/mutate/<name>), to be judged (killed by a new test, or written down as
 equivalent in docs/testing.md).
 """
 
@@ -85,7 +86,7 @@ def _results(target: Path, env: dict[str, str]) -> dict[str, str]:
     return found
 
 
-def run(module: str, children: int) -> tuple[int, int, list[str]]:
+def run(module: str, children: int, diffs: bool = False) -> tuple[int, int, list[str]]:
     """Mutate one module; return (killed, total, surviving mutant names)."""
     tests = [t for t in PLAN[module] if not t.startswith("-k=") and (ROOT / t).exists()]
     select = [t.split("=", 1)[1] for t in PLAN[module] if t.startswith("-k=")]
@@ -99,9 +100,9 @@ def run(module: str, children: int) -> tuple[int, int, list[str]]:
     survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
     killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault"))
     with (target / "survivors.txt").open("w", encoding="utf-8") as report:
-        for name in survivors:
+        for name in survivors:  # `mutmut show` takes seconds per mutant: diffs only when asked
             diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=target, env=env,
-                                  capture_output=True, text=True, check=False).stdout
+                                  capture_output=True, text=True, check=False).stdout if diffs else ""
             report.write(f"## {name} ({statuses[name]})\n{diff}\n")
     return killed, len(statuses), survivors
 
@@ -110,12 +111,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=list(PLAN), help="modules to mutate (default: all)")
     parser.add_argument("--children", type=int, default=2, help="parallel test processes")
+    parser.add_argument("--diffs", action="store_true", help="write each survivor's diff (slow)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in PLAN]
     if unknown:
         parser.error(f"no test subset for {unknown}; add them to PLAN")
     for module in args.modules:
-        killed, total, survivors = run(module, args.children)
+        killed, total, survivors = run(module, args.children, args.diffs)
         score = 100 * killed / total if total else 0.0
         print(f"{module}: killed {killed} of {total} ({score:.1f} %), {len(survivors)} survived", flush=True)
     return 0
