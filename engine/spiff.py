@@ -537,7 +537,50 @@ class _EndEventParser(_CamundaEndParser):
         return task
 
 
-CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _EndEvent)
+class _PolkuEndEvent(_EndEvent):
+    """An end event; an error end event caught two or more levels up ends the levels in between.
+
+    SpiffWorkflow let the process that called the erring one go on past its call activity (to its
+    own end event) before the catching boundary event interrupted it.
+    """
+
+    def _run_hook(self, my_task: Any) -> Any:
+        if not isinstance(self.event_definition, ErrorEventDefinition):
+            return super()._run_hook(my_task)
+        catcher = _error_catcher(my_task, self.event_definition)  # before the throw: catching, it stops waiting
+        done = super()._run_hook(my_task)
+        wf = my_task.workflow
+        while catcher is not None and wf.parent_workflow is not None and wf.parent_workflow is not catcher:
+            caller = wf.top_workflow.get_task_from_id(wf.parent_task_id)
+            for task in list(caller.workflow.tasks.values()):
+                if task is not caller and task.has_state(TaskState.NOT_FINISHED_MASK) and task.parent is not None:
+                    task.cancel()
+            caller.internal_data["polku_error_end"] = True  # its process ends with it (below)
+            wf = caller.workflow
+        return done
+
+
+def _error_catcher(my_task: Any, definition: Any) -> Any:
+    """Return the (sub)workflow whose event catches this error end event's error, or None."""
+    event = BpmnEvent(definition, payload={}, target=my_task.workflow)
+    waiting = list(my_task.workflow.top_workflow.event_manager.tasks.values())
+    wf = my_task.workflow
+    while wf is not None:
+        if any(t.workflow is wf and t.task_spec.event_definition.catches(t, event) for t in waiting):
+            return wf
+        wf = wf.parent_workflow
+    return None
+
+
+def _end_scope_after_error(self: Any, my_task: Any) -> None:
+    super(_SubWorkflowTask, self)._on_complete_hook(my_task)
+    if my_task.internal_data.pop("polku_error_end", False):
+        my_task.workflow._mark_complete(my_task)  # noqa: SLF001 - as a terminate end event does
+
+
+_SubWorkflowTask._on_complete_hook = _end_scope_after_error  # type: ignore[method-assign]
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _PolkuEndEvent)
+_config[_EndEvent](_PolkuEndEvent, _registry)
 
 # Event subprocesses. SpiffWorkflow 3.2 runs one as a call activity hung under the process's Start
 # task: it got the data the process *started* with, its variables never reached the rest of the

@@ -491,3 +491,14 @@ def test_an_event_subprocess_works_on_the_case_variables_and_an_interrupting_one
     assert summary["status"] == "completed" and drive.tasks(iid) == []
     assert summary["variables"]["outcome"] == "stopped at 5" and summary["variables"]["doubled"] == 10
     assert drive.path(iid)[-3:] == ["stop_record", "stop_end", "on_stop"]
+
+
+def test_an_error_caught_two_levels_up_ends_the_level_in_between_at_once(drive):
+    drive.deploy("c_call_error.bpmn", "c_call_error_middle.bpmn", "c_call_error_leaf.bpmn")
+    iid = drive.start("call_error")
+    drive.do_all(iid, "leaf_decide")
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and summary["variables"]["handled"] is True
+    path = drive.path(iid)
+    assert "middle_end" not in path  # the middle process does not go on past its call activity
+    assert path[-5:] == ["call_leaf", "call_middle", "refused", "handle", "end_refused"]
