@@ -183,6 +183,15 @@ def cmd_message(args: argparse.Namespace, sessions: Any, settings: Settings) -> 
     return {"delivered_to": targets}
 
 
+def cmd_cancel(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Cancel a running instance with a reason: its open tasks, timers and waits end (audited)."""
+    from . import customers
+
+    with sessions.begin() as session:
+        instance = customers.cancel_case(session, args.instance_id, args.reason, by=args.by)
+        return {"id": instance.id, "status": str(instance.status)}
+
+
 def cmd_signal(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Broadcast a signal to every running instance waiting for it (and start signal-started processes)."""
     with sessions.begin() as session:
@@ -467,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--business-key")
     p.add_argument("--instance", type=int)
+    p.add_argument("--by", default="cli")
+    p = add("cancel", cmd_cancel, "cancel a running instance with a reason")
+    p.add_argument("instance_id", type=int)
+    p.add_argument("--reason", required=True)
     p.add_argument("--by", default="cli")
     p = add("signal", cmd_signal, "broadcast a signal to every instance waiting for it")
     p.add_argument("name")

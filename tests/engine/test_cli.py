@@ -165,3 +165,18 @@ def test_sessions_end_user_ends_every_session(tmp_path, capsys):
     engine.dispose()
     assert main(["sessions", "end", "nobody"], settings=settings) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cancel_ends_a_running_instance_with_its_reason(polku):
+    polku("deploy", str(MODELS / "order.bpmn"), "--by", "dora")
+    _, inst, _ = polku("start", "order", "--data", '{"customer": "Acme", "amount": 5000}', "--by", "anna")
+    code, _, err = polku("cancel", str(inst["id"]), "--reason", " ", "--by", "sanna")
+    assert code != 0 and "reason" in err.lower()
+    code, done, _ = polku("cancel", str(inst["id"]), "--reason", "Asiakas luopui", "--by", "sanna")
+    assert code == 0 and done == {"id": inst["id"], "status": "cancelled"}
+    assert polku("tasks", "--instance", str(inst["id"]))[1] == []
+    _, events, _ = polku("history", str(inst["id"]))
+    assert [(e["actor"].split(" ")[0], e["data"]["reason"]) for e in events if e["kind"] == "instance_cancelled"] \
+        == [("sanna", "Asiakas luopui")]
+    code, _, err = polku("cancel", str(inst["id"]), "--reason", "again")
+    assert code != 0 and "already cancelled" in err
