@@ -30,7 +30,7 @@ PLAN: dict[str, list[str]] = {
     "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_actions_matrix.py",
                         "tests/engine/test_boundaries.py"],
     "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py"],
-    "engine/users.py": ["tests/engine/test_users.py"],
+    "engine/users.py": ["tests/engine/test_users.py", "tests/engine/test_users_gaps.py"],
     "engine/access.py": ["tests/webui/test_least_privilege.py", "tests/engine/test_actions_matrix.py"],
     "engine/kpi.py": ["tests/engine/test_exports.py", "tests/engine/test_boundaries.py",
                       "tests/engine/test_kpi_contract.py"],
