@@ -251,3 +251,15 @@ def test_wrong_date_and_choice_texts():
     one = [Field("p", "P", type="enum", options=[("a", "A"), ("b", "B")])]
     assert _error(one, {"p": ["a", "b"]}) == {"p": "choose one option"}
     assert _error(one, {"p": "c"}) == {"p": "'c' is not one of the options"}
+
+
+@pytest.mark.parametrize("days, bucket", [(0, "0-7"), (7, "0-7"), (8, "8-14"), (14, "8-14"), (15, "15-21"),
+                                          (21, "15-21"), (22, "22-30"), (30, "22-30"), (31, "31+")])
+def test_day_bucket_edges_of_the_kpi_chart(days, bucket):
+    report = kpi.AftercareReport()
+    contact = (datetime(2026, 3, 2) + timedelta(days=days)).date().isoformat()
+    kpi._contact_figures(report, [{"business_development_ended_on": "2026-03-02", "aftercare_contacted_on": contact}],
+                         "Europe/Helsinki")
+    chart = dict(report.charts["days"])
+    assert list(chart) == ["0-7", "8-14", "15-21", "22-30", "31+"]
+    assert chart == {label: int(label == bucket) for label in chart}
