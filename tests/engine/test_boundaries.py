@@ -263,3 +263,25 @@ def test_day_bucket_edges_of_the_kpi_chart(days, bucket):
     chart = dict(report.charts["days"])
     assert list(chart) == ["0-7", "8-14", "15-21", "22-30", "31+"]
     assert chart == {label: int(label == bucket) for label in chart}
+
+
+def test_every_field_is_checked_after_a_readonly_or_empty_optional_one_in_text_forms():
+    fields = [Field("fixed", "Fixed", readonly=True, default="a"), Field("note", "Note"),
+              Field("pick", "Pick", type="enum", options=[("a", "A")], properties={"multiple": "true"}),
+              Field("bad", "Bad", type="long"), Field("name", "Name", required=True)]
+    assert _error(fields, {"fixed": "a", "bad": "x", "extra": 1}) == {
+        "bad": "enter a whole number", "name": "this field is required", "extra": "this form has no such field"}
+    assert validate(fields, {"fixed": "a", "bad": "1", "name": "x"}) == {"note": None, "pick": [], "bad": 1,
+                                                                          "name": "x"}
+    assert validate(fields, {"fixed": "b", "name": "x"}, current={"fixed": "b"})["name"] == "x"
+    assert _error(fields, {"fixed": "b", "name": "x"}) == {"fixed": "this field cannot be changed"}
+
+
+def test_form_definition_problems_are_texts():
+    xml = FORM_XML.replace('id="size" label="Size" type="long"', 'id="2size" label="Size"').replace(
+        '<camunda:value id="a" name="Alpha" /><camunda:value id="b" />', '')
+    fields, problems = parse_form(etree.fromstring(xml))
+    assert problems == ["enum form field 'kind' has no values to choose from",
+                        "form field id '2size' must be a name usable as a variable (letters, digits, _)"]
+    plain, _ = parse_form(etree.fromstring(FORM_XML.replace(' type="long"', "")))
+    assert plain[1].type == "string"
