@@ -32,6 +32,14 @@ from .errors import keep_unsaved
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 bp.add_app_template_global(modeltexts.text, "model_text")  # model texts in the user's language
+
+
+@bp.app_template_global()
+def users_with_role(role: str) -> list[tuple[str, str]]:
+    """Return (username, "Display name (username)") of the active users holding a role (userRole fields)."""
+    active = runtime.users_of_role(get_session())(role)
+    shown = display_names(get_session(), active)
+    return sorted(((u, f"{shown.get(u, u)} ({u})") for u in active), key=lambda item: item[1].casefold())
 ROLES = ("expert", "supervisor", "admin")
 SUPERVISORS = ("supervisor", "admin")
 PER_PAGE = 25

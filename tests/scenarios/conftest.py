@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from engine import deploy as deploy_mod
-from engine import runtime
+from engine import runtime, users
 from engine.db import make_engine, make_sessions, upgrade
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "bpmn"
+EXPERTS = ("eeva.expert", "pekka.expert")  # the scenarios' responsible experts (test_service_process)
 
 
 @pytest.fixture
@@ -30,4 +31,6 @@ def deployed(sessions):
     files = {p.name: p.read_bytes() for p in sorted(MODEL_DIR.iterdir()) if p.suffix in {".bpmn", ".dmn"}}
     with sessions.begin() as session:
         deploy_mod.deploy_files(session, files, by="designer")
+        for name in EXPERTS:  # the assessment's responsible expert must be an active expert
+            users.add_user(session, name, "scenario-password", ["expert"])
     return sessions

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from engine import audit, customers, users
+from engine import audit, customers, inbox, runtime, users
 from engine.errors import FormInvalid, NotAllowed
 from engine.models import AuditEvent
 
@@ -32,8 +32,7 @@ LEFT = "leaving.expert"
 
 def _office(sessions) -> int:
     with sessions.begin() as s:
-        for name in (EXPERT, NEW_EXPERT, LEFT):
-            users.add_user(s, name, "salasana-123456", ["expert"])
+        users.add_user(s, LEFT, "salasana-123456", ["expert"])  # EXPERT and NEW_EXPERT: conftest
         users.add_user(s, SUPERVISOR, "salasana-123456", ["supervisor"])
         users.set_profile(s, LEFT, active=False)
         customer = customers.create_customer(s, {"name": "Konepaja Virtanen Oy", "business_id": BUSINESS_ID,
@@ -86,3 +85,18 @@ def test_an_expert_changes_only_their_own_customers_and_only_to_an_active_expert
             customers.change_responsible_expert(s, customer_id, "nobody", by=EXPERT, roles={"expert"})
         assert customers.change_responsible_expert(s, customer_id, NEW_EXPERT, by=EXPERT, roles={"expert"}) == []
         assert customers.get_customer(s, customer_id).responsible_expert == NEW_EXPERT
+
+
+def test_the_assessment_takes_only_an_active_expert_as_responsible_expert(deployed, step):
+    _office(deployed)
+    case = Case(deployed, step)
+    case.start()
+    for wrong in ("eeva.expret", LEFT, SUPERVISOR):  # a typo, an expert who left, not an expert
+        with pytest.raises(FormInvalid) as err, deployed.begin() as s:
+            [task] = [t for t in inbox.tasks(s, instance_id=case.iid)]
+            runtime.complete_task(s, task.id, assessment(["recruitment"], responsible_expert=wrong), by=EXPERT,
+                                  now=day(1))
+        assert err.value.errors == {"responsible_expert": "choose an active user with the expert role"}
+        step()
+    case.do("assess_service_needs", assessment(["recruitment"], responsible_expert=EXPERT.upper()), now=day(1))
+    assert case.open()["plan_recruitment"]["assignee"] == EXPERT
