@@ -280,7 +280,7 @@ def test_every_field_is_checked_after_a_readonly_or_empty_optional_one_in_text_f
 def test_form_definition_problems_are_texts():
     xml = FORM_XML.replace('id="size" label="Size" type="long"', 'id="2size" label="Size"').replace(
         '<camunda:value id="a" name="Alpha" /><camunda:value id="b" />', '')
-    fields, problems = parse_form(etree.fromstring(xml))
+    _fields, problems = parse_form(etree.fromstring(xml))
     assert problems == ["enum form field 'kind' has no values to choose from",
                         "form field id '2size' must be a name usable as a variable (letters, digits, _)"]
     plain, _ = parse_form(etree.fromstring(FORM_XML.replace(' type="long"', "")))
