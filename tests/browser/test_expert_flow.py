@@ -64,7 +64,7 @@ def test_expert_starts_a_process_fixes_a_field_and_goes_on(sign_in, base_url, of
     page.check("#f-identified_needs-other_partner_service")
     page.fill("#f-assessment_notes", "Kävimme läpi kasvusuunnitelman.")
     page.check("#f-process_agreed_with_customer")
-    page.fill("#f-responsible_expert", "aino")
+    page.select_option("#f-responsible_expert", "aino")  # a select of the active experts
     page.click("text=Merkitse tehtävä tehdyksi")
     page.wait_for_selector(".error-summary")
     assert "Arvon on oltava vähintään 0" in page.inner_text("#e-headcount")
