@@ -34,6 +34,7 @@ MESSAGES = {
     "choose one option": _l("choose one option"),
     "this field cannot be changed": _l("this field cannot be changed"),
     "this form has no such field": _l("this form has no such field"),
+    "choose an active user with the expert role": _l("choose an expert from the list"),
 }
 PATTERNS = (
     (re.compile(r"must be at least (\S+)"), lambda m: _("must be at least %(n)s", n=m[1])),

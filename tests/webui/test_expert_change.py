@@ -121,3 +121,18 @@ def test_supervisor_reassigns_and_makes_them_the_responsible_expert_of_the_case(
         mine = {t.element_id: t.assignee for t in open_tasks(s, instance_id=instance_id)}
         assert runtime.instance_variables(s, instance_id)["responsible_expert"] == NEW
     assert mine == {"plan_recruitment": NEW, "inform_customer_of_new_contact": NEW}
+
+
+def test_the_assessment_offers_the_active_experts_and_refuses_a_typo(client, login_as, sessions, office):
+    instance_id = start_case(sessions)
+    login_as("test-expert")
+    with sessions.begin() as s:
+        [task] = open_tasks(s, instance_id=instance_id)
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert '<select id="f-responsible_expert" name="responsible_expert" required' in page
+    assert f'<option value="{NEW}">Eero Expert ({NEW})</option>' in page
+    form = assessment(identified_needs=["recruitment"], responsible_expert="eero.exprt")
+    response = client.post(f"/tasks/{task.id}", data=form)
+    assert response.status_code == 422 and "Valitse asiantuntija luettelosta" in response.get_data(as_text=True)
+    with sessions.begin() as s:
+        assert [t.id for t in open_tasks(s, instance_id=instance_id)] == [task.id]
