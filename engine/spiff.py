@@ -579,6 +579,30 @@ def _end_scope_after_error(self: Any, my_task: Any) -> None:
 
 
 _SubWorkflowTask._on_complete_hook = _end_scope_after_error  # type: ignore[method-assign]
+
+from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition  # noqa: E402
+
+
+def _conditional_has_fired(self: Any, my_task: Any) -> bool:
+    """Evaluate a conditional event on its process's current variables, not its own branch's copy.
+
+    SpiffWorkflow evaluated the waiting event's own data, taken when its branch reached it: a
+    variable another branch set afterwards never made the condition true. When it fires, the
+    event's branch goes on with those variables.
+    """
+    own = my_task.data
+    merged = {**own, **deepcopy(_scope_variables(my_task.workflow, skip=my_task))}
+    my_task.data, fired = merged, False
+    try:
+        fired = bool(my_task.workflow.script_engine.evaluate(my_task, self.expression,
+                                                             external_context=my_task.workflow.data_objects))
+    finally:
+        my_task.data = merged if fired else own
+    my_task._set_internal_data(has_fired=fired)  # noqa: SLF001
+    return fired
+
+
+ConditionalEventDefinition.has_fired = _conditional_has_fired  # type: ignore[method-assign]
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _PolkuEndEvent)
 _config[_EndEvent](_PolkuEndEvent, _registry)
 

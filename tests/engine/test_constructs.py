@@ -502,3 +502,13 @@ def test_an_error_caught_two_levels_up_ends_the_level_in_between_at_once(drive):
     path = drive.path(iid)
     assert "middle_end" not in path  # the middle process does not go on past its call activity
     assert path[-5:] == ["call_leaf", "call_middle", "refused", "handle", "end_refused"]
+
+
+def test_a_conditional_catch_sees_a_variable_set_on_another_branch(drive):
+    drive.deploy("c_catch_conditional.bpmn")
+    iid = drive.start("catch_conditional", {"ready": False})
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["make_ready"]
+    drive.do_all(iid, "make_ready", {"ready": True})
+    summary = drive.summary(iid)
+    assert summary["status"] == "completed" and summary["variables"]["proceeded"] is True
+    assert drive.path(iid)[-4:] == ["wait_ready", "proceed", "join", "end"]
