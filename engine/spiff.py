@@ -591,7 +591,8 @@ def _conditional_has_fired(self: Any, my_task: Any) -> bool:
     event's branch goes on with those variables.
     """
     own = my_task.data
-    merged = {**own, **deepcopy(_scope_variables(my_task.workflow, skip=my_task))}
+    merged = {**own, **deepcopy(_scope_variables(my_task.workflow, skip=my_task)),
+              **deepcopy(_attached_scope(my_task))}
     my_task.data, fired = merged, False
     try:
         fired = bool(my_task.workflow.script_engine.evaluate(my_task, self.expression,
@@ -603,6 +604,35 @@ def _conditional_has_fired(self: Any, my_task: Any) -> bool:
 
 
 ConditionalEventDefinition.has_fired = _conditional_has_fired  # type: ignore[method-assign]
+
+
+def _attached_scope(my_task: Any) -> dict[str, Any]:
+    """Return the variables of the subprocess a boundary event is attached to (empty for others).
+
+    A conditional boundary event on a subprocess watches the variables set inside it.
+    """
+    parent, top = my_task.parent, my_task.workflow.top_workflow
+    merged: dict[str, Any] = {}
+    for sibling in parent.children if parent is not None else []:
+        sub = top.subprocesses.get(sibling.id)
+        if sibling is not my_task and sub is not None:
+            merged.update(_scope_variables(sub))
+    return merged
+
+
+def _refresh_conditionals(workflow: Any) -> bool:
+    """Check every waiting conditional event again; tell whether one fired.
+
+    SpiffWorkflow checks a conditional event only when its own process moves: one on a subprocess
+    boundary, or waiting beside a subprocess, would never see the variables set inside.
+    """
+    fired = False
+    for task in list(workflow.event_manager.tasks.values()):
+        if isinstance(task.task_spec.event_definition, ConditionalEventDefinition) \
+                and task.has_state(TaskState.WAITING):
+            task.task_spec._update(task)  # noqa: SLF001
+            fired = fired or not task.has_state(TaskState.WAITING)
+    return fired
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _PolkuEndEvent)
 _config[_EndEvent](_PolkuEndEvent, _registry)
 
@@ -950,11 +980,18 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
         workflow.do_engine_steps(did_complete_task=did_complete)
         workflow.refresh_timers()
         workflow.do_engine_steps(did_complete_task=did_complete)
+        for _round in range(_CONDITIONAL_ROUNDS):  # each round lets conditions see the last round's data
+            if not _refresh_conditionals(workflow):
+                break
+            workflow.do_engine_steps(did_complete_task=did_complete)
     except (WorkflowException, sandbox.SandboxViolation) as err:
         raise translate(err) from err
     except SpiffWorkflowException as err:
         raise translate(err) from err
     return completed
+
+
+_CONDITIONAL_ROUNDS = 50
 
 
 def fire_timers(workflow: BpmnWorkflow) -> list[str]:
