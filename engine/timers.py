@@ -144,14 +144,14 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
             except Exception as err:  # one broken instance must not stop the others
                 savepoint.rollback()
                 _forget_rolled_back(session)
-                if is_transient(err):  # the database, not the case: the whole chunk goes back, the sweep pauses
-                    log.warning("database fault while firing the timers of instance %s: %s", instance_id,
-                                str(err).splitlines()[0] if str(err) else type(err).__name__)
-                    raise
-                if _lost_race(err):
+                if _lost_race(err):  # a deadlock or serialization loss is the other writer's turn, not a fault
                     log.info("instance %s changed meanwhile; its timers are taken up again on the next sweep",
                              instance_id)
                     _release_in(session, [instance_id], worker_id)
+                elif is_transient(err):  # the database, not the case: the whole chunk goes back, the sweep pauses
+                    log.warning("database fault while firing the timers of instance %s: %s", instance_id,
+                                str(err).splitlines()[0] if str(err) else type(err).__name__)
+                    raise
                 else:
                     log.exception("firing the timers of instance %s failed", instance_id)
                     _release_in(session, [instance_id], worker_id, hold=timedelta(minutes=5))
