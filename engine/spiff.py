@@ -974,6 +974,10 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
         bpmn_id = getattr(task.task_spec, "bpmn_id", None)
         if bpmn_id and task.state != TaskState.STARTED:  # an external task only started: its worker ends it
             completed.append(bpmn_id)
+            if len(completed) > MAX_STEPS_PER_ACTION:  # a loop with no wait state would never return
+                raise sandbox.SandboxViolation(
+                    f"the case ran {MAX_STEPS_PER_ACTION} steps without waiting (last at '{bpmn_id}'): "
+                    "an endless loop? Add a wait state, a loop maximum or a condition that ends it")
 
     try:
         collapse_missed_cycles(workflow)
@@ -984,6 +988,7 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
             if not _refresh_conditionals(workflow):
                 break
             workflow.do_engine_steps(did_complete_task=did_complete)
+        _check_nothing_left_behind(workflow, completed)
     except (WorkflowException, sandbox.SandboxViolation) as err:
         raise translate(err) from err
     except SpiffWorkflowException as err:
@@ -992,6 +997,22 @@ def run_engine(workflow: BpmnWorkflow) -> list[str]:
 
 
 _CONDITIONAL_ROUNDS = 50
+
+
+def _check_nothing_left_behind(workflow: Any, completed: list[str]) -> None:
+    """Refuse to stop while an engine task is READY: SpiffWorkflow's depth-limited walk lost it.
+
+    A loop that never waits grows the task tree until SpiffWorkflow's traversal stops finding the
+    next task (about 1,000 levels): the case would sit there with nothing to move it on.
+    """
+    for wf in [workflow, *workflow.subprocesses.values()]:
+        for task in wf.tasks.values():
+            if task.state == TaskState.READY and not task.task_spec.manual:
+                element = getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name
+                raise sandbox.SandboxViolation(
+                    f"the case ran {len(completed)} steps without waiting (stopped at '{element}'): an endless "
+                    "loop? Add a wait state, a loop maximum or a condition that ends it")
+MAX_STEPS_PER_ACTION = 10_000  # elements one action may run before it is taken as an endless loop
 
 
 def fire_timers(workflow: BpmnWorkflow) -> list[str]:

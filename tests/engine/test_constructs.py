@@ -512,3 +512,12 @@ def test_a_conditional_catch_sees_a_variable_set_on_another_branch(drive):
     summary = drive.summary(iid)
     assert summary["status"] == "completed" and summary["variables"]["proceeded"] is True
     assert drive.path(iid)[-4:] == ["wait_ready", "proceed", "join", "end"]
+
+
+def test_an_endless_loop_of_scripts_becomes_an_incident_not_a_hang(drive):
+    drive.deploy("c_endless.bpmn")
+    iid = drive.start("c_endless", {"n": 0})
+    summary = drive.summary(iid)
+    assert summary["status"] == "running", summary
+    [incident] = summary["incidents"]
+    assert "without waiting" in incident["message"] and "endless loop" in incident["message"]
