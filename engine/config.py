@@ -12,6 +12,8 @@ POLKU_SCRIPT_TIMEOUT   max seconds one script or expression may run (wall clock)
 POLKU_SCRIPT_MAX_BYTES max characters (or items) of one value a script builds                10000000
 POLKU_SCRIPT_MEMORY    max bytes of memory a script may add to its evaluator process         268435456
 POLKU_SCRIPT_OUTPUT    max characters of print() output kept per script run                  10000
+POLKU_DATA_MAX_BYTES   max JSON size of the data one action brings (form, variables, payload) 1000000
+POLKU_DATA_MAX_DEPTH   max nesting of lists and objects in that data                          32
 POLKU_MAX_UPLOAD       max bytes of one model file  5000000
 POLKU_WORKER_POLL      worker poll interval, seconds 1.0
 POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
@@ -59,6 +61,8 @@ class Settings:
     script_max_bytes: int = 10_000_000
     script_memory: int = 256 * 1024 * 1024
     script_output: int = 10_000
+    data_max_bytes: int = 1_000_000
+    data_max_depth: int = 32
     max_upload_bytes: int = 5_000_000
     worker_poll_seconds: float = 1.0
     embedded_worker: bool = True
@@ -108,6 +112,10 @@ class Settings:
             kwargs["script_memory"] = int(env["POLKU_SCRIPT_MEMORY"])
         if "POLKU_SCRIPT_OUTPUT" in env:
             kwargs["script_output"] = int(env["POLKU_SCRIPT_OUTPUT"])
+        if "POLKU_DATA_MAX_BYTES" in env:
+            kwargs["data_max_bytes"] = int(env["POLKU_DATA_MAX_BYTES"])
+        if "POLKU_DATA_MAX_DEPTH" in env:
+            kwargs["data_max_depth"] = int(env["POLKU_DATA_MAX_DEPTH"])
         if "POLKU_MAX_UPLOAD" in env:
             kwargs["max_upload_bytes"] = int(env["POLKU_MAX_UPLOAD"])
         if "POLKU_WORKER_POLL" in env:

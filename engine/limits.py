@@ -69,9 +69,10 @@ def configure(settings: Any, **overrides: Any) -> Limits:
                              output=settings.script_output)
     _configured = replace(_configured, **overrides)
     if settings is not None:
-        from . import lru
+        from . import lru, values
 
-        lru.configure(settings)  # POLKU_CACHE_*: the same entry points set the process-wide cache bounds
+        lru.configure(settings)
+        values.configure(max_bytes=settings.data_max_bytes, max_depth=settings.data_max_depth)  # POLKU_CACHE_*: the same entry points set the process-wide cache bounds
     return _configured
 
 

@@ -41,7 +41,15 @@ def describe_path(path: Path) -> str:
     return text or "(the data)"
 
 
-def check_plain(data: dict, *, what: str, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> dict:
+_limits = {"max_bytes": MAX_BYTES, "max_depth": MAX_DEPTH}
+
+
+def configure(*, max_bytes: int, max_depth: int) -> None:
+    """Set this process's default limits (POLKU_DATA_MAX_BYTES, POLKU_DATA_MAX_DEPTH)."""
+    _limits.update(max_bytes=max_bytes, max_depth=max_depth)
+
+
+def check_plain(data: dict, *, what: str, max_bytes: int | None = None, max_depth: int | None = None) -> dict:
     """Return `data` unchanged if it is JSON-plain, within `max_bytes` as JSON and `max_depth` deep.
 
     `what` names the data in the message ("script result", "message payload", "retry data").
@@ -49,6 +57,8 @@ def check_plain(data: dict, *, what: str, max_bytes: int = MAX_BYTES, max_depth:
     """
     if not isinstance(data, dict):
         raise _refuse(what, (), f"is a {kind_of(data)}; the data must be an object of named variables")
+    max_bytes = _limits["max_bytes"] if max_bytes is None else max_bytes
+    max_depth = _limits["max_depth"] if max_depth is None else max_depth
     total = 0
     for path, value, depth in _walk(data, max_depth, what):
         total += _size(value, path, what)

@@ -50,3 +50,20 @@ def test_very_deep_data_is_refused_without_recursion_error():
         inner = inner[0]
     with pytest.raises(DataInvalid, match="deeper than 32"):
         check_plain({"x": deep}, what="payload")
+
+
+def test_the_data_limits_are_settings_applied_to_every_check():
+    from engine import limits, values
+    from engine.config import Settings
+    from engine.errors import DataInvalid
+
+    settings = Settings.from_env({"POLKU_DATA_MAX_BYTES": "100", "POLKU_DATA_MAX_DEPTH": "2"})
+    try:
+        limits.configure(settings)
+        with pytest.raises(DataInvalid, match="larger than 100 bytes"):
+            values.check_plain({"text": "x" * 200}, what="form")
+        with pytest.raises(DataInvalid, match="deeper than 2 levels"):
+            values.check_plain({"a": {"b": {"c": [1]}}}, what="form")
+        assert values.check_plain({"text": "x" * 50}, what="form")
+    finally:
+        limits.configure(Settings())
