@@ -32,11 +32,11 @@ BOUND = TIMEOUT + 2.0  # an incident must exist within 2 s of the limit
 # (name, where: "condition" | "script", source, words the incident message must contain)
 HOSTILE = [
     ("cpu in a generator", "condition",
-     "any(len(set(r)) < 0 for r in [range(999999)] for i in range(3000))", "time limit"),
+     "any(len(set(r)) < 0 for r in [range(999999)] for i in range(3000))", "time limit|size limit"),
     ("max over big ranges in a loop", "condition",
-     "[max(range(10**6)) for i in range(10**5)] == []", "time limit"),
+     "[max(range(10**6)) for i in range(10**5)] == []", "time limit|size limit"),
     ("sorted of big lists", "script",
-     "big = list(range(10**6))\nfor i in range(10**4):\n    s = sorted(big, reverse=True)", "time limit"),
+     "big = list(range(10**6))\nfor i in range(10**4):\n    s = sorted(big, reverse=True)", "time limit|size limit"),
     ("set of a big range in a loop", "script",
      "n = 0\nwhile True:\n    n += len(set(range(10**6)))", "time limit"),
     ("endless loop", "script", "while True:\n    pass", "step limit"),
@@ -121,7 +121,8 @@ def test_hostile_code_becomes_an_incident_naming_the_element_and_the_limit(sessi
     instance_id, took = _start(sessions, "hostile")
     [(element, message)] = _incidents(sessions, instance_id)
     assert element == "hostile"
-    assert words in message, message
+    # "a|b": whichever bound a fast or a slow machine reaches first (work done vs items built)
+    assert any(w in message for w in words.split("|")), message
     assert took < BOUND, f"{name}: {took:.2f} s"
 
 
@@ -177,7 +178,7 @@ def test_poison_timer_becomes_one_incident_and_is_not_fired_again(sessions, name
     timers.fire_due_timers(sessions, now=due, worker_id="w1")
     assert time.monotonic() - started < BOUND
     [(element, message)] = _incidents(sessions, instance_id)
-    assert element == "hostile" and words in message
+    assert element == "hostile" and any(w in message for w in words.split("|"))
     for later in (due, due + timedelta(minutes=10), due + timedelta(days=1)):  # later sweeps: nothing to do
         assert timers.fire_due_timers(sessions, now=later, worker_id="w2") == 0
     with sessions.begin() as s:
@@ -399,7 +400,7 @@ def test_hostile_dmn_cell_becomes_an_incident_on_the_business_rule_task(sessions
                                              validate_form=False).id
     took = time.monotonic() - started
     [(element, message)] = _incidents(sessions, instance_id)
-    assert element == "hostile" and words in message, message
+    assert element == "hostile" and any(w in message for w in words.split("|")), message
     assert took < BOUND
 
 
@@ -430,7 +431,7 @@ def test_a_thrown_message_with_a_payload_that_is_not_plain_is_an_incident_on_the
         deploy_mod.deploy_files(s, {"thrower.bpmn": _thrower(expression)}, by="designer")
         instance_id = runtime.start_instance(s, "thrower", by="anna", data={}, now=T0, validate_form=False).id
     [(element, message)] = _incidents(sessions, instance_id)
-    assert element == "hostile" and words in message, message
+    assert element == "hostile" and any(w in message for w in words.split("|")), message
 
 
 def test_a_thrown_message_with_a_plain_payload_still_goes_out(sessions):
