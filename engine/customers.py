@@ -330,7 +330,10 @@ def change_responsible_expert(session: Session, customer_id: int, new_expert: st
         CustomerNotFound, NotAllowed (an expert changing someone else's customer),
         FormInvalid (the new expert is not an active expert).
     """
-    from . import inbox, runtime  # here, not at the top: customers loads with the access layer, before the engine
+    from . import (  # here, not at the top: customers loads with the access layer, before the engine
+        inbox,
+        runtime,
+    )
 
     now = now or utcnow()
     customer = get_customer(session, customer_id)

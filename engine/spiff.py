@@ -17,8 +17,8 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from copy import deepcopy
 from contextlib import contextmanager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -449,7 +449,7 @@ def _wire_event_subprocesses(spec: Any) -> None:
     The links are made when the event first arrives; a spec parsed afterwards in another OS process
     lacked them, and finishing the event subprocess there failed ("No input task connected").
     """
-    start = getattr(spec, "start", None)
+    start: Any = getattr(spec, "start", None)
     for name in getattr(start, "trigger_specs", None) or []:
         sub = spec.task_specs.get(name)
         if sub is None:
@@ -575,12 +575,12 @@ def _error_catcher(my_task: Any, definition: Any) -> Any:
 def _end_scope_after_error(self: Any, my_task: Any) -> None:
     super(_SubWorkflowTask, self)._on_complete_hook(my_task)
     if my_task.internal_data.pop("polku_error_end", False):
-        my_task.workflow._mark_complete(my_task)  # noqa: SLF001 - as a terminate end event does
+        my_task.workflow._mark_complete(my_task)
 
 
 _SubWorkflowTask._on_complete_hook = _end_scope_after_error  # type: ignore[method-assign]
 
-from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition  # noqa: E402
+from SpiffWorkflow.bpmn.specs.event_definitions.conditional import ConditionalEventDefinition
 
 
 def _conditional_has_fired(self: Any, my_task: Any) -> bool:
@@ -599,7 +599,7 @@ def _conditional_has_fired(self: Any, my_task: Any) -> bool:
                                                              external_context=my_task.workflow.data_objects))
     finally:
         my_task.data = merged if fired else own
-    my_task._set_internal_data(has_fired=fired)  # noqa: SLF001
+    my_task._set_internal_data(has_fired=fired)
     return fired
 
 
@@ -630,7 +630,7 @@ def _refresh_conditionals(workflow: Any) -> bool:
     for task in list(workflow.event_manager.tasks.values()):
         if isinstance(task.task_spec.event_definition, ConditionalEventDefinition) \
                 and task.has_state(TaskState.WAITING):
-            task.task_spec._update(task)  # noqa: SLF001
+            task.task_spec._update(task)
             fired = fired or not task.has_state(TaskState.WAITING)
     return fired
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("endEvent")] = (_EndEventParser, _PolkuEndEvent)
@@ -641,9 +641,9 @@ _config[_EndEvent](_PolkuEndEvent, _registry)
 # process, and an interrupting one (isInterrupting, the default) interrupted nothing. BPMN says an
 # event subprocess works on the variables of the process it sits in, and an interrupting one ends
 # the other activities of that process when its start event fires.
-from SpiffWorkflow.bpmn.parser.task_parsers import SubprocessParser as _SubprocessSpecs  # noqa: E402
-from SpiffWorkflow.bpmn.specs.defaults import CallActivity as _CallActivity  # noqa: E402
-from SpiffWorkflow.camunda.parser.task_spec import SubWorkflowParser as _CamundaSubWorkflowParser  # noqa: E402
+from SpiffWorkflow.bpmn.parser.task_parsers import SubprocessParser as _SubprocessSpecs
+from SpiffWorkflow.bpmn.specs.defaults import CallActivity as _CallActivity
+from SpiffWorkflow.camunda.parser.task_spec import SubWorkflowParser as _CamundaSubWorkflowParser
 
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
 
@@ -1137,7 +1137,7 @@ def waiting_signals(workflow: BpmnWorkflow) -> list[WaitingMessage]:
     return _waiting_events(workflow, SignalEventDefinition)
 
 
-def _waiting_events(workflow: BpmnWorkflow, kind: type) -> list[WaitingMessage]:
+def _waiting_events(workflow: BpmnWorkflow, kind: Any) -> list[WaitingMessage]:
     found = []
     for task, definition, element_id in _pending_events(workflow):
         if isinstance(definition, kind):
@@ -1245,10 +1245,11 @@ def start_by_timer(workflow: BpmnWorkflow, element_id: str) -> bool:
 
 def _start_by_event(workflow: BpmnWorkflow, event: Any) -> bool:
     starts = [t for t in workflow.get_tasks(state=TaskState.READY) if isinstance(t.task_spec, BpmnStartTask)]
-    wanted = event.event_definition
+    wanted: Any = event.event_definition
+    wanted_type, wanted_name = type(wanted), wanted.name
     catching = [s for s in workflow.spec.start.outputs
-                if type(getattr(s, "event_definition", None)) is type(wanted)
-                and s.event_definition.name == wanted.name]
+                if type(getattr(s, "event_definition", None)) is wanted_type
+                and s.event_definition.name == wanted_name]
     if not starts or not catching:
         return False
     try:
@@ -1478,19 +1479,19 @@ def _timer_expression(spec: Any) -> str | None:
 # camunda:type="external" does not run in the engine. It stays STARTED until a worker that
 # fetched it from Polku completes it (`complete_external_task`); nothing else moves it on.
 
-from SpiffWorkflow.bpmn.parser.event_parsers import SendTaskParser as _SendTaskParser  # noqa: E402
-from SpiffWorkflow.bpmn.parser.util import full_tag as _full_tag  # noqa: E402
-from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter as _TaskConverter  # noqa: E402
-from SpiffWorkflow.bpmn.specs.defaults import SendTask as _SendTask  # noqa: E402
-from SpiffWorkflow.bpmn.specs.defaults import ServiceTask as _ServiceTask  # noqa: E402
-from SpiffWorkflow.camunda.parser.task_spec import (  # noqa: E402
+from SpiffWorkflow.bpmn.parser.event_parsers import SendTaskParser as _SendTaskParser
+from SpiffWorkflow.bpmn.parser.util import full_tag as _full_tag
+from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter as _TaskConverter
+from SpiffWorkflow.bpmn.specs.defaults import SendTask as _SendTask
+from SpiffWorkflow.bpmn.specs.defaults import ServiceTask as _ServiceTask
+from SpiffWorkflow.camunda.parser.task_spec import (
     CAMUNDA_MODEL_NS as _CAMUNDA_NS,
 )
-from SpiffWorkflow.camunda.parser.task_spec import (  # noqa: E402
+from SpiffWorkflow.camunda.parser.task_spec import (
     BusinessRuleTaskParser as _BusinessRuleTaskParser,
 )
-from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser as _CamundaTaskParser  # noqa: E402
-from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask as _BusinessRuleTask  # noqa: E402
+from SpiffWorkflow.camunda.parser.task_spec import CamundaTaskParser as _CamundaTaskParser
+from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask as _BusinessRuleTask
 
 
 class ExternalTaskSpec(_ServiceTask):

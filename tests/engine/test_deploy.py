@@ -98,7 +98,7 @@ def test_a_file_deploys_alone_with_what_it_calls_resolved_transitively(sessions)
     files = {p.name: p.read_bytes() for p in shipped.iterdir() if p.suffix in (".bpmn", ".dmn")}
     with sessions.begin() as s:
         deploy_mod.deploy_files(s, files, by="d")
-    changed = files["customer_service.bpmn"].replace('name="Yritysasiakkaan palveluprosessi"'.encode(), b'name="Customer service"')
+    changed = files["customer_service.bpmn"].replace(b'name="Yritysasiakkaan palveluprosessi"', b'name="Customer service"')
     assert changed != files["customer_service.bpmn"]
     with sessions.begin() as s:
         result = deploy_mod.deploy_files(s, {"customer_service.bpmn": changed}, by="d")
