@@ -11,6 +11,7 @@ blocks instead.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -144,3 +145,30 @@ def step(reload_mode):
             runtime.forget_cache()
 
     return _step
+
+
+class SmtpInbox:
+    """A real SMTP server on the loopback (aiosmtpd), keeping what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], str]] = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf8", "replace")))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpInbox]:
+    """Run a real SMTP server on a free loopback port for one test."""
+    from aiosmtpd.controller import Controller
+
+    handler = SmtpInbox()
+    with socket.socket() as probe:  # a free port on the loopback
+        probe.bind(("127.0.0.1", 0))
+        handler.port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()

@@ -7,12 +7,8 @@ to the substitute. The harness (live server, chromium, sign-in) is in conftest.p
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-import pytest
-from aiosmtpd.controller import Controller
 
 from engine import customers, inbox, jobs, notices, users
 from engine.config import Settings
@@ -22,26 +18,6 @@ from engine.models import Instance
 PASSWORD = "salasana-123"
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
-
-class Mailbox:
-    def __init__(self):
-        self.messages: list[tuple[list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf8", "replace")))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    handler = Mailbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        handler.port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
 
 
 def _morning(day) -> datetime:

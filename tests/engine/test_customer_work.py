@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from engine import (
     absences,
@@ -31,28 +29,6 @@ from engine.outreach_models import MailOutbox, Notice
 ROOT = Path(__file__).resolve().parents[2]
 JAN1 = datetime(2026, 12, 31, 22, 0, tzinfo=UTC)  # 1 January 2027 00:00 in Helsinki
 
-
-class Inbox:
-    """A real SMTP server on the loopback, keeping what it receives."""
-
-    def __init__(self):
-        self.messages: list[tuple[list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf8", "replace")))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    handler = Inbox()
-    with socket.socket() as probe:  # a free port on the loopback
-        probe.bind(("127.0.0.1", 0))
-        handler.port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
 
 
 def _settings(smtp) -> Settings:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-from aiosmtpd.controller import Controller
 
 from engine import customers, notices
 from engine.db import make_engine, make_sessions
@@ -18,26 +14,6 @@ from engine.db import make_engine, make_sessions
 ROOT = Path(__file__).resolve().parents[2]
 POLKU = Path(sys.executable).parent / "polku"
 
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[tuple[list[str], str]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf8", "replace")))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    handler = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        handler.port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
 
 
 def test_schedules_import_contact_reminder_and_mail_through_the_cli(tmp_path, smtp):
