@@ -347,4 +347,5 @@ class ApiToken(Base):
         return {r for r in self.roles.split(",") if r}
 
 
-from . import outreach_models  # noqa: F401  (contact log, notices, absences, start schedules)
+# contact log, notices, absences, start schedules; providers registry and the providers' feedback
+from . import outreach_models, provider_models  # noqa: F401
