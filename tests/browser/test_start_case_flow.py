@@ -1,0 +1,80 @@
+"""Real Chromium, in Finnish and in English: an expert starts a service process from the customer page,
+meets a wrong field in the needs assessment (the message in the user's language, the values kept),
+fixes it and lands on the case's next task. The model texts (task names) come in the same language.
+
+The harness (live server, chromium, sign-in) is in conftest.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from engine import customers, runtime, users
+from engine.inbox import tasks as open_tasks
+
+BUSINESS_ID = "0737546-2"
+PASSWORD = "salasana-123"  # what conftest's sign_in types
+TEXTS = {
+    "fi": {"start": "Aloita uusi palveluprosessi", "start_button": "Aloita prosessi",
+           "assess": "Arvioi palvelutarve asiakkaan kanssa", "complete": "Merkitse tehtävä tehdyksi",
+           "min": "vähintään 0", "next_task": "Sovi ohjauksesta asiakkaan kanssa",
+           "next_flash": "Seuraava tehtävä tässä asiassa"},
+    "en": {"start": "Start a new service process", "start_button": "Start the process",
+           "assess": "Assess service needs with the customer", "complete": "Complete the task",
+           "min": "at least 0", "next_task": "Agree the referral with the customer",
+           "next_flash": "Next task in this case"},
+}
+
+
+@pytest.fixture(params=["fi", "en"])
+def office(request, live_db):
+    """Return (session factory, customer id, language): aino (speaking the language) and her customer."""
+    lang, sessions = request.param, live_db[1]
+    with sessions.begin() as s:
+        users.add_user(s, "aino", PASSWORD, ["expert"], display_name="Aino Asiantuntija", locale=lang)
+        customer = customers.create_customer(s, {"name": "Pirkan Puu Oy", "business_id": BUSINESS_ID,
+                                                 "responsible_expert": "aino"}, by="test")
+    return sessions, customer.id, lang
+
+
+def test_expert_starts_a_case_from_the_customer_page(sign_in, base_url, office):
+    sessions, customer_id, lang = office
+    texts = TEXTS[lang]
+    page = sign_in("aino")
+    assert page.get_attribute("html", "lang") == lang
+    page.goto(f"{base_url}/customers/{customer_id}")
+    page.click(f"text={texts['start']}")
+    assert page.input_value("#f-business_id") == BUSINESS_ID
+    page.select_option("#f-contact_channel", "phone_service")
+    page.fill("#f-contact_reason", "Yritys hakee kasvua ja tarvitsee uusia työntekijöitä.")
+    page.click(f"text={texts['start_button']}")
+    page.wait_for_selector(f"h1:has-text('{texts['assess']}')")
+
+    page.fill("#f-assessment_date", date.today().isoformat())
+    page.select_option("#f-company_situation", "growth")
+    page.fill("#f-headcount", "-5")
+    page.select_option("#f-segment", "local")
+    page.check("#f-identified_needs-other_partner_service")
+    page.fill("#f-assessment_notes", "Kävimme läpi kasvusuunnitelman.")
+    page.check("#f-process_agreed_with_customer")
+    page.select_option("#f-responsible_expert", "aino")
+    page.click(f"text={texts['complete']}")
+    page.wait_for_selector(".error-summary")
+    assert texts["min"] in page.inner_text("#e-headcount")
+    assert page.input_value("#f-headcount") == "-5"
+    assert page.input_value("#f-assessment_notes") == "Kävimme läpi kasvusuunnitelman."
+
+    page.fill("#f-headcount", "42")
+    page.click(f"text={texts['complete']}")
+    page.wait_for_selector(f"h1:has-text('{texts['next_task']}')")
+    assert texts["next_flash"] in page.inner_text(".flashes")
+    with sessions.begin() as s:
+        (case,) = customers.customer_processes(s, customers.get_customer(s, customer_id))
+        assert case.started_by == "aino" and case.business_key == BUSINESS_ID
+        variables = runtime.instance_variables(s, case.id)
+        assert variables["headcount"] == 42 and variables["contact_channel"] == "phone_service"
+        assert [t.element_id for t in open_tasks(s, instance_id=case.id)] == ["plan_referral"]
+    page.goto(f"{base_url}/tasks/")
+    assert texts["next_task"] in page.inner_text("table.tasks")
