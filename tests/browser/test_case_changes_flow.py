@@ -20,11 +20,14 @@ START = {"business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_c
          "contact_reason": "Kasvu"}
 TEXTS = {
     "fi": {"change": "Vaihda asiantuntija", "moved": "Vastuuasiantuntija on nyt Eero Expert",
-           "cancel": "Peru asia", "cancelled": "Asia peruttiin.", "reason_missing": "Kerro perumisen syy."},
+           "cancel": "Peru asia", "cancelled": "Asia peruttiin.", "reason_missing": "Kerro perumisen syy.",
+           "timeline_cancelled": "Palveluprosessi peruttu"},
     "en": {"change": "Change expert", "moved": "Responsible expert is now Eero Expert",
            "cancel": "Cancel the case", "cancelled": "The case was cancelled.",
-           "reason_missing": "Give the reason for cancelling."},
+           "reason_missing": "Give the reason for cancelling.", "timeline_cancelled": "Service process cancelled"},
 }
+MOVED_TASKS = {"fi": ("Suunnittele rekrytointi työnantajan kanssa", "Kerro asiakkaalle uudesta yhteyshenkilöstä"),
+               "en": ("Plan the recruitment with the employer", "Inform the customer of the new contact person")}
 
 
 @pytest.fixture(params=["fi", "en"])
@@ -57,10 +60,14 @@ def test_expert_changes_the_responsible_expert_from_the_customer_page(sign_in, b
         assert customers.get_customer(s, customer_id).responsible_expert == "eero"
         assert {t.element_id: t.assignee for t in open_tasks(s, instance_id=case_id)} == {
             "plan_recruitment": "eero", "inform_customer_of_new_contact": "eero"}
+    page = sign_in("eero")  # the moved case's open task and the new one are in the new expert's inbox
+    page.goto(f"{base_url}/tasks/")
+    inbox = page.inner_text("table.tasks")
+    assert all(name in inbox for name in MOVED_TASKS[lang])
 
 
 def test_expert_cancels_their_case_with_a_reason(sign_in, base_url, office):
-    sessions, _customer_id, case_id, lang = office
+    sessions, customer_id, case_id, lang = office
     with sessions.begin() as s:
         [task] = open_tasks(s, instance_id=case_id)
     page = sign_in("aino")
@@ -78,3 +85,5 @@ def test_expert_cancels_their_case_with_a_reason(sign_in, base_url, office):
     with sessions.begin() as s:
         assert runtime.instance_summary(s, case_id)["status"] == "cancelled"
         assert open_tasks(s, instance_id=case_id) == []
+    page.goto(f"{base_url}/customers/{customer_id}")  # the customer's timeline says so
+    assert TEXTS[lang]["timeline_cancelled"] in page.inner_text("section.timeline")
