@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import audit, deploy, forms, juel, lru, sandbox, spiff, values
+from . import audit, deploy, forms, juel, lru, office, sandbox, spiff, values
 from .audit import EventKind
 from .db import utcnow
 from .errors import (
@@ -541,6 +541,14 @@ def users_of_role(session: Session) -> Callable[[str], set[str]]:
     return lookup
 
 
+def registry_providers(session: Session) -> Callable[[str, tuple[str, ...]], tuple[int, str] | None]:
+    """Return a lookup of the active registry providers (checks a form's `provider` fields: engine.providers)."""
+    # imported here, so that the registry's own imports load after the engine's
+    from . import providers
+
+    return providers.form_lookup(session)
+
+
 def start_form(session: Session, process_id: str, version: int | None = None) -> list[forms.Field]:
     """Return the start form of a process (empty when it has none)."""
     pv = deploy.get_version(session, process_id, version)
@@ -569,9 +577,11 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     fields = [forms.Field.from_dict(d) for d in pv.catalogue.get("start", {}).get("form", [])]
     data = dict(data or {})
     if fields and validate_form:
-        data = forms.validate(fields, data, users_of_role=users_of_role(session))
+        data = forms.validate(fields, data, users_of_role=users_of_role(session), now=now,
+                              providers=registry_providers(session))
+    data["office"] = office.snapshot(session)  # the office's settings of the day the case started
     bundle = deploy.bundle_for(session, pv)
-    workflow = spiff.new_workflow(bundle, None if start_message or start_signal else data)
+    workflow = spiff.new_workflow(bundle, {"office": data["office"]} if start_message or start_signal else data)
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
                         status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
                         started_by=by, parent_instance_id=parent_instance_id)
@@ -651,7 +661,8 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     fields = forms.fields_from_catalogue(entry)
     current = next((r.data for r in spiff.ready_user_tasks(loaded.held.workflow) if r.id == task_id), {})
     if fields:  # declared fields are validated and typed; an undeclared one is refused by name
-        clean = forms.validate(fields, dict(data or {}), current, users_of_role=users_of_role(session))
+        clean = forms.validate(fields, dict(data or {}), current, users_of_role=users_of_role(session), now=now,
+                               providers=registry_providers(session))
     else:  # a task without a form takes JSON-plain variables: how workers and integrations hand data over
         clean = values.check_plain(dict(data or {}), what="task variables")
     _update_row(session, row, state=TaskStatus.COMPLETED, completed_at=now, completed_by=by,

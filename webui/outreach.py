@@ -31,7 +31,24 @@ REASONS = {"due": _l("Next contact date due"), "stale": _l("No contact for a lon
            "never": _l("Never contacted")}
 SETTING_LABELS = {"visit_target": _l("Company visits per year (target)"),
                   "contact_interval_months": _l("Contact customers at least every N months"),
-                  "reminder_lead_days": _l("Daily digest: tasks due within N days")}
+                  "reminder_lead_days": _l("Daily digest: tasks due within N days"),
+                  "aftercare_target_days_recruitment": _l("Aftercare target after recruitment services (days)"),
+                  "aftercare_target_days_training": _l("Aftercare target after joint-purchase training (days)"),
+                  "aftercare_target_days_business_development": _l(
+                      "Aftercare target after business development services (days)"),
+                  "aftercare_target_days_change_security": _l("Aftercare target after change security (days)"),
+                  "aftercare_target_days_startup": _l("Aftercare target after start-up services (days)"),
+                  "aftercare_target_days_referral": _l("Aftercare target after a referral (days)"),
+                  "aftercare_attempts": _l("Contact attempts before a customer counts as not reached"),
+                  "follow_up_offset_days": _l("Follow-up day after the end of a consulting service (days)")}
+SETTING_HELP = {"aftercare_target": _l(
+    "The office's own choice, not a rule of the thesis or of the law: the thesis only says aftercare comes as "
+    "soon as possible after the service ends. A contact is on time when it is made at most this many days "
+    "after the end of the service line (Helsinki days). A change applies to cases that start after it."),
+    "aftercare_attempts": _l("The office's own choice: failed attempts before the aftercare is closed as "
+                             "not reached (counted apart, neither done nor late)."),
+    "follow_up_offset_days": _l("The office's own choice: the thesis says for example a year after the end "
+                                "of the consulting. A change applies to cases that start after it.")}
 MAX_IMPORT_BYTES = 2_000_000
 
 
@@ -204,6 +221,8 @@ def office_settings() -> Any:
         return redirect(url_for(".office_settings"))
     today = _today()
     return render_template("outreach/office.html", values=office.all_settings(session), labels=SETTING_LABELS,
+                           help=SETTING_HELP, changes=office.history(session),
+                           names_of=display_names(session, {c.by for c in office.history(session)}),
                            progress=contacts.visit_progress(session, today),
                            by_expert=contacts.visits_by_expert(session, today.year),
                            names=display_names(session, contacts.visits_by_expert(session, today.year)),
