@@ -39,7 +39,17 @@ KINDS = {"instance_started": _l("Instance started"), "task_created": _l("Task cr
          "timer_fired": _l("Timer fired"), "incident_raised": _l("Incident raised"),
          "incident_resolved": _l("Incident resolved"), "instance_completed": _l("Instance completed"),
          "instance_cancelled": _l("Instance cancelled"), "instance_migrated": _l("Instance migrated"),
-         "path_taken": _l("Steps run by the engine")}
+         "path_taken": _l("Steps run by the engine"), "deployed": _l("Model deployed"),
+         "script_output": _l("Script output"), "user_changed": _l("User changed"),
+         "customer_changed": _l("Customer changed"), "signin_failed": _l("Sign-in failed"),
+         "signin_throttled": _l("Sign-in refused: too many attempts"),
+         "external_task_created": _l("External task waits for a worker"),
+         "external_task_locked": _l("External task taken by a worker"),
+         "external_task_lock_extended": _l("External task lock extended"),
+         "external_task_unlocked": _l("External task unlocked"),
+         "external_task_completed": _l("External task completed"), "external_task_failed": _l("External task failed"),
+         "external_task_cancelled": _l("External task cancelled"), "signal_received": _l("Signal received"),
+         "signal_thrown": _l("Signal sent"), "escalation_thrown": _l("Escalation not handled in the process")}
 FORMATS = {"csv": "text/csv", "json": "application/json", "xes": "application/xml"}  # text/*: Flask adds the charset
 FILTER_ARGS = ("process", "version", "status", "customer", "expert", "started_from", "started_to",
                "ended_from", "ended_to")
