@@ -4,14 +4,31 @@ SpiffWorkflow ignores forms on start events and never enforces constraints, so P
 forms of user tasks and start events itself at deploy time (stored in the version's catalogue as
 plain dicts) and validates every submission here, so the CLI, the web UI and tests all get the
 same answers.
+
+Besides Camunda's own constraints (`required`, `readonly`, `minlength`, `maxlength`, `min`, `max`)
+a field may carry Polku's domain checks, each a `camunda:constraint` with a name and a config:
+
+    not_future  config="true"             a date field: today or earlier (today in Europe/Helsinki)
+    not_before  config="<field>"          a date field: the same day as that date or later
+    after       config="<field>"          a date field: strictly later than that date
+    max_span    config="<P..>:<field>"    a date field: at most that ISO duration (Y, M, W, D) after
+                                          that date (P2Y: the same day two years later is allowed)
+    email       config="true"             a string field: an e-mail address
+
+`<field>` names another field of the same form or a variable the instance already has (for
+example one set by an earlier task's form); when it has no date the check is skipped. "Today"
+comes from the `now` the engine passes, so a moved clock moves it too.
 """
 
 from __future__ import annotations
 
+import calendar
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 
@@ -20,6 +37,10 @@ from .errors import FormInvalid
 CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
 FIELD_TYPES = ("string", "long", "boolean", "date", "enum")
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+OFFICE_TIMEZONE = "Europe/Helsinki"  # the office's calendar: what "today" means for a date field
+DATE_CHECKS = ("not_future", "not_before", "after", "max_span")
+SPAN = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
 @dataclass
@@ -38,6 +59,7 @@ class Field:
     max: float | None = None
     options: list[tuple[str, str]] = field(default_factory=list)
     properties: dict[str, str] = field(default_factory=dict)
+    checks: list[tuple[str, str]] = field(default_factory=list)  # domain checks: (name, config)
 
     @property
     def multiple(self) -> bool:
@@ -55,6 +77,21 @@ class Field:
         return self.properties.get("userRole") if self.type == "string" else None
 
     @property
+    def provider_kinds(self) -> tuple[str, ...] | None:
+        """Return the provider kinds a string field's value must be a registry provider of (property
+        `provider`: comma-separated kinds, or `any` for every kind: then the tuple is empty); None when
+        the field is not a provider field."""
+        if self.type != "string" or "provider" not in self.properties:
+            return None
+        text = self.properties["provider"].strip().lower()
+        return () if text in ("", "any") else tuple(k.strip() for k in text.split(",") if k.strip())
+
+    @property
+    def provider_free_text(self) -> bool:
+        """Tell whether a provider field also takes a name typed in free text (property providerFreeText)."""
+        return self.properties.get("providerFreeText", "").lower() == "true"
+
+    @property
     def textarea(self) -> bool:
         """Tell whether a string field wants a multi-line input."""
         return self.properties.get("textarea", "").lower() == "true"
@@ -63,6 +100,7 @@ class Field:
         """Return the field as JSON-able data (for the version catalogue)."""
         dct = asdict(self)
         dct["options"] = [list(o) for o in self.options]
+        dct["checks"] = [list(c) for c in self.checks]
         return dct
 
     @classmethod
@@ -70,6 +108,7 @@ class Field:
         """Rebuild a field from `as_dict` output."""
         values = dict(dct)
         values["options"] = [tuple(o) for o in values.get("options", [])]
+        values["checks"] = [tuple(c) for c in values.get("checks", [])]  # older catalogues have none
         return cls(**values)
 
 
@@ -108,6 +147,12 @@ def parse_form(element: etree._Element) -> tuple[list[Field], list[str]]:
                     setattr(item, name, int(config or ""))
                 elif name in ("min", "max"):
                     setattr(item, name, _number(config))
+                elif name in DATE_CHECKS or name == "email":
+                    problem = _check_problem(item, name or "", (config or "").strip())
+                    if problem:
+                        problems.append(f"form field '{fid}': {problem}")
+                    else:
+                        item.checks.append((name or "", (config or "").strip()))
                 else:
                     problems.append(f"form field '{fid}' has unknown constraint '{name}'")
             except ValueError:
@@ -119,7 +164,103 @@ def parse_form(element: etree._Element) -> tuple[list[Field], list[str]]:
         if ftype == "enum" and not item.options:
             problems.append(f"enum form field '{fid}' has no values to choose from")
         fields.append(item)
+    ids = {f.id for f in fields}
+    for item in fields:
+        if item.provider_kinds is not None and f"{item.id}_name" in ids:
+            problems.append(f"provider field '{item.id}' sets '{item.id}_name' itself: remove that field")
     return fields, problems
+
+
+def _span(config: str) -> tuple[tuple[int, int, int], str] | None:
+    """Split a max_span config 'P2Y:start' into ((years, months, days), field), or None if malformed."""
+    duration, _, other = config.partition(":")
+    match = SPAN.fullmatch(duration.strip().upper())
+    if not match or duration.strip().upper() == "P" or not other.strip().isidentifier():
+        return None
+    years, months, weeks, days = (int(g or 0) for g in match.groups())
+    return (years, months, weeks * 7 + days), other.strip()
+
+
+def _check_problem(item: Field, name: str, config: str) -> str | None:
+    """Return what is wrong with a domain check on a field (None when it is usable)."""
+    wanted = "string" if name == "email" else "date"
+    if item.type != wanted:
+        return f"constraint '{name}' applies to {wanted} fields only"
+    if name in ("not_before", "after") and (not config.isidentifier() or config == item.id):
+        return f"constraint '{name}' needs the id of another date field, got '{config}'"
+    span = _span(config) if name == "max_span" else None
+    if name == "max_span" and (span is None or span[1] == item.id):
+        return f"constraint 'max_span' needs a duration and another date field such as 'P2Y:start_date', got '{config}'"
+    return None
+
+
+def _add_span(day: date, years: int, months: int, days: int) -> date:
+    """Add years and months (the 29th-31st becomes the month's last day when it has none), then days."""
+    month_index = day.month - 1 + months
+    year, month = day.year + years + month_index // 12, month_index % 12 + 1
+    if year > date.max.year:
+        return date.max
+    moved = date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    try:
+        return moved + timedelta(days=days)
+    except OverflowError:
+        return date.max
+
+
+def _as_date(value: Any) -> date | None:
+    """Return a stored date value (date, ISO date or ISO datetime text) as a date, else None."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def today_in_office(now: datetime | None = None, timezone: str = OFFICE_TIMEZONE) -> date:
+    """Return the office's calendar day at `now` (a naive `now` is read as UTC)."""
+    moment = now or datetime.now(UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).date()
+
+
+def _domain_problem(item: Field, value: Any, known: dict[str, Any], today: date, relational: bool) -> str | None:
+    """Return the first domain check the value breaks, in the engine's message style, else None.
+
+    `relational` False runs the checks of the value alone (not_future, email), True those that
+    compare it with another date.
+    """
+    for name, config in item.checks:
+        if (name in ("not_future", "email")) == relational:
+            continue
+        if name == "email":
+            if len(value) > 254 or not EMAIL.fullmatch(value):
+                return "enter an e-mail address such as name@example.fi"
+            continue
+        day = date.fromisoformat(value)
+        if name == "not_future":
+            if day > today:
+                return "the date cannot be in the future"
+            continue
+        if name == "max_span":
+            span = _span(config)
+            start = _as_date(known.get(span[1])) if span else None
+            if span and start is not None and day > (last := _add_span(start, *span[0])):
+                return f"must be on or before {last.isoformat()}"
+            continue
+        start = _as_date(known.get(config))
+        if start is None:
+            continue
+        if name == "not_before" and day < start:
+            return f"must be on or after {start.isoformat()}"
+        if name == "after" and day <= start:
+            return f"must be after {start.isoformat()}"
+    return None
 
 
 def _is_empty(value: Any) -> bool:
@@ -190,13 +331,21 @@ def _check_constraints(item: Field, value: Any) -> str | None:
 
 
 def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] | None = None,
-             users_of_role: Callable[[str], set[str]] | None = None) -> dict[str, Any]:
+             users_of_role: Callable[[str], set[str]] | None = None, *, now: datetime | None = None,
+             timezone: str = OFFICE_TIMEZONE,
+             providers: Callable[[str, tuple[str, ...]], tuple[int, str] | None] | None = None) -> dict[str, Any]:
     """Check submitted data against the fields; return clean typed values.
 
     Unknown keys are refused, readonly fields keep their current value, booleans missing from a
     submission mean False (an unticked checkbox sends nothing). A field with the property
     `userRole` takes the username of an active user holding that role, as `users_of_role(role)`
     (given by the engine) answers; without it such a field is not checked against users.
+    A field with the property `provider` takes the id of an active registry provider of its kinds, as
+    `providers(value, kinds)` answers with (id, name): the clean data then holds the id (a number)
+    and the provider's name as `<field>_name`; with `providerFreeText=true` a name that is not an id
+    is kept as `<field>_name` with no id. Without `providers` such a field is a plain string.
+    Domain checks (see the module docstring) compare dates with the other fields' submitted values,
+    else with `current` (the instance's variables), and "today" is `now`'s day in `timezone`.
 
     Raises:
         FormInvalid: with a message for every wrong field and the submitted values.
@@ -221,6 +370,8 @@ def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] 
                 errors[item.id] = "this field is required"
             else:
                 clean[item.id] = [] if item.multiple else None
+                if item.provider_kinds is not None and providers is not None:
+                    clean[f"{item.id}_name"] = None
             continue
         try:
             value = _coerce(item, raw)
@@ -235,10 +386,26 @@ def validate(fields: list[Field], data: dict[str, Any], current: dict[str, Any] 
             value = value.lower()
             if value not in users_of_role(item.user_role):
                 problem = f"choose an active user with the {item.user_role} role"
+        if problem is None and item.provider_kinds is not None and providers is not None:
+            found = providers(value, item.provider_kinds)
+            if found is not None:
+                value, clean[f"{item.id}_name"] = found
+            elif item.provider_free_text and not value.isdigit():
+                value, clean[f"{item.id}_name"] = None, value
+            else:
+                problem = "choose an active provider from the registry"
         if problem:
             errors[item.id] = problem
             continue
         clean[item.id] = value
+    today = today_in_office(now, timezone)
+    for relational in (False, True):  # a date breaking its own check is no base for another's
+        dates = {**current, **clean, **dict.fromkeys(errors)}
+        for item in fields:
+            if item.checks and clean.get(item.id) is not None and item.id not in errors:
+                problem = _domain_problem(item, clean[item.id], dates, today, relational)
+                if problem:
+                    errors[item.id] = problem
     if errors:
         raise FormInvalid(errors, values=dict(data))
     return clean
