@@ -558,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_tokens import add_parser as add_token_parser
 
     add_token_parser(add)  # polku token create|list|revoke
+    from .cli_providers import add_parser as add_provider_parser
+
+    add_provider_parser(add)  # polku provider add|edit|list|feedback|report
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)

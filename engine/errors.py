@@ -3,6 +3,7 @@
 EngineError
   + NotFound
   |   + VersionNotFound, InstanceNotFound, TaskNotFound, UserNotFound, CustomerNotFound
+  |   + ProviderNotFound
   |   + ExternalTaskNotFound
   + InvalidModel        (deploy/validate: carries a list of Problem(file, line, element, message))
   + TaskNotAvailable    (completed, cancelled, not ready, or not yours)
@@ -48,6 +49,10 @@ class UserNotFound(NotFound):
 
 class CustomerNotFound(NotFound):
     """No such customer."""
+
+
+class ProviderNotFound(NotFound):
+    """No such service provider (engine.providers)."""
 
 
 @dataclass(frozen=True)
