@@ -384,8 +384,28 @@ def build_catalogue(proc: etree._Element) -> dict[str, dict[str, Any]]:
         if local == "startEvent":
             entry["plain"] = not any(_local(c).endswith("EventDefinition") for c in el)
             entry["top"] = el.getparent() is proc
+        if local == "boundaryEvent" and _is_task_action(el):
+            entry.update(_task_action(proc, el))
         entries[el.get("id")] = entry
     return entries
+
+
+def _is_task_action(el: etree._Element) -> bool:
+    """Tell whether a boundary event carries the camunda property taskAction=true (engine.actions)."""
+    return any(p.get("name") == "taskAction" and (p.get("value") or "").strip().lower() == "true"
+               for p in el.findall(f"{_b('extensionElements')}/{{{CAMUNDA}}}properties/{{{CAMUNDA}}}property"))
+
+
+def _task_action(proc: etree._Element, el: etree._Element) -> dict[str, Any]:
+    """Describe a task action: the task it sits on, its message, whether it interrupts, its form."""
+    definition = el.find(_b("messageEventDefinition"))
+    ref = definition.get("messageRef") if definition is not None else None
+    root = proc.getroottree().getroot()
+    message = next((m.get("name") or m.get("id") for m in root.iter(_b("message")) if m.get("id") == ref), None)
+    fields, _ = forms.parse_form(el)
+    return {"task_action": message is not None, "attached_to": el.get("attachedToRef"), "message": message,
+            "interrupting": (el.get("cancelActivity") or "true").lower() != "false",
+            "form": [f.as_dict() for f in fields], "documentation": _documentation(el)}
 
 
 @dataclass
