@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine import audit, inbox, runtime, timers
+from engine import audit, inbox, providers, runtime, timers
 from engine.models import Instance
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -388,9 +388,12 @@ def test_referral_only_forwards_the_need_to_a_partner_then_aftercare(deployed, s
                                         "referral_partner_contact": "Finnvera, Tampere office"}, now=day(3))
     assert case.open() == {"close_referral": {"role": "expert", "assignee": EXPERT,
                                               "due_at": datetime(2026, 4, 5, 8, 0, tzinfo=UTC)}}
+    with deployed.begin() as s:  # the partner is picked from the providers registry
+        finnvera = providers.create_provider(s, {"name": "Finnvera", "business_id": "0112233-3", "kind": "partner"},
+                                             by=EXPERT).id
     case.do("close_referral", {"referral_partner_reached": True, "referral_ended_on": iso(day(20)),
                                "referral_outcome": "completed", "referral_provider_delivered": True,
-                               "referral_provider_name": "Finnvera"}, now=day(20))
+                               "referral_provider": str(finnvera)}, now=day(20))
     assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(34)}}
     case.do("aftercare_contact", aftercare_contact(day(25)), now=day(25))
 
