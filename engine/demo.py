@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import contacts, customers, runtime, users
@@ -32,6 +33,8 @@ CUSTOMER_COUNT = 40
 HISTORY_DAYS = 365
 PROCESS = "customer_service"
 EXTRA_EXPERTS = (("liisa.laine", "Liisa Laine"), ("mikko.nieminen", "Mikko Nieminen"))
+HELSINKI = ZoneInfo("Europe/Helsinki")
+CONSULTANT = ("Pekka Kehittäjä", "pekka.kehittaja@konsultointi.example.fi")
 INTAKE = "asiantuntija"  # completes the unassigned needs assessments of the intake queue
 
 PREFIXES = ("Konepaja", "Rakennus", "Puutyö", "Sähkö", "Metalli", "Kuljetus", "Siivous", "Ravintola",
@@ -89,6 +92,7 @@ class Result:
     customers: int = 0
     customers_existing: int = 0
     cases: int = 0
+    aftercare: int = 0
     tasks_completed: int = 0
     timers_fired: int = 0
     contacts: int = 0
@@ -96,7 +100,7 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return {"customers_created": self.customers, "customers_existing": self.customers_existing,
-                "cases_started": self.cases, "tasks_completed": self.tasks_completed,
+                "cases_started": self.cases, "aftercare_started": self.aftercare, "tasks_completed": self.tasks_completed,
                 "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "users_created": self.users}
 
 
@@ -196,6 +200,22 @@ class _Driver:
             return expert
         return "Kirjattu asiakkaan kanssa."
 
+    def fitted(self, f: Field, value: Any, context: dict[str, Any], when: datetime) -> Any:
+        """Return the value made to pass the field's domain checks (dates in order, e-mail addresses)."""
+        checks = dict(f.checks)
+        if "email" in checks and (not isinstance(value, str) or "@" not in value):
+            return CONSULTANT[1]
+        if f.type != "date" or not isinstance(value, str):
+            return value
+        day = date.fromisoformat(value[:10])
+        for name in ("not_before", "after"):
+            other = _date_of(context.get(checks.get(name, "")))
+            if other is not None and (day < other or (name == "after" and day == other)):
+                day = other + timedelta(days=1 if name == "after" else 0)
+        if "not_future" in checks:
+            day = min(day, _helsinki_day(when))
+        return day.isoformat()
+
     def when_done(self, task: Task, plan: Plan) -> datetime:
         """Return when an expert does this task (created + a few days; deliveries at their due date)."""
         created = _aware(task.created_at)
@@ -211,39 +231,75 @@ class _Driver:
             return _aware(task.due_at) + timedelta(days=1)
         return created + timedelta(days=self.rng.randrange(1, 7), hours=self.rng.randrange(0, 6))
 
-    def drive(self, iid: int, plan: Plan, expert: str) -> None:
-        """Run one case on until now: fire timers when due, do tasks when their day comes."""
-        for _ in range(200):
-            open_tasks = list(self.session.scalars(select(Task).where(
-                Task.instance_id == iid, Task.state == TaskStatus.READY).order_by(Task.created_at, Task.id)))
-            due_timer = self.session.scalar(select(Timer.due_at).where(Timer.instance_id == iid)
-                                            .order_by(Timer.due_at).limit(1))
-            planned = sorted(((self.when_done(t, plan), t.id, t) for t in open_tasks), key=lambda p: (p[0], p[1]))
-            next_task = planned[0] if planned else None
-            if due_timer is not None and (next_task is None or _aware(due_timer) <= next_task[0]):
-                at = _aware(due_timer) + timedelta(minutes=1)
-                if at > self.now:
-                    return
-                self.result.timers_fired += len(runtime.fire_instance_timers(self.session, iid, now=at))
+    def plan_of(self, instance: Instance, plans: dict[int, Plan]) -> Plan:
+        """Return how a case the engine started by itself behaves (a line's aftercare, a need found later).
+
+        An aftercare instance follows the plan of the service process that started it; a service
+        process started by a need found in aftercare is an ordinary, well-going case.
+        """
+        parent = plans.get(instance.parent_instance_id or 0)
+        if parent is not None and instance.process_id != PROCESS:
+            return parent
+        found = runtime.instance_variables(self.session, instance.id).get("identified_needs")
+        needs = [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
+        return Plan(needs=needs or ["staff_training"], start=_aware(instance.started_at), aftercare="on_time")
+
+    def drive(self, business_key: str, plans: dict[int, Plan], expert: str, until: datetime | None = None) -> None:
+        """Run every case of one customer on until now, in time order: fire timers when due, do tasks
+        when their day comes. Cases the engine starts meanwhile (each ended service line's aftercare, a
+        service process for a need found in aftercare) are driven too, with a plan of their own. With
+        `until`, stop there (the customer's next case starts then)."""
+        until = min(until or self.now, self.now)
+        for _ in range(1000):
+            running = list(self.session.scalars(select(Instance).where(
+                Instance.business_key == business_key, Instance.status == InstanceStatus.RUNNING)
+                .order_by(Instance.id)))
+            for instance in running:
+                if instance.id not in plans:
+                    plans[instance.id] = self.plan_of(instance, plans)
+                    self.result.cases += instance.process_id == PROCESS
+                    self.result.aftercare += instance.process_id != PROCESS
+            ids = [i.id for i in running] or [0]
+            steps: list[tuple[datetime, int, str, Any]] = []
+            for task in self.session.scalars(select(Task).where(
+                    Task.instance_id.in_(ids), Task.state == TaskStatus.READY).order_by(Task.created_at, Task.id)):
+                plan = plans[task.instance_id]
+                if plan.stop_at and task.element_id.startswith(plan.stop_at):
+                    continue  # work in progress: left open
+                steps.append((self.when_done(task, plan), 1, task.id, task))
+            for iid, due in self.session.execute(select(Timer.instance_id, func.min(Timer.due_at)).where(
+                    Timer.instance_id.in_(ids)).group_by(Timer.instance_id)):
+                steps.append((_aware(due) + timedelta(minutes=1), 0, str(iid), iid))
+            if not steps:
+                return
+            when, kind, _key, item = min(steps, key=lambda p: (p[0], p[1], p[2]))
+            if when > until:
+                return
+            if kind == 0:
+                self.result.timers_fired += len(runtime.fire_instance_timers(self.session, item, now=when))
                 continue
-            if next_task is None or next_task[0] > self.now:
-                return
-            when, task_id, task = next_task
-            if plan.stop_at and task.element_id.startswith(plan.stop_at):
-                return
-            data = {}
-            for f in runtime.task_form(self.session, task_id):
+            task = item
+            plan = plans[task.instance_id]
+            data: dict[str, Any] = {}
+            context = runtime.instance_variables(self.session, task.instance_id)
+            for f in runtime.task_form(self.session, task.id):
                 value = self.value(f, when, plan, expert, task)
                 if value is not None:
-                    data[f.id] = value
+                    data[f.id] = context[f.id] = self.fitted(f, value, context, when)
             by = task.assignee or (expert if task.candidate_role == "expert" else "esimies")
-            runtime.complete_task(self.session, task_id, data, by=by, now=when)
+            runtime.complete_task(self.session, task.id, data, by=by, now=when)
             self.result.tasks_completed += 1
 
-    def new_cases(self, business_key: str, driven: set[int]) -> list[Instance]:
-        return list(self.session.scalars(select(Instance).where(
-            Instance.business_key == business_key, Instance.process_id == PROCESS,
-            Instance.status == InstanceStatus.RUNNING, Instance.id.not_in(driven or {0})).order_by(Instance.id)))
+
+def _date_of(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _helsinki_day(moment: datetime) -> date:
+    return _aware(moment).astimezone(HELSINKI).date()
 
 
 def _aware(value: datetime) -> datetime:
@@ -297,8 +353,9 @@ def seed_office(session: Session, *, now: datetime | None = None) -> dict[str, A
         customer = customers.create_customer(session, data, by="seed")
         result.customers += 1
         expert = data["responsible_expert"]
-        driven: set[int] = set()
-        for plan in plans:
+        planned: dict[int, Plan] = {}
+        for plan in sorted(plans, key=lambda p: p.start):
+            driver.drive(customer.business_id, planned, expert, until=plan.start)  # earlier cases up to this start
             reason = REASONS.get(plan.needs[0], "Palvelutarpeen kartoitus")
             contact = contacts.log_contact(session, customer.id, {
                 "contacted_on": plan.start.date().isoformat(), "channel": "visit" if index % 2 else "phone",
@@ -312,13 +369,8 @@ def seed_office(session: Session, *, now: datetime | None = None) -> dict[str, A
                       "contact_channel": rng.choice(("phone_service", "web_service", "expert_initiative")),
                       "contact_reason": reason})
             contact.instance_id = instance.id
+            planned[instance.id] = plan
             result.cases += 1
-            driver.drive(instance.id, plan, expert)
-            driven.add(instance.id)
-            for extra in driver.new_cases(customer.business_id, driven):  # a need found in aftercare
-                driven.add(extra.id)
-                result.cases += 1
-                driver.drive(extra.id, Plan(needs=["staff_training"], start=_aware(extra.started_at),
-                                            aftercare="on_time"), expert)
+        driver.drive(customer.business_id, planned, expert)
     return result.as_dict()
 
