@@ -7,6 +7,11 @@ is written twice: one completion, one audit event, A's data. (Every action re-re
 its write lock — SQLite's BEGIN IMMEDIATE, PostgreSQL's FOR UPDATE — so what B held is checked
 against the stored revision, never trusted.) The same scenarios run on PostgreSQL in
 tests/postgres/test_optimistic_lock_pg.py.
+
+B here does not keep the rows it read (the identity map holds them weakly), so it reads the task
+afresh and is refused by `TaskNotAvailable` before the revision is compared: these tests pass with
+the revision check removed. The revision check itself, with `Conflict` and nothing else, is proved
+by tests/engine/test_revision_check.py and tests/postgres/test_revision_check_pg.py.
 """
 
 from __future__ import annotations
