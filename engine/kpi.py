@@ -1,15 +1,23 @@
-"""Key figures and worklists over task rows: aftercare per expert, on-time share, customer overviews.
+"""Key figures and worklists: aftercare per expert, on-time share, customer overviews, the dashboard.
 
-Plain read-only queries taking a `session`; the supervisor page, the aftercare worklist and the
-customer page call them. The aftercare tasks of the shipped model are named once, in
-`AFTERCARE_ELEMENTS`; `AFTERCARE_CONTACT` is the one whose punctuality the on-time share counts.
+Plain read-only queries taking a `session`; the supervisor page, the aftercare worklist, the
+customer page and the KPI dashboard call them. The aftercare tasks of the shipped model are named
+once, in `AFTERCARE_ELEMENTS`; `AFTERCARE_CONTACT` is the contact whose punctuality is counted.
+
+**On time** has one definition, `AftercareCase` (every figure here goes through it): an aftercare
+instance covers one ended service line; its contact is on time when `aftercare_contacted_on −
+service_ended_on ≤ aftercare_target_days` in whole Helsinki days, and an open contact is overdue
+when today (Helsinki) is after `service_ended_on + aftercare_target_days`. A customer not reached
+(`aftercare_outcome == "not_reached"`) is counted apart: neither done nor late.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +25,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from .db import utcnow
-from .models import Customer, Instance, Task, TaskStatus
+from .models import AuditEvent, Customer, Instance, Task, TaskStatus, Variable
 
 AFTERCARE_CONTACT = "aftercare_contact"
 AFTERCARE_ELEMENTS = (AFTERCARE_CONTACT, "hold_follow_up_day")  # user tasks of bpmn/aftercare.bpmn
@@ -36,10 +44,17 @@ class ExpertLoad:
 
 @dataclass(frozen=True)
 class OnTime:
-    """Aftercare contacts completed in a period, and how many of them by their due date."""
+    """Aftercare contacts made in a period, how many within the office's target, and the customers
+    not reached in it (apart: neither done nor late)."""
 
     done: int
     on_time: int
+    not_reached: int = 0
+
+    @property
+    def late(self) -> int:
+        """Return the contacts made after the target."""
+        return self.done - self.on_time
 
     @property
     def share(self) -> float | None:
@@ -56,18 +71,149 @@ class ProcessStep:
     aftercare: list[Task] = field(default_factory=list)
 
 
-def expert_loads(session: Session, now: datetime | None = None) -> list[ExpertLoad]:
-    """Return the open task counts of every assignee holding open tasks, by assignee."""
+ZONE = "Europe/Helsinki"
+CASE_VARIABLES = ("service_line", "service_ended_on", "aftercare_target_days", "aftercare_started_at",
+                  "aftercare_contacted_on", "aftercare_outcome", "aftercare_attempts")
+
+
+def _day(value: Any, timezone: str = ZONE) -> date | None:
+    """Return the Helsinki day of an ISO date or datetime text (None when it is not one)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(ZoneInfo(timezone)).date() if value.tzinfo else value.date()
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None and "T" in value:
+        return moment.astimezone(ZoneInfo(timezone)).date()
+    return moment.date()
+
+
+def today(now: datetime, timezone: str = ZONE) -> date:
+    """Return the Helsinki day of an instant."""
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+@dataclass(frozen=True)
+class AftercareCase:
+    """One ended service line's aftercare, read from its instance variables: the one place that
+    decides "on time", "late", "overdue" and "not reached"."""
+
+    instance_id: int
+    service_line: str | None
+    ended_on: date | None  # the line's actual end (`service_ended_on`)
+    target_days: int | None  # the office's target for the line, kept by the instance at its start
+    contacted_on: date | None
+    outcome: str | None  # "reached", "not_reached", or None while the contact part is open
+    last_attempt_on: date | None = None
+
+    @classmethod
+    def from_values(cls, instance_id: int, values: dict[str, Any], timezone: str = ZONE) -> AftercareCase:
+        """Build a case from its variables; an older instance without `service_ended_on` falls back to its
+        latest `<line>_ended_on`, then to the day its aftercare started."""
+        ended = _day(values.get("service_ended_on"), timezone)
+        if ended is None:
+            ends = [d for k, v in values.items() if k.endswith("_ended_on") and (d := _day(v, timezone))]
+            ended = max(ends) if ends else _day(values.get("aftercare_started_at"), timezone)
+        target = values.get("aftercare_target_days")
+        target = int(target) if isinstance(target, int | float) and not isinstance(target, bool) else None
+        line = values.get("service_line")
+        attempts = values.get("aftercare_attempts")
+        tried = [d for a in attempts if isinstance(a, dict) and (d := _day(a.get("on"), timezone))] \
+            if isinstance(attempts, list) else []
+        outcome = values.get("aftercare_outcome")
+        contacted = _day(values.get("aftercare_contacted_on"), timezone)
+        if outcome not in ("reached", "not_reached"):
+            outcome = "reached" if contacted is not None else None  # a model without the outcome field
+        return cls(instance_id, line if isinstance(line, str) else None, ended, target,
+                   contacted if outcome == "reached" else None, outcome, max(tried) if tried else None)
+
+    @property
+    def deadline(self) -> date | None:
+        """Return the last day the contact is on time (`service_ended_on + aftercare_target_days`)."""
+        if self.ended_on is None or self.target_days is None:
+            return None
+        return self.ended_on + timedelta(days=self.target_days)
+
+    @property
+    def reached(self) -> bool:
+        return self.outcome == "reached"
+
+    @property
+    def not_reached(self) -> bool:
+        return self.outcome == "not_reached"
+
+    @property
+    def days(self) -> int | None:
+        """Return the whole days from the service end to the contact (None unless reached with both days)."""
+        if self.contacted_on is None or self.ended_on is None:
+            return None
+        return (self.contacted_on - self.ended_on).days
+
+    @property
+    def on_time(self) -> bool | None:
+        """Tell whether a made contact came within the target (None when not made or not decidable)."""
+        days = self.days
+        return None if days is None or self.target_days is None else days <= self.target_days
+
+    def overdue(self, on: date) -> bool:
+        """Tell whether the contact is still open and the target's last day is before `on`."""
+        deadline = self.deadline
+        return self.outcome is None and deadline is not None and on > deadline
+
+
+def aftercare_cases(session: Session, instance_ids: Iterable[int], timezone: str = ZONE) -> dict[int, AftercareCase]:
+    """Return the aftercare case of each instance (by id), read from its variables."""
+    ids = list(dict.fromkeys(instance_ids))
+    values: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    named = Variable.name.in_(CASE_VARIABLES) | Variable.name.like("%\\_ended\\_on", escape="\\")
+    for part in _chunks(ids):
+        for iid, name, value in session.execute(select(Variable.instance_id, Variable.name, Variable.value)
+                                                .where(Variable.instance_id.in_(part), named)):
+            values[iid][name] = value
+    return {i: AftercareCase.from_values(i, values[i], timezone) for i in ids}
+
+
+def _open_aftercare(session: Session, now: datetime, timezone: str) -> list[tuple[Task, Instance, bool]]:
+    """Return every open aftercare task with its instance and whether it is overdue: a contact by the
+    case's definition, the follow-up day (and a contact without the case's days) by its due date."""
+    rows = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+                           .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))).all()
+    cases = aftercare_cases(session, [i.id for t, i in rows if t.element_id == AFTERCARE_CONTACT], timezone)
+    day = today(now, timezone)
+    found = []
+    for task, instance in rows:
+        case_ = cases.get(instance.id) if task.element_id == AFTERCARE_CONTACT else None
+        if case_ is not None and case_.deadline is not None:
+            late = case_.overdue(day)
+        else:
+            late = task.due_at is not None and task.due_at < now
+        found.append((task, instance, late))
+    return found
+
+
+def expert_loads(session: Session, now: datetime | None = None, timezone: str = ZONE) -> list[ExpertLoad]:
+    """Return the open task counts of every assignee holding open tasks, by assignee (aftercare
+    overdue by the one definition of `AftercareCase`)."""
     now = now or utcnow()
     overdue = (Task.due_at.is_not(None)) & (Task.due_at < now)
     aftercare = Task.element_id.in_(AFTERCARE_ELEMENTS)
-    query = (select(Task.assignee, func.count(),
-                    func.sum(case((overdue, 1), else_=0)),
-                    func.sum(case((aftercare & ~overdue, 1), else_=0)),
-                    func.sum(case((aftercare & overdue, 1), else_=0)))
+    query = (select(Task.assignee, func.count(), func.sum(case((overdue & ~aftercare, 1), else_=0)))
              .where(Task.state == TaskStatus.READY, Task.assignee.is_not(None))
              .group_by(Task.assignee).order_by(Task.assignee))
-    return [ExpertLoad(a, n, int(o or 0), int(d or 0), int(ao or 0)) for a, n, o, d, ao in session.execute(query)]
+    loads = {a: ExpertLoad(a, n, int(o or 0)) for a, n, o in session.execute(query)}
+    for task, _instance, late in _open_aftercare(session, now, timezone):
+        load = loads.get(task.assignee) if task.assignee else None
+        if load is None:
+            continue
+        load.overdue_tasks += int(late)
+        load.aftercare_overdue += int(late)
+        load.aftercare_due += int(not late)
+    return list(loads.values())
 
 
 def unassigned_open(session: Session, now: datetime | None = None) -> tuple[int, int]:
@@ -80,14 +226,27 @@ def unassigned_open(session: Session, now: datetime | None = None) -> tuple[int,
     return int(total or 0), int(late or 0)
 
 
-def aftercare_on_time(session: Session, start: datetime, end: datetime) -> OnTime:
-    """Count aftercare contacts completed in [start, end) and those completed by their due date."""
-    on_time = (Task.due_at.is_(None)) | (Task.completed_at <= Task.due_at)
-    query = select(func.count(), func.sum(case((on_time, 1), else_=0))).where(
-        Task.element_id == AFTERCARE_CONTACT, Task.state == TaskStatus.COMPLETED,
-        Task.completed_at >= start, Task.completed_at < end)
-    done, good = session.execute(query).one()
-    return OnTime(int(done or 0), int(good or 0))
+def aftercare_on_time(session: Session, start: datetime, end: datetime, timezone: str = ZONE) -> OnTime:
+    """Count the aftercare contacts made on a day that begins in [start, end) (Helsinki midnight) and those
+    within the office's target; customers whose last attempt fell in it and who were not reached, apart."""
+    zone = ZoneInfo(timezone)
+
+    def within(day: date | None) -> bool:
+        if day is None:
+            return False
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+        return start <= midnight < end
+
+    ids = session.scalars(select(Variable.instance_id).where(
+        Variable.name.in_(("aftercare_contacted_on", "aftercare_outcome"))).distinct()).all()
+    done = good = missed = 0
+    for case_ in aftercare_cases(session, ids, timezone).values():
+        if case_.reached and within(case_.contacted_on):
+            done += 1
+            good += int(case_.on_time is True)
+        elif case_.not_reached and within(case_.last_attempt_on):
+            missed += 1
+    return OnTime(done, good, missed)
 
 
 def aftercare_tasks(session: Session, assignee: str) -> list[tuple[Task, Instance]]:
@@ -99,14 +258,13 @@ def aftercare_tasks(session: Session, assignee: str) -> list[tuple[Task, Instanc
     return [(t, i) for t, i in session.execute(query).all()]
 
 
-def overdue_aftercare(session: Session, now: datetime | None = None) -> list[tuple[Task, Instance]]:
-    """Return every open aftercare task past its due date, most overdue first."""
+def overdue_aftercare(session: Session, now: datetime | None = None,
+                      timezone: str = ZONE) -> list[tuple[Task, Instance]]:
+    """Return every open aftercare task that is overdue (`AftercareCase.overdue`), most overdue first."""
     now = now or utcnow()
-    query = (select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
-             .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS),
-                    Task.due_at < now)
-             .order_by(Task.due_at))
-    return [(t, i) for t, i in session.execute(query).all()]
+    rows = [(t, i) for t, i, late in _open_aftercare(session, now, timezone) if late]
+    far = datetime.max.replace(tzinfo=ZoneInfo("UTC"))
+    return sorted(rows, key=lambda row: (row[0].due_at or far, row[0].created_at))
 
 
 def customer_names(session: Session, business_ids: Iterable[str | None]) -> dict[str, str]:
@@ -144,30 +302,25 @@ def month_start(now: datetime, timezone: str = "Europe/Helsinki") -> datetime:
 def summary(session: Session, now: datetime | None = None, timezone: str = "Europe/Helsinki") -> dict[str, Any]:
     """Return the supervisor's headline figures: expert loads, unassigned work, this month's on-time share."""
     now = now or utcnow()
-    return {"loads": expert_loads(session, now), "unassigned": unassigned_open(session, now),
-            "on_time": aftercare_on_time(session, month_start(now, timezone), now)}
+    return {"loads": expert_loads(session, now, timezone), "unassigned": unassigned_open(session, now),
+            "on_time": aftercare_on_time(session, month_start(now, timezone), now, timezone)}
 
 
 # ---------------------------------------------------------------------------------------------
 # The aftercare dashboard (auditor and supervisor): every figure computed from variables and audit events
 
-import math  # appended section: kept apart from the functions above
-import statistics
-from datetime import date as date_type
-
-from .models import AuditEvent, Variable
-
 AFTERCARE_CHARTS = ("done", "days", "channels", "ratings", "needs", "follow_up")
 POSITIVE_TARGET = 0.69
-_KPI_VARIABLES = ("responsible_expert", "service_line", "segment", "aftercare_target_days", "aftercare_started_at",
-                  "aftercare_contacted_on", "aftercare_channel", "service_rating", "experience_positive",
-                  "new_service_needs", "follow_up_new_needs", "follow_up_due")
+_KPI_VARIABLES = ("responsible_expert", "service_line", "segment", "service_ended_on", "aftercare_target_days",
+                  "aftercare_started_at", "aftercare_outcome", "aftercare_attempts", "aftercare_contacted_on",
+                  "aftercare_channel", "service_rating", "experience_positive", "new_service_needs",
+                  "follow_up_new_needs", "follow_up_due")
 _DAY_BUCKETS = ((7, "0-7"), (14, "8-14"), (21, "15-21"), (30, "22-30"))
 
 
 @dataclass(frozen=True)
 class AftercareFilter:
-    """Which finished services the dashboard counts: aftercare started in [start, end), and by whom."""
+    """Which ended service lines the dashboard counts: ended (Helsinki day) in [start, end), and by whom."""
 
     start: datetime | None = None
     end: datetime | None = None
@@ -180,8 +333,11 @@ class AftercareFilter:
 class AftercareReport:
     """The aftercare figures with each chart's rows (label, value)."""
 
-    finished: int = 0
-    done: int = 0
+    finished: int = 0  # service lines ended (one aftercare each)
+    done: int = 0  # aftercare contacts made (the customer was reached)
+    not_reached: int = 0  # closed as not reached: counted apart, neither done nor late
+    overdue: int = 0  # still open and past the office's target today
+    late: int = 0  # contacts made after the office's target
     days_median: float | None = None
     days_p90: float | None = None
     within_target: int = 0
@@ -204,25 +360,14 @@ class AftercareReport:
 
     @property
     def within_share(self) -> float | None:
-        """Return the share of contacts made within the target days."""
-        return self.within_target / self.with_days if self.with_days else None
+        """Return the share of made contacts (with a target) that came within the office's target."""
+        judged = self.within_target + self.late
+        return self.within_target / judged if judged else None
 
     @property
     def positive_share(self) -> float | None:
-        """Return the share of positive experiences among the answered contacts."""
+        """Return the share of positive impressions the experts recorded (not the national survey)."""
         return self.positive / self.answered if self.answered else None
-
-
-def _day_of(value: Any, timezone: str) -> date_type | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is not None and "T" in value:
-        return moment.astimezone(ZoneInfo(timezone)).date()
-    return moment.date()
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
@@ -249,13 +394,13 @@ def _completed(session: Session, ids: list[int], element_id: str) -> set[int]:
     return done
 
 
-def _kept(values: dict[str, Any], f: AftercareFilter, started: date_type | None, timezone: str) -> bool:
+def _kept(values: dict[str, Any], f: AftercareFilter, ended: date | None, timezone: str) -> bool:
     zone = ZoneInfo(timezone)
-    if started is None:
+    if ended is None:
         return False
-    if f.start is not None and started < f.start.astimezone(zone).date():
+    if f.start is not None and ended < f.start.astimezone(zone).date():
         return False
-    if f.end is not None and started >= f.end.astimezone(zone).date():
+    if f.end is not None and ended >= f.end.astimezone(zone).date():
         return False
     if f.expert and values.get("responsible_expert") != f.expert:
         return False
@@ -270,22 +415,19 @@ def _nearest_rank(values: list[int], share: float) -> float:
     return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
 
 
-def _service_end(values: dict[str, Any], timezone: str) -> date_type | None:
-    ends = [d for k, v in values.items() if k.endswith("_ended_on") and (d := _day_of(v, timezone))]
-    return max(ends) if ends else _day_of(values.get("aftercare_started_at"), timezone)
-
-
 def _contact_figures(report: AftercareReport, done: list[dict[str, Any]], timezone: str) -> None:
+    """Add the figures of the made contacts (their variables): days, on time by `AftercareCase`, channels,
+    ratings where given, the experts' recorded impressions, new needs."""
     days: list[int] = []
     channels: dict[str, int] = {}
     ratings: dict[str, int] = {str(n): 0 for n in range(1, 6)}
     scores: list[int] = []
     for values in done:
-        end, contact = _service_end(values, timezone), _day_of(values.get("aftercare_contacted_on"), timezone)
-        if end is not None and contact is not None:
-            days.append((contact - end).days)
-            target = values.get("aftercare_target_days")
-            report.within_target += int(isinstance(target, int | float) and (contact - end).days <= target)
+        case_ = AftercareCase.from_values(0, values, timezone)
+        if case_.days is not None:
+            days.append(case_.days)
+        report.within_target += int(case_.on_time is True)
+        report.late += int(case_.on_time is False)
         channel = values.get("aftercare_channel")
         if channel:
             channels[str(channel)] = channels.get(str(channel), 0) + 1
@@ -308,15 +450,19 @@ def _contact_figures(report: AftercareReport, done: list[dict[str, Any]], timezo
                          channels=sorted(channels.items()), ratings=list(ratings.items()))
 
 
-def aftercare_report(session: Session, f: AftercareFilter, timezone: str = "Europe/Helsinki") -> AftercareReport:
-    """Compute the aftercare dashboard from instance variables and audit events."""
-    started = session.execute(select(Variable.instance_id, Variable.value)
-                              .where(Variable.name == "aftercare_started_at")).all()
-    values = _kpi_variables(session, [iid for iid, _v in started])
-    ids = [iid for iid, v in started if _kept(values[iid], f, _day_of(v, timezone), timezone)]
+def aftercare_report(session: Session, f: AftercareFilter, timezone: str = "Europe/Helsinki",
+                     now: datetime | None = None) -> AftercareReport:
+    """Compute the aftercare dashboard from instance variables and audit events (`now` decides what is
+    overdue)."""
+    started = session.scalars(select(Variable.instance_id).where(Variable.name == "aftercare_started_at")).all()
+    values = _kpi_variables(session, list(started))
+    cases = {iid: AftercareCase.from_values(iid, values[iid], timezone) for iid in started}
+    ids = [iid for iid in started if _kept(values[iid], f, cases[iid].ended_on, timezone)]
     report = AftercareReport(finished=len(ids))
-    contacted = _completed(session, ids, AFTERCARE_CONTACT)
-    report.done = len(contacted)
+    contacted = {i for i in ids if cases[i].reached}
+    report.done, report.not_reached = len(contacted), sum(1 for i in ids if cases[i].not_reached)
+    day = today(now or utcnow(), timezone)
+    report.overdue = sum(1 for i in ids if cases[i].overdue(day))
     _contact_figures(report, [values[i] for i in ids if i in contacted], timezone)
     for part in _chunks(ids):
         report.new_processes += session.scalar(select(func.count()).select_from(Instance)
@@ -325,7 +471,8 @@ def aftercare_report(session: Session, f: AftercareFilter, timezone: str = "Euro
     report.follow_up_done = len(_completed(session, ids, "hold_follow_up_day"))
     report.without_expert = session.scalar(select(func.count()).select_from(Customer)
                                            .where(Customer.responsible_expert.is_(None))) or 0
-    report.charts.update(done=[("done", report.done), ("not_done", report.finished - report.done)],
+    report.charts.update(done=[("done", report.done), ("not_reached", report.not_reached),
+                               ("not_done", report.finished - report.done - report.not_reached)],
                          needs=[("new_needs", report.new_needs), ("new_processes", report.new_processes)],
                          follow_up=[("due", report.follow_up_due), ("done", report.follow_up_done)])
     return report

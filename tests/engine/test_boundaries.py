@@ -1,13 +1,14 @@
 """Boundaries of every comparison in forms, timers and KPIs, each checked on both sides of the edge.
 
 Time is moved with `now=`; a timer due at T fires at T and not a microsecond before; a contact on
-exactly its due instant (or target day) is on time; a KPI period is [start, end). The interrupting
+exactly its last target day is on time (kpi.AftercareCase); a KPI period is [start, end). The interrupting
 boundary event of tests/engine/bpmn/interrupt.bpmn cancels its user task, which leaves the inbox.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from lxml import etree
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from engine import external, inbox, kpi, runtime, timers
 from engine.errors import FormInvalid, TaskNotAvailable
 from engine.forms import LONG_MAX, LONG_MIN, Field, parse_form, validate
-from engine.models import Task, TaskStatus, Timer
+from engine.models import Task, TaskStatus, Timer, Variable
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -157,32 +158,57 @@ def test_completing_at_the_due_instant_is_before_the_timer(sessions, deploy):
 
 # ---------------------------------------------------------------- KPIs
 
-def _aftercare_contact(sessions, deploy, *, due: datetime, completed: datetime) -> None:
-    """A real task row, made an aftercare contact with the given due and completion instants."""
+def _aftercare_contact(sessions, deploy, *, ended_on: str, target: int | None, contacted_on: str | None,
+                       outcome: str | None = None, attempts: list | None = None) -> int:
+    """A real instance carrying an aftercare case's variables (contract names); return its id."""
     deploy("interrupt.bpmn")
     with sessions.begin() as s:
         iid = runtime.start_instance(s, "interrupt", by="anna", data={"due": "P7D"}, now=T0).id
-        [task] = inbox.tasks(s, instance_id=iid)
-        row = s.get(Task, task.id)
-        row.element_id, row.due_at = kpi.AFTERCARE_CONTACT, due
-        row.state, row.completed_at, row.completed_by = TaskStatus.COMPLETED, completed, "anna"
+        values = {"service_ended_on": ended_on, "aftercare_target_days": target, "aftercare_contacted_on": contacted_on,
+                  "aftercare_outcome": outcome, "aftercare_attempts": attempts,
+                  "aftercare_started_at": T0.isoformat()}
+        s.add_all(Variable(instance_id=iid, name=k, value=v) for k, v in values.items() if v is not None)
+    return iid
 
 
-@pytest.mark.parametrize("late_by, on_time", [(-TICK, 1), (timedelta(0), 1), (TICK, 0)])
-def test_a_contact_completed_at_its_due_instant_is_on_time(sessions, deploy, late_by, on_time):
-    due = T0 + timedelta(days=10)
-    _aftercare_contact(sessions, deploy, due=due, completed=due + late_by)
+@pytest.mark.parametrize("contacted_on, on_time", [("2026-03-11", 1), ("2026-03-12", 1), ("2026-03-13", 0)])
+def test_a_contact_on_the_last_target_day_is_on_time(sessions, deploy, contacted_on, on_time):
+    _aftercare_contact(sessions, deploy, ended_on="2026-03-02", target=10, contacted_on=contacted_on)
     with sessions.begin() as s:
         figures = kpi.aftercare_on_time(s, T0, T0 + timedelta(days=30))
-        assert (figures.done, figures.on_time) == (1, on_time)
+        assert (figures.done, figures.on_time, figures.late, figures.not_reached) == (1, on_time, 1 - on_time, 0)
 
 
-@pytest.mark.parametrize("completed, counted", [(T0 - TICK, 0), (T0, 1), (T0 + timedelta(days=30) - TICK, 1),
-                                                (T0 + timedelta(days=30), 0)])
-def test_the_on_time_period_is_start_inclusive_end_exclusive(sessions, deploy, completed, counted):
-    _aftercare_contact(sessions, deploy, due=completed, completed=completed)
+HELSINKI = ZoneInfo("Europe/Helsinki")
+MARCH = (datetime(2026, 3, 2, tzinfo=HELSINKI), datetime(2026, 4, 1, tzinfo=HELSINKI))
+
+
+@pytest.mark.parametrize("contacted_on, counted", [("2026-03-01", 0), ("2026-03-02", 1), ("2026-03-31", 1),
+                                                   ("2026-04-01", 0)])
+def test_the_on_time_period_is_start_inclusive_end_exclusive(sessions, deploy, contacted_on, counted):
+    _aftercare_contact(sessions, deploy, ended_on="2026-02-20", target=14, contacted_on=contacted_on)
     with sessions.begin() as s:
-        assert kpi.aftercare_on_time(s, T0, T0 + timedelta(days=30)).done == counted
+        assert kpi.aftercare_on_time(s, *MARCH).done == counted
+
+
+def test_not_reached_is_counted_apart_neither_done_nor_late(sessions, deploy):
+    attempts = [{"on": "2026-03-03", "channel": "phone", "note": ""}, {"on": "2026-03-20", "channel": "phone", "note": ""}]
+    _aftercare_contact(sessions, deploy, ended_on="2026-02-20", target=14, contacted_on=None, outcome="not_reached",
+                       attempts=attempts)
+    with sessions.begin() as s:
+        figures = kpi.aftercare_on_time(s, *MARCH)
+        assert (figures.done, figures.on_time, figures.late, figures.not_reached) == (0, 0, 0, 1)
+        assert figures.share is None
+
+
+@pytest.mark.parametrize("day, overdue", [("2026-03-12", False), ("2026-03-13", True)])
+def test_an_open_contact_is_overdue_the_day_after_its_last_target_day(day, overdue):
+    case = kpi.AftercareCase.from_values(1, {"service_ended_on": "2026-03-02", "aftercare_target_days": 10})
+    assert case.deadline.isoformat() == "2026-03-12"
+    assert case.overdue(datetime.fromisoformat(day).date()) is overdue
+    closed = kpi.AftercareCase.from_values(1, {"service_ended_on": "2026-03-02", "aftercare_target_days": 10,
+                                              "aftercare_outcome": "not_reached"})
+    assert closed.overdue(datetime.fromisoformat(day).date()) is False and closed.on_time is None
 
 
 @pytest.mark.parametrize("contact_day, within", [("2026-03-11", 1), ("2026-03-12", 1), ("2026-03-13", 0)])

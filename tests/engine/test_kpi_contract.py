@@ -21,9 +21,13 @@ BPMN = Path(__file__).resolve().parents[2] / "bpmn"
 ASSIGNMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)", re.MULTILINE)
 
 # written here, not read from kpi.py: the variables the aftercare dashboard and supervisor figures use
-KPI_READS = {"responsible_expert", "service_line", "segment", "aftercare_target_days", "aftercare_started_at",
-             "aftercare_contacted_on", "aftercare_channel", "service_rating", "experience_positive",
-             "new_service_needs", "follow_up_new_needs", "follow_up_due"}
+# (the aftercare contract: one aftercare instance per ended service line, on time by kpi.AftercareCase)
+KPI_READS = {"responsible_expert", "service_line", "segment", "service_ended_on", "aftercare_target_days",
+             "aftercare_started_at", "aftercare_outcome", "aftercare_attempts", "aftercare_contacted_on",
+             "aftercare_channel", "service_rating", "experience_positive", "new_service_needs",
+             "follow_up_new_needs", "follow_up_due"}
+CASE_READS = {"service_line", "service_ended_on", "aftercare_target_days", "aftercare_started_at",
+              "aftercare_contacted_on", "aftercare_outcome", "aftercare_attempts"}
 KPI_USER_TASKS = {"aftercare_contact", "hold_follow_up_day"}  # of the aftercare process
 
 
@@ -56,6 +60,7 @@ def shipped(sessions):
 
 def test_the_kpi_code_reads_the_variables_this_test_names():
     assert set(kpi._KPI_VARIABLES) == KPI_READS
+    assert set(kpi.CASE_VARIABLES) == CASE_READS <= KPI_READS
     assert set(kpi.AFTERCARE_ELEMENTS) == KPI_USER_TASKS
 
 
