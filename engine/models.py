@@ -347,5 +347,6 @@ class ApiToken(Base):
         return {r for r in self.roles.split(",") if r}
 
 
-# contact log, notices, absences, start schedules; providers registry and the providers' feedback
-from . import outreach_models, provider_models  # noqa: F401
+# contact log, notices, absences, start schedules; providers registry and the providers' feedback;
+# the national customer survey's results
+from . import outreach_models, provider_models, survey_models  # noqa: F401
