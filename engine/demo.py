@@ -216,6 +216,16 @@ class _Driver:
             day = min(day, _helsinki_day(when))
         return day.isoformat()
 
+    def form_data(self, task: Task, when: datetime, plan: Plan, expert: str) -> dict[str, Any]:
+        """Return what an expert enters in the task's form on `when` (passes the form's checks)."""
+        data: dict[str, Any] = {}
+        context = runtime.instance_variables(self.session, task.instance_id)
+        for f in runtime.task_form(self.session, task.id):
+            value = self.value(f, when, plan, expert, task)
+            if value is not None:
+                data[f.id] = context[f.id] = self.fitted(f, value, context, when)
+        return data
+
     def when_done(self, task: Task, plan: Plan) -> datetime:
         """Return when an expert does this task (created + a few days; deliveries at their due date)."""
         created = _aware(task.created_at)
@@ -280,15 +290,17 @@ class _Driver:
                 continue
             task = item
             plan = plans[task.instance_id]
-            data: dict[str, Any] = {}
-            context = runtime.instance_variables(self.session, task.instance_id)
-            for f in runtime.task_form(self.session, task.id):
-                value = self.value(f, when, plan, expert, task)
-                if value is not None:
-                    data[f.id] = context[f.id] = self.fitted(f, value, context, when)
             by = task.assignee or (expert if task.candidate_role == "expert" else "esimies")
-            runtime.complete_task(self.session, task.id, data, by=by, now=when)
+            runtime.complete_task(self.session, task.id, self.form_data(task, when, plan, expert), by=by, now=when)
             self.result.tasks_completed += 1
+
+
+def form_data(session: Session, task_id: str, *, by: str, now: datetime, needs: list[str] | None = None) -> dict[str, Any]:
+    """Return plausible values for an open task's form, as the demo office enters them (for tests that
+    walk a case on to a later task): a well-going case with the given needs, no new needs."""
+    task = session.scalars(select(Task).where(Task.id == task_id)).one()
+    driver = _Driver(session, random.Random(SEED), now, Result())
+    return driver.form_data(task, now, Plan(needs=list(needs or ["recruitment"]), start=now), by)
 
 
 def _date_of(value: Any) -> date | None:
