@@ -92,3 +92,15 @@ def run_task_action(session: Session, task_id: str, action_id: str, data: dict[s
         spiff.update_live_data(workflow, clean)
 
     return runtime._act(session, loaded, deliver, actor=by, now=now).instance
+
+
+def action_runs(session: Session, instance_id: int, action_id: str | None = None) -> list[dict[str, Any]]:
+    """Return the task actions run in a case (or of one action), oldest first: when, who, what was submitted."""
+    runs = []
+    for event in audit.history(session, instance_id):
+        if event.kind != TASK_ACTION or (action_id is not None and event.element_id != action_id):
+            continue
+        data = audit.event_dict(event)["data"]
+        runs.append({"action": event.element_id, "at": event.at, "by": event.actor, "task_id": event.task_id,
+                     "name": data.get("name"), "submitted": data.get("submitted", {})})
+    return runs

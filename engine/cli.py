@@ -163,6 +163,17 @@ def cmd_complete(args: argparse.Namespace, sessions: Any, settings: Settings) ->
         return runtime.instance_summary(session, instance_id)
 
 
+def cmd_action(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
+    """Run a task action (a message boundary event the model marks taskAction) with its form data."""
+    from . import actions
+
+    with sessions.begin() as session:
+        instance = actions.run_task_action(session, args.task_id, args.action_id, _json_arg(args.data), by=args.by)
+        instance_id = instance.id
+    with sessions.begin() as session:
+        return runtime.instance_summary(session, instance_id)
+
+
 def cmd_claim(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Claim, release or assign a task."""
     with sessions.begin() as session:
@@ -463,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("complete", cmd_complete, "complete a task")
     p.add_argument("task_id")
     p.add_argument("--data")
+    p.add_argument("--by", required=True)
+    p = add("action", cmd_action, "run a task action, e.g. action TASK customer_not_reached --data '{...}'")
+    p.add_argument("task_id")
+    p.add_argument("action_id")
+    p.add_argument("--data", help="the action's form data as a JSON object (or @file.json)")
     p.add_argument("--by", required=True)
     for action in ("claim", "release", "assign"):
         p = add(action, cmd_claim, f"{action} a task")

@@ -269,7 +269,7 @@ def customer_processes(session: Session, customer: Customer, reader: Reader | No
     return list(session.scalars(query.order_by(Instance.started_at.desc(), Instance.id.desc())))
 
 
-TIMELINE_KINDS = ("instance_started", "task_completed", "task_assigned", "timer_fired", "message_received",
+TIMELINE_KINDS = ("instance_started", "task_completed", "task_action", "task_assigned", "timer_fired", "message_received",
                   "message_thrown", "incident_raised", "instance_completed", "instance_cancelled",
                   "instance_migrated")
 FEEDBACK_VARIABLES = ("service_rating", "experience_positive", "feedback_from_customer", "aftercare_channel",

@@ -6,7 +6,9 @@
 - *contact_due*: a contact's next contact date has come (to the customer's responsible expert,
   else whoever logged the contact);
 - *digest*: once a day per user, their open tasks due within the office's lead time and overdue;
-- *supervisor_digest*: once a day per supervisor, the group's overdue aftercare.
+- *supervisor_digest*: once a day per supervisor, the group's overdue aftercare;
+- *follow_up_invitation*: an aftercare case planned its follow-up day: the consultant gets an
+  invitation e-mail, the responsible expert a notice (`engine.aftercare`).
 Reminders for an absent expert go to their substitute (`engine.absences`).
 
 Each notice has a unique `key`, so it exists once however many workers make it. A notice gets
@@ -32,7 +34,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import absences, contacts, kpi, office
+from . import absences, aftercare, contacts, kpi, office
 from .config import Settings
 from .db import utcnow
 from .models import AuditEvent, Customer, Task, TaskStatus, User
@@ -251,7 +253,8 @@ def _digests(session: Session, now: datetime, tz: str) -> int:
 def generate(session: Session, *, now: datetime | None = None, tz: str = "Europe/Helsinki") -> int:
     """Make every notice due at `now`; return how many were made."""
     now = now or utcnow()
-    return _assignment_notices(session, now, tz) + _contact_notices(session, now, tz) + _digests(session, now, tz)
+    return (_assignment_notices(session, now, tz) + _contact_notices(session, now, tz) + _digests(session, now, tz)
+            + aftercare.invite_consultants(session, now=now))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, abort, current_app, render_template, request, stream_with_context
 from flask_babel import lazy_gettext as _l
 
-from engine import audit, exports, history, kpi
+from engine import audit, exports, history, kpi, survey
 from engine.errors import NotFound
 from engine.users import experts
 
@@ -36,6 +36,7 @@ KINDS = {"instance_started": _l("Instance started"), "task_created": _l("Task cr
          "task_assigned": _l("Task reassigned"), "task_completed": _l("Task completed"),
          "task_cancelled": _l("Task cancelled"), "data_changed": _l("Data changed"),
          "message_received": _l("Message received"), "message_thrown": _l("Message sent"),
+         "task_action": _l("Task action"),
          "timer_fired": _l("Timer fired"), "incident_raised": _l("Incident raised"),
          "incident_resolved": _l("Incident resolved"), "instance_completed": _l("Instance completed"),
          "instance_cancelled": _l("Instance cancelled"), "instance_migrated": _l("Instance migrated"),
@@ -193,10 +194,11 @@ def _kpi_filter() -> kpi.AftercareFilter:
 def kpis() -> str:
     """Show the aftercare KPI dashboard for a period, expert, service line and segment."""
     session = get_session()
-    report = kpi.aftercare_report(session, _kpi_filter())
+    report = kpi.aftercare_report(session, _kpi_filter(), current_app.extensions["polku"].settings.timezone)
     args = {k: request.args.get(k, "") for k in ("start", "end", "expert", "service_line", "segment")}
     return render_template("audit/kpi.html", report=report, args=args, experts=experts(session),
-                           charts=kpi.AFTERCARE_CHARTS,
+                           charts=kpi.AFTERCARE_CHARTS, survey_rows=survey.series(session),
+                           survey_target=survey.TARGET_PERCENT,
                            channel_labels=modeltexts.option_names("aftercare", "aftercare_channel"))
 
 

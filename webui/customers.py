@@ -23,6 +23,7 @@ from .tasks import due_state, next_task, process_names, reader
 EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
                 "task_assigned": _l("Task reassigned"), "timer_fired": _l("Timer fired"),
                 "message_received": _l("Message received"), "message_thrown": _l("Message sent"),
+                "task_action": _l("Recorded on a task"),
                 "incident_raised": _l("Incident raised"), "instance_completed": _l("Service process completed"),
                 "instance_cancelled": _l("Service process cancelled"), "instance_migrated": _l("Instance migrated"),
                 "contact_logged": _l("Contact logged")}

@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from engine import access, customers, kpi, runtime
+from engine import access, actions, customers, kpi, runtime
 from engine.db import utcnow
 from engine.errors import Conflict, FormInvalid, InvalidInput, NotFound, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
@@ -137,7 +137,8 @@ def aftercare() -> str:
 
 
 def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str], status: int = 200,
-            problem: str | None = None, cancel_error: str | None = None) -> tuple[str, int]:
+            problem: str | None = None, cancel_error: str | None = None,
+            action: tuple[str, dict[str, Any], dict[str, str]] | None = None) -> tuple[str, int]:
     session = get_session()
     task, instance = details["task"], details["instance"]
     hidden = details.get("case_hidden", False)  # a task of my role in a case that is not mine: no case data
@@ -152,7 +153,7 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
         names=display_names(session, [task.assignee, task.completed_by]), processes=process_names(),
         due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
         can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
-        mine=task.assignee == user.username, cancel_error=cancel_error,
+        mine=task.assignee == user.username, cancel_error=cancel_error, **_action_context(details, action),
         can_cancel=instance.status == "running" and not hidden
         and customers.may_cancel_case(session, instance, user.username, set(user.role_set)))
     return html, status
@@ -347,3 +348,70 @@ def _make_responsible(session: Any, task_id: str, assignee: str, name: str) -> N
         flash(_("This case has no responsible expert to change."), "info")
         return
     flash(_("%(name)s is now the responsible expert of this case.", name=name), "success")
+
+
+def _action_context(details: dict[str, Any], posted: tuple[str, dict[str, Any], dict[str, str]] | None) -> dict[str, Any]:
+    """Return the task actions the page offers (engine.actions), each with its form and earlier runs.
+
+    `posted` is (action id, typed values, field errors) of a refused run, shown again as typed.
+    """
+    task, instance = details["task"], details["instance"]
+    if task.state != TaskStatus.READY or details.get("case_hidden"):
+        return {"task_actions": []}
+    shown = []
+    for action in actions.task_actions(details["version"], task.element_id):
+        fields = modeltexts.fields(action.form, instance.version_id)
+        values, errors = formfields.initial_values(fields, {}), {}
+        if posted is not None and posted[0] == action.element_id:
+            values, errors = posted[1], formfields.messages(posted[2])
+        shown.append({"id": action.element_id, "name": modeltexts.text(action.name, instance.version_id),
+                      "documentation": modeltexts.text(action.documentation, instance.version_id)
+                      if action.documentation else None, "fields": fields, "values": values, "errors": errors,
+                      "runs": _earlier_runs(instance.id, action.element_id, fields)})
+    return {"task_actions": shown, "open_action": posted[0] if posted else None}
+
+
+def _earlier_runs(instance_id: int, action_id: str, fields: list[Any]) -> list[dict[str, Any]]:
+    """Return the earlier runs of an action in this case: when, who, and the values as people read them."""
+    shown = []
+    for run in actions.action_runs(get_session(), instance_id, action_id):
+        parts = []
+        for item in fields:
+            value = run["submitted"].get(item.id)
+            if value in (None, "", []):
+                continue
+            parts.append(dict(item.options).get(value, value) if item.options else value)
+        shown.append({"at": run["at"], "by": run["by"], "text": " · ".join(str(p) for p in parts)})
+    return shown
+
+
+@bp.route("/<task_id>/action/<action_id>", methods=["GET", "POST"])
+@login_required(*ROLES)
+def run_action(task_id: str, action_id: str) -> Any:
+    """Run a task action the model puts on this task (e.g. "customer not reached"); go on to the case's next task."""
+    if request.method == "GET":
+        return redirect(url_for(".task", task_id=task_id))
+    session, user = get_session(), _me()
+    access.require_task(session, reader(), task_id)
+    details = _details(session, task_id)
+    instance = details["instance"]
+    action = next((a for a in actions.task_actions(details["version"], details["task"].element_id)
+                   if a.element_id == action_id), None)
+    if action is None:
+        abort(404)
+    fields = details["form"]
+    values = formfields.initial_values(fields, details["variables"])
+    data = formfields.read_posted(action.form, request.form)
+    typed = formfields.typed_values(action.form, formfields.initial_values(action.form, {}), data)
+    try:
+        actions.run_task_action(session, task_id, action_id, data, by=user.username, roles=set(user.role_set))
+    except FormInvalid as exc:
+        keep_versions(session)
+        return _render(details, values, {}, 422, action=(action_id, typed, exc.errors))
+    except (TaskNotAvailable, Conflict):
+        keep_versions(session)
+        session.rollback()
+        details = _details(session, task_id)
+        return _render(details, values, {}, 409, problem=_refused(details["task"]))
+    flash(_("Recorded: %(name)s.", name=modeltexts.text(action.name, instance.version_id)), "success")
+    return _go_on(instance.id)

@@ -58,6 +58,11 @@ ROUTES: dict[str, tuple[set[str], frozenset[str] | None]] = {
     "customers.create": ({"GET", "POST"}, WORK),
     "customers.without_expert": ({"GET"}, WORK),
     "customers.change_expert": ({"POST"}, WORK),
+    "providers.index": ({"GET"}, frozenset({E, S, AU, AD})),
+    "providers.show": ({"GET"}, frozenset({E, S, AU, AD})),
+    "providers.create": ({"GET", "POST"}, WORK),
+    "providers.edit": ({"GET", "POST"}, WORK),
+    "providers.add_feedback": ({"POST"}, WORK),
     "designer.index": ({"GET"}, frozenset({D, AD})),
     "designer.save_draft": ({"POST"}, frozenset({D, AD})),
     "designer.draft": ({"GET"}, frozenset({D, AD})),
@@ -80,6 +85,7 @@ ROUTES: dict[str, tuple[set[str], frozenset[str] | None]] = {
     "tasks.claim_task": ({"GET", "POST"}, WORK),
     "tasks.release_task": ({"GET", "POST"}, WORK),
     "tasks.cancel_case": ({"GET", "POST"}, WORK),
+    "tasks.run_action": ({"GET", "POST"}, WORK),
     "tasks.aftercare": ({"GET"}, WORK),
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -94,7 +100,7 @@ def url_values(sessions):
         return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css",
                 "task_id": "no-such-task", "version_id": 999, "draft_id": 999, "process_id": "no-such-process",
                 "instance_id": 999, "fmt": "csv", "chart": "done", "name": "bpmn-js/dist/assets/bpmn-js.css",
-                "incident_id": 999, "company_id": 999}
+                "incident_id": 999, "company_id": 999, "provider_id": 999}
 
 
 def _rules(app):
