@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import contacts, customers, runtime, users
+from . import actions, contacts, customers, runtime, users
 from .db import utcnow
 from .errors import InvalidInput
 from .forms import Field
@@ -35,6 +35,8 @@ PROCESS = "customer_service"
 EXTRA_EXPERTS = (("liisa.laine", "Liisa Laine"), ("mikko.nieminen", "Mikko Nieminen"))
 HELSINKI = ZoneInfo("Europe/Helsinki")
 CONSULTANT = ("Pekka Kehittäjä", "pekka.kehittaja@konsultointi.example.fi")
+NOT_REACHED_AFTER = 3  # the office's default number of attempts (engine.office: aftercare_attempts)
+NOT_REACHED = "customer_not_reached"  # the message of the aftercare contact's "customer not reached" action
 INTAKE = "asiantuntija"  # completes the unassigned needs assessments of the intake queue
 
 PREFIXES = ("Konepaja", "Rakennus", "Puutyö", "Sähkö", "Metalli", "Kuljetus", "Siivous", "Ravintola",
@@ -67,6 +69,13 @@ REASONS = {"recruitment": "Tarvitsee lisää osaajia tilauskannan kasvaessa",
 NEED_MIX = (["recruitment"], ["recruitment"], ["recruitment"], ["staff_training"], ["business_development"],
             ["financing"], ["recruitment", "staff_training"], ["staff_reduction", "staff_training"],
             ["start_up"], ["innovation_internationalisation"], ["recruitment"], ["staff_training"])
+WENT_WELL = ("Hakijoita tuli nopeasti ja he olivat sopivia.", "Kouluttaja tunsi alan hyvin.",
+             "Konsultti paneutui yrityksen tilanteeseen.", "Yhteyshenkilö oli helposti tavoitettavissa.",
+             "Palvelu käynnistyi ripeästi.")
+KEEP_IN_TOUCH = ("Soitetaan puolen vuoden päästä, kun tilauskanta selviää.",
+                 "Asiakas ottaa yhteyttä, kun uusi rekrytointitarve tulee.", "Tavataan yrityskäynnillä syksyllä.")
+NOT_REACHED_NOTES = ("Ei vastannut, jätetty soittopyyntö.", "Puhelin kiinni.", "Sähköpostiin ei vastausta.",
+                     "Yhteyshenkilö lomalla, soitetaan uudelleen.")
 FEEDBACK = ("Uudet työntekijät aloittivat hyvin.", "Koulutus vastasi tarpeita.", "Palvelu oli nopeaa ja asiantuntevaa.",
             "Hakijoita tuli vähemmän kuin toivottiin.", "Yhteyshenkilö tavoitettiin helposti.",
             "Asiakas toivoi nopeampaa etenemistä.")
@@ -78,7 +87,8 @@ class Plan:
 
     needs: list[str]
     start: datetime
-    aftercare: str = "on_time"  # on_time | late | overdue (left for the supervisor)
+    aftercare: str = "on_time"  # on_time | late | overdue (left for the supervisor) | not_reached
+    attempts: int = 0  # "customer not reached" before the contact (not_reached: until the office's number)
     positive: bool = True
     new_needs: list[str] = field(default_factory=list)
     follow_up: bool = False
@@ -93,6 +103,7 @@ class Result:
     customers_existing: int = 0
     cases: int = 0
     aftercare: int = 0
+    attempts: int = 0
     tasks_completed: int = 0
     timers_fired: int = 0
     contacts: int = 0
@@ -100,7 +111,8 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return {"customers_created": self.customers, "customers_existing": self.customers_existing,
-                "cases_started": self.cases, "aftercare_started": self.aftercare, "tasks_completed": self.tasks_completed,
+                "cases_started": self.cases, "aftercare_started": self.aftercare, "not_reached_recorded": self.attempts,
+                "tasks_completed": self.tasks_completed,
                 "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "users_created": self.users}
 
 
@@ -152,6 +164,7 @@ class _Driver:
 
     def __init__(self, session: Session, rng: random.Random, now: datetime, result: Result) -> None:
         self.session, self.rng, self.now, self.result = session, rng, now, result
+        self.planned_at: dict[str, datetime] = {}
 
     def value(self, f: Field, when: datetime, plan: Plan, expert: str, task: Task) -> Any:
         """Return a plausible value for one form field, or None to leave it empty."""
@@ -162,7 +175,12 @@ class _Driver:
             "experience_positive": plan.positive, "service_rating": self.rng.choice((4, 5)) if plan.positive
             else self.rng.choice((2, 3)), "new_service_needs": plan.new_needs,
             "follow_up_day_wanted": plan.follow_up, "named_contact_confirmed": True,
-            "feedback_from_customer": self.rng.choice(FEEDBACK), "needs_reassessment": "Ei uusia tarpeita nyt."
+            "feedback_from_customer": self.rng.choice(FEEDBACK), "feedback_went_well": self.rng.choice(WENT_WELL),
+            "service_met_need": self.rng.choice(("yes", "yes", "partly")) if plan.positive
+            else self.rng.choice(("partly", "no")), "keep_in_touch": self.rng.choice(KEEP_IN_TOUCH),
+            "reassessed_situation": self.rng.choice(("steady", "growth")),
+            "aftercare_attempt_channel": self.rng.choice(("phone", "phone", "email")),
+            "aftercare_attempt_note": self.rng.choice(NOT_REACHED_NOTES), "needs_reassessment": "Ei uusia tarpeita nyt."
             if not plan.new_needs else "Uusi tarve tunnistettiin jälkihoidossa.",
             "aftercare_channel": self.rng.choice(("phone", "phone", "meeting", "email")),
             "overdue_action": "reminded_expert", "training_type": None,
@@ -227,19 +245,58 @@ class _Driver:
         return data
 
     def when_done(self, task: Task, plan: Plan) -> datetime:
-        """Return when an expert does this task (created + a few days; deliveries at their due date)."""
+        """Return when an expert does this task, drawn once per task (created + a few days; deliveries
+        at their due date; the aftercare contact against its line's end and target)."""
+        if task.id not in self.planned_at:
+            self.planned_at[task.id] = self._when(task, plan)
+        return self.planned_at[task.id]
+
+    def _when(self, task: Task, plan: Plan) -> datetime:
         created = _aware(task.created_at)
         eid = task.element_id
+        never = self.now + timedelta(days=3650)
         if eid == "aftercare_contact":
-            days = {"on_time": self.rng.randrange(2, 12), "late": self.rng.randrange(18, 30)}.get(plan.aftercare)
-            return created + timedelta(days=days) if days else self.now + timedelta(days=3650)
+            if self.attempts_left(task, plan):
+                return created + timedelta(days=self.rng.randrange(1, 4), hours=self.rng.randrange(0, 6))
+            variables = runtime.instance_variables(self.session, task.instance_id)
+            ended = _date_of(variables.get("service_ended_on")) or _helsinki_day(created)
+            target = int(variables.get("aftercare_target_days") or 14)
+            days = {"on_time": self.rng.randrange(1, target + 1),
+                    "late": target + self.rng.randrange(3, 16)}.get(plan.aftercare)
+            if days is None:
+                return never
+            day = datetime.combine(ended + timedelta(days=days), time(9), tzinfo=HELSINKI)
+            return max(created + timedelta(hours=1), day + timedelta(hours=self.rng.randrange(0, 7)))
         if eid == "handle_overdue_aftercare":
-            return created + timedelta(days=1) if plan.aftercare == "late" else self.now + timedelta(days=3650)
+            return created + timedelta(days=1) if plan.aftercare == "late" else never
         if eid.startswith("deliver_") and task.due_at is not None:
             return max(created + timedelta(days=1), _aware(task.due_at) - timedelta(days=self.rng.randrange(0, 4)))
         if eid == "hold_follow_up_day" and task.due_at is not None:
             return _aware(task.due_at) + timedelta(days=1)
         return created + timedelta(days=self.rng.randrange(1, 7), hours=self.rng.randrange(0, 6))
+
+    def attempts_left(self, task: Task, plan: Plan) -> bool:
+        """Tell whether the customer is not reached this time (an attempt to record, not the contact)."""
+        if task.element_id != "aftercare_contact" or not plan.attempts:
+            return False
+        made = runtime.instance_variables(self.session, task.instance_id).get("aftercare_attempts")
+        return len(made) < plan.attempts if isinstance(made, list) else False
+
+    def not_reached(self, task: Task, when: datetime, plan: Plan, expert: str) -> None:
+        """Record one "customer not reached" on the aftercare contact (its task action)."""
+        for action in actions.actions_of_task(self.session, task.id):
+            if action.message == NOT_REACHED:
+                context = runtime.instance_variables(self.session, task.instance_id)
+                data = {}
+                for f in action.form:
+                    value = self.value(f, when, plan, expert, task)
+                    if value is not None:
+                        data[f.id] = self.fitted(f, value, context, when)
+                actions.run_task_action(self.session, task.id, action.element_id, data,
+                                        by=task.assignee or expert, now=when)
+                self.result.attempts += 1
+                return
+        raise LookupError(f"the aftercare contact offers no '{NOT_REACHED}' action")
 
     def plan_of(self, instance: Instance, plans: dict[int, Plan]) -> Plan:
         """Return how a case the engine started by itself behaves (a line's aftercare, a need found later).
@@ -290,6 +347,9 @@ class _Driver:
                 continue
             task = item
             plan = plans[task.instance_id]
+            if self.attempts_left(task, plan):
+                self.not_reached(task, when, plan, expert)
+                continue
             by = task.assignee or (expert if task.candidate_role == "expert" else "esimies")
             runtime.complete_task(self.session, task.id, self.form_data(task, when, plan, expert), by=by, now=when)
             self.result.tasks_completed += 1
@@ -333,7 +393,11 @@ def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
             + timedelta(hours=rng.randrange(0, 8))
         start = min(start, now - timedelta(hours=offset * 24 - 1))
         kind = ("on_time", "on_time", "on_time", "late", "overdue")[index % 5]
+        attempts = 1 + index % 2 if index % 4 == 1 and kind != "overdue" else 0  # reached on a later try
+        if index % 10 == 0:
+            kind, attempts = "not_reached", NOT_REACHED_AFTER
         plans.append(Plan(needs=list(NEED_MIX[(index + k) % len(NEED_MIX)]), start=start, aftercare=kind,
+                          attempts=attempts,
                           positive=index % 3 != 1, new_needs=["staff_training"] if index % 7 == 2 else [],
                           follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else ""))
     return plans

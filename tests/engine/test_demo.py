@@ -96,7 +96,28 @@ def test_kpis_supervisor_view_and_heatmap_show_real_numbers(office):
     assert unassigned > 0
     assert aftercare_heat["aftercare_contact"]["count"] > 0 and heat["assess_service_needs"]["count"] > 0
     assert True in positive and False in positive, "feedback given, good and bad"
+    assert year.not_reached >= 1, "customers not reached, counted apart"
     assert by_channel["aftercare"] >= 1, "a new need found in aftercare started a new case"
+
+
+def test_each_ended_line_has_its_aftercare_some_reached_only_after_attempts(office):
+    sessions, made = office
+    with sessions.begin() as s:
+        rows = list(s.scalars(select(Instance).where(Instance.process_id == "aftercare")))
+        parents = {i.id: i for i in s.scalars(select(Instance).where(Instance.process_id == demo.PROCESS))}
+        cases = [(i, runtime.instance_variables(s, i.id)) for i in rows]
+    assert made["aftercare_started"] == len(rows) >= 20
+    assert all(i.parent_instance_id in parents and i.business_key == parents[i.parent_instance_id].business_key
+               for i, _v in cases), "started by the customer's service process"
+    assert len({v["service_line"] for _i, v in cases}) >= 4
+    outcomes = Counter(v.get("aftercare_outcome") for i, v in cases if i.status == InstanceStatus.COMPLETED)
+    assert outcomes["reached"] >= 10 and outcomes["not_reached"] >= 1
+    not_reached = [v for _i, v in cases if v.get("aftercare_outcome") == "not_reached"]
+    assert all(len(v["aftercare_attempts"]) == v["office"]["aftercare_attempts"] for v in not_reached)
+    assert any(v.get("aftercare_outcome") == "reached" and v["aftercare_attempts"] for _i, v in cases), \
+        "reached on a later try, the failed attempts kept"
+    assert made["not_reached_recorded"] == sum(len(v.get("aftercare_attempts") or []) for _i, v in cases)
+    assert {v.get("service_met_need") for _i, v in cases} >= {"yes", "partly"}, "the feedback conversation"
 
 
 def test_a_second_run_adds_nothing_and_the_data_is_deterministic(office):
