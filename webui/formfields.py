@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import markdown as md
 import nh3
+from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
@@ -35,6 +37,9 @@ MESSAGES = {
     "this field cannot be changed": _l("this field cannot be changed"),
     "this form has no such field": _l("this form has no such field"),
     "choose an active user with the expert role": _l("choose an expert from the list"),
+    "choose an active provider from the registry": _l("choose a provider from the registry"),
+    "the date cannot be in the future": _l("the date cannot be in the future"),
+    "enter an e-mail address such as name@example.fi": _l("enter an e-mail address such as name@example.fi"),
 }
 PATTERNS = (
     (re.compile(r"must be at least (\S+)"), lambda m: _("must be at least %(n)s", n=m[1])),
@@ -44,7 +49,18 @@ PATTERNS = (
     (re.compile(r"enter at least (\d+) choices"), lambda m: _("choose at least %(n)s options", n=m[1])),
     (re.compile(r"enter at most (\d+) choices"), lambda m: _("choose at most %(n)s options", n=m[1])),
     (re.compile(r"'(.*)' is not one of the options"), lambda m: _("“%(v)s” is not one of the options", v=m[1])),
+    (re.compile(r"must be on or after (\d{4}-\d{2}-\d{2})"),
+     lambda m: _("the date must be %(day)s or later", day=_day(m[1]))),
+    (re.compile(r"must be after (\d{4}-\d{2}-\d{2})"),
+     lambda m: _("the date must be later than %(day)s", day=_day(m[1]))),
+    (re.compile(r"must be on or before (\d{4}-\d{2}-\d{2})"),
+     lambda m: _("the date must be %(day)s or earlier", day=_day(m[1]))),
 )
+
+
+def _day(iso: str) -> str:
+    """Return an ISO date of an engine message as the user's language writes it."""
+    return format_date(date.fromisoformat(iso), "medium")
 
 
 def message(text: str) -> str:
