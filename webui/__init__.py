@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     from . import outreach  # contact log, worklists, notifications, absences, office settings
 
     outreach.init_app(app)
+    from . import providers  # providers registry, reports, the provider select of process forms
+
+    providers.init_app(app)
     for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor, incidents):
         app.register_blueprint(module.bp)
     rest_api.init_app(app)  # /api/v1: bearer tokens only, exempt from CSRF, errors as problem+json
