@@ -91,5 +91,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     providers.init_app(app)
     for module in (auth, home, customers, admin, tasks, supervisor, designer, audit, vendor, incidents):
         app.register_blueprint(module.bp)
+    from . import survey  # the national survey's results, entered on the KPI page
+
+    survey.init_app(app)
     rest_api.init_app(app)  # /api/v1: bearer tokens only, exempt from CSRF, errors as problem+json
     return app

@@ -51,6 +51,8 @@ ROUTES: dict[str, tuple[set[str], frozenset[str] | None]] = {
     "audit.version": ({"GET"}, frozenset({AU, AD})),
     "audit.kpis": ({"GET"}, frozenset({S, AU, AD})),
     "audit.kpi_csv": ({"GET"}, frozenset({S, AU, AD})),
+    "survey.record": ({"POST"}, frozenset({S, AD})),
+    "survey.import_file": ({"POST"}, frozenset({S, AD})),
     "customers.index": ({"GET"}, WORK),
     "customers.show": ({"GET"}, WORK),
     "customers.edit": ({"GET", "POST"}, WORK),
