@@ -29,7 +29,8 @@ PLAN: dict[str, list[str]] = {
                         "-k=test_forms or text or equal or numbers or choice"],
     "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_actions_matrix.py",
                         "tests/engine/test_boundaries.py"],
-    "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py"],
+    "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py",
+                        "tests/engine/test_audit_chain_spec.py"],
     "engine/users.py": ["tests/engine/test_users.py", "tests/engine/test_users_gaps.py"],
     "engine/access.py": ["tests/webui/test_least_privilege.py", "tests/engine/test_actions_matrix.py"],
     "engine/kpi.py": ["tests/engine/test_exports.py", "tests/engine/test_boundaries.py",
@@ -40,7 +41,8 @@ PLAN: dict[str, list[str]] = {
     "webui/auth.py": ["tests/webui/test_auth.py", "tests/webui/test_sessions.py",
                       "tests/webui/test_route_roles.py"],
     "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_constructs.py",
-                          "tests/engine/test_actions_matrix.py", "tests/engine/test_optimistic_lock.py"],
+                          "tests/engine/test_actions_matrix.py", "tests/engine/test_optimistic_lock.py",
+                          "tests/engine/test_revision_check.py"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 
