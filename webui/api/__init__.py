@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .. import tokens as token_page
-from . import docs, problems, routes
+from . import docs, problems, provider_routes, routes
 from .base import bp, spec
 
 __all__ = ["bp", "init_app", "spec"]
@@ -23,6 +23,7 @@ __all__ = ["bp", "init_app", "spec"]
 def init_app(app: Flask) -> None:
     """Register the API blueprint, exempt it from CSRF and answer errors under /api/ as problems."""
     routes.register()
+    provider_routes.register()
     docs.register()
     app.register_blueprint(bp)
     app.register_blueprint(token_page.bp)  # /tokens: the UI page where users make and revoke their tokens
