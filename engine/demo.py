@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import actions, contacts, customers, runtime, users
+from . import actions, contacts, customers, providers, runtime, users
 from .db import utcnow
 from .errors import InvalidInput
 from .forms import Field
@@ -31,6 +31,7 @@ from .models import Instance, InstanceStatus, ProcessVersion, Task, TaskStatus, 
 SEED = 20260101
 CUSTOMER_COUNT = 40
 HISTORY_DAYS = 365
+CONSULTING_DAYS = (400, 480)  # some consulting cases start this many days back: their follow-up days come now
 PROCESS = "customer_service"
 EXTRA_EXPERTS = (("liisa.laine", "Liisa Laine"), ("mikko.nieminen", "Mikko Nieminen"))
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -74,6 +75,17 @@ WENT_WELL = ("Hakijoita tuli nopeasti ja he olivat sopivia.", "Kouluttaja tunsi 
              "Palvelu käynnistyi ripeästi.")
 KEEP_IN_TOUCH = ("Soitetaan puolen vuoden päästä, kun tilauskanta selviää.",
                  "Asiakas ottaa yhteyttä, kun uusi rekrytointitarve tulee.", "Tavataan yrityskäynnillä syksyllä.")
+PROVIDERS = (  # the registry: (name, kind, contact person, the provider's own feedback to the office)
+    ("Tampereen Aikuiskoulutus Oy", "training", "Riitta Koivisto",
+     "Yhteishankintakoulutuksen ryhmät täyttyivät hyvin; osa yrityksistä toivoi lyhyempiä jaksoja."),
+    ("Pirkanmaan Ammattiopisto Oy", "training", "Jukka Lahtinen", ""),
+    ("Kehitysvoima Consulting Oy", "consultant", "Pekka Kehittäjä",
+     "Yritysten lähtötilanteen kuvaus TE-toimistosta nopeutti konsultoinnin aloitusta."),
+    ("Tuotantotalous Partners Oy", "consultant", "Marja Salo", ""),
+    ("Pirkanmaan Uusyrityskeskus ry", "partner", "Sanna Aho",
+     "Ohjatut asiakkaat olivat hyvin valmistautuneita; liiketoimintasuunnitelmat puuttuivat vielä muutamalta."),
+    ("Yritysrahoituksen Neuvonta Oy", "partner", "Ville Rinne", ""),
+)
 NOT_REACHED_NOTES = ("Ei vastannut, jätetty soittopyyntö.", "Puhelin kiinni.", "Sähköpostiin ei vastausta.",
                      "Yhteyshenkilö lomalla, soitetaan uudelleen.")
 FEEDBACK = ("Uudet työntekijät aloittivat hyvin.", "Koulutus vastasi tarpeita.", "Palvelu oli nopeaa ja asiantuntevaa.",
@@ -104,6 +116,7 @@ class Result:
     cases: int = 0
     aftercare: int = 0
     attempts: int = 0
+    providers: int = 0
     tasks_completed: int = 0
     timers_fired: int = 0
     contacts: int = 0
@@ -113,7 +126,8 @@ class Result:
         return {"customers_created": self.customers, "customers_existing": self.customers_existing,
                 "cases_started": self.cases, "aftercare_started": self.aftercare, "not_reached_recorded": self.attempts,
                 "tasks_completed": self.tasks_completed,
-                "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "users_created": self.users}
+                "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "providers_created": self.providers,
+                "users_created": self.users}
 
 
 def business_id(rng: random.Random) -> str:
@@ -148,6 +162,28 @@ def demo_customers(rng: random.Random, experts: list[str]) -> list[dict[str, Any
             "contact_person": f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)} ({rng.choice(MUNICIPALITIES)})",
             "phone": f"+358 40 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}"})
     return rows
+
+
+def ensure_providers(session: Session, now: datetime) -> int:
+    """Add the demo registry's service providers that are missing (by name); return how many were added."""
+    rng = random.Random(SEED + 1)  # their business IDs: the customers' draws stay the same
+    have = {p.name for p in providers.list_providers(session)}
+    added = 0
+    for name, kind, person, feedback in PROVIDERS:
+        number = business_id(rng)
+        if name in have:
+            continue
+        login = person.lower().replace(" ", ".").replace("ä", "a").replace("ö", "o")
+        provider = providers.create_provider(session, {
+            "name": name, "business_id": number, "kind": kind, "contact_person": person,
+            "email": f"{login}@{name.split()[0].lower().replace('ä', 'a')}.example.fi",
+            "phone": f"+358 3 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}"},
+            by="seed", now=now - timedelta(days=HISTORY_DAYS + 30))
+        if feedback:
+            providers.record_feedback(session, provider.id, feedback, by=INTAKE,
+                                      given_on=(now - timedelta(days=40)).date(), now=now - timedelta(days=40))
+        added += 1
+    return added
 
 
 def ensure_experts(session: Session) -> list[str]:
@@ -192,6 +228,8 @@ class _Driver:
         }
         if f.id in known and known[f.id] is not None:
             return known[f.id]
+        if f.provider_kinds is not None:
+            return self.provider(f.provider_kinds)
         if f.id.endswith("_planned_end"):
             return (when + timedelta(days=self.rng.randrange(25, 75))).date().isoformat()
         if f.id.endswith("_planned_start"):
@@ -233,6 +271,13 @@ class _Driver:
         if "not_future" in checks:
             day = min(day, _helsinki_day(when))
         return day.isoformat()
+
+    def provider(self, kinds: tuple[str, ...]) -> str | None:
+        """Return a registry provider's id for a provider field of these kinds (None: the office did it itself)."""
+        if not kinds:
+            return None
+        found = [str(pid) for pid, _name, _kind in providers.choices(self.session, kinds)]
+        return self.rng.choice(found) if found else None
 
     def form_data(self, task: Task, when: datetime, plan: Plan, expert: str) -> dict[str, Any]:
         """Return what an expert enters in the task's form on `when` (passes the form's checks)."""
@@ -400,6 +445,10 @@ def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
                           attempts=attempts,
                           positive=index % 3 != 1, new_needs=["staff_training"] if index % 7 == 2 else [],
                           follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else ""))
+    if index % 10 == 5:  # consulting that ended about a year ago: its follow-up day is held now or soon
+        start = datetime.combine((now - timedelta(days=rng.randrange(CONSULTING_DAYS[0], CONSULTING_DAYS[1]))).date(),
+                                 time(9), tzinfo=UTC)
+        plans.append(Plan(needs=["business_development"], start=start, aftercare="on_time", follow_up=True))
     return plans
 
 
@@ -420,6 +469,7 @@ def seed_office(session: Session, *, now: datetime | None = None) -> dict[str, A
     before = {u.username for u in users.experts(session)}
     experts = ensure_experts(session)
     result.users = sorted(set(experts) - before)
+    result.providers = ensure_providers(session, now)
     driver = _Driver(session, rng, now, result)
     for index, data in enumerate(demo_customers(rng, experts)):
         plans = _plans(rng, index, now)  # drawn even for a skipped customer: the others stay the same

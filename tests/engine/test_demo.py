@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -86,8 +86,8 @@ def test_kpis_supervisor_view_and_heatmap_show_real_numbers(office):
         heat = history.heatmap(s, version_id)
         aftercare_version = s.scalar(select(Instance.version_id).where(Instance.process_id == "aftercare").limit(1))
         aftercare_heat = history.heatmap(s, aftercare_version) if aftercare_version else heat  # one per ended line
-        positive = [runtime.instance_variables(s, i.id).get("experience_positive")
-                    for i in s.scalars(select(Instance).where(Instance.status == InstanceStatus.COMPLETED))]
+        positive = [runtime.instance_variables(s, i.id).get("experience_positive")  # the contacts made
+                    for i in s.scalars(select(Instance).where(Instance.process_id == "aftercare"))]
         by_channel = Counter(runtime.instance_variables(s, i.id).get("contact_channel")
                              for i in s.scalars(select(Instance)))
     assert year.done >= 10 and 0 < year.on_time < year.done, "aftercare both on time and late"
@@ -118,6 +118,19 @@ def test_each_ended_line_has_its_aftercare_some_reached_only_after_attempts(offi
         "reached on a later try, the failed attempts kept"
     assert made["not_reached_recorded"] == sum(len(v.get("aftercare_attempts") or []) for _i, v in cases)
     assert {v.get("service_met_need") for _i, v in cases} >= {"yes", "partly"}, "the feedback conversation"
+    assert any(v.get("service_provider_name") for _i, v in cases), "a registry provider delivered a line"
+    assert made["providers_created"] == len(demo.PROVIDERS)
+
+
+def test_follow_up_days_a_year_after_the_consulting_ended(office):
+    sessions, _made = office
+    with sessions.begin() as s:
+        held = [runtime.instance_variables(s, t.instance_id) for t in s.scalars(select(Task).where(
+            Task.element_id == "hold_follow_up_day", Task.state == TaskStatus.COMPLETED))]
+    assert any(v["service_line"] == "business_development" for v in held), "consulting followed up"
+    for v in held:
+        ended = date.fromisoformat(v["service_ended_on"])
+        assert date.fromisoformat(v["follow_up_due"][:10]) == ended + timedelta(days=v["office"]["follow_up_offset_days"])
 
 
 def test_a_second_run_adds_nothing_and_the_data_is_deterministic(office):
@@ -128,7 +141,8 @@ def test_a_second_run_adds_nothing_and_the_data_is_deterministic(office):
         again = demo.seed_office(s, now=NOW + timedelta(days=1))
         after = (s.scalar(select(func.count()).select_from(Customer)),
                  s.scalar(select(func.count()).select_from(Instance)))
-    assert again["customers_created"] == again["cases_started"] == 0 and again["customers_existing"] == 40
+    assert again["customers_created"] == again["cases_started"] == again["providers_created"] == 0
+    assert again["customers_existing"] == 40
     assert before == after
     experts = ["a", "b"]
     assert demo.demo_customers(random.Random(demo.SEED), experts) == demo.demo_customers(
