@@ -329,8 +329,10 @@ def cmd_seed_demo(args: argparse.Namespace, sessions: Any, settings: Settings) -
         print("  demo office: not made (deploy bpmn/ first)", file=sys.stderr)
     elif office["customers_created"]:
         print(f"  demo office: {office['customers_created']} customers, {office['cases_started']} cases, "
+              f"{office['aftercare_started']} aftercare (one per ended service line, "
+              f"{office['not_reached_recorded']} attempts not reached), "
               f"{office['tasks_completed']} tasks done, {office['timers_fired']} timers fired, "
-              f"{office['contacts_logged']} contacts", file=sys.stderr)
+              f"{office['contacts_logged']} contacts, {office['providers_created']} providers", file=sys.stderr)
     else:
         print(f"  demo office: already there ({office['customers_existing']} customers), nothing added",
               file=sys.stderr)
