@@ -1,5 +1,5 @@
 """Every kind of history event has a label in Finnish and in English: on the audit timeline (every
-`EventKind`) and on the customer page's timeline (the kinds it shows). A kind added to the engine
+`EventKind`, and the task actions' `task_action`) and on the customer page's timeline (the kinds it shows). A kind added to the engine
 without a label fails here, instead of showing its raw id to a user."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from flask_babel import force_locale
 
+from engine.actions import TASK_ACTION
 from engine.audit import EventKind
 from engine.customers import TIMELINE_KINDS
 from webui.audit import KINDS
@@ -24,7 +25,7 @@ def _labels(app, table, kinds) -> dict[str, dict[str, str]]:
     return shown
 
 
-@pytest.mark.parametrize("table, kinds", [(KINDS, [k.value for k in EventKind]),
+@pytest.mark.parametrize("table, kinds", [(KINDS, [*(k.value for k in EventKind), TASK_ACTION]),
                                           (EVENT_LABELS, [*TIMELINE_KINDS, "contact_logged"])],
                          ids=["audit", "customer"])
 def test_every_event_kind_has_a_label_in_both_languages(app, table, kinds):
