@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from engine import forms
-from engine.errors import FormInvalid
+from engine import deploy, forms
+from engine.errors import FormInvalid, InvalidModel
 
 XML = """<bpmn:userTask xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
   xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="t"><bpmn:extensionElements><camunda:formData>
@@ -210,3 +211,15 @@ def test_readonly_fields_are_not_checked():
         "</camunda:validation>", '<camunda:constraint name="readonly" config="true" /></camunda:validation>')
     fields, _ = forms.parse_form(etree.fromstring(xml))
     assert forms.validate(fields, {}, {"f": "2999-01-01"}, now=NOW) == {}
+
+
+def test_deploy_refuses_a_shipped_model_whose_check_cannot_work(session):
+    text = (Path(__file__).parents[2] / "bpmn" / "recruitment.bpmn").read_text(encoding="utf-8")
+    broken = text.replace('<camunda:constraint name="not_before" config="assessment_date" />',
+                          '<camunda:constraint name="max_span" config="P2Y" />', 1)
+    assert broken != text
+    with pytest.raises(InvalidModel) as err:
+        deploy.deploy_files(session, {"recruitment.bpmn": broken.encode()}, by="designer")
+    [problem] = err.value.problems
+    assert problem.element == "plan_recruitment" and "recruitment_planned_end" in problem.message
+    assert "'P2Y:start_date'" in problem.message
