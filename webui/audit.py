@@ -21,7 +21,7 @@ from engine.errors import NotFound
 from engine.users import experts
 
 from . import modeltexts
-from .auth import login_required
+from .auth import current_time, login_required
 from .db import get_session
 from .downloads import attachment
 
@@ -194,7 +194,8 @@ def _kpi_filter() -> kpi.AftercareFilter:
 def kpis() -> str:
     """Show the aftercare KPI dashboard for a period, expert, service line and segment."""
     session = get_session()
-    report = kpi.aftercare_report(session, _kpi_filter(), current_app.extensions["polku"].settings.timezone)
+    report = kpi.aftercare_report(session, _kpi_filter(), current_app.extensions["polku"].settings.timezone,
+                                  now=current_time())
     args = {k: request.args.get(k, "") for k in ("start", "end", "expert", "service_line", "segment")}
     return render_template("audit/kpi.html", report=report, args=args, experts=experts(session),
                            charts=kpi.AFTERCARE_CHARTS, survey_rows=survey.series(session),

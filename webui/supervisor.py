@@ -12,10 +12,9 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy.orm import Session
 
 from engine import customers, kpi
-from engine.db import utcnow
 from engine.users import display_names, experts
 
-from .auth import login_required
+from .auth import current_time, login_required
 from .db import get_session
 from .tasks import row_context
 
@@ -45,11 +44,13 @@ def _outreach(session: Session, now: Any) -> dict[str, Any]:
 @login_required("supervisor", "admin")
 def overview() -> str:
     """Show open work per expert, overdue aftercare, customers without an expert and the on-time share."""
-    session, now = get_session(), utcnow()
-    figures = kpi.summary(session, now, current_app.extensions["polku"].settings.timezone)
+    session, now = get_session(), current_time()
+    zone = current_app.extensions["polku"].settings.timezone
+    figures = kpi.summary(session, now, zone)
     loads = _loads(session, figures)
-    overdue = kpi.overdue_aftercare(session, now)
+    overdue = kpi.overdue_aftercare(session, now, zone)  # by the one definition of kpi.AftercareCase
     context = row_context(overdue)
+    context["now"] = now
     context["names"].update(display_names(session, (load.assignee for load in loads)))
     context.update(_outreach(session, now))
     context["names"].update(display_names(session, [n for a in context["cover_rows"] for n in (a.username, a.substitute)]))
