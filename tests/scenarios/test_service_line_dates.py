@@ -212,3 +212,30 @@ def test_progress_checks_and_the_notice_date_record_the_past(deployed, step):
     assert development.refused("check_development_progress", check_at, development_progress_checked_on="2026-04-04") == \
         {"development_progress_checked_on": "the date cannot be in the future"}
     development.do("check_development_progress", check_at, development_progress_checked_on="2026-04-03")
+
+
+def test_the_assessment_date_reaches_the_line_called_by_customer_service(deployed, step):
+    start = {"business_id": "0737546-2", "company_name": "Pirkan Puu Oy", "contact_channel": "phone_service",
+             "contact_reason": "Rekrytointitarve"}
+    with deployed.begin() as s:
+        iid = runtime.start_instance(s, "customer_service", by="test", data=start, business_key="0737546-2", now=T0).id
+    step()
+    with deployed.begin() as s:
+        [task] = open_tasks(s, instance_id=iid)
+        runtime.complete_task(s, task.id, {
+            "assessment_date": "2026-03-05", "assessment_method": "company_visit", "company_situation": "growth",
+            "headcount": 42, "segment": "local", "identified_needs": ["recruitment"],
+            "process_agreed_with_customer": True, "responsible_expert": EXPERT}, by=EXPERT, now=T0 + timedelta(days=3))
+    step()
+    plan = {"recruitment_positions": 1, "recruitment_channels": ["job_posting"]}
+    with deployed.begin() as s:
+        [task] = [t for t in open_tasks(s, instance_id=iid) if t.element_id == "plan_recruitment"]
+        task_id = task.id
+    with pytest.raises(FormInvalid) as err, deployed.begin() as s:
+        runtime.complete_task(s, task_id, {**plan, "recruitment_planned_end": "2026-03-04"}, by=EXPERT,
+                              now=T0 + timedelta(days=4))
+    assert err.value.errors == {"recruitment_planned_end": "must be on or after 2026-03-05"}
+    step()
+    with deployed.begin() as s:
+        runtime.complete_task(s, task_id, {**plan, "recruitment_planned_end": "2026-03-05"}, by=EXPERT,
+                              now=T0 + timedelta(days=4))
