@@ -89,14 +89,19 @@ class _Head:
     dirty: bool = False
 
 
+# built once: building a select costs more than running it on SQLite
+_HEAD = select(AuditStream.__table__.c.seq, AuditStream.__table__.c.head).where(
+    AuditStream.__table__.c.key == bindparam("b_key"))
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+
+
 def _stream_head(session: Session, key: str) -> _Head:
     heads = session.info.setdefault("audit_heads", {})
     head = heads.get(key)
     if head is None:  # lock the stream head once per transaction; later appends reuse it
-        query = select(AuditStream.seq, AuditStream.head).where(AuditStream.key == key)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = session.connection().execute(query).first()  # no autoflush of the caller's objects here
+        conn = session.connection()  # no autoflush of the caller's objects here
+        query = _HEAD_FOR_UPDATE if conn.dialect.name == "postgresql" else _HEAD
+        row = conn.execute(query, {"b_key": key}).first()
         head = _Head(row.seq, row.head, True) if row else _Head(0, GENESIS, False)
         heads[key] = head
     return head
