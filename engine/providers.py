@@ -41,6 +41,7 @@ FEEDBACK_RECORDED = "provider_feedback_recorded"
 FIELDS = ("name", "business_id", "kind", "contact_person", "email", "phone", "active")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 FEEDBACK_MAX = 4000
+ID_MAX = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL
 
 # what a line's aftercare instance carries (docs/process.md, the aftercare contract)
 PROVIDER_ID = "service_provider_id"
@@ -233,10 +234,8 @@ def form_lookup(session: Session) -> Callable[[str, Collection[str]], tuple[int,
     of one of those kinds (any kind when empty) whose id the value is, else None."""
 
     def lookup(value: str, kinds: Collection[str]) -> tuple[int, str] | None:
-        text = str(value).strip()
-        if not text.isdigit() or len(text) > 12:
-            return None
-        provider = session.get(Provider, int(text))
+        number = _as_id(value)
+        provider = session.get(Provider, number) if number is not None else None
         if provider is None or not provider.active or (kinds and provider.kind not in kinds):
             return None
         return provider.id, provider.name
@@ -327,8 +326,20 @@ def provider_fields(session: Session) -> dict[tuple[int, str], tuple[str, str]]:
     return found
 
 
+def _as_id(value: Any) -> int | None:
+    """Return a provider id written as a number or as ASCII digits, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number: int | None = value
+    else:
+        text = str(value).strip() if value is not None else ""
+        number = int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+    return number if number is not None and 0 < number <= ID_MAX else None
+
+
 def _same(value: Any, provider_id: int) -> bool:
-    return value is not None and not isinstance(value, bool) and str(value).strip() == str(provider_id)
+    return _as_id(value) == provider_id
 
 
 def deliveries(session: Session, provider_id: int) -> list[Delivery]:
@@ -414,12 +425,13 @@ def summary_counts(session: Session) -> dict[int, tuple[int, int]]:
             AuditEvent.element_id.in_({element for _v, element in fields}))
         for version_id, element_id, data in session.execute(query):
             where = fields.get((version_id or 0, element_id or ""))
-            value = json.loads(data).get("submitted", {}).get(where[1]) if where else None
-            if value is not None and str(value).isdigit() and int(str(value)) in counts:
-                counts[int(str(value))][0] += 1
+            number = _as_id(json.loads(data).get("submitted", {}).get(where[1])) if where else None
+            if number in counts:
+                counts[number][0] += 1
     for value in session.scalars(select(Variable.value).where(Variable.name == PROVIDER_ID)):
-        if value is not None and str(value).isdigit() and int(str(value)) in counts:
-            counts[int(str(value))][1] += 1
+        number = _as_id(value)
+        if number in counts:
+            counts[number][1] += 1
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
 

@@ -165,7 +165,7 @@ def test_complete_task_takes_an_active_provider_of_the_field_kinds(sessions, dep
     iid, task = _open_task(sessions)
     if reload:
         runtime.forget_cache()
-    for wrong in ("999", str(partner), str(retired), "Koulutus Oy", "-1"):
+    for wrong in ("999", str(partner), str(retired), "Koulutus Oy", "-1", "0", "²", "2147483648", "9" * 40):
         with sessions.begin() as s, pytest.raises(FormInvalid) as err:
             runtime.complete_task(s, task, {"line_ended_on": "2026-03-01", "line_provider": wrong}, by="anna",
                                   now=T0)
