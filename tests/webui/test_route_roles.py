@@ -102,7 +102,7 @@ def url_values(sessions):
         return {"customer_id": customer.id, "username": "target-user", "filename": "polku.css",
                 "task_id": "no-such-task", "version_id": 999, "draft_id": 999, "process_id": "no-such-process",
                 "instance_id": 999, "fmt": "csv", "chart": "done", "name": "bpmn-js/dist/assets/bpmn-js.css",
-                "incident_id": 999, "company_id": 999, "provider_id": 999}
+                "incident_id": 999, "company_id": 999, "provider_id": 999, "action_id": "customer_not_reached"}
 
 
 def _rules(app):
