@@ -37,6 +37,7 @@ from .errors import FormInvalid
 CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
 FIELD_TYPES = ("string", "long", "boolean", "date", "enum")
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+PROVIDER_KINDS = ("training", "consultant", "partner")  # engine.providers.ProviderKind, for the deploy check
 OFFICE_TIMEZONE = "Europe/Helsinki"  # the office's calendar: what "today" means for a date field
 DATE_CHECKS = ("not_future", "not_before", "after", "max_span")
 SPAN = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
@@ -166,6 +167,12 @@ def parse_form(element: etree._Element) -> tuple[list[Field], list[str]]:
         fields.append(item)
     ids = {f.id for f in fields}
     for item in fields:
+        if "provider" in item.properties and item.type != "string":
+            problems.append(f"form field '{item.id}': property 'provider' applies to string fields only")
+        unknown = [k for k in item.provider_kinds or () if k not in PROVIDER_KINDS]
+        if unknown:
+            problems.append(f"provider field '{item.id}' names unknown provider kinds {', '.join(unknown)} "
+                            f"(use {', '.join(PROVIDER_KINDS)} or any)")
         if item.provider_kinds is not None and f"{item.id}_name" in ids:
             problems.append(f"provider field '{item.id}' sets '{item.id}_name' itself: remove that field")
     return fields, problems

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, forms
 from .customers import PHONE_PATTERN, validate_business_id
 from .db import utcnow
 from .errors import FormInvalid, InvalidInput, ProviderNotFound
@@ -59,6 +59,9 @@ class ProviderKind(enum.StrEnum):
     TRAINING = "training"  # training organisation (koulutusorganisaatio)
     CONSULTANT = "consultant"  # consultant (konsultti)
     PARTNER = "partner"  # Yritys-Suomi partner or other provider a need is referred to
+
+
+assert tuple(ProviderKind) == forms.PROVIDER_KINDS, "the form check knows the same kinds"
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:

@@ -150,6 +150,19 @@ def test_a_provider_field_and_a_name_field_together_do_not_deploy(sessions):
     assert "sets 'line_provider_name' itself" in str(err.value)
 
 
+@pytest.mark.parametrize("change, into, message", [
+    ('value="training,consultant"', 'value="training,trainer"', "unknown provider kinds trainer"),
+    ('<camunda:formField id="line_provider" label="Provider" type="string">',
+     '<camunda:formField id="line_provider" label="Provider" type="long">', "applies to string fields only"),
+])
+def test_wrong_provider_properties_do_not_deploy(sessions, change, into, message):
+    text = (MODELS / "provider_line.bpmn").read_text()
+    assert text.count(change) == 1
+    with sessions.begin() as s, pytest.raises(InvalidModel) as err:
+        deploy_mod.deploy_files(s, {"provider_line.bpmn": text.replace(change, into).encode()}, by="designer")
+    assert message in str(err.value)
+
+
 def _open_task(sessions, process_id="provider_line", data=None):
     with sessions.begin() as s:
         iid = runtime.start_instance(s, process_id, by="anna", business_key="0737546-2", data=data, now=T0).id
