@@ -579,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_providers import add_parser as add_provider_parser
 
     add_provider_parser(add)  # polku provider add|edit|list|feedback|report
+    from .cli_survey import add_parser as add_survey_parser
+
+    add_survey_parser(add)  # polku survey record|import|list, polku kpi
     p = add("serve", cmd_serve, "run the web UI on http://HOST:PORT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
