@@ -189,6 +189,10 @@ def form_schema(fields: list[forms.Field], title: str | None = None) -> dict[str
             prop["readOnly"] = True
         if item.help:
             prop["description"] = item.help
+        if item.checks:  # Polku's domain checks (engine.forms), as the model states them
+            prop["x-checks"] = [{"name": name, "config": config} for name, config in item.checks]
+            if ("email", "true") in item.checks:
+                prop["format"] = "email"
         props[item.id] = prop
         if item.required and not item.readonly:
             required.append(item.id)
