@@ -8,6 +8,7 @@ and decorated by `static/audit.js` from the JSON block each page embeds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -83,6 +84,13 @@ def _filter() -> history.InstanceFilter:
 def _page_number() -> int:
     text = request.args.get("page", "1")
     return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+@bp.app_template_filter("shown_json")
+def shown_json(value: Any) -> str:
+    """Return a value of the history as JSON a person reads: Finnish letters as they are (tojson writes
+    \\u00e4); the template's autoescaping keeps it safe in HTML."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _processes() -> dict[str, str]:

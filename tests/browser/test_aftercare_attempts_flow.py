@@ -24,10 +24,10 @@ PASSWORD = "salasana-123"  # what conftest's sign_in types
 TEXTS = {
     "fi": {"action": "Asiakasta ei tavoitettu", "contact": "Ota jälkihoitoyhteys asiakkaaseen",
            "future": "ei voi olla tulevaisuudessa", "earlier": "Kirjattu aiemmin", "complete": "Merkitse tehtävä tehdyksi",
-           "timeline": "Kirjattu tehtävään: Asiakasta ei tavoitettu", "phone": "Puhelin", "email": "Sähköposti"},
+           "timeline": "Kirjattu tehtävään: Asiakasta ei tavoitettu", "audit": "Tehtävän toiminto", "phone": "Puhelin", "email": "Sähköposti"},
     "en": {"action": "Customer not reached", "contact": "Make the aftercare contact",
            "future": "cannot be in the future", "earlier": "Recorded earlier", "complete": "Complete the task",
-           "timeline": "Recorded on a task: Customer not reached", "phone": "Phone", "email": "E-mail"},
+           "timeline": "Recorded on a task: Customer not reached", "audit": "Task action", "phone": "Phone", "email": "E-mail"},
 }
 
 
@@ -63,6 +63,7 @@ def office(request, live_db):
     lang, sessions = request.param, live_db[1]
     with sessions.begin() as s:
         users.add_user(s, "aino", PASSWORD, ["expert"], display_name="Aino Asiantuntija", locale=lang)
+        users.add_user(s, "tarja", PASSWORD, ["auditor"], display_name="Tarja Tarkastaja", locale=lang)
         customer = customers.create_customer(s, {"name": "Pirkan Puu Oy", "business_id": BUSINESS_ID,
                                                  "responsible_expert": "aino"}, by="test")
     return sessions, customer.id, _to_aftercare_contact(sessions, "aino"), lang
@@ -121,3 +122,9 @@ def test_customer_not_reached_twice_then_reached(sign_in, base_url, office):
             (today.isoformat(), "phone", "Ei vastannut"), (today.isoformat(), "email", "Jätetty soittopyyntö")]
     page.goto(f"{base_url}/customers/{customer_id}")
     assert page.inner_text("section.timeline").count(texts["timeline"]) == 2
+    page = sign_in("tarja")  # the auditor's history of the aftercare instance: both attempts with their notes
+    page.goto(f"{base_url}/audit/instances/{aftercare.id}")
+    actions = page.locator("table.timeline tr[data-element=customer_not_reached]")
+    assert actions.count() == 2
+    assert texts["audit"] in actions.nth(0).inner_text() and "Ei vastannut" in actions.nth(0).inner_text()
+    assert "Jätetty soittopyyntö" in actions.nth(1).inner_text()

@@ -38,22 +38,23 @@ def test_every_event_kind_has_a_label_in_both_languages(app, table, kinds):
     assert not untranslated, f"no Finnish translation for {untranslated}"
 
 
-def test_the_audit_timeline_shows_script_output_and_external_tasks_by_name(app, client, login_as, sessions):
+def test_the_audit_timeline_shows_script_output_external_tasks_and_finnish_values(app, client, login_as, sessions):
     from engine import deploy, runtime
 
-    bpmn = b"""<?xml version="1.0" encoding="UTF-8"?>
+    bpmn = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
     xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="t">
   <bpmn:process id="labels" name="Labels" isExecutable="true">
     <bpmn:startEvent id="s" />
     <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="say" />
-    <bpmn:scriptTask id="say" scriptFormat="python"><bpmn:script>print("hei")</bpmn:script></bpmn:scriptTask>
+    <bpmn:scriptTask id="say" scriptFormat="python"><bpmn:script>print("hei")
+paikka = "Hämeenlinna &lt;b&gt;"</bpmn:script></bpmn:scriptTask>
     <bpmn:sequenceFlow id="f2" sourceRef="say" targetRef="ext" />
     <bpmn:serviceTask id="ext" camunda:type="external" camunda:topic="lookup" />
     <bpmn:sequenceFlow id="f3" sourceRef="ext" targetRef="e" />
     <bpmn:endEvent id="e" />
   </bpmn:process>
-</bpmn:definitions>"""
+</bpmn:definitions>""".encode()
     with sessions.begin() as s:
         deploy.deploy_files(s, {"labels.bpmn": bpmn}, by="test")
         instance_id = runtime.start_instance(s, "labels", by="test").id
@@ -61,6 +62,7 @@ def test_the_audit_timeline_shows_script_output_and_external_tasks_by_name(app, 
     page = client.get(f"/audit/instances/{instance_id}").get_data(as_text=True)
     assert "Skriptin tuloste" in page and "Ulkoinen tehtävä odottaa käsittelijää" in page
     assert ">script_output<" not in page and ">external_task_created<" not in page
+    assert "&#34;Hämeenlinna &lt;b&gt;&#34;" in page, "history values with their Finnish letters, HTML escaped"
     client.post("/language", data={"lang": "en"})
     page = client.get(f"/audit/instances/{instance_id}").get_data(as_text=True)
     assert "Script output" in page and "External task waits for a worker" in page
