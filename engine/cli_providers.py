@@ -39,6 +39,7 @@ def report_dict(report: providers.ProviderReport) -> dict[str, Any]:
                             "ended_on": d.ended_on, "outcome": d.outcome} for d in report.deliveries],
             "aftercare_contacts": len(report.aftercare), "aftercare_reached": report.aftercare_reached,
             "ratings": len(report.ratings), "rating_average": report.rating_average,
+            "follow_up_ratings": len(report.follow_up_ratings), "follow_up_average": report.follow_up_average,
             "service_met_need": dict(report.met_need), "new_needs": dict(report.new_needs),
             "aftercare_with_new_needs": report.with_new_needs,
             "aftercare": [{"instance_id": a.instance_id, "business_id": a.business_key, "status": a.status,

@@ -49,10 +49,13 @@ PROVIDER_NAME = "service_provider_name"
 # aftercare variables the report reads
 RATING = "service_rating"
 MET_NEED = "service_met_need"
-NEW_NEEDS = "new_service_needs"
-FEEDBACK_TEXTS = ("feedback_from_customer", "feedback_to_customer", "service_feedback", "new_needs_description")
-AFTERCARE_VARIABLES = (PROVIDER_ID, PROVIDER_NAME, RATING, MET_NEED, NEW_NEEDS, "service_line", "service_ended_on",
-                       "aftercare_outcome", "aftercare_contacted_on", "experience_positive", *FEEDBACK_TEXTS)
+NEW_NEEDS = ("new_service_needs", "follow_up_new_needs")  # found in the aftercare talk, on the follow-up day
+FOLLOW_UP_RATING = "follow_up_rating"  # the long-term benefit, rated on the follow-up day (R8)
+FEEDBACK_TEXTS = ("feedback_went_well", "feedback_from_customer", "feedback_to_customer", "new_needs_description",
+                  "follow_up_benefit", "follow_up_new_needs_description")
+AFTERCARE_VARIABLES = (PROVIDER_ID, PROVIDER_NAME, RATING, MET_NEED, FOLLOW_UP_RATING, *NEW_NEEDS, "service_line",
+                       "service_ended_on", "aftercare_outcome", "aftercare_contacted_on", "experience_positive",
+                       *FEEDBACK_TEXTS)
 
 
 class ProviderKind(enum.StrEnum):
@@ -296,6 +299,7 @@ class ProviderReport:
     aftercare: list[AftercareOfLine]
     feedback: list[ProviderFeedback]
     ratings: list[int] = field(default_factory=list)
+    follow_up_ratings: list[int] = field(default_factory=list)
     met_need: Counter[str] = field(default_factory=Counter)
     new_needs: Counter[str] = field(default_factory=Counter)
 
@@ -303,6 +307,11 @@ class ProviderReport:
     def rating_average(self) -> float | None:
         """Return the customers' average rating (1–5) of the provider's services, or None without ratings."""
         return round(sum(self.ratings) / len(self.ratings), 2) if self.ratings else None
+
+    @property
+    def follow_up_average(self) -> float | None:
+        """Return the average long-term benefit rating (1–5) given on the follow-up days, or None."""
+        return round(sum(self.follow_up_ratings) / len(self.follow_up_ratings), 2) if self.follow_up_ratings else None
 
     @property
     def aftercare_reached(self) -> int:
@@ -313,7 +322,7 @@ class ProviderReport:
     @property
     def with_new_needs(self) -> int:
         """Return how many aftercare contacts found at least one new service need."""
-        return sum(1 for a in self.aftercare if a.variables.get(NEW_NEEDS))
+        return sum(1 for a in self.aftercare if any(a.variables.get(k) for k in NEW_NEEDS))
 
 
 def provider_fields(session: Session) -> dict[tuple[int, str], tuple[str, str]]:
@@ -404,15 +413,19 @@ def provider_report(session: Session, provider_id: int) -> ProviderReport:
     report = ProviderReport(provider, deliveries(session, provider_id), aftercare_of(session, provider_id),
                             feedback_of(session, provider_id))
     for item in report.aftercare:
-        rating = item.variables.get(RATING)
-        if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5:
-            report.ratings.append(rating)
+        for name, ratings in ((RATING, report.ratings), (FOLLOW_UP_RATING, report.follow_up_ratings)):
+            rating = item.variables.get(name)
+            if isinstance(rating, int) and not isinstance(rating, bool) and 1 <= rating <= 5:
+                ratings.append(rating)
         met = item.variables.get(MET_NEED)
         if isinstance(met, str) and met:
             report.met_need[met] += 1
-        needs = item.variables.get(NEW_NEEDS) or []
-        for need in needs if isinstance(needs, list) else [needs]:
-            report.new_needs[str(need)] += 1
+        found: set[str] = set()
+        for key in NEW_NEEDS:
+            needs = item.variables.get(key) or []
+            found.update(str(n) for n in (needs if isinstance(needs, list) else [needs]))
+        for need in found:  # a need found in the talk and again on the follow-up day counts once
+            report.new_needs[need] += 1
     return report
 
 

@@ -30,10 +30,12 @@ KEEPERS = ("expert", "supervisor", "admin")
 KINDS = {ProviderKind.TRAINING: _l("Training organisation"), ProviderKind.CONSULTANT: _l("Consultant"),
          ProviderKind.PARTNER: _l("Partner or other provider")}
 MET_NEED = {"yes": _l("Yes"), "partly": _l("Partly"), "no": _l("No")}
-TEXT_LABELS = {"feedback_from_customer": _l("What the office could do better"),
+TEXT_LABELS = {"feedback_went_well": _l("What went well"),
+               "feedback_from_customer": _l("What the office could do better"),
                "feedback_to_customer": _l("What the company could do better"),
-               "service_feedback": _l("Feedback on the service"),
-               "new_needs_description": _l("New needs")}
+               "new_needs_description": _l("New needs"),
+               "follow_up_benefit": _l("Concrete benefit on the follow-up day"),
+               "follow_up_new_needs_description": _l("New needs on the follow-up day")}
 OUTCOMES = {"completed": _l("Completed as planned"), "partly_completed": _l("Partly completed"),
             "cancelled": _l("Cancelled")}
 

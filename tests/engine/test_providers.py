@@ -246,10 +246,10 @@ def _close(sessions, provider_id, ended_on, outcome="completed"):
     return iid
 
 
-def _aftercare(sessions, provider_id, name, talk):
+def _aftercare(sessions, provider_id, name, talk, **later):
     iid, task = _open_task(sessions, "provider_aftercare",
                            {"service_provider_id": provider_id, "service_provider_name": name,
-                            "service_line": "training"})
+                            "service_line": "training", **later})
     if talk is not None:
         with sessions.begin() as s:
             runtime.complete_task(s, task, talk, by="anna", now=T0 + timedelta(days=5))
@@ -265,7 +265,9 @@ def test_report_of_a_small_scenario(sessions, deploy):
     _close(sessions, None, "2026-02-26")  # delivered by the office itself
     _aftercare(sessions, trainer, "Koulutus Oy", {"aftercare_contacted_on": "2026-03-05", "service_met_need": "yes",
                                                   "service_rating": "5", "feedback_from_customer": "Hyvä kouluttaja",
-                                                  "new_service_needs": ["recruitment"]})
+                                                  "new_service_needs": ["recruitment"]},
+               follow_up_rating=3, follow_up_new_needs=["recruitment", "training"],
+               follow_up_benefit="Läpimenoaika lyheni")
     _aftercare(sessions, trainer, "Koulutus Oy", {"aftercare_contacted_on": "2026-03-06", "service_met_need": "partly",
                                                   "service_rating": "2", "new_service_needs": ["recruitment", "training"]})
     _aftercare(sessions, trainer, "Koulutus Oy", None)  # still waiting for its contact
@@ -283,8 +285,10 @@ def test_report_of_a_small_scenario(sessions, deploy):
         assert len(report.aftercare) == 3 and report.aftercare_reached == 2
         assert sorted(report.ratings) == [2, 5] and report.rating_average == 3.5
         assert report.met_need == {"yes": 1, "partly": 1}
-        assert report.new_needs == {"recruitment": 2, "training": 1} and report.with_new_needs == 2
-        assert [t for a in report.aftercare for t in a.texts] == [("feedback_from_customer", "Hyvä kouluttaja")]
+        assert report.follow_up_ratings == [3] and report.follow_up_average == 3.0
+        assert report.new_needs == {"recruitment": 2, "training": 2} and report.with_new_needs == 2
+        assert sorted(t for a in report.aftercare for t in a.texts) == [
+            ("feedback_from_customer", "Hyvä kouluttaja"), ("follow_up_benefit", "Läpimenoaika lyheni")]
         assert [f.text for f in report.feedback] == ["Asiakkaat olivat hyvin valmistautuneita."]
         other = providers.provider_report(s, consult)
         assert len(other.deliveries) == 1 and other.ratings == [4] and other.feedback == []
