@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import actions, contacts, customers, providers, runtime, users
+from . import actions, contacts, customers, providers, runtime, survey, users
 from .db import utcnow
 from .errors import InvalidInput
 from .forms import Field
@@ -86,6 +86,7 @@ PROVIDERS = (  # the registry: (name, kind, contact person, the provider's own f
      "Ohjatut asiakkaat olivat hyvin valmistautuneita; liiketoimintasuunnitelmat puuttuivat vielä muutamalta."),
     ("Yritysrahoituksen Neuvonta Oy", "partner", "Ville Rinne", ""),
 )
+SURVEY = (64.5, 67.8, 71.2, 68.9)  # the national survey's positive share, the last four quarters (oldest first)
 NOT_REACHED_NOTES = ("Ei vastannut, jätetty soittopyyntö.", "Puhelin kiinni.", "Sähköpostiin ei vastausta.",
                      "Yhteyshenkilö lomalla, soitetaan uudelleen.")
 FEEDBACK = ("Uudet työntekijät aloittivat hyvin.", "Koulutus vastasi tarpeita.", "Palvelu oli nopeaa ja asiantuntevaa.",
@@ -117,6 +118,7 @@ class Result:
     aftercare: int = 0
     attempts: int = 0
     providers: int = 0
+    survey: int = 0
     tasks_completed: int = 0
     timers_fired: int = 0
     contacts: int = 0
@@ -127,6 +129,7 @@ class Result:
                 "cases_started": self.cases, "aftercare_started": self.aftercare, "not_reached_recorded": self.attempts,
                 "tasks_completed": self.tasks_completed,
                 "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "providers_created": self.providers,
+                "survey_periods_recorded": self.survey,
                 "users_created": self.users}
 
 
@@ -182,6 +185,29 @@ def ensure_providers(session: Session, now: datetime) -> int:
         if feedback:
             providers.record_feedback(session, provider.id, feedback, by=INTAKE,
                                       given_on=(now - timedelta(days=40)).date(), now=now - timedelta(days=40))
+        added += 1
+    return added
+
+
+def ensure_survey(session: Session, now: datetime) -> int:
+    """Record the national customer survey's result of the last four whole quarters when missing; return
+    how many were recorded (entered by the supervisor some weeks after each quarter)."""
+    year, quarter = now.year, (now.month - 1) // 3  # the quarter before the current one (0: last year's Q4)
+    periods = []
+    for _ in SURVEY:
+        if quarter == 0:
+            year, quarter = year - 1, 4
+        periods.append(f"{year}-Q{quarter}")
+        quarter -= 1
+    have = {row.period for row in survey.series(session)}
+    added = 0
+    for number, (period, percent) in enumerate(zip(reversed(periods), SURVEY, strict=True)):
+        if period in have:
+            continue
+        _key, _starts, ends = survey.parse_period(period)
+        at = min(now, datetime.combine(ends + timedelta(days=21), time(10), tzinfo=UTC))
+        survey.record(session, period, percent, 38 + 7 * number, "Valtakunnallinen asiakaspalautekysely",
+                      by="esimies", now=at)
         added += 1
     return added
 
@@ -470,6 +496,7 @@ def seed_office(session: Session, *, now: datetime | None = None) -> dict[str, A
     experts = ensure_experts(session)
     result.users = sorted(set(experts) - before)
     result.providers = ensure_providers(session, now)
+    result.survey = ensure_survey(session, now)
     driver = _Driver(session, rng, now, result)
     for index, data in enumerate(demo_customers(rng, experts)):
         plans = _plans(rng, index, now)  # drawn even for a skipped customer: the others stay the same

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from engine import customers, demo, history, kpi, runtime, users
+from engine import customers, demo, history, kpi, runtime, survey, users
 from engine import deploy as deploy_mod
 from engine.cli import main
 from engine.config import Settings
@@ -122,6 +122,14 @@ def test_each_ended_line_has_its_aftercare_some_reached_only_after_attempts(offi
     assert made["providers_created"] == len(demo.PROVIDERS)
 
 
+def test_the_national_survey_of_the_last_four_quarters(office):
+    sessions, made = office
+    with sessions.begin() as s:
+        rows = [(r.period, r.positive_percent) for r in survey.series(s)]
+    assert made["survey_periods_recorded"] == 4
+    assert rows == [("2025-Q4", 64.5), ("2026-Q1", 67.8), ("2026-Q2", 71.2), ("2026-Q3", 68.9)]  # NOW: 2026-11-20
+
+
 def test_follow_up_days_a_year_after_the_consulting_ended(office):
     sessions, _made = office
     with sessions.begin() as s:
@@ -142,6 +150,7 @@ def test_a_second_run_adds_nothing_and_the_data_is_deterministic(office):
         after = (s.scalar(select(func.count()).select_from(Customer)),
                  s.scalar(select(func.count()).select_from(Instance)))
     assert again["customers_created"] == again["cases_started"] == again["providers_created"] == 0
+    assert again["survey_periods_recorded"] == 0
     assert again["customers_existing"] == 40
     assert before == after
     experts = ["a", "b"]
