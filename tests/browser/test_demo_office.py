@@ -5,7 +5,9 @@ here (`POLKU_SCREENSHOTS=1` writes them to docs/screenshots/, else a temporary f
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import case, func, select
 
-from engine import demo, kpi, users
+from engine import demo, kpi, providers, users
 from engine.db import utcnow
 from engine.models import Customer, Instance, InstanceStatus
 
@@ -34,8 +36,20 @@ def demo_office(live_db) -> dict[str, Any]:
             Customer.responsible_expert == "asiantuntija").group_by(Customer.id).order_by(
             completed.desc(), func.count(Instance.id).desc(), Customer.id).limit(1)).one()[0]
         version = s.scalar(select(Instance.version_id).where(Instance.process_id == demo.PROCESS).limit(1))
+        aftercare = s.scalar(select(Instance.version_id).where(Instance.process_id == "aftercare").limit(1))
         overdue = len(kpi.overdue_aftercare(s))
-    return {"customer": busiest, "version": version, "overdue": overdue}
+        provider = max(providers.list_providers(s), key=lambda p: (len(providers.deliveries(s, p.id)), -p.id)).id
+    return {"customer": busiest, "version": version, "aftercare": aftercare, "overdue": overdue, "provider": provider}
+
+
+def _figure(page: Any, selector: str) -> int:
+    """Return the first whole number shown in an element."""
+    return int(re.search(r"\d+", page.inner_text(selector).replace("\xa0", "")).group())
+
+
+def _heat(page: Any, element: str) -> int:
+    """Return how often an element ran, from the data the heatmap page draws."""
+    return int(json.loads(page.inner_text("#audit-data"))["counts"].get(element, 0))
 
 
 @pytest.fixture
@@ -67,6 +81,8 @@ def test_the_demo_office_shows_work_and_figures_from_the_first_minute(demo_sign_
     page.goto(f"{base_url}/tasks/")
     assert page.locator("table.tasks tbody tr").count() >= 3
     page.screenshot(path=str(shots / "inbox.png"), full_page=True)
+    page.goto(f"{base_url}/tasks/aftercare")
+    assert page.locator("table.tasks tbody tr").count() >= 1
     page.goto(f"{base_url}/customers/{demo_office['customer']}")
     assert page.locator("section.processes").count() == 1
     page.screenshot(path=str(shots / "customer.png"), full_page=True)
@@ -77,8 +93,17 @@ def test_the_demo_office_shows_work_and_figures_from_the_first_minute(demo_sign_
     page.screenshot(path=str(shots / "supervisor.png"), full_page=True)
     start = (utcnow().date().replace(day=1).replace(year=utcnow().year - 1)).isoformat()
     page.goto(f"{base_url}/audit/kpi?start={start}")
+    assert _figure(page, "#kpi-finished") >= 20 and _figure(page, "#kpi-done") >= 10
+    assert _figure(page, "#kpi-not-reached") >= 1 and _figure(page, "#kpi-late") >= 1, "not reached apart, late"
+    assert _figure(page, "#kpi-rating") >= 1 and _figure(page, "#kpi-follow-up") >= 1
+    assert page.locator("svg.survey-chart text.bar-value").count() == 4, "the national survey's quarters"
     page.screenshot(path=str(shots / "kpi.png"), full_page=True)
+    page.goto(f"{base_url}/providers/{demo_office['provider']}")
+    assert int(page.inner_text("#provider-figures [data-figure=delivered]")) >= 1
 
     page = demo_sign_in("tarkastaja")
+    page.goto(f"{base_url}/audit/versions/{demo_office['aftercare']}")
+    assert _heat(page, "aftercare_contact") >= 10 and _heat(page, "customer_not_reached") >= 1
     page.goto(f"{base_url}/audit/versions/{demo_office['version']}")
+    assert _heat(page, "assess_service_needs") >= 40
     page.screenshot(path=str(shots / "heatmap.png"))  # the top: the service process diagram
