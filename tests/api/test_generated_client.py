@@ -13,6 +13,7 @@ import importlib
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -62,9 +63,9 @@ def test_generated_client_drives_a_case_from_start_to_aftercare(app, client, bea
     assert started.status == "running", started
     iid = started.id
 
-    def work(element_id: str, data: dict) -> None:
+    def work(element_id: str, data: dict) -> int:
         runtime.forget_cache()  # nothing held in memory between calls carries the case
-        page = list_tasks.sync(client=api, instance_id=iid)
+        page = list_tasks.sync(client=api)
         [task] = [t for t in page.items if t.element_id == element_id]
         detail = get_task.sync(client=api, task_id=task.id)
         assert set(data) <= set(detail.form.to_dict()["properties"]), element_id
@@ -72,6 +73,7 @@ def test_generated_client_drives_a_case_from_start_to_aftercare(app, client, bea
             assert claim_task.sync(client=api, task_id=task.id).assignee == "api-expert"
         done = complete_task.sync_detailed(client=api, task_id=task.id, body=CompleteTask.from_dict({"data": data}))
         assert done.status_code == 200, done.content
+        return task.instance_id
 
     work("assess_service_needs", {
         "assessment_date": "2026-03-02", "assessment_method": "company_visit", "company_situation": "growth",
@@ -80,18 +82,23 @@ def test_generated_client_drives_a_case_from_start_to_aftercare(app, client, bea
     work("plan_recruitment", {"recruitment_positions": 2, "recruitment_channels": ["job_posting", "eures"],
                               "recruitment_planned_end": "2026-05-01"})
     work("deliver_recruitment", {"recruitment_applicants": 31, "recruitment_candidates_proposed": 6})
-    work("close_recruitment", {"recruitment_positions_filled": 2, "recruitment_ended_on": "2026-04-28",
+    ended = date.today() - timedelta(days=2)  # the aftercare is due 14 days after the line's real end
+    work("close_recruitment", {"recruitment_positions_filled": 2, "recruitment_ended_on": ended.isoformat(),
                                "recruitment_outcome": "completed"})
-    work("aftercare_contact", {
-        "aftercare_contacted_on": "2026-05-03", "aftercare_channel": "phone",
+    aftercare = work("aftercare_contact", {  # the recruitment's own aftercare, started when it ended
+        "aftercare_contacted_on": date.today().isoformat(), "aftercare_channel": "phone", "service_met_need": "yes",
         "feedback_from_customer": "The new welders started well.", "service_rating": 5,
         "experience_positive": True, "needs_reassessment": "No new needs now.", "named_contact_confirmed": True})
 
     final = get_instance.sync(client=api, instance_id=iid)
     assert final.status == "completed"
     assert [t.element_id for t in final.tasks] == ["assess_service_needs", "plan_recruitment",
-                                                   "deliver_recruitment", "close_recruitment", "aftercare_contact"]
-    assert final.variables.to_dict()["aftercare_channel"] == "phone"
+                                                   "deliver_recruitment", "close_recruitment"]
+    line = get_instance.sync(client=api, instance_id=aftercare)
+    assert (line.process_id, line.status, aftercare != iid) == ("aftercare", "completed", True)
+    assert [t.element_id for t in line.tasks] == ["aftercare_contact"]
+    assert line.variables.to_dict()["aftercare_channel"] == "phone"
+    assert line.variables.to_dict()["service_line"] == "recruitment"
 
 
 def test_example_worker_completes_the_external_service_task(app, api, bearer, shipped):

@@ -2,14 +2,17 @@
 
 Each scenario runs twice (`reload_mode`): with the in-process instance cache, and forgetting it
 between every step so each action loads the instance from the database. Time never passes by
-sleeping: every action carries its `now`, and timers fire at an explicit instant.
+sleeping: every action carries its `now`, and timers fire at an explicit instant. Each service line
+gets its own aftercare instance as soon as that line ends (`Case.aftercare`), due at the end of the
+Helsinki day `line's end date + the office's target days`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -32,6 +35,11 @@ def day(n: float) -> datetime:
 def midnight(n: int) -> datetime:
     """Return the start (UTC) of the day `n` days after T0: a due date given as a date."""
     return datetime.combine(day(n).date(), datetime.min.time(), tzinfo=UTC)
+
+
+def end_of_day(n: int) -> datetime:
+    """Return the end of the Helsinki day `n` days after T0 (UTC): when an aftercare contact is due."""
+    return datetime.combine(day(n).date(), time(23, 59, 59), tzinfo=ZoneInfo("Europe/Helsinki")).astimezone(UTC)
 
 
 def iso(when: datetime) -> str:
@@ -82,6 +90,19 @@ class Case:
         self.step()
         return fired
 
+    def aftercare(self, line: str | None = None) -> Case:
+        """Return the aftercare instance this case started for `line` (the only one when no line is given)."""
+        with self.sessions.begin() as s:
+            children = s.scalars(select(Instance.id).where(Instance.parent_instance_id == self.iid,
+                                                           Instance.process_id == "aftercare")
+                                 .order_by(Instance.id)).all()
+            found = [c for c in children
+                     if line is None or runtime.instance_variables(s, c).get("service_line") == line]
+        [iid] = found
+        child = Case(self.sessions, self.step)
+        child.iid = iid
+        return child
+
     def summary(self) -> dict[str, Any]:
         assert self.iid is not None
         with self.sessions.begin() as s:
@@ -116,7 +137,7 @@ def assessment(needs: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def aftercare_contact(when: datetime, **extra: Any) -> dict[str, Any]:
-    return {"aftercare_contacted_on": iso(when), "aftercare_channel": "phone",
+    return {"aftercare_contacted_on": iso(when), "aftercare_channel": "phone", "service_met_need": "yes",
             "feedback_from_customer": "The new welders started well.", "service_rating": 5,
             "experience_positive": True, "needs_reassessment": "No new needs now.",
             "named_contact_confirmed": True, **extra}
@@ -134,28 +155,31 @@ def test_recruitment_only_ends_with_aftercare_by_phone_within_target(deployed, s
     case.do("deliver_recruitment", {"recruitment_applicants": 31, "recruitment_candidates_proposed": 6}, now=day(55))
     case.do("close_recruitment", {"recruitment_positions_filled": 2, "recruitment_ended_on": iso(day(58)),
                                   "recruitment_outcome": "completed"}, now=day(58))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(58 + 14)}}
-    assert case.summary()["timers"] == [{"element_id": "aftercare_overdue", "kind": "date",
-                                         "due_at": day(58 + 14).isoformat()}]
-    owner = case.do("aftercare_contact", aftercare_contact(day(63)), now=day(63))
+    assert case.summary()["status"] == "completed", "the service process ends with its last line"
+    after = case.aftercare()
+    assert after.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(58 + 14)}}
+    assert after.summary()["timers"] == [{"element_id": "aftercare_overdue", "kind": "date",
+                                          "due_at": end_of_day(58 + 14).isoformat()}]
+    owner = after.do("aftercare_contact", aftercare_contact(day(63)), now=day(63))
     assert owner == {"role": "expert", "assignee": EXPERT}
     assert case.fire(day(200)) == 0, "no escalation once the contact was made"
 
-    summary = case.summary()
+    summary = after.summary()
     assert summary["status"] == "completed"
-    assert case.open() == {}
-    assert case.path() == ["assess_service_needs", "plan_recruitment", "deliver_recruitment",
-                           "close_recruitment", "aftercare_contact"]
-    assert case.completed_path() == ["check_new_needs", "check_follow_up_day", "join_named_contact",
-                                     "end_named_contact", "call_aftercare", "end_service_process"]
+    assert case.open() == {} and after.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_recruitment", "deliver_recruitment", "close_recruitment"]
+    assert after.path() == ["aftercare_contact"]
+    assert case.completed_path()[-3:] == ["throw_recruitment_ended", "join_services", "end_service_process"]
+    assert after.completed_path()[-2:] == ["join_named_contact", "end_named_contact"]
     assert case.created() == [
         ("assess_service_needs", "expert", None), ("plan_recruitment", "expert", EXPERT),
-        ("deliver_recruitment", "expert", EXPERT), ("close_recruitment", "expert", EXPERT),
-        ("aftercare_contact", "expert", EXPERT)]
+        ("deliver_recruitment", "expert", EXPERT), ("close_recruitment", "expert", EXPERT)]
+    assert after.created() == [("aftercare_contact", "expert", EXPERT)]
+    assert case.summary()["variables"]["services"] == ["recruitment"]
     data = summary["variables"]
-    assert data["services"] == ["recruitment"] and data["aftercare_target_days"] == 14
+    assert data["service_line"] == "recruitment" and data["aftercare_target_days"] == 14
     assert data["aftercare_channel"] == "phone" and data["experience_positive"] is True
-    assert data["new_service_needs"] == [] and data["recruitment_positions_filled"] == 2
+    assert data["new_service_needs"] == [] and "recruitment_positions_filled" not in data
     assert "follow_up_due" not in data
     [contact] = [t for t in summary["tasks"] if t["element_id"] == "aftercare_contact"]
     assert datetime.fromisoformat(contact["completed_at"]) <= datetime.fromisoformat(contact["due_at"]), \
@@ -201,33 +225,36 @@ def test_training_over_eighteen_months_checks_progress_every_cycle_then_aftercar
     assert case.summary()["timers"] == [], "the progress cycle ends with the programme"
     case.do("close_training", {"training_ended_on": iso(day(552)), "training_outcome": "completed",
                                "training_provider_delivered": True}, now=day(552))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(552 + 7)}}
-    case.do("aftercare_contact", aftercare_contact(day(555), follow_up_day_wanted=True), now=day(555))
-    opens = next_timer(case, "wait_follow_up_day")
+    assert case.summary()["status"] == "completed"
+    after = case.aftercare("training")
+    assert after.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(552 + 7)}}
+    after.do("aftercare_contact", aftercare_contact(day(555), follow_up_day_wanted=True), now=day(555))
+    opens = next_timer(after, "wait_follow_up_day")
     assert opens == day(555 + 351)
-    assert case.open() == {}
+    assert after.open() == {}
     assert case.fire(opens - timedelta(days=1)) == 0
     assert case.fire(opens + timedelta(minutes=1)) == 1
-    assert case.open() == {"hold_follow_up_day": {"role": "expert", "assignee": EXPERT, "due_at": day(555 + 365)}}
-    case.do("hold_follow_up_day", {"follow_up_held_on": iso(day(918)), "follow_up_channel": "meeting",
-                                   "follow_up_benefit": "Machining errors halved."}, now=day(918))
+    assert after.open() == {"hold_follow_up_day": {"role": "expert", "assignee": EXPERT, "due_at": day(555 + 365)}}
+    after.do("hold_follow_up_day", {"follow_up_held_on": iso(day(918)), "follow_up_channel": "meeting",
+                                    "follow_up_benefit": "Machining errors halved."}, now=day(918))
 
-    summary = case.summary()
-    assert summary["status"] == "completed" and case.open() == {}
+    summary = after.summary()
+    assert summary["status"] == "completed" and after.open() == {}
     assert case.path() == (["assess_service_needs", "plan_training"]
                            + ["training_progress_due", "check_training_progress"] * 5
-                           + ["deliver_training", "close_training", "aftercare_contact", "wait_follow_up_day",
-                              "hold_follow_up_day"])
-    assert case.completed_path()[-4:] == ["join_named_contact", "end_named_contact", "call_aftercare",
-                                          "end_service_process"]
+                           + ["deliver_training", "close_training"])
+    assert after.path() == ["aftercare_contact", "wait_follow_up_day", "hold_follow_up_day"]
+    assert after.completed_path()[-2:] == ["join_named_contact", "end_named_contact"]
     assert {(e, r, a) for e, r, a in case.created()} == {
         ("assess_service_needs", "expert", None), ("plan_training", "expert", EXPERT),
         ("deliver_training", "expert", EXPERT), ("check_training_progress", "expert", EXPERT),
-        ("close_training", "expert", EXPERT), ("aftercare_contact", "expert", EXPERT),
-        ("hold_follow_up_day", "expert", EXPERT)}
+        ("close_training", "expert", EXPERT)}
+    assert after.created() == [("aftercare_contact", "expert", EXPERT), ("hold_follow_up_day", "expert", EXPERT)]
     assert [e for e, _r, _a in case.created()].count("check_training_progress") == 5
+    assert case.summary()["variables"]["services"] == ["training"]
+    assert case.summary()["variables"]["training_type"] == "tasmakoulutus"
     data = summary["variables"]
-    assert data["services"] == ["training"] and data["training_type"] == "tasmakoulutus"
+    assert data["service_line"] == "training" and data["service_ended_on"] == iso(day(552))
     assert data["aftercare_target_days"] == 7 and data["follow_up_day_wanted"] is True
     assert data["follow_up_due"] == day(555 + 365).isoformat()
     assert data["follow_up_benefit"] == "Machining errors halved."
@@ -242,12 +269,12 @@ def test_timer_fires_at_its_exact_due_instant(deployed, step):
     case.do("deliver_recruitment", {}, now=day(20))
     case.do("close_recruitment", {"recruitment_positions_filled": 1, "recruitment_ended_on": iso(day(21)),
                                   "recruitment_outcome": "completed"}, now=day(21))
-    due = next_timer(case, "aftercare_overdue")
-    assert due == day(21 + 14)
+    due = next_timer(case.aftercare(), "aftercare_overdue")
+    assert due == end_of_day(21 + 14)
     assert case.fire(due) == 1, "fire_due_timers(now=T) fires every timer due at T"
 
 
-def test_parallel_development_and_training_share_one_aftercare(deployed, step):
+def test_parallel_development_and_training_each_get_their_own_aftercare_when_they_end(deployed, step):
     case = Case(deployed, step)
     case.start(contact_reason="Growth plans and new skills")
     case.do("assess_service_needs", assessment(["business_development", "staff_training"]), now=day(1))
@@ -271,36 +298,44 @@ def test_parallel_development_and_training_share_one_aftercare(deployed, step):
                                            "development_progress_status": "delayed"}, now=check_due + timedelta(days=1))
     case.do("deliver_development", {"development_completed_on": iso(day(50))}, now=day(50))
     case.do("close_development", {"development_benefit": "Lead time down 20 %", "development_ended_on": iso(day(52)),
+                                  "development_consultant_name": "Kaisa Konsultti",
+                                  "development_consultant_email": "kaisa@konsultit.fi",
                                   "development_outcome": "completed"}, now=day(52))
-    assert set(case.open()) == {"deliver_training"}, "aftercare waits for the training too"
+    assert set(case.open()) == {"deliver_training"}, "the training goes on"
+    development = case.aftercare("business_development")
+    assert development.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT,
+                                                        "due_at": end_of_day(52 + 14)}}
+    development.do("aftercare_contact", aftercare_contact(day(55), services_told_about=["recruitment"]), now=day(55))
+    opens = next_timer(development, "wait_follow_up_day")
+    assert opens == day(55 + 351), "consulting recommends a follow-up day a year later"
     case.do("deliver_training", {"training_completed_on": iso(day(118))}, now=day(118))
     case.do("close_training", {"training_ended_on": iso(day(120)), "training_outcome": "partly_completed"},
             now=day(120))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(127)}}
-    case.do("aftercare_contact", aftercare_contact(day(124), services_told_about=["recruitment"]), now=day(124))
-    opens = next_timer(case, "wait_follow_up_day")
-    assert opens == day(124 + 351), "consulting recommends a follow-up day a year later"
+    training = case.aftercare("training")
+    assert training.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(127)}}
+    training.do("aftercare_contact", aftercare_contact(day(124)), now=day(124))
+    assert training.summary()["status"] == "completed", "no follow-up day recommended after a training"
     assert case.fire(opens + timedelta(minutes=1)) == 1
-    case.do("hold_follow_up_day", {"follow_up_held_on": iso(day(480)), "follow_up_channel": "meeting",
-                                   "follow_up_benefit": "Lean work continues."}, now=day(480))
+    development.do("hold_follow_up_day", {"follow_up_held_on": iso(day(410)), "follow_up_channel": "meeting",
+                                          "follow_up_benefit": "Lean work continues."}, now=day(410))
 
-    summary = case.summary()
-    assert summary["status"] == "completed" and case.open() == {}
+    assert [c.summary()["status"] for c in (case, development, training)] == ["completed"] * 3
     created = [e for e, _r, _a in case.created()]
-    assert created.count("aftercare_contact") == 1
     assert sorted(created) == sorted([
         "assess_service_needs", "plan_development", "plan_training", "deliver_training", "deliver_development",
-        "check_development_progress", "close_development", "close_training", "aftercare_contact",
-        "hold_follow_up_day"])
+        "check_development_progress", "close_development", "close_training"])
+    assert [e for e, _r, _a in development.created()] == ["aftercare_contact", "hold_follow_up_day"]
+    assert [e for e, _r, _a in training.created()] == ["aftercare_contact"]
     assert {a for _e, _r, a in case.created()} == {None, EXPERT}
     assert case.path() == ["assess_service_needs", "plan_training", "plan_development", "development_progress_due",
                            "check_development_progress", "deliver_development", "close_development",
-                           "deliver_training", "close_training", "aftercare_contact", "wait_follow_up_day",
-                           "hold_follow_up_day"]
-    data = summary["variables"]
+                           "deliver_training", "close_training"]
+    data = case.summary()["variables"]
     assert data["services"] == ["business_development", "training"]
-    assert data["aftercare_target_days"] == 7 and data["follow_up_day_recommended"] is True
     assert data["development_outcome"] == "completed" and data["training_outcome"] == "partly_completed"
+    first, second = development.summary()["variables"], training.summary()["variables"]
+    assert (first["aftercare_target_days"], first["follow_up_day_recommended"]) == (14, True)
+    assert (second["aftercare_target_days"], second["follow_up_day_recommended"]) == (7, False)
 
 
 def test_undone_aftercare_escalates_to_the_supervisor_after_the_target_days(deployed, step):
@@ -312,26 +347,27 @@ def test_undone_aftercare_escalates_to_the_supervisor_after_the_target_days(depl
     case.do("deliver_recruitment", {}, now=day(28))
     case.do("close_recruitment", {"recruitment_positions_filled": 0, "recruitment_ended_on": iso(day(30)),
                                   "recruitment_outcome": "cancelled"}, now=day(30))
-    assert case.fire(day(30 + 13)) == 0, "not before the 14-day target"
-    assert set(case.open()) == {"aftercare_contact"}
-    assert case.fire(day(30 + 14) + timedelta(minutes=1)) == 1
-    assert case.open() == {
-        "aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(44)},
-        "handle_overdue_aftercare": {"role": "supervisor", "assignee": None,
-                                     "due_at": day(44 + 7) + timedelta(minutes=1)}}
+    after = case.aftercare()
+    assert case.fire(end_of_day(30 + 14) - timedelta(seconds=1)) == 0, "not before the end of the 14th day"
+    assert set(after.open()) == {"aftercare_contact"}
+    overdue_at = end_of_day(30 + 14) + timedelta(minutes=1)
+    assert case.fire(overdue_at) == 1
+    assert after.open() == {
+        "aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(44)},
+        "handle_overdue_aftercare": {"role": "supervisor", "assignee": None, "due_at": overdue_at + timedelta(days=7)}}
     assert case.fire(day(100)) == 0, "the escalation comes once"
-    owner = case.do("handle_overdue_aftercare", {"overdue_action": "reminded_expert",
-                                                 "overdue_notes": "Phoned Eeva."}, by=SUPERVISOR, now=day(45))
+    owner = after.do("handle_overdue_aftercare", {"overdue_action": "reminded_expert",
+                                                  "overdue_notes": "Phoned Eeva."}, by=SUPERVISOR, now=day(45))
     assert owner == {"role": "supervisor", "assignee": None}
-    assert set(case.open()) == {"aftercare_contact"}, "the escalation does not cancel the contact"
-    case.do("aftercare_contact", aftercare_contact(day(46), experience_positive=False, service_rating=2), now=day(46))
+    assert set(after.open()) == {"aftercare_contact"}, "the escalation does not cancel the contact"
+    after.do("aftercare_contact", aftercare_contact(day(46), experience_positive=False, service_rating=2), now=day(46))
 
-    summary = case.summary()
-    assert summary["status"] == "completed" and case.open() == {}
-    assert case.path() == ["assess_service_needs", "plan_recruitment", "deliver_recruitment", "close_recruitment",
-                           "aftercare_overdue", "handle_overdue_aftercare", "aftercare_contact"]
-    assert ("handle_overdue_aftercare", "supervisor", None) in case.created()
-    [completed] = [e for e in case.events() if e["kind"] == "task_completed"
+    summary = after.summary()
+    assert summary["status"] == "completed" and after.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_recruitment", "deliver_recruitment", "close_recruitment"]
+    assert after.path() == ["aftercare_overdue", "handle_overdue_aftercare", "aftercare_contact"]
+    assert ("handle_overdue_aftercare", "supervisor", None) in after.created()
+    [completed] = [e for e in after.events() if e["kind"] == "task_completed"
                    and e["element_id"] == "handle_overdue_aftercare"]
     assert completed["actor"] == SUPERVISOR
     data = summary["variables"]
@@ -347,17 +383,17 @@ def test_new_needs_found_in_aftercare_start_a_new_service_process_for_the_same_c
     case.do("deliver_recruitment", {}, now=day(38))
     case.do("close_recruitment", {"recruitment_positions_filled": 3, "recruitment_ended_on": iso(day(40)),
                                   "recruitment_outcome": "completed"}, now=day(40))
-    case.do("aftercare_contact", aftercare_contact(
+    after = case.aftercare()
+    after.do("aftercare_contact", aftercare_contact(
         day(45), needs_reassessment="Expanding to Sweden", new_service_needs=["innovation_internationalisation"],
         new_needs_description="Export to Sweden"), now=day(45))
 
-    assert case.summary()["status"] == "completed"
-    assert case.completed_path()[:2] == ["check_new_needs", "end_new_service_need"]
+    assert case.summary()["status"] == "completed" and after.summary()["status"] == "completed"
     with deployed.begin() as s:
-        [child] = s.scalars(select(Instance).where(Instance.id != first)).all()
+        [child] = s.scalars(select(Instance).where(Instance.id.not_in([first, after.iid]))).all()
         child_id = child.id
         assert (child.process_id, child.business_key, child.parent_instance_id, str(child.status)) == (
-            "customer_service", BUSINESS_ID, first, "running")
+            "customer_service", BUSINESS_ID, after.iid, "running")
     step()
     new = Case(deployed, step)
     new.iid = child_id
@@ -369,7 +405,7 @@ def test_new_needs_found_in_aftercare_start_a_new_service_process_for_the_same_c
         "contact_channel": "aftercare", "contact_reason": "Export to Sweden",
         "identified_needs": ["innovation_internationalisation"], "found_in": "aftercare_contact"}
     [started] = [e for e in new.events() if e["kind"] == "instance_started"]
-    assert started["data"]["parent_instance_id"] == first
+    assert started["data"]["parent_instance_id"] == after.iid
     # the new process goes on like any other: the referral of the new need to Business Finland
     new.do("assess_service_needs", assessment(["innovation_internationalisation"], assessment_date=iso(day(50))),
            now=day(50))
@@ -394,17 +430,23 @@ def test_referral_only_forwards_the_need_to_a_partner_then_aftercare(deployed, s
     case.do("close_referral", {"referral_partner_reached": True, "referral_ended_on": iso(day(20)),
                                "referral_outcome": "completed", "referral_provider_delivered": True,
                                "referral_provider": str(finnvera)}, now=day(20))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(34)}}
-    case.do("aftercare_contact", aftercare_contact(day(25)), now=day(25))
+    after = case.aftercare("referral")
+    assert after.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(34)}}
+    after.do("aftercare_contact", aftercare_contact(day(25)), now=day(25))
 
     summary = case.summary()
     assert summary["status"] == "completed" and case.open() == {}
-    assert case.path() == ["assess_service_needs", "plan_referral", "forward_need_to_partner", "close_referral",
-                           "aftercare_contact"]
+    assert after.summary()["status"] == "completed" and after.open() == {}
+    assert case.path() == ["assess_service_needs", "plan_referral", "forward_need_to_partner", "close_referral"]
+    assert after.path() == ["aftercare_contact"]
     assert "give_partner_contacts" not in [e for e, _r, _a in case.created()]
     data = summary["variables"]
     assert data["services"] == ["referral"] and data["referral_partners"] == ["finnvera"]
-    assert data["referral_partner_reached"] is True and data["aftercare_target_days"] == 14
+    assert data["referral_partner_reached"] is True
+    line = after.summary()["variables"]
+    assert (line["service_line"], line["aftercare_target_days"]) == ("referral", 14)
+    assert (line["service_provider_id"], line["service_provider_name"]) == (finnvera, "Finnvera"), \
+        "the line's provider travels to its aftercare"
 
 
 def test_new_responsible_expert_informs_the_customer_and_owns_the_remaining_tasks(deployed, step):
@@ -429,20 +471,22 @@ def test_new_responsible_expert_informs_the_customer_and_owns_the_remaining_task
     assert case.open() == {"close_recruitment": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(69)}}
     case.do("close_recruitment", {"recruitment_positions_filled": 2, "recruitment_ended_on": iso(day(58)),
                                   "recruitment_outcome": "completed"}, by=NEW_EXPERT, now=day(58))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(72)}}
-    case.do("aftercare_contact", aftercare_contact(day(60)), by=NEW_EXPERT, now=day(60))
+    after = case.aftercare()
+    assert after.open() == {"aftercare_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": end_of_day(72)}}
+    after.do("aftercare_contact", aftercare_contact(day(60)), by=NEW_EXPERT, now=day(60))
 
     summary = case.summary()
-    assert summary["status"] == "completed" and case.open() == {}
+    assert summary["status"] == "completed" and case.open() == {} and after.open() == {}
     assert case.path() == ["assess_service_needs", "plan_recruitment", "inform_customer_of_new_contact",
-                           "deliver_recruitment", "close_recruitment", "aftercare_contact"]
+                           "deliver_recruitment", "close_recruitment"]
     [received] = [e for e in case.events() if e["kind"] == "message_received"]
     assert received["data"]["name"] == "responsible_expert_changed" and received["actor"] == SUPERVISOR
     assert case.created() == [
         ("assess_service_needs", "expert", None), ("plan_recruitment", "expert", EXPERT),
         ("deliver_recruitment", "expert", EXPERT), ("inform_customer_of_new_contact", "expert", NEW_EXPERT),
-        ("close_recruitment", "expert", NEW_EXPERT), ("aftercare_contact", "expert", NEW_EXPERT)]
-    completed_by = {t["element_id"]: t["completed_by"] for t in summary["tasks"]}
+        ("close_recruitment", "expert", NEW_EXPERT)]
+    assert after.created() == [("aftercare_contact", "expert", NEW_EXPERT)]
+    completed_by = {t["element_id"]: t["completed_by"] for t in summary["tasks"] + after.summary()["tasks"]}
     assert completed_by == {"assess_service_needs": EXPERT, "plan_recruitment": EXPERT,
                             "inform_customer_of_new_contact": NEW_EXPERT, "deliver_recruitment": NEW_EXPERT,
                             "close_recruitment": NEW_EXPERT, "aftercare_contact": NEW_EXPERT}
@@ -467,9 +511,9 @@ def test_expert_change_in_one_case_does_not_stop_later_cases_from_completing(dep
     other.do("give_partner_contacts", {"referral_contacts_given_on": iso(day(4)),
                                        "referral_contact_details": "ELY Centre, grants desk"}, now=day(4))
     other.do("close_referral", {"referral_ended_on": iso(day(20)), "referral_outcome": "completed"}, now=day(20))
-    other.do("aftercare_contact", aftercare_contact(day(22)), now=day(22))
-    assert other.open() == {}
-    assert other.summary()["status"] == "completed"
+    other.aftercare().do("aftercare_contact", aftercare_contact(day(22)), now=day(22))
+    assert other.open() == {} and other.aftercare().open() == {}
+    assert other.summary()["status"] == "completed" and other.aftercare().summary()["status"] == "completed"
 
 
 def test_change_security_after_layoffs_with_training_for_the_remaining_staff(deployed, step):
@@ -498,17 +542,21 @@ def test_change_security_after_layoffs_with_training_for_the_remaining_staff(dep
     case.do("deliver_training", {"training_completed_on": iso(day(80)), "training_participants_completed": 25},
             now=day(92))
     case.do("close_training", {"training_ended_on": iso(day(93)), "training_outcome": "completed"}, now=day(93))
-    assert case.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": day(100)}}
-    case.do("aftercare_contact", aftercare_contact(day(96)), now=day(96))
+    change, training = case.aftercare("change_security"), case.aftercare("training")
+    assert change.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(90 + 14)}}
+    assert training.open() == {"aftercare_contact": {"role": "expert", "assignee": EXPERT, "due_at": end_of_day(93 + 7)}}
+    change.do("aftercare_contact", aftercare_contact(day(96)), now=day(96))
+    training.do("aftercare_contact", aftercare_contact(day(96)), now=day(96))
 
     summary = case.summary()
     assert summary["status"] == "completed" and case.open() == {}
+    assert [c.summary()["status"] for c in (change, training)] == ["completed"] * 2
     assert case.path() == ["assess_service_needs", "plan_change_security", "plan_training",
-                           "deliver_change_security", "close_change_security", "deliver_training", "close_training",
-                           "aftercare_contact"]
+                           "deliver_change_security", "close_change_security", "deliver_training", "close_training"]
     assert {a for _e, r, a in case.created() if r == "expert"} == {None, EXPERT}
-    assert [e for e, _r, _a in case.created()].count("aftercare_contact") == 1
+    assert "aftercare_contact" not in [e for e, _r, _a in case.created()]
     data = summary["variables"]
     assert data["change_security_remaining_staff_training_needed"] is True
     assert data["change_security_measures"] == ["info_session", "job_search_coaching", "remaining_staff_development"]
-    assert data["training_participants_completed"] == 25 and data["aftercare_target_days"] == 7
+    assert data["training_participants_completed"] == 25
+    assert [c.summary()["variables"]["aftercare_target_days"] for c in (change, training)] == [14, 7]
