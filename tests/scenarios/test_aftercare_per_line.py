@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from engine import customers, office, runtime, users
+from engine import customers, office, users
 from engine.models import Instance
 
 from .test_service_process import (
@@ -243,7 +243,7 @@ def test_per_line_aftercare_through_the_cli_every_step_a_new_process(tmp_path):
     polku("deploy", str(ROOT / "bpmn"))
     polku("user", EXPERT, "--password", "salasana-123456", "--roles", "expert")
     today = datetime.now(HELSINKI).date()
-    ago = lambda n: (today - timedelta(days=n)).isoformat()  # noqa: E731 - a date n days before today
+    ago = lambda n: (today - timedelta(days=n)).isoformat()  # a date n days before today
 
     iid = polku("start", "customer_service", "--business-key", BUSINESS_ID, "--by", "palvelu.neuvoja", "--data",
                 json.dumps({"business_id": BUSINESS_ID, "company_name": "Konepaja Virtanen Oy",
