@@ -81,3 +81,16 @@ def test_the_aftercare_contact_form_writes_what_the_on_time_share_needs(shipped)
     for variable in ("aftercare_contacted_on", "aftercare_channel", "service_rating", "experience_positive"):
         assert "aftercare:aftercare_contact form" in written[variable], variable
     assert any(v.endswith("_ended_on") for v in written), "no service writes its end day (*_ended_on)"
+
+
+OUTCOME = re.compile(r"^\s*aftercare_outcome\s*=\s*['\"](\w+)['\"]", re.MULTILINE)
+
+
+def test_the_outcomes_the_models_write_are_the_ones_the_on_time_definition_reads():
+    """kpi.AftercareCase counts "reached" as a contact made and "not_reached" apart: nothing else may be
+    written, or a case would count as open for ever."""
+    written = set()
+    for path in BPMN.glob("*.bpmn"):
+        for el in etree.fromstring(path.read_bytes()).iter("{*}script"):
+            written |= set(OUTCOME.findall(el.text or ""))
+    assert written == {"reached", "not_reached"}
