@@ -131,3 +131,22 @@ def test_not_reached_is_counted_apart_in_both(case, deployed):
     assert seen["inbox_overdue"] == [] and seen["supervisor_overdue"] == []
     assert seen["supervisor"] == (0, 0, 0, 1)
     assert seen["kpi"] == (1, 0, 0, 0, 1, 0)
+
+
+@pytest.mark.parametrize("ended_on", ["2026-01-15", "2026-03-15", "2026-06-01", "2026-10-11", "2026-10-12"])
+def test_the_inbox_due_date_is_the_end_of_the_last_target_day_in_helsinki_all_year(deployed, ended_on):
+    """The task's due instant (from the model's `aftercare_due`) agrees with the day definition on both
+    sides of midnight, in winter, summer and on the days the clocks change (29 March, 25 October)."""
+    with deployed.begin() as s:
+        iid = runtime.start_instance(
+            s, "aftercare", by="customer_service", business_key=BUSINESS_ID, now=T0, validate_form=False,
+            start_message="service_line_ended",
+            data={"service_line": "recruitment", "service_ended_on": ended_on, "responsible_expert": EXPERT,
+                  "business_id": BUSINESS_ID, "company_name": "Oy", "segment": "local"}).id
+        [task] = [t for t in inbox.tasks(s, instance_id=iid) if t.element_id == "aftercare_contact"]
+        case = kpi.aftercare_cases(s, [iid])[iid]
+    last = case.deadline
+    before = datetime(last.year, last.month, last.day, 23, 59, 59, tzinfo=HELSINKI)
+    after = datetime(last.year, last.month, last.day, tzinfo=HELSINKI) + timedelta(days=1)
+    assert (inbox.is_overdue(task, before), case.overdue(before.date())) == (False, False)
+    assert (inbox.is_overdue(task, after), case.overdue(after.date())) == (True, True)
