@@ -1,4 +1,13 @@
-"""Aftercare helpers beyond the model: inviting the consultant to the follow-up day.
+"""Aftercare helpers beyond the model: one contact covering several lines, the consultant's invitation.
+
+**One contact for several lines.** Each ended service line has its own aftercare instance (same
+business key, the service process as parent). When other lines of the same service process have
+ended too and their contacts are open and due within this contact's window (their due time no
+more than this line's `aftercare_target_days` from this contact's), `coverable_contacts` lists
+them on the contact and `complete_covering` completes this contact and theirs with the same
+conversation: each covered case records `aftercare_covered_by` (this case's id) and keeps its own
+consultant, new needs are left to the covering case (one new service process, not one per line),
+and this case records `aftercare_covers` (their ids).
 
 The follow-up day (bpmn/aftercare.bpmn, `plan_follow_up_day`) is held about a year after the
 consulting ended, with the consultant who delivered it. When an aftercare case waits for its
@@ -12,17 +21,24 @@ notice key). `engine.notices.generate` calls it on every worker sweep (`polku ru
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import Instance, InstanceStatus, Timer, User, Variable
+from . import runtime, spiff
+from .db import utcnow
+from .errors import FormInvalid
+from .models import Instance, InstanceStatus, Task, TaskStatus, Timer, User, Variable
 from .outreach_models import MailOutbox, Notice
 
 PROCESS = "aftercare"
+CONTACT = "aftercare_contact"
+KEEP_OWN = ("service_consultant_name", "service_consultant_email")  # each line keeps its own consultant
+LEFT_TO_COVERING = {"new_service_needs": [], "new_needs_description": ""}  # one new process, not one per line
 WAIT_ELEMENT = "wait_follow_up_day"
 KEY = "followup-invite:"
 WANTED = ("service_consultant_name", "service_consultant_email", "follow_up_due", "company_name", "business_id",
@@ -91,3 +107,69 @@ def invite_consultants(session: Session, *, now: datetime) -> int:
                                next_attempt_at=now, created_at=now))
         made += 1
     return made
+
+
+@dataclass(frozen=True)
+class Coverable:
+    """An open aftercare contact of another ended line of the same service process."""
+
+    task_id: str
+    instance_id: int
+    service_line: str | None
+    service_ended_on: str | None
+    due_at: datetime | None
+
+
+def coverable_contacts(session: Session, task_id: str) -> list[Coverable]:
+    """Return the other lines' open contacts this contact may cover (none for any other task)."""
+    row = session.get(Task, task_id)
+    if row is None or row.element_id != CONTACT or row.state != TaskStatus.READY or row.due_at is None:
+        return []
+    instance = session.get(Instance, row.instance_id)
+    if instance is None or instance.parent_instance_id is None:
+        return []
+    window = timedelta(days=int(runtime.instance_variables(session, instance.id).get("aftercare_target_days") or 0))
+    query = (select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+             .where(Instance.parent_instance_id == instance.parent_instance_id, Instance.id != instance.id,
+                    Instance.process_id == PROCESS, Instance.status == InstanceStatus.RUNNING,
+                    Task.element_id == CONTACT, Task.state == TaskStatus.READY).order_by(Task.due_at, Task.id))
+    found = []
+    for task, other in session.execute(query):
+        if task.due_at is None or abs(task.due_at - row.due_at) > window:
+            continue
+        data = runtime.instance_variables(session, other.id)
+        found.append(Coverable(task.id, other.id, data.get("service_line"), data.get("service_ended_on"), task.due_at))
+    return found
+
+
+def complete_covering(session: Session, task_id: str, data: dict[str, Any], covered: list[str], *, by: str,
+                      roles: set[str] | None = None, now: datetime | None = None) -> Instance:
+    """Complete a contact and the other lines' contacts it covers with the same conversation.
+
+    Raises:
+        FormInvalid: a covered task is not one `coverable_contacts` offers (or the form is wrong);
+        what `runtime.complete_task` raises, for this contact or a covered one.
+    """
+    offered = {c.task_id: c for c in coverable_contacts(session, task_id)}
+    if any(t not in offered for t in covered):
+        raise FormInvalid({"covered_contacts": "this contact cannot cover that one"}, data)
+    row = session.get(Task, task_id)
+    assert row is not None
+    covering = row.instance_id
+    if covered:
+        _merge(session, covering, {"aftercare_covers": [offered[t].instance_id for t in covered]}, by=by, now=now)
+    instance = runtime.complete_task(session, task_id, data, by=by, roles=roles, now=now)
+    for other_task in covered:
+        other = offered[other_task].instance_id
+        own = runtime.instance_variables(session, other)
+        same = {**data, **LEFT_TO_COVERING, **{k: own.get(k) for k in KEEP_OWN if k in data}}
+        _merge(session, other, {"aftercare_covered_by": covering}, by=by, now=now)
+        runtime.complete_task(session, other_task, same, by=by, roles=roles, now=now)
+    return instance
+
+
+def _merge(session: Session, instance_id: int, values: dict[str, Any], *, by: str, now: datetime | None) -> None:
+    """Put values into a running case's data (where its open tasks and what follows see them)."""
+    loaded = runtime._load(session, instance_id)
+    runtime._act(session, loaded, lambda wf: spiff.update_live_data(wf, values), actor=by,
+                 now=now or utcnow(), steps=False)

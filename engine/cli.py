@@ -157,7 +157,12 @@ def cmd_tasks(args: argparse.Namespace, sessions: Any, settings: Settings) -> An
 def cmd_complete(args: argparse.Namespace, sessions: Any, settings: Settings) -> Any:
     """Complete a task with form data."""
     with sessions.begin() as session:
-        instance = runtime.complete_task(session, args.task_id, _json_arg(args.data), by=args.by)
+        if args.covers:  # an aftercare contact covering other lines' contacts (engine.aftercare)
+            from . import aftercare
+
+            instance = aftercare.complete_covering(session, args.task_id, _json_arg(args.data), args.covers, by=args.by)
+        else:
+            instance = runtime.complete_task(session, args.task_id, _json_arg(args.data), by=args.by)
         instance_id = instance.id
     with sessions.begin() as session:
         return runtime.instance_summary(session, instance_id)
@@ -477,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     p.add_argument("--data")
     p.add_argument("--by", required=True)
+    p.add_argument("--covers", nargs="+", metavar="TASK_ID", default=[],
+                   help="aftercare contact: also complete these other lines' contacts with the same conversation")
     p = add("action", cmd_action, "run a task action, e.g. action TASK customer_not_reached --data '{...}'")
     p.add_argument("task_id")
     p.add_argument("action_id")

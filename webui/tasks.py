@@ -18,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from engine import access, actions, customers, kpi, runtime
+from engine import aftercare as aftercare_lines
 from engine.db import utcnow
 from engine.errors import Conflict, FormInvalid, InvalidInput, NotFound, TaskNotAvailable
 from engine.inbox import SORTS, TaskFilter, assign, claim, due_soon, is_overdue, list_tasks, release
@@ -154,6 +155,7 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
         due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
         can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
         mine=task.assignee == user.username, cancel_error=cancel_error, **_action_context(details, action),
+        coverable=_coverable(details), covered=request.form.getlist("covered_contacts"),
         can_cancel=instance.status == "running" and not hidden
         and customers.may_cancel_case(session, instance, user.username, set(user.role_set)))
     return html, status
@@ -209,8 +211,12 @@ def task(task_id: str) -> Any:
         return _render(details, values, too_large, 413)
     instance_id, name = details["instance"].id, modeltexts.text(details["task"].name, details["instance"].version_id)
     keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
+    covered = request.form.getlist("covered_contacts")  # other lines' contacts this one covers (engine.aftercare)
     try:
-        runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
+        if covered:
+            aftercare_lines.complete_covering(session, task_id, data, covered, by=user.username, roles=set(user.role_set))
+        else:
+            runtime.complete_task(session, task_id, data, by=user.username, roles=set(user.role_set))
     except FormInvalid as exc:
         keep_versions(session)  # the 422 rolls back
         return _render(details, values, exc.errors, 422)
@@ -415,3 +421,17 @@ def run_action(task_id: str, action_id: str) -> Any:
         return _render(details, values, {}, 409, problem=_refused(details["task"]))
     flash(_("Recorded: %(name)s.", name=modeltexts.text(action.name, instance.version_id)), "success")
     return _go_on(instance.id)
+
+
+def _coverable(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the other lines' open aftercare contacts this contact may cover, labelled by their line."""
+    task, instance = details["task"], details["instance"]
+    if task.state != TaskStatus.READY or details.get("case_hidden"):
+        return []
+    found = aftercare_lines.coverable_contacts(get_session(), task.id)
+    if not found:
+        return []
+    lines = next((dict(f.options) for f in modeltexts.fields(details["form"], instance.version_id)
+                  if f.id == "services_told_about"), {})
+    return [{"task_id": c.task_id, "label": lines.get(c.service_line or "", c.service_line or ""),
+             "ended": c.service_ended_on or "", "due_at": c.due_at} for c in found]

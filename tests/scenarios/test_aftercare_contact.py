@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine import actions, audit, inbox, notices, office, runtime, timers
+from engine import actions, aftercare, audit, inbox, notices, office, runtime, timers
 from engine.config import Settings
 from engine.errors import FormInvalid
 from engine.models import Instance
@@ -266,3 +266,62 @@ def test_no_invitation_without_the_consultants_address(deployed, step):
         notices.generate(s, now=day(2))
         assert s.scalars(select(MailOutbox)).all() == []
     assert case.variables()["service_consultant_name"] == "Kalle Konsultti"
+
+
+def _lines_of_one_case(sessions, step, *lines: tuple[str, str]) -> tuple[int, list[Aftercare]]:
+    """Start a service process and one aftercare per ended line as its children; return (parent, cases)."""
+    with sessions.begin() as s:
+        parent = runtime.start_instance(s, "customer_service", by="palvelu.neuvoja", business_key=BUSINESS_ID, now=T0,
+                                        data={"business_id": BUSINESS_ID, "company_name": "Konepaja Virtanen Oy",
+                                              "contact_channel": "phone_service", "contact_reason": "Kasvu"}).id
+        cases = []
+        for service_line, ended_on in lines:
+            case = Aftercare(sessions, step)
+            case.iid = runtime.start_instance(s, "aftercare", by="customer_service", data=line_ended(
+                service_line, ended_on, service_consultant_name=f"Konsultti {service_line}"), business_key=BUSINESS_ID,
+                now=T0, validate_form=False, start_message="service_line_ended", parent_instance_id=parent).id
+            cases.append(case)
+    step()
+    return parent, cases
+
+
+def test_one_contact_covers_the_other_lines_due_at_about_the_same_time(deployed, step):
+    parent, (development, training, recruitment) = _lines_of_one_case(
+        deployed, step, ("business_development", "2026-02-27"), ("training", "2026-03-02"),
+        ("recruitment", "2026-01-20"))
+    contact = development.open()["aftercare_contact"]["id"]
+    with deployed.begin() as s:
+        offered = aftercare.coverable_contacts(s, contact)
+        # training is due 9.3., four days from this contact's 13.3.; recruitment's 3.2. is past the window
+        assert [(c.instance_id, c.service_line) for c in offered] == [(training.iid, "training")]
+        aftercare.complete_covering(s, contact, conversation(
+            "2026-03-05", service_met_need="partly", new_service_needs=["recruitment"],
+            service_consultant_name="Konsultti business_development"), [offered[0].task_id], by=EXPERT, now=day(3))
+    step()
+    mine, covered = development.variables(), training.variables()
+    assert mine["aftercare_covers"] == [training.iid] and covered["aftercare_covered_by"] == development.iid
+    assert (covered["aftercare_outcome"], covered["aftercare_contacted_on"], covered["service_met_need"]) == (
+        "reached", "2026-03-05", "partly")
+    assert covered["service_consultant_name"] == "Konsultti training"  # each line keeps its own consultant
+    assert covered["new_service_needs"] == [] and training.status() == "completed"
+    assert development.status() == "running"  # its follow-up day is recommended after consulting
+    assert "aftercare_contact" in recruitment.open()  # (long overdue: the supervisor has it too)
+    with deployed.begin() as s:
+        children = s.scalars(select(Instance).where(Instance.process_id == "customer_service",
+                                                    Instance.id != parent)).all()
+        assert [c.parent_instance_id for c in children] == [development.iid]  # one new process, not one per line
+
+
+def test_a_contact_cannot_cover_a_line_outside_its_window(deployed, step):
+    _parent, (development, recruitment) = _lines_of_one_case(
+        deployed, step, ("business_development", "2026-02-27"), ("recruitment", "2026-01-20"))
+    other = recruitment.open()["aftercare_contact"]["id"]
+    with deployed.begin() as s:
+        try:
+            aftercare.complete_covering(s, development.open()["aftercare_contact"]["id"], conversation("2026-03-05"),
+                                        [other], by=EXPERT, now=day(3))
+        except FormInvalid as err:
+            assert set(err.errors) == {"covered_contacts"}
+        else:
+            raise AssertionError("a contact outside the window was covered")
+    assert development.status() == recruitment.status() == "running"

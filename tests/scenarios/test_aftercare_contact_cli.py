@@ -128,3 +128,27 @@ def test_follow_up_day_with_new_needs_and_the_consultants_invitation_through_the
     polku("fire-timers", "--now", opens.isoformat())
     [held] = polku("tasks", "--instance", str(iid))
     assert held["element_id"] == "hold_follow_up_day" and held["assignee"] == EXPERT
+
+
+def test_one_contact_covers_another_line_through_the_cli(tmp_path):
+    polku = Cli(tmp_path)
+    polku.setup()
+    engine = make_engine(polku.url)
+    ended = (date.today() - timedelta(days=2)).isoformat()
+    with make_sessions(engine).begin() as s:
+        parent = runtime.start_instance(s, "customer_service", by="cli", business_key="0737546-2", data={
+            "business_id": "0737546-2", "company_name": "Konepaja Virtanen Oy", "contact_channel": "phone_service",
+            "contact_reason": "Kasvu"}).id
+        iids = [runtime.start_instance(s, "aftercare", by="customer_service", business_key="0737546-2",
+                                       validate_form=False, start_message="service_line_ended", parent_instance_id=parent,
+                                       data={"service_line": line, "service_ended_on": ended, "responsible_expert": EXPERT,
+                                             "business_id": "0737546-2", "company_name": "Konepaja Virtanen Oy",
+                                             "segment": "local"}).id for line in ("recruitment", "change_security")]
+    engine.dispose()
+    runtime.forget_cache()
+    summary = polku("complete", polku.contact(iids[0])["id"], "--by", EXPERT, "--data", conversation(),
+                    "--covers", polku.contact(iids[1])["id"])
+    assert summary["status"] == "completed"
+    covered = polku("instance", str(iids[1]))
+    assert covered["status"] == "completed" and covered["variables"]["aftercare_covered_by"] == iids[0]
+    assert covered["variables"]["aftercare_outcome"] == "reached"

@@ -103,3 +103,29 @@ def test_the_action_speaks_english_to_an_english_user(client, expert, sessions):
     page = client.get(f"/tasks/{contact_id(sessions, iid)}").get_data(as_text=True)
     assert '<button type="submit" class="button secondary">Customer not reached</button>' in page
     assert "Did the service meet the company&#39;s need?" in page or "Did the service meet the company's need?" in page
+
+
+def test_the_contact_page_offers_the_other_lines_due_at_about_the_same_time_and_covers_them(client, expert,
+                                                                                             sessions):
+    with sessions.begin() as s:
+        parent = runtime.start_instance(s, "customer_service", by="test", business_key=BUSINESS_ID, data={
+            "business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_channel": "phone_service",
+            "contact_reason": "Kasvu"}).id
+        iids = [runtime.start_instance(s, "aftercare", by="test", business_key=BUSINESS_ID, validate_form=False,
+                                       start_message="service_line_ended", parent_instance_id=parent, data={
+                                           "service_line": line, "service_ended_on": YESTERDAY,
+                                           "responsible_expert": expert, "business_id": BUSINESS_ID,
+                                           "company_name": "Pirkan Puu Oy", "segment": "local"}).id
+                for line in ("recruitment", "referral")]
+    mine, other = contact_id(sessions, iids[0]), contact_id(sessions, iids[1])
+    page = client.get(f"/tasks/{mine}").get_data(as_text=True)
+    assert "Tämä yhteydenotto kattaa myös" in page
+    assert f'name="covered_contacts" value="{other}"' in page and "Yritys-Suomi-kumppanien palvelut" in page
+    response = client.post(f"/tasks/{mine}", data={
+        "aftercare_contacted_on": YESTERDAY, "aftercare_channel": "phone", "service_met_need": "yes",
+        "needs_reassessment": "Ei uusia tarpeita", "named_contact_confirmed": "true", "covered_contacts": other})
+    assert response.status_code == 302
+    with sessions.begin() as s:
+        covered = runtime.instance_variables(s, iids[1])
+        assert str(runtime.get_instance(s, iids[1]).status) == "completed"
+    assert covered["aftercare_covered_by"] == iids[0] and covered["service_met_need"] == "yes"
