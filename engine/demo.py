@@ -31,6 +31,7 @@ from .models import Instance, InstanceStatus, ProcessVersion, Task, TaskStatus, 
 SEED = 20260101
 CUSTOMER_COUNT = 40
 HISTORY_DAYS = 365
+OUTCOMES = {6: "no_need_now", 9: "declined", 10: "agreed_later"}  # by customer index % 12; others: services
 CONSULTING_DAYS = (400, 480)  # some consulting cases start this many days back: their follow-up days come now
 PROCESS = "customer_service"
 EXTRA_EXPERTS = (("liisa.laine", "Liisa Laine"), ("mikko.nieminen", "Mikko Nieminen"))
@@ -87,6 +88,8 @@ PROVIDERS = (  # the registry: (name, kind, contact person, the provider's own f
     ("Yritysrahoituksen Neuvonta Oy", "partner", "Ville Rinne", ""),
 )
 SURVEY = (64.5, 67.8, 71.2, 68.9)  # the national survey's positive share, the last four quarters (oldest first)
+DECLINED = ("Yritys hoitaa rekrytoinnin itse tällä kertaa.", "Omistajanvaihdos kesken, palataan asiaan myöhemmin.",
+            "Asiakas ei halua sitoutua jälkihoitoyhteydenottoon nyt.")
 NOT_REACHED_NOTES = ("Ei vastannut, jätetty soittopyyntö.", "Puhelin kiinni.", "Sähköpostiin ei vastausta.",
                      "Yhteyshenkilö lomalla, soitetaan uudelleen.")
 FEEDBACK = ("Uudet työntekijät aloittivat hyvin.", "Koulutus vastasi tarpeita.", "Palvelu oli nopeaa ja asiantuntevaa.",
@@ -106,6 +109,7 @@ class Plan:
     new_needs: list[str] = field(default_factory=list)
     follow_up: bool = False
     stop_at: str = ""  # leave the first task whose element id starts so open (work in progress)
+    outcome: str = "services"  # services | no_need_now (the assessment ends it) | declined | agreed_later
 
 
 @dataclass
@@ -231,7 +235,13 @@ class _Driver:
     def value(self, f: Field, when: datetime, plan: Plan, expert: str, task: Task) -> Any:
         """Return a plausible value for one form field, or None to leave it empty."""
         known: dict[str, Any] = {
-            "identified_needs": plan.needs, "responsible_expert": expert, "process_agreed_with_customer": True,
+            "identified_needs": [] if plan.outcome == "no_need_now" else plan.needs, "responsible_expert": expert,
+            "process_agreed_with_customer": plan.outcome not in ("declined", "agreed_later"),
+            "assessment_outcome": "no_service_need_now" if plan.outcome == "no_need_now" else "services_needed",
+            "next_contact_on": (when + timedelta(days=self.rng.randrange(150, 240))).date().isoformat()
+            if plan.outcome == "no_need_now" else None,
+            "service_promise_outcome": "declined" if plan.outcome == "declined" else "agreed",
+            "service_promise_declined_reason": self.rng.choice(DECLINED) if plan.outcome == "declined" else None,
             "assessment_method": self.rng.choice(("company_visit", "phone", "office_meeting")),
             "company_situation": "growth", "segment": "local", "headcount": self.rng.randrange(5, 120),
             "experience_positive": plan.positive, "service_rating": self.rng.choice((4, 5)) if plan.positive
@@ -452,10 +462,10 @@ def _aware(value: datetime) -> datetime:
 def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
     """Return the cases of the index-th customer: spread over a year, every stage and aftercare kind."""
     oldest = now - timedelta(days=HISTORY_DAYS)
-    count = 2 if index % 5 == 0 else 1
+    count = 2 if index % 5 in (0, 2) else 1
     plans = []
     for k in range(count):
-        offset = rng.randrange(5, HISTORY_DAYS - 10) if k == 0 else rng.randrange(5, 60)
+        offset = rng.randrange(5, HISTORY_DAYS - 10) if k == 0 else rng.randrange(5, 200)
         if index % 8 == 7:  # a new customer: the needs assessment waits in the intake queue
             offset = rng.randrange(1, 3)
         elif index % 8 == 3:  # assessed lately: the service is being planned
@@ -470,7 +480,8 @@ def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
         plans.append(Plan(needs=list(NEED_MIX[(index + k) % len(NEED_MIX)]), start=start, aftercare=kind,
                           attempts=attempts,
                           positive=index % 3 != 1, new_needs=["staff_training"] if index % 7 == 2 else [],
-                          follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else ""))
+                          follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else "",
+                          outcome=OUTCOMES.get(index % 12, "services") if k == 0 else "services"))
     if index % 10 == 5:  # consulting that ended about a year ago: its follow-up day is held now or soon
         start = datetime.combine((now - timedelta(days=rng.randrange(CONSULTING_DAYS[0], CONSULTING_DAYS[1]))).date(),
                                  time(9), tzinfo=UTC)

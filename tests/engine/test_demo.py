@@ -72,7 +72,7 @@ def test_a_year_of_cases_in_every_stage(office):
     assert any(e.startswith("plan_") for e in open_elements) and any(e.startswith("deliver_") for e in open_elements)
     assert {"assess_service_needs", "aftercare_contact", "handle_overdue_aftercare"} <= set(done_elements)
     assert any(e.startswith("close_") for e in done_elements), "services delivered and closed"
-    assert contacts == made["contacts_logged"] >= 40
+    assert contacts >= made["contacts_logged"] >= 40  # and one logged by each case ended "no service need now"
 
 
 def test_kpis_supervisor_view_and_heatmap_show_real_numbers(office):
@@ -120,6 +120,23 @@ def test_each_ended_line_has_its_aftercare_some_reached_only_after_attempts(offi
     assert {v.get("service_met_need") for _i, v in cases} >= {"yes", "partly"}, "the feedback conversation"
     assert any(v.get("service_provider_name") for _i, v in cases), "a registry provider delivered a line"
     assert made["providers_created"] == len(demo.PROVIDERS)
+
+
+def test_cases_that_end_early_no_service_need_now_and_a_declined_promise(office):
+    sessions, made = office
+    with sessions.begin() as s:
+        ended = [(i, runtime.instance_variables(s, i.id)) for i in s.scalars(select(Instance).where(
+            Instance.process_id == demo.PROCESS, Instance.status == InstanceStatus.COMPLETED))]
+        children = {i.parent_instance_id for i in s.scalars(select(Instance).where(Instance.process_id == "aftercare"))}
+        contacts = s.scalar(select(func.count()).select_from(Contact))
+    no_need = [(i, v) for i, v in ended if v.get("assessment_outcome") == "no_service_need_now"]
+    declined = [(i, v) for i, v in ended if v.get("service_promise_outcome") == "declined"]
+    agreed_later = [(i, v) for i, v in ended if v.get("service_promise_outcome") == "agreed"]
+    assert len(no_need) >= 2 and len(declined) >= 2 and agreed_later
+    assert all(i.id not in children for i, _v in no_need + declined), "no service line, no aftercare"
+    assert all(v["service_promise_declined_reason"] for _i, v in declined)
+    assert all(i.id in children for i, _v in agreed_later), "agreed on a later call: services and aftercare"
+    assert contacts == made["contacts_logged"] + len(no_need), "each no-need case logs its contact"
 
 
 def test_the_national_survey_of_the_last_four_quarters(office):
