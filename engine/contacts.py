@@ -33,6 +33,9 @@ from .users import N_
 AUDIT_STREAM = "customers"
 CHANNELS = ("visit", "phone", "email", "event", "web")
 SERVICE_PROCESS = "customer_service"
+CASE_CONTACT_MESSAGE = "customer_contact_logged"  # a case ends with a contact for the log (record_from_case)
+# how a service-needs assessment was made -> the contact log's channel (only a company visit is a visit)
+ASSESSMENT_CHANNELS = {"company_visit": "visit", "office_meeting": "event", "phone": "phone", "video": "phone"}
 MAX_IMPORT_ROWS = 10_000
 
 
@@ -56,8 +59,11 @@ def _flag(value: Any) -> bool:
 
 
 def log_contact(session: Session, customer_id: int, data: Mapping[str, Any], *, by: str,
-                start_process: bool = False, now: datetime | None = None) -> Contact:
+                start_process: bool = False, now: datetime | None = None,
+                instance_id: int | None = None) -> Contact:
     """Record a contact; with `start_process` (a prospecting visit) also start a service process.
+
+    `instance_id` links the contact to the case it was made in (see `record_from_case`).
 
     Raises:
         CustomerNotFound: no such customer.
@@ -89,7 +95,8 @@ def log_contact(session: Session, customer_id: int, data: Mapping[str, Any], *, 
         raise FormInvalid(errors, dict(data))
     contact = Contact(customer_id=customer.id, contacted_on=contacted_on, channel=channel,
                       participants=participants or None, topic=topic, notes=notes or None,
-                      next_contact_on=next_on, prospecting=prospecting, created_by=by, created_at=now)
+                      next_contact_on=next_on, prospecting=prospecting, created_by=by, created_at=now,
+                      instance_id=instance_id)
     session.add(contact)
     session.flush()
     if start_process:
@@ -104,6 +111,39 @@ def log_contact(session: Session, customer_id: int, data: Mapping[str, Any], *, 
                        "prospecting": prospecting, "instance_id": contact.instance_id,
                        "next_contact_on": next_on.isoformat() if next_on else None})
     return contact
+
+
+def record_from_case(session: Session, instance: Instance, payload: Mapping[str, Any], *, by: str,
+                     now: datetime | None = None) -> Contact | None:
+    """Log the contact a case ended with (message `customer_contact_logged`), linked to the case.
+
+    The service process's exit "no service need now" throws it: the assessment becomes a contact on
+    the customer (date, channel from how the assessment was made, topic, notes) and its agreed later
+    contact date is the contact's `next_contact_on`, so the customers-to-contact worklist shows the
+    customer when that day comes. A customer not yet in the registry is added with the case's
+    company name and responsible expert (R5: a named contact for the future). Returns None, and
+    records nothing, when the payload cannot make a valid contact (the case has ended either way).
+    """
+    business_id = str(payload.get("business_id") or "")
+    customer = find_by_business_id(session, business_id)
+    if customer is None:
+        from .customers import create_customer
+
+        try:
+            customer = create_customer(session, {"name": payload.get("company_name") or business_id,
+                                                 "business_id": business_id,
+                                                 "responsible_expert": payload.get("responsible_expert") or ""},
+                                       by=by)
+        except FormInvalid:
+            return None
+    data = {"contacted_on": payload.get("contacted_on") or (now or utcnow()).date().isoformat(),
+            "channel": ASSESSMENT_CHANNELS.get(str(payload.get("assessment_method")), "phone"),
+            "topic": str(payload.get("topic") or "")[:200], "notes": payload.get("notes") or "",
+            "next_contact_on": payload.get("next_contact_on") or ""}
+    try:
+        return log_contact(session, customer.id, data, by=by, now=now, instance_id=instance.id)
+    except FormInvalid:
+        return None
 
 
 def customer_contacts(session: Session, customer_id: int) -> list[Contact]:

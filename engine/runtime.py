@@ -793,8 +793,9 @@ def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload:
     A message with correlation keys goes to the instances waiting for it whose own data gives the
     same key values; one without goes to the instances of the same business key waiting for it.
     When none waits, the latest process whose message start event catches it starts through that
-    event, with the payload. Either way (or when nothing takes it) the throw is in the thrower's
-    history with where it went.
+    event, with the payload. When neither, the office's own records may take it (`_office_receives`:
+    the contact log). Either way (or when nothing takes it) the throw is in the thrower's history
+    with where it went.
     """
     instance = loaded.instance
     data = payload if isinstance(payload, dict) else {"payload": payload}
@@ -810,9 +811,27 @@ def _route_thrown_message(session: Session, loaded: _Loaded, name: str, payload:
         started.append(start_instance(session, target, by=actor, data=payload, business_key=instance.business_key,
                                       now=now, parent_instance_id=instance.id, validate_form=False,
                                       start_message=name).id)
+    recorded = {} if receivers or target is not None else _office_receives(session, instance, name, data,
+                                                                           actor=actor, now=now)
     audit.append(session, EventKind.MESSAGE_THROWN, actor=actor, instance_id=instance.id,
                  version_id=instance.version_id, data={"name": name, "payload": _jsonable(data),
-                                                       "delivered_to": delivered, "started": started}, at=now)
+                                                       "delivered_to": delivered, "started": started, **recorded},
+                 at=now)
+
+
+def _office_receives(session: Session, thrower: Instance, name: str, payload: dict[str, Any], *, actor: str,
+                     now: datetime) -> dict[str, Any]:
+    """Let the office's records take a message no case waits for; return what was recorded (for the history).
+
+    `customer_contact_logged` (a case ending with a contact, e.g. "no service need now" with a later
+    contact date) becomes a contact in the customer's contact log (`engine.contacts.record_from_case`).
+    """
+    from . import contacts  # here: contacts imports this module
+
+    if name != contacts.CASE_CONTACT_MESSAGE:
+        return {}
+    contact = contacts.record_from_case(session, thrower, payload, by=actor, now=now)
+    return {"contact_id": contact.id if contact is not None else None}
 
 
 def _receivers(session: Session, thrower: Instance, name: str, correlations: dict[str, Any]) -> list[int]:

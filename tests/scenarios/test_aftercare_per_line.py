@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from engine import customers, office, users
+from engine import contacts, customers, office, users
 from engine.models import Instance
 
 from .test_service_process import (
@@ -284,3 +284,117 @@ def test_per_line_aftercare_through_the_cli_every_step_a_new_process(tmp_path):
     assert polku("instance", str(iid))["status"] == "completed"
     assert datetime.fromisoformat(polku.task(training["id"], "aftercare_contact")["due_at"]) == datetime.combine(
         today + timedelta(days=5), time(23, 59, 59), tzinfo=HELSINKI)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exits before any service (issue 12): no service need now; the customer declines the promise.
+
+
+def test_no_service_need_now_ends_the_case_and_puts_the_later_contact_on_the_worklist(deployed, step):
+    case = Case(deployed, step)
+    case.start(contact_reason="Asks about recruiting next year")
+    case.do("assess_service_needs", assessment([], assessment_outcome="no_service_need_now",
+                                               assessment_notes="Recruiting maybe in spring.",
+                                               next_contact_on=iso(day(90))), now=day(1))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.completed_path()[-2:] == ["check_service_need", "end_no_service_need"]
+    assert "decide_services" not in case.completed_path() and aftercare_instances(case) == []
+    assert summary["variables"]["next_contact_on"] == iso(day(90))
+    [thrown] = [e for e in case.events() if e["kind"] == "message_thrown"]
+    with deployed.begin() as s:
+        customer = customers.find_by_business_id(s, BUSINESS_ID)
+        assert (customer.name, customer.responsible_expert) == ("Konepaja Virtanen Oy", EXPERT), \
+            "the customer keeps a named contact"
+        [contact] = contacts.customer_contacts(s, customer.id)
+        assert thrown["data"]["contact_id"] == contact.id
+        assert (contact.contacted_on, contact.channel, contact.next_contact_on, contact.instance_id) == (
+            day(0).date(), "visit", day(90).date(), case.iid)
+        assert contact.topic == "Palvelutarvearvio: ei palvelutarvetta nyt"
+        assert contact.notes == "Recruiting maybe in spring." and contact.created_by == EXPERT
+        assert contacts.customers_to_contact(s, day(89).date()) == []
+        [row] = contacts.customers_to_contact(s, day(90).date(), expert=EXPERT)
+        assert (row.customer.id, row.reason, row.next_contact_on) == (customer.id, "due", day(90).date())
+
+
+def test_an_assessment_without_needs_ends_as_no_service_need_for_a_known_customer(deployed, step):
+    with deployed.begin() as s:
+        customer_id = customers.create_customer(s, {"name": "Konepaja Virtanen Oy", "business_id": BUSINESS_ID,
+                                                    "responsible_expert": NEW_EXPERT}, by=SUPERVISOR).id
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment([], assessment_method="phone"), now=day(1))
+    assert case.summary()["status"] == "completed"
+    assert case.completed_path()[-1] == "end_no_service_need"
+    with deployed.begin() as s:
+        [contact] = contacts.customer_contacts(s, customer_id)
+        assert (contact.channel, contact.next_contact_on) == ("phone", None), "no later date agreed"
+        assert customers.get_customer(s, customer_id).responsible_expert == NEW_EXPERT, "the registry's expert stays"
+
+
+def test_a_declined_service_promise_ends_the_case_with_the_reason(deployed, step):
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment"], process_agreed_with_customer=False), now=day(1))
+    assert case.open() == {"agree_service_promise": {"role": "expert", "assignee": EXPERT, "due_at": day(8)}}
+    case.do("agree_service_promise", {"service_promise_outcome": "declined",
+                                      "service_promise_declined_reason": "Hires through its own network."},
+            now=day(5))
+
+    summary = case.summary()
+    assert summary["status"] == "completed" and case.open() == {}
+    assert case.completed_path() == ["agree_service_promise", "check_promise_decision", "end_service_promise_declined"]
+    assert case.path() == ["assess_service_needs", "agree_service_promise"]
+    data = summary["variables"]
+    assert (data["service_promise_outcome"], data["service_promise_declined_reason"]) == (
+        "declined", "Hires through its own network.")
+    assert "services" not in data and aftercare_instances(case) == []
+
+
+def test_an_agreed_service_promise_starts_the_services_once(deployed, step):
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment"], process_agreed_with_customer=False), now=day(1))
+    case.do("agree_service_promise", {"service_promise_outcome": "agreed"}, now=day(3))
+    assert case.open() == {"plan_recruitment": {"role": "expert", "assignee": EXPERT, "due_at": day(17)}}
+    assert [e for e, _r, _a in case.created()].count("agree_service_promise") == 1, "no loop back to the promise"
+    assert case.summary()["variables"]["services"] == ["recruitment"]
+
+
+def test_exits_through_the_cli_every_step_a_new_process(tmp_path):
+    polku = Cli(tmp_path)
+    polku("init")
+    polku("deploy", str(ROOT / "bpmn"))
+    polku("user", EXPERT, "--password", "salasana-123456", "--roles", "expert")
+    today = datetime.now(HELSINKI).date()
+    later = (today + timedelta(days=60)).isoformat()
+
+    def start(business_id: str) -> int:
+        return polku("start", "customer_service", "--business-key", business_id, "--by", "palvelu.neuvoja", "--data",
+                     json.dumps({"business_id": business_id, "company_name": f"Yritys {business_id}",
+                                 "contact_channel": "phone_service", "contact_reason": "Kysyy palveluista"}))["id"]
+
+    quiet = start(BUSINESS_ID)
+    polku.do(quiet, "assess_service_needs", {**assessment([]), "assessment_date": today.isoformat(),
+                                             "assessment_outcome": "no_service_need_now", "next_contact_on": later})
+    done = polku("instance", str(quiet))
+    assert done["status"] == "completed" and done["tasks"][-1]["element_id"] == "assess_service_needs"
+    [thrown] = [e for e in polku("history", str(quiet)) if e["kind"] == "message_thrown"]
+    assert thrown["data"]["name"] == "customer_contact_logged" and thrown["data"]["contact_id"]
+    assert polku("to-contact", "--today", (today + timedelta(days=59)).isoformat()) == []
+    [row] = polku("to-contact", "--today", later)
+    assert (row["business_id"], row["reason"], row["next_contact_on"]) == (BUSINESS_ID, "due", later)
+
+    declining = start("2617416-4")
+    polku.do(declining, "assess_service_needs", {**assessment(["recruitment"]), "assessment_date": today.isoformat(),
+                                                 "process_agreed_with_customer": False})
+    polku.do(declining, "agree_service_promise", {"service_promise_outcome": "declined",
+                                                  "service_promise_declined_reason": "Ei aikaa tänä vuonna."})
+    done = polku("instance", str(declining))
+    assert done["status"] == "completed"
+    assert [t["element_id"] for t in done["tasks"]] == ["assess_service_needs", "agree_service_promise"]
+    assert done["variables"]["service_promise_declined_reason"] == "Ei aikaa tänä vuonna."
+    walked = [x for e in polku("history", str(declining)) if e["kind"] == "path_taken" for x in e["data"]["elements"]]
+    assert walked[-2:] == ["check_promise_decision", "end_service_promise_declined"]
+    assert "decide_services" not in walked

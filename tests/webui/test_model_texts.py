@@ -71,7 +71,8 @@ def posted(fields, expert: str) -> dict:
         if f.type == "date":
             data[f.id] = date.today().isoformat()
         elif f.type == "enum" and f.multiple:
-            data[f.id] = [key for key, _name in f.options] if f.required else []  # new needs: none
+            every = f.required or f.id == "identified_needs"  # every service line; new needs: none
+            data[f.id] = [key for key, _name in f.options] if every else []
         elif f.type == "enum":
             data[f.id] = f.default or f.options[0][0]
         elif f.type == "long":
