@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import case, func, select
 
-from engine import demo, kpi, providers, users
+from engine import demo, kpi, providers, runtime, users
 from engine.db import utcnow
-from engine.models import Customer, Instance, InstanceStatus
+from engine.models import Customer, Instance, InstanceStatus, Task, TaskStatus
 
 ROOT = Path(__file__).parents[2]
 
@@ -39,7 +39,12 @@ def demo_office(live_db) -> dict[str, Any]:
         aftercare = s.scalar(select(Instance.version_id).where(Instance.process_id == "aftercare").limit(1))
         overdue = len(kpi.overdue_aftercare(s))
         provider = max(providers.list_providers(s), key=lambda p: (len(providers.deliveries(s, p.id)), -p.id)).id
-    return {"customer": busiest, "version": version, "aftercare": aftercare, "overdue": overdue, "provider": provider}
+        contacts = [(len(runtime.instance_variables(s, t.instance_id).get("aftercare_attempts") or []), t)
+                    for t in s.scalars(select(Task).where(Task.element_id == "aftercare_contact",
+                                                          Task.state == TaskStatus.READY).order_by(Task.id))]
+        attempts, retried = max(contacts, key=lambda pair: (pair[0], pair[1].assignee == "asiantuntija"))
+    return {"customer": busiest, "version": version, "aftercare": aftercare, "overdue": overdue, "provider": provider,
+            "retried": (retried.id, retried.assignee, attempts)}
 
 
 def _figure(page: Any, selector: str) -> int:
@@ -86,6 +91,13 @@ def test_the_demo_office_shows_work_and_figures_from_the_first_minute(demo_sign_
     page.goto(f"{base_url}/customers/{demo_office['customer']}")
     assert page.locator("section.processes").count() == 1
     page.screenshot(path=str(shots / "customer.png"), full_page=True)
+
+    task_id, assignee, attempts = demo_office["retried"]  # an open aftercare contact after failed attempts
+    assert attempts >= 1
+    page = demo_sign_in(assignee)
+    page.goto(f"{base_url}/tasks/{task_id}")
+    assert page.locator("#action-customer_not_reached ol.action-runs li").count() == attempts
+    page.screenshot(path=str(shots / "aftercare-contact.png"))  # the top: the attempts recorded so far
 
     page = demo_sign_in("esimies")
     page.goto(f"{base_url}/supervisor/")
