@@ -4,7 +4,14 @@ Everything is made through the engine's public functions, as an expert would: cu
 `engine.customers`, service processes via `runtime.start_instance` / `runtime.complete_task` /
 `runtime.fire_instance_timers` with `now` moved back in time, contacts via `engine.contacts`.
 Each task is filled from the form its model declares (`runtime.task_form`): known fields get
-plausible values, any other required field a value of its type, so a changed model still seeds.
+plausible values, any other required field a value of its type, dates are fitted to the form's
+domain checks, so a changed model still seeds. All cases of one customer run together in time
+order, with the instances the engine starts meanwhile: each ended service line's own aftercare
+(contacted on time, late, overdue, reached only after "customer not reached" attempts run as the
+contact's task action, or not reached at all), follow-up days a year after consulting, and new
+service processes from needs found in aftercare. Some assessments end "no service need now", some
+customers decline the service promise. Beside the cases: a providers registry (with the providers'
+own feedback) that delivers the lines, and the national customer survey's last four quarters.
 
 Deterministic (one seeded random generator) and idempotent: a customer that already exists is
 left alone together with its cases, so a second run adds nothing. The caller owns the
