@@ -333,21 +333,24 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
 
     # timers and messages
     timers = {t.task_id: t for t in spiff.waiting_timers(workflow)}
+    # timer and message-wait rows are replaced by plain statements: an ORM select here would also
+    # flush the buffered audit events early (two more statements per timer firing)
     if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
-        for timer in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
-            session.delete(timer)
-        for t in timers.values():
-            session.add(Timer(instance_id=instance.id, task_id=t.task_id, element_id=t.element_id,
-                              kind=t.kind, due_at=t.due_at))
+        session.connection().execute(_DELETE_TIMERS, {"b_instance": instance.id})
+        if timers:
+            session.connection().execute(_INSERT_TIMER, [
+                {"instance_id": instance.id, "task_id": t.task_id, "element_id": t.element_id, "kind": t.kind,
+                 "due_at": t.due_at} for t in timers.values()])
         held.timers = {k: (t.element_id, t.due_at) for k, t in timers.items()}
     waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in spiff.waiting_messages(workflow)}
     waits |= {m.element_id + "|" + SIGNAL_PREFIX + m.name: (SIGNAL_PREFIX + m.name, m.element_id)
               for m in spiff.waiting_signals(workflow)}
     if set(waits) != set(held.messages):
-        for mrow in session.scalars(select(MessageWait).where(MessageWait.instance_id == instance.id)):
-            session.delete(mrow)
-        for name, element_id in waits.values():
-            session.add(MessageWait(instance_id=instance.id, name=name, element_id=element_id))
+        session.connection().execute(_DELETE_WAITS, {"b_instance": instance.id})
+        if waits:
+            session.connection().execute(_INSERT_WAIT, [
+                {"instance_id": instance.id, "name": name, "element_id": element_id}
+                for name, element_id in waits.values()])
         held.messages = {k: name for k, (name, _e) in waits.items()}
     _write_external_tasks(session, loaded, actor=actor, now=now)
 
@@ -372,6 +375,11 @@ _DELETE_VARIABLE = delete(_VARIABLES).where(
 _UPDATE_INSTANCE = update(_INSTANCES).where(
     _INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.revision == bindparam("b_revision"))
 _UPDATE_TASK = update(_TASKS).where(_TASKS.c.id == bindparam("b_id"))
+_TIMERS, _WAITS = (cast(Table, m.__table__) for m in (Timer, MessageWait))
+_DELETE_TIMERS = delete(_TIMERS).where(_TIMERS.c.instance_id == bindparam("b_instance"))
+_INSERT_TIMER = insert(_TIMERS)
+_DELETE_WAITS = delete(_WAITS).where(_WAITS.c.instance_id == bindparam("b_instance"))
+_INSERT_WAIT = insert(_WAITS)
 
 
 def _write_external_tasks(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
