@@ -186,3 +186,50 @@ def test_actions_on_a_cached_case_continue_its_chain(sessions, deploy):
         assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
         assert rows[-1].kind == "instance_cancelled"
         assert audit.verify(s, iid).ok
+
+
+def test_a_self_declared_actor_is_recorded_with_its_origin_within_200_characters(sessions):
+    """The CLI and the API mark their sessions with an origin: the event names it beside the actor."""
+    with sessions.begin() as s:
+        s.info["audit_origin"] = "cli, os user maija"
+        audit.append(s, "data_changed", actor="anna", stream="t", data={}, at=T0)
+        audit.append(s, "data_changed", actor="x" * 195, stream="t", data={}, at=T0)
+        s.info.pop("audit_origin")
+        audit.append(s, "data_changed", actor="anna", stream="t", data={}, at=T0)
+    with sessions.begin() as s:
+        actors = [r.actor for r in _rows(s, "t")]
+    assert actors[0] == "anna (cli, os user maija)"
+    assert actors[1] == ("x" * 195 + " (cli, os user maija)")[:200]
+    assert len(actors[1]) == 200
+    assert actors[2] == "anna"
+    assert _verification(sessions).ok
+
+
+def test_a_stream_written_twice_in_one_transaction_keeps_one_head(sessions):
+    """Events written early (a read in the same transaction flushes them), then more: one chain, one head."""
+    with sessions.begin() as s:
+        audit.append(s, "data_changed", actor="anna", stream="first", data={}, at=T0)
+        audit.history(s, 1)  # a read writes what is buffered: the new head "first" is stored
+        audit.append(s, "data_changed", actor="anna", stream="second", data={}, at=T0)
+        audit.append(s, "data_changed", actor="anna", stream="first", data={"n": 2}, at=T0)
+    with sessions.begin() as s:  # the heads written above are where the next transaction goes on
+        audit.append(s, "data_changed", actor="anna", stream="second", data={"n": 2}, at=T0)
+        audit.append(s, "data_changed", actor="anna", stream="first", data={"n": 3}, at=T0)
+    with sessions.begin() as s:
+        heads = {h.key: h.seq for h in s.scalars(select(AuditStream))}
+        assert heads == {"first": 3, "second": 2}
+        assert [r.seq for r in _rows(s, "first")] == [1, 2, 3]
+    assert _verification(sessions) == audit.Verification(streams=2, events=5, breaks=[])
+
+
+def test_a_clean_head_before_a_changed_one_does_not_stop_the_write(sessions):
+    """Heads are written for every stream that moved, whatever order the streams were touched in."""
+    with sessions.begin() as s:
+        audit.append(s, "data_changed", actor="anna", stream="a", data={}, at=T0)
+    with sessions.begin() as s:
+        audit.append(s, "data_changed", actor="anna", stream="a", data={}, at=T0)
+        audit.history(s, 1)  # "a" is written and clean again
+        audit.append(s, "data_changed", actor="anna", stream="b", data={}, at=T0)
+    with sessions.begin() as s:
+        audit.append(s, "data_changed", actor="anna", stream="b", data={}, at=T0)
+    assert _verification(sessions) == audit.Verification(streams=2, events=4, breaks=[])
