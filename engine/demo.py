@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import actions, contacts, customers, providers, runtime, survey, users
+from . import actions, aftercare, contacts, customers, providers, runtime, survey, users
 from .db import utcnow
 from .errors import InvalidInput
 from .forms import Field
@@ -128,6 +128,7 @@ class Result:
     cases: int = 0
     aftercare: int = 0
     attempts: int = 0
+    covered: int = 0
     providers: int = 0
     survey: int = 0
     tasks_completed: int = 0
@@ -138,6 +139,7 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {"customers_created": self.customers, "customers_existing": self.customers_existing,
                 "cases_started": self.cases, "aftercare_started": self.aftercare, "not_reached_recorded": self.attempts,
+                "aftercare_covered": self.covered,
                 "tasks_completed": self.tasks_completed,
                 "timers_fired": self.timers_fired, "contacts_logged": self.contacts, "providers_created": self.providers,
                 "survey_periods_recorded": self.survey,
@@ -417,14 +419,14 @@ class _Driver:
             ids = [i.id for i in running] or [0]
             steps: list[tuple[datetime, int, str, Any]] = []
             for task in self.session.scalars(select(Task).where(
-                    Task.instance_id.in_(ids), Task.state == TaskStatus.READY).order_by(Task.created_at, Task.id)):
+                    Task.instance_id.in_(ids), Task.state == TaskStatus.READY).order_by(Task.created_at, Task.instance_id, Task.element_id)):
                 plan = plans[task.instance_id]
                 if plan.stop_at and task.element_id.startswith(plan.stop_at):
                     continue  # work in progress: left open
-                steps.append((self.when_done(task, plan), 1, task.id, task))
+                steps.append((self.when_done(task, plan), 1, f"{task.instance_id:09d} {task.element_id}", task))
             for iid, due in self.session.execute(select(Timer.instance_id, func.min(Timer.due_at)).where(
                     Timer.instance_id.in_(ids)).group_by(Timer.instance_id)):
-                steps.append((_aware(due) + timedelta(minutes=1), 0, str(iid), iid))
+                steps.append((_aware(due) + timedelta(minutes=1), 0, f"{iid:09d}", iid))
             if not steps:
                 return
             when, kind, _key, item = min(steps, key=lambda p: (p[0], p[1], p[2]))
@@ -439,8 +441,14 @@ class _Driver:
                 self.not_reached(task, when, plan, expert)
                 continue
             by = task.assignee or (expert if task.candidate_role == "expert" else "esimies")
-            runtime.complete_task(self.session, task.id, self.form_data(task, when, plan, expert), by=by, now=when)
-            self.result.tasks_completed += 1
+            data = self.form_data(task, when, plan, expert)
+            covered = [c.task_id for c in aftercare.coverable_contacts(self.session, task.id)]
+            if covered:  # the other lines of the case ended about the same time: one talk covers them
+                aftercare.complete_covering(self.session, task.id, data, covered, by=by, now=when)
+                self.result.covered += len(covered)
+            else:
+                runtime.complete_task(self.session, task.id, data, by=by, now=when)
+            self.result.tasks_completed += 1 + len(covered)
 
 
 def form_data(session: Session, task_id: str, *, by: str, now: datetime, needs: list[str] | None = None) -> dict[str, Any]:
