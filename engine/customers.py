@@ -356,8 +356,11 @@ def change_responsible_expert(session: Session, customer_id: int, new_expert: st
     delivered: list[int] = []
     for instance_id in running:
         if instance_id in waiting:
+            # the customer is told once: a service process always opens its inform task; an aftercare
+            # (started later, so a higher id) opens one only when no case before it got the message
+            data = {"responsible_expert": new, "customer_informed_elsewhere": bool(delivered)}
             delivered += runtime.deliver_message(session, RESPONSIBLE_CHANGED_MESSAGE, by=by,
-                                                 data={"responsible_expert": new}, instance_id=instance_id, now=now)
+                                                 data=data, instance_id=instance_id, now=now)
     if old:
         left = session.scalars(select(Task.id).where(Task.instance_id.in_(running), Task.state == TaskStatus.READY,
                                                      Task.assignee == old).order_by(Task.id))

@@ -285,6 +285,14 @@ def test_per_line_aftercare_through_the_cli_every_step_a_new_process(tmp_path):
     assert datetime.fromisoformat(polku.task(training["id"], "aftercare_contact")["due_at"]) == datetime.combine(
         today + timedelta(days=5), time(23, 59, 59), tzinfo=HELSINKI)
 
+    # a change of expert sent from outside (no customer_informed_elsewhere): the tasks move, no inform task
+    moved = polku("message", "responsible_expert_changed", "--business-key", BUSINESS_ID,
+                  "--data", json.dumps({"responsible_expert": NEW_EXPERT}))["delivered_to"]
+    assert moved == [after["id"], training["id"]], "the recruitment aftercare still has its overdue task open"
+    assert [(t["element_id"], t["assignee"]) for t in polku("tasks", "--instance", str(training["id"]))] == [
+        ("aftercare_contact", NEW_EXPERT)]
+    assert polku("instance", str(training["id"]))["incidents"] == []
+
 
 # ---------------------------------------------------------------------------------------------
 # Exits before any service (issue 12): no service need now; the customer declines the promise.
@@ -344,7 +352,7 @@ def test_a_declined_service_promise_ends_the_case_with_the_reason(deployed, step
 
     summary = case.summary()
     assert summary["status"] == "completed" and case.open() == {}
-    assert case.completed_path() == ["agree_service_promise", "check_promise_decision", "end_service_promise_declined"]
+    assert case.completed_path()[-2:] == ["check_promise_decision", "end_service_promise_declined"]
     assert case.path() == ["assess_service_needs", "agree_service_promise"]
     data = summary["variables"]
     assert (data["service_promise_outcome"], data["service_promise_declined_reason"]) == (
@@ -398,3 +406,37 @@ def test_exits_through_the_cli_every_step_a_new_process(tmp_path):
     walked = [x for e in polku("history", str(declining)) if e["kind"] == "path_taken" for x in e["data"]["elements"]]
     assert walked[-2:] == ["check_promise_decision", "end_service_promise_declined"]
     assert "decide_services" not in walked
+
+
+def test_a_new_expert_tells_the_customer_from_the_aftercare_when_the_service_process_has_ended(deployed, step):
+    with deployed.begin() as s:
+        customer_id = customers.create_customer(s, {"name": "Konepaja Virtanen Oy", "business_id": BUSINESS_ID,
+                                                    "responsible_expert": EXPERT}, by=SUPERVISOR).id
+    case = Case(deployed, step)
+    case.start()
+    case.do("assess_service_needs", assessment(["recruitment", "staff_training"]), now=day(1))
+    case.do("plan_training", {"training_type": "rekrykoulutus", "training_planned_with": "te_expert",
+                              "training_participants": 6, "training_co_funding_agreed": True,
+                              "training_planned_start": iso(day(5)), "training_planned_end": iso(day(20)),
+                              "training_progress_interval": "P6M"}, now=day(3))
+    recruit(case, ended=20, closed=21)
+    case.do("deliver_training", {"training_completed_on": iso(day(20))}, now=day(21))
+    case.do("close_training", {"training_ended_on": iso(day(21)), "training_outcome": "completed"}, now=day(22))
+    assert case.summary()["status"] == "completed"
+    recruitment, training = case.aftercare("recruitment"), case.aftercare("training")
+
+    with deployed.begin() as s:
+        moved = customers.change_responsible_expert(s, customer_id, NEW_EXPERT, by=SUPERVISOR,
+                                                    roles={"supervisor"}, now=day(23))
+    step()
+    assert moved == [recruitment.iid, training.iid]
+    assert recruitment.open() == {
+        "aftercare_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": end_of_day(20 + 14)},
+        "inform_customer_of_new_contact": {"role": "expert", "assignee": NEW_EXPERT, "due_at": day(30)}}
+    assert training.open() == {"aftercare_contact": {"role": "expert", "assignee": NEW_EXPERT,
+                                                     "due_at": end_of_day(21 + 7)}}, "the customer is told once"
+    recruitment.do("inform_customer_of_new_contact", {"customer_informed_on": iso(day(23)),
+                                                      "new_contact_channel": "phone"}, by=NEW_EXPERT, now=day(23))
+    recruitment.do("aftercare_contact", aftercare_contact(day(24)), by=NEW_EXPERT, now=day(24))
+    training.do("aftercare_contact", aftercare_contact(day(24)), by=NEW_EXPERT, now=day(24))
+    assert [c.summary()["status"] for c in (recruitment, training)] == ["completed", "completed"]
