@@ -1,13 +1,15 @@
 """Real Chromium, in Finnish and in English: an expert starts a service process from the customer page,
 meets a wrong field in the needs assessment (the message in the user's language, the values kept),
-fixes it and lands on the case's next task. The model texts (task names) come in the same language.
+fixes it and lands on the case's next task; or records "no service need now" with a later contact day,
+which ends the case and puts the contact and that day in the customer's contact log. The model texts
+(task names, options) come in the same language.
 
 The harness (live server, chromium, sign-in) is in conftest.py.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -20,11 +22,13 @@ TEXTS = {
     "fi": {"start": "Aloita uusi palveluprosessi", "start_button": "Aloita prosessi",
            "assess": "Arvioi palvelutarve asiakkaan kanssa", "complete": "Merkitse tehtävä tehdyksi",
            "min": "vähintään 0", "next_task": "Sovi ohjauksesta asiakkaan kanssa",
-           "next_flash": "Seuraava tehtävä tässä asiassa"},
+           "next_flash": "Seuraava tehtävä tässä asiassa", "no_need": "Ei palvelutarvetta nyt",
+           "no_more": "Tässä asiassa ei ole nyt sinulle muita tehtäviä."},
     "en": {"start": "Start a new service process", "start_button": "Start the process",
            "assess": "Assess service needs with the customer", "complete": "Complete the task",
            "min": "at least 0", "next_task": "Agree the referral with the customer",
-           "next_flash": "Next task in this case"},
+           "next_flash": "Next task in this case", "no_need": "No service need now",
+           "no_more": "This case has no further task for you right now."},
 }
 
 
@@ -78,3 +82,37 @@ def test_expert_starts_a_case_from_the_customer_page(sign_in, base_url, office):
         assert [t.element_id for t in open_tasks(s, instance_id=case.id)] == ["plan_referral"]
     page.goto(f"{base_url}/tasks/")
     assert texts["next_task"] in page.inner_text("table.tasks")
+
+
+def test_the_assessment_ends_the_case_with_no_service_need_now(sign_in, base_url, office):
+    sessions, customer_id, lang = office
+    texts = TEXTS[lang]
+    today = date.today()
+    later = today + timedelta(days=180)
+    page = sign_in("aino")
+    page.goto(f"{base_url}/customers/{customer_id}")
+    page.click(f"text={texts['start']}")
+    page.select_option("#f-contact_channel", "expert_initiative")
+    page.fill("#f-contact_reason", "Tarkistetaan tilanne vuoden alussa.")
+    page.click(f"text={texts['start_button']}")
+    page.wait_for_selector(f"h1:has-text('{texts['assess']}')")
+    page.fill("#f-assessment_date", today.isoformat())
+    page.select_option("#f-company_situation", "steady")
+    page.fill("#f-headcount", "8")
+    page.select_option("#f-segment", "local")
+    assert texts["no_need"] in page.inner_text("#f-assessment_outcome")
+    page.select_option("#f-assessment_outcome", "no_service_need_now")
+    page.fill("#f-next_contact_on", later.isoformat())
+    page.fill("#f-assessment_notes", "Tilauskanta vakaa, ei rekrytointitarvetta nyt.")
+    page.select_option("#f-responsible_expert", "aino")
+    page.click(f"text={texts['complete']}")
+    page.wait_for_selector(".flashes")
+    assert texts["no_more"] in page.inner_text(".flashes")
+    with sessions.begin() as s:
+        (case,) = customers.customer_processes(s, customers.get_customer(s, customer_id))
+        assert runtime.instance_summary(s, case.id)["status"] == "completed"
+        assert runtime.instance_variables(s, case.id)["assessment_outcome"] == "no_service_need_now"
+        assert open_tasks(s, instance_id=case.id) == []
+    page.goto(f"{base_url}/customers/{customer_id}")
+    log = page.inner_text("#contacts table")
+    assert "ei palvelutarvetta nyt" in log and later.isoformat() in log and f"#{case.id}" in log
