@@ -28,6 +28,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit, forms
+from .access import Reader, instance_clause
 from .customers import PHONE_PATTERN, validate_business_id
 from .db import utcnow
 from .errors import FormInvalid, InvalidInput, ProviderNotFound
@@ -300,6 +301,22 @@ class ProviderReport:
     feedback: list[ProviderFeedback]
     ratings: list[int] = field(default_factory=list)
     follow_up_ratings: list[int] = field(default_factory=list)
+    readable: set[int] | None = None  # the cases the reader may see (None: all)
+
+    @property
+    def shown_deliveries(self) -> list[Delivery]:
+        """Return the services delivered in cases the reader may see (the figures count them all)."""
+        return [d for d in self.deliveries if self.readable is None or d.instance_id in self.readable]
+
+    @property
+    def shown_aftercare(self) -> list[AftercareOfLine]:
+        """Return the aftercare contacts the reader may see, with the customers' words."""
+        return [a for a in self.aftercare if self.readable is None or a.instance_id in self.readable]
+
+    @property
+    def hidden(self) -> int:
+        """Return how many services and aftercare contacts are counted in the figures but not listed."""
+        return len(self.deliveries) + len(self.aftercare) - len(self.shown_deliveries) - len(self.shown_aftercare)
     met_need: Counter[str] = field(default_factory=Counter)
     new_needs: Counter[str] = field(default_factory=Counter)
 
@@ -402,9 +419,13 @@ def aftercare_of(session: Session, provider_id: int) -> list[AftercareOfLine]:
     return [AftercareOfLine(i.id, i.business_key, str(i.status), values[i.id]) for i in instances]
 
 
-def provider_report(session: Session, provider_id: int) -> ProviderReport:
+def provider_report(session: Session, provider_id: int, reader: Reader | None = None) -> ProviderReport:
     """Return the report of one provider: services delivered, the customers' ratings and feedback in
     the aftercare of those lines, new needs found there, and the provider's own feedback.
+
+    The figures count every case (the provider's quality is the office's concern); with a `reader`
+    who does not read everything, the lists of cases (customers, their words) keep only the cases
+    that reader may see (`engine.access`): `shown_deliveries`, `shown_aftercare`, `hidden`.
 
     Raises:
         ProviderNotFound: no such provider.
@@ -412,6 +433,10 @@ def provider_report(session: Session, provider_id: int) -> ProviderReport:
     provider = get_provider(session, provider_id)
     report = ProviderReport(provider, deliveries(session, provider_id), aftercare_of(session, provider_id),
                             feedback_of(session, provider_id))
+    if reader is not None and not reader.reads_all:
+        ids = {d.instance_id for d in report.deliveries} | {a.instance_id for a in report.aftercare}
+        report.readable = set(session.scalars(select(Instance.id).where(Instance.id.in_(ids),
+                                                                        instance_clause(reader)))) if ids else set()
     for item in report.aftercare:
         for name, ratings in ((RATING, report.ratings), (FOLLOW_UP_RATING, report.follow_up_ratings)):
             rating = item.variables.get(name)

@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from engine import providers
+from engine import access, providers
 from engine.errors import FormInvalid, NotFound
 from engine.providers import ProviderKind
 from engine.users import display_names
@@ -115,8 +115,9 @@ def show(provider_id: int, feedback_values: dict[str, Any] | None = None, feedba
          status: int = 200) -> tuple[str, int]:
     """Show a provider's details and report: services delivered, customers' ratings and feedback in the
     aftercare of those lines, new needs found there, and the provider's own feedback."""
-    session = get_session()
-    report = providers.provider_report(session, provider_id)
+    session, user = get_session(), current_user()
+    assert user is not None  # login_required ran
+    report = providers.provider_report(session, provider_id, reader=access.Reader.of(user.username, user.role_set))
     people = [d.closed_by for d in report.deliveries] + [f.recorded_by for f in report.feedback]
     keys = {d.business_key for d in report.deliveries} | {a.business_key for a in report.aftercare}
     from engine import kpi

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from engine import deploy as deploy_mod
 from engine import forms, providers, runtime
+from engine.access import Reader
 from engine.cli import main
 from engine.config import Settings
 from engine.errors import FormInvalid, InvalidModel, ProviderNotFound
@@ -290,6 +291,12 @@ def test_report_of_a_small_scenario(sessions, deploy):
         assert sorted(t for a in report.aftercare for t in a.texts) == [
             ("feedback_from_customer", "Hyvä kouluttaja"), ("follow_up_benefit", "Läpimenoaika lyheni")]
         assert [f.text for f in report.feedback] == ["Asiakkaat olivat hyvin valmistautuneita."]
+        outsider = providers.provider_report(s, trainer, reader=Reader.of("olli", {"expert"}))
+        assert len(outsider.deliveries) == 2 and outsider.ratings == report.ratings  # every case in the figures
+        # listed: only the aftercare whose open task any expert may take
+        assert outsider.shown_deliveries == [] and len(outsider.shown_aftercare) == 1 and outsider.hidden == 4
+        closer = providers.provider_report(s, trainer, reader=Reader.of("anna", {"expert"}))
+        assert closer.hidden == 0 and len(closer.shown_deliveries) == 2
         other = providers.provider_report(s, consult)
         assert len(other.deliveries) == 1 and other.ratings == [4] and other.feedback == []
         assert providers.summary_counts(s) == {trainer: (2, 3), consult: (1, 1)}

@@ -129,3 +129,16 @@ def test_report_page_shows_the_aftercare_figures_and_feedback(client, login_as, 
     assert 'data-figure="rating">4.0' in page and "(1 arvio)" in page
     assert "Osittain: 1" in page and "Aikataulu venyi" in page and "Mitä TE-toimisto voisi tehdä paremmin" in page
     assert 'data-figure="new-needs">1' in page and "recruitment: 1" in page
+
+
+def test_an_expert_sees_every_figure_but_only_the_cases_they_may_read(client, login_as, sessions, line_task):
+    trainer, iid, task = line_task
+    with sessions.begin() as s:  # a colleague closes the line of a customer this expert does not work on
+        runtime.complete_task(s, task, {"line_ended_on": "2026-03-01", "line_provider": str(trainer)}, by="kollega")
+    login_as("expert")
+    page = client.get(f"/providers/{trainer}").get_data(as_text=True)
+    assert 'data-figure="delivered">1<' in page and f"#{iid}" not in page and 'id="hidden-cases"' in page
+    client.post("/logout")
+    login_as("auditor")
+    page = client.get(f"/providers/{trainer}").get_data(as_text=True)
+    assert 'data-figure="delivered">1<' in page and f"#{iid}" in page and 'id="hidden-cases"' not in page
