@@ -29,7 +29,8 @@ def _answer(field, when) -> object:
         return when.date().isoformat()
     if field.type == "enum":
         first = "other_partner_service" if field.id == "identified_needs" else field.options[0][0]
-        return ([first] if field.required else []) if field.multiple else field.default or first
+        needed = field.required or field.id == "identified_needs"  # without a need the assessment ends the case
+        return ([first] if needed else []) if field.multiple else field.default or first
     return {"long": 12, "boolean": True}.get(field.type, "aino" if field.id == "responsible_expert" else "Sovittu.")
 
 
@@ -86,7 +87,8 @@ def test_auditor_sees_the_path_taken_and_the_waiting_task_on_the_diagram(sign_in
 def test_auditor_sees_the_heatmap_of_a_version(sign_in, base_url, case):
     page = sign_in("tarja")
     page.goto(f"{base_url}/audit/")
-    page.click("table.instances a[href^='/audit/versions/']")
+    service_case = f"table.instances tr:has(a[href='/audit/instances/{case[0]}'])"  # not its aftercare's row
+    page.click(f"{service_case} a[href^='/audit/versions/']")
     page.wait_for_selector(".audit-canvas[data-ready=true]")
     heated = page.eval_on_selector_all("[class*=audit-heat-]", "els => els.map(e => e.dataset.elementId)")
     assert "assess_service_needs" in heated

@@ -117,7 +117,8 @@ def _overdue_aftercare(sessions, expert) -> str:
                     values[f.id] = past.date().isoformat()
                 elif f.type == "enum":
                     first = "other_partner_service" if f.id == "identified_needs" else f.options[0][0]
-                    values[f.id] = ([first] if f.required else []) if f.multiple else f.default or first
+                    values[f.id] = ([first] if f.required or f.id == "identified_needs" else []) if f.multiple \
+                        else f.default or first  # a need (else the assessment ends: no service need now)
                 elif f.type == "long":
                     values[f.id] = 12
                 elif f.type == "boolean":
