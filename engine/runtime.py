@@ -19,14 +19,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, event, insert, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    delete,
+    event,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, deploy, forms, juel, lru, office, sandbox, spiff, values
 from .audit import EventKind
-from .db import utcnow
+from .db import UTCDateTime, utcnow
 from .errors import (
     Conflict,
     InstanceNotFound,
@@ -194,6 +207,22 @@ _HELD_MESSAGES = select(MessageWait.__table__.c.element_id, MessageWait.__table_
 _HELD_EXTERNALS = select(ExternalTask.__table__.c.task_id).where(
     ExternalTask.__table__.c.instance_id == bindparam("b_instance"),
     ExternalTask.__table__.c.state == ExternalTaskState.OPEN)
+# All five in one statement, (kind, a, b, value, due_at) per row: one round trip instead of five (PostgreSQL
+# pays each in wall time; SQLAlchemy's cost per statement is about that of reading the rows on SQLite).
+# The columns take their types from the first select: value is JSON, due_at a UTC datetime.
+_HELD_ALL = union_all(
+    select(literal_column("1").label("kind"), Variable.__table__.c.name.label("a"), sql_cast(null(), String).label("b"),
+           Variable.__table__.c.value, sql_cast(null(), UTCDateTime).label("due_at"))
+    .where(Variable.__table__.c.instance_id == bindparam("b_instance")),
+    select(literal_column("2"), _HELD_READY.selected_columns.id, _HELD_READY.selected_columns.element_id, null(),
+           null()).where(*_HELD_READY.whereclause.clauses),
+    select(literal_column("3"), _HELD_TIMERS.selected_columns.task_id, _HELD_TIMERS.selected_columns.element_id,
+           null(), _HELD_TIMERS.selected_columns.due_at).where(_HELD_TIMERS.whereclause),
+    select(literal_column("4"), _HELD_MESSAGES.selected_columns.element_id, _HELD_MESSAGES.selected_columns.name,
+           null(), null()).where(_HELD_MESSAGES.whereclause),
+    select(literal_column("5"), _HELD_EXTERNALS.selected_columns.task_id, null(), null(), null())
+    .where(*_HELD_EXTERNALS.whereclause.clauses),
+)
 
 
 def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -> _Held:
@@ -201,12 +230,22 @@ def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -
     key = {"b_instance": instance.id}
     session.flush()  # what the ORM session did before each select (autoflush, buffered audit events)
     audit.write_pending(session)
-    conn = session.connection()
-    variables = {name: value for name, value in conn.execute(_HELD_VARIABLES, key)}
-    ready = {task_id: element_id for task_id, element_id in conn.execute(_HELD_READY, key)}
-    timers = {task_id: (element_id, due_at) for task_id, element_id, due_at in conn.execute(_HELD_TIMERS, key)}
-    messages = {element_id + "|" + name: name for element_id, name in conn.execute(_HELD_MESSAGES, key)}
-    externals = set(conn.execute(_HELD_EXTERNALS, key).scalars())
+    variables: dict[str, Any] = {}
+    ready: dict[str, str] = {}
+    timers: dict[str, tuple[str, datetime]] = {}
+    messages: dict[str, str] = {}
+    externals: set[str] = set()
+    for kind, a, b, value, due_at in session.connection().execute(_HELD_ALL, key):  # one round trip
+        if kind == 1:
+            variables[a] = value
+        elif kind == 2:
+            ready[a] = b
+        elif kind == 3:
+            timers[a] = (b, due_at)
+        elif kind == 4:
+            messages[a + "|" + b] = b
+        else:
+            externals.add(a)
     return _Held(workflow, variables, ready, timers, messages, externals=externals)
 
 
@@ -460,7 +499,8 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 def _flush(session: Session) -> None:
     try:
         session.flush()
-        audit.write_pending(session)
+        if not session.info.get("polku_audit_later"):  # see fire_instance_timers
+            audit.write_pending(session)
     except StaleDataError as err:
         raise Conflict("someone else changed this case at the same time; reload and try again") from err
 
@@ -941,7 +981,14 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     def fire(workflow: spiff.Workflow) -> None:
         loaded.path.extend(spiff.fire_timers(workflow))  # the steps the timers ran are path events too
 
-    loaded = _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
+    # the action's audit events stay buffered and go out in one insert with the timer_fired events
+    # below (at the caller's write_pending or commit, which every transaction reaches): two statements
+    # fewer per firing; the hash chain is built as events are appended, so their order is unchanged
+    session.info["polku_audit_later"] = True
+    try:
+        loaded = _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
+    finally:
+        session.info.pop("polku_audit_later", None)
     still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
     fired = []
     for tid, eid in due.items():
