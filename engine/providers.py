@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from . import audit, forms
@@ -204,16 +204,17 @@ def record_feedback(session: Session, provider_id: int, text: str, *, by: str, g
     elif len(body) > FEEDBACK_MAX:
         errors["text"] = N_("The feedback is too long (at most 4000 characters).")
     day: date | None = None
+    today = forms.today_in_office(now)  # the office's calendar day (Europe/Helsinki)
     if isinstance(given_on, date):
         day = given_on
     elif given_on is None or not str(given_on).strip():
-        day = now.date()
+        day = today
     else:
         try:
             day = date.fromisoformat(str(given_on).strip())
         except ValueError:
             errors["given_on"] = N_("Enter a date as YYYY-MM-DD.")
-    if day is not None and day > now.date():
+    if day is not None and day > today:
         errors["given_on"] = N_("The date cannot be in the future.")
     if errors:
         raise FormInvalid(errors, {"text": text or "", "given_on": "" if given_on is None else str(given_on)})
@@ -475,7 +476,3 @@ def summary_counts(session: Session) -> dict[int, tuple[int, int]]:
             counts[number][1] += 1
     return {k: (v[0], v[1]) for k, v in counts.items()}
 
-
-def count(session: Session) -> int:
-    """Return how many providers are registered."""
-    return session.scalar(select(func.count()).select_from(Provider)) or 0

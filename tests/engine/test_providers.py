@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -127,6 +127,11 @@ def test_providers_feedback(sessions):
         assert [(r.given_on, r.recorded_by) for r in rows] == [(T0.date(), "ville"), (date(2026, 2, 10), "anna")]
         kinds = s.scalars(select(AuditEvent.kind).where(AuditEvent.stream == "providers")).all()
         assert kinds.count("provider_feedback_recorded") == 2
+    late_evening = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # already 3 March in Helsinki
+    with sessions.begin() as s:
+        row = providers.record_feedback(s, trainer, "Illalla", by="anna", given_on="2026-03-03", now=late_evening)
+        assert row.given_on == date(2026, 3, 3)
+        assert providers.record_feedback(s, trainer, "Tänään", by="anna", now=late_evening).given_on == date(2026, 3, 3)
 
 
 # ---------------------------------------------------------------------------------------------
