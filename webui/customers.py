@@ -28,6 +28,13 @@ EVENT_LABELS = {"instance_started": _l("Service process started"), "task_complet
                 "instance_cancelled": _l("Service process cancelled"), "instance_migrated": _l("Instance migrated"),
                 "contact_logged": _l("Contact logged")}
 
+CASE_LABELS = {"instance_started": _l("%(process)s started"), "instance_completed": _l("%(process)s completed"),
+               "instance_cancelled": _l("%(process)s cancelled")}  # the case's own process named
+MESSAGE_LABELS = {"service_line_ended": _l("a service line ended, its aftercare starts"),
+                  "new_service_need": _l("a new need, a new service process starts"),
+                  "customer_contact_logged": _l("the contact goes to the contact log"),
+                  "responsible_expert_changed": _l("the responsible expert changed")}
+
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 ROLES = ("expert", "supervisor", "admin")
 PER_PAGE = 25
@@ -144,6 +151,7 @@ def show(customer_id: int, expert_error: str | None = None, status: int = 200) -
                            names=display_names(session, people), process_names=process_names(),
                            due_state=due_state, now=utcnow(), timeline=timeline, feedback=feedback,
                            event_labels=EVENT_LABELS, event_data=_event_data, contact_log=contact_log,
+                           timeline_texts=_timeline_texts(session, timeline),
                            contact_channels=_contact_channels(), today=now_local_date(),
                            can_change_expert=can_change, expert_options=expert_options,
                            expert_error=expert_error, **labels()), status
@@ -195,6 +203,34 @@ def _with_contacts(timeline: list[Any], contact_log: list[Any]) -> list[Any]:
                                actor=c.created_by, instance_id=c.instance_id, version_id=None,
                                data=json.dumps({"name": c.topic})) for c in contact_log]
     return sorted([*timeline, *entries], key=lambda e: e.at, reverse=True)
+
+
+def _timeline_texts(session: Any, timeline: list[Any]) -> list[str]:
+    """Return what the customer's timeline says of each entry: a case's start and end with its process's
+    name, a message by what it means, a task or contact with its name."""
+    from sqlalchemy import select
+
+    from engine.models import Instance
+
+    ids = {e.instance_id for e in timeline if e.instance_id}
+    query = select(Instance.id, Instance.process_id).where(Instance.id.in_(ids))
+    of_case = {iid: process for iid, process in session.execute(query)} if ids else {}
+    names = process_names()
+    texts = []
+    for e in timeline:
+        data = _event_data(e)
+        process = of_case.get(e.instance_id)
+        if e.kind in CASE_LABELS and process:
+            text = str(CASE_LABELS[e.kind]) % {"process": names.get(process, process)}
+        else:
+            text = str(EVENT_LABELS.get(e.kind, e.kind))
+            name = data.get("name")
+            if e.kind in ("message_thrown", "message_received") and name in MESSAGE_LABELS:
+                text += f": {MESSAGE_LABELS[name]}"
+            elif name:
+                text += f": {modeltexts.text(name, e.version_id)}"
+        texts.append(text)
+    return texts
 
 
 def _event_data(event: Any) -> dict[str, Any]:

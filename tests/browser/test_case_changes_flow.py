@@ -21,10 +21,10 @@ START = {"business_id": BUSINESS_ID, "company_name": "Pirkan Puu Oy", "contact_c
 TEXTS = {
     "fi": {"change": "Vaihda asiantuntija", "moved": "Vastuuasiantuntija on nyt Eero Expert",
            "cancel": "Peru asia", "cancelled": "Asia peruttiin.", "reason_missing": "Kerro perumisen syy.",
-           "timeline_cancelled": "Palveluprosessi peruttu"},
+           "timeline_cancelled": "Yritysasiakkaan palveluprosessi peruttiin"},
     "en": {"change": "Change expert", "moved": "Responsible expert is now Eero Expert",
            "cancel": "Cancel the case", "cancelled": "The case was cancelled.",
-           "reason_missing": "Give the reason for cancelling.", "timeline_cancelled": "Service process cancelled"},
+           "reason_missing": "Give the reason for cancelling.", "timeline_cancelled": "Customer service process cancelled"},
 }
 MOVED_TASKS = {"fi": ("Suunnittele rekrytointi työnantajan kanssa", "Kerro asiakkaalle uudesta yhteyshenkilöstä"),
                "en": ("Plan the recruitment with the employer", "Inform the customer of the new contact person")}

@@ -158,7 +158,9 @@ def test_customer_page_shows_current_steps_and_aftercare_due_and_done(client, lo
     # feedback of the two completed aftercare contacts (the test form answers 3/5, positive)
     assert section.count("Arvio 3/5") == 2 and section.count(">Myönteinen<") == 2
     timeline = page.split('id="timeline-heading"')[1]
-    assert "Palveluprosessi alkoi" in timeline and "Tehtävä tehty: Ota jälkihoitoyhteys asiakkaaseen" in timeline
+    assert "Yritysasiakkaan palveluprosessi alkoi" in timeline and "Jälkihoito alkoi" in timeline
+    assert "Tehtävä tehty: Ota jälkihoitoyhteys asiakkaaseen" in timeline
+    assert "Viesti lähetetty: palvelulinja päättyi, sen jälkihoito alkaa" in timeline
 
 
 def test_expert_row_links_to_that_experts_open_tasks(client, supervisor):
