@@ -27,7 +27,7 @@ WORK = ROOT / "var" / "mutate"
 PLAN: dict[str, list[str]] = {
     "engine/forms.py": ["tests/engine/test_forms.py", "tests/engine/test_boundaries.py",
                         "-k=test_forms or text or equal or numbers or choice"],
-    "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_actions_matrix.py",
+    "engine/inbox.py": ["tests/engine/test_inbox.py", "tests/engine/test_inbox_spec.py", "tests/engine/test_actions_matrix.py",
                         "tests/engine/test_boundaries.py"],
     "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py",
                         "tests/engine/test_audit_chain_spec.py"],
