@@ -232,10 +232,12 @@ def main() -> None:
                         help="comma-separated database:workers")
     args = parser.parse_args()
     results = []
+    load_at_start = os.getloadavg()[0]
     for spec in args.runs.split(","):
         kind, workers = spec.split(":")
         results.append(run(kind, int(workers), args.timers))
-    print(f"\n{os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
+    print(f"\n{os.cpu_count()} cores; Python {sys.version.split()[0]}; load average at the end"
+          f" {os.getloadavg()[0]:.1f} (at the start {load_at_start:.1f})\n")
     print_table(results)
 
 
