@@ -165,8 +165,8 @@ def test_an_expert_reads_a_task_for_exactly_the_reasons_written(world, what):
         assert (w.tasks[what] in listed) is TASKS[what], what
         if TASKS[what]:
             access.require_task(s, ME, w.tasks[what])
-        else:
-            with pytest.raises(access.TaskNotFound):
+        else:  # refused as if it did not exist, the message naming what was asked for
+            with pytest.raises(access.TaskNotFound, match=f"^no task {w.tasks[what]}$"):
                 access.require_task(s, ME, w.tasks[what])
 
 
@@ -184,8 +184,10 @@ def test_an_expert_opens_a_customer_for_exactly_the_reasons_written(world, what)
         assert access.can_read_customer(s, ME, w.customers[what]) is CUSTOMERS[what], what
         listed = set(s.scalars(select(Customer.id).where(access.customer_clause(ME))))
         assert (w.customers[what] in listed) is CUSTOMERS[what], what
-        if not CUSTOMERS[what]:
-            with pytest.raises(access.CustomerNotFound):
+        if CUSTOMERS[what]:
+            access.require_customer(s, ME, w.customers[what])
+        else:  # refused as if it did not exist
+            with pytest.raises(access.CustomerNotFound, match=f"^No customer {w.customers[what]}.$"):
                 access.require_customer(s, ME, w.customers[what])
 
 
