@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import actions, aftercare, contacts, customers, providers, runtime, survey, users
+from . import actions, aftercare, contacts, customers, kpi, providers, runtime, survey, users
 from .db import utcnow
 from .errors import InvalidInput
 from .forms import Field
@@ -110,13 +110,15 @@ class Plan:
 
     needs: list[str]
     start: datetime
-    aftercare: str = "on_time"  # on_time | late | overdue (left for the supervisor) | not_reached
+    aftercare: str = "on_time"  # on_time | late | overdue (left for the supervisor) | not_reached | waiting
     attempts: int = 0  # "customer not reached" before the contact (not_reached: until the office's number)
     positive: bool = True
     new_needs: list[str] = field(default_factory=list)
     follow_up: bool = False
     stop_at: str = ""  # leave the first task whose element id starts so open (work in progress)
     outcome: str = "services"  # services | no_need_now (the assessment ends it) | declined | agreed_later
+    recent: bool = False  # the contact is made in the last hours (this month), whenever its line ended
+    fast: bool = False  # a short service: planned to end 10-15 days after planning
 
 
 @dataclass
@@ -276,7 +278,8 @@ class _Driver:
         if f.provider_kinds is not None:
             return self.provider(f.provider_kinds)
         if f.id.endswith("_planned_end"):
-            return (when + timedelta(days=self.rng.randrange(25, 75))).date().isoformat()
+            span = (10, 16) if plan.fast else (25, 75)
+            return (when + timedelta(days=self.rng.randrange(*span))).date().isoformat()
         if f.id.endswith("_planned_start"):
             return (when + timedelta(days=14)).date().isoformat()
         if f.id.endswith("_progress_interval"):
@@ -356,7 +359,12 @@ class _Driver:
             if days is None:
                 return never
             day = datetime.combine(ended + timedelta(days=days), time(9), tzinfo=HELSINKI)
-            return max(created + timedelta(hours=1), day + timedelta(hours=self.rng.randrange(0, 7)))
+            at = max(created + timedelta(hours=1), day + timedelta(hours=self.rng.randrange(0, 7)))
+            if plan.recent:  # made in the last hours, this month: the supervisor's month has figures
+                early = max(created + timedelta(hours=1), kpi.month_start(self.now) + timedelta(minutes=10),
+                            self.now - timedelta(hours=self.rng.randrange(1, 6)))
+                at = early if early <= self.now else at
+            return at
         if eid == "handle_overdue_aftercare":
             return created + timedelta(days=1) if plan.aftercare == "late" else never
         if eid.startswith("deliver_") and task.due_at is not None:
@@ -497,6 +505,11 @@ def _plans(rng: random.Random, index: int, now: datetime) -> list[Plan]:
                           positive=index % 3 != 1, new_needs=["staff_training"] if index % 7 == 2 else [],
                           follow_up=index % 6 == 1, stop_at="plan_" if index % 8 == 3 else "",
                           outcome=OUTCOMES.get(index % 12, "services") if k == 0 else "services"))
+    if index % 10 == 8:  # a short recruitment ending these days: this month's aftercare contacts
+        start = datetime.combine((now - timedelta(days=rng.randrange(28, 34))).date(), time(9), tzinfo=UTC)
+        waiting = index % 20 == 18  # one still waits: the customer was not reached on the first try
+        plans.append(Plan(needs=["recruitment"], start=start, recent=not waiting, fast=True,
+                          aftercare="waiting" if waiting else "on_time", attempts=1 if waiting else 0))
     if index % 10 == 5:  # consulting that ended about a year ago: its follow-up day is held now or soon
         start = datetime.combine((now - timedelta(days=rng.randrange(CONSULTING_DAYS[0], CONSULTING_DAYS[1]))).date(),
                                  time(9), tzinfo=UTC)

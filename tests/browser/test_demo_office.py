@@ -102,6 +102,7 @@ def test_the_demo_office_shows_work_and_figures_from_the_first_minute(demo_sign_
     page = demo_sign_in("esimies")
     page.goto(f"{base_url}/supervisor/")
     assert "Myöhässä" in page.inner_text("table.tasks")
+    assert page.inner_text("#on-time strong").strip() != "–", "aftercare contacts made this month"
     page.screenshot(path=str(shots / "supervisor.png"), full_page=True)
     start = (utcnow().date().replace(day=1).replace(year=utcnow().year - 1)).isoformat()
     page.goto(f"{base_url}/audit/kpi?start={start}")
