@@ -193,35 +193,24 @@ def _load(session: Session, instance_id: int) -> _Loaded:
     return _Loaded(instance, version, bundle, _read_held(session, instance, bundle))
 
 
-# What an instance holds beyond its state, read as plain columns by statements built once: loading
-# ORM objects for these rows cost three times as much as deserializing the state (bench/timers.py).
-# Table columns run on the connection (Core): half the cost of the same select through the ORM session.
-_HELD_VARIABLES = select(Variable.__table__.c.name, Variable.__table__.c.value).where(
-    Variable.__table__.c.instance_id == bindparam("b_instance"))
-_HELD_READY = select(Task.__table__.c.id, Task.__table__.c.element_id).where(
-    Task.__table__.c.instance_id == bindparam("b_instance"), Task.__table__.c.state == TaskStatus.READY)
-_HELD_TIMERS = select(Timer.__table__.c.task_id, Timer.__table__.c.element_id, Timer.__table__.c.due_at).where(
-    Timer.__table__.c.instance_id == bindparam("b_instance"))
-_HELD_MESSAGES = select(MessageWait.__table__.c.element_id, MessageWait.__table__.c.name).where(
-    MessageWait.__table__.c.instance_id == bindparam("b_instance"))
-_HELD_EXTERNALS = select(ExternalTask.__table__.c.task_id).where(
-    ExternalTask.__table__.c.instance_id == bindparam("b_instance"),
-    ExternalTask.__table__.c.state == ExternalTaskState.OPEN)
-# All five in one statement, (kind, a, b, value, due_at) per row: one round trip instead of five (PostgreSQL
-# pays each in wall time; SQLAlchemy's cost per statement is about that of reading the rows on SQLite).
+# What an instance holds beyond its state (variables, ready tasks, timers, message waits, external tasks),
+# read in one statement built once, run on the connection (Core), one (kind, a, b, value, due_at) per row:
+# loading ORM objects for these rows cost three times as much as deserializing the state, a select through
+# the ORM session twice one on the connection, and five selects five round trips (bench/timers.py).
 # The columns take their types from the first select: value is JSON, due_at a UTC datetime.
+_V, _T, _TM, _MW, _ET = (cast(Table, m.__table__) for m in (Variable, Task, Timer, MessageWait, ExternalTask))
 _HELD_ALL = union_all(
-    select(literal_column("1").label("kind"), Variable.__table__.c.name.label("a"), sql_cast(null(), String).label("b"),
-           Variable.__table__.c.value, sql_cast(null(), UTCDateTime).label("due_at"))
-    .where(Variable.__table__.c.instance_id == bindparam("b_instance")),
-    select(literal_column("2"), _HELD_READY.selected_columns.id, _HELD_READY.selected_columns.element_id, null(),
-           null()).where(*_HELD_READY.whereclause.clauses),
-    select(literal_column("3"), _HELD_TIMERS.selected_columns.task_id, _HELD_TIMERS.selected_columns.element_id,
-           null(), _HELD_TIMERS.selected_columns.due_at).where(_HELD_TIMERS.whereclause),
-    select(literal_column("4"), _HELD_MESSAGES.selected_columns.element_id, _HELD_MESSAGES.selected_columns.name,
-           null(), null()).where(_HELD_MESSAGES.whereclause),
-    select(literal_column("5"), _HELD_EXTERNALS.selected_columns.task_id, null(), null(), null())
-    .where(*_HELD_EXTERNALS.whereclause.clauses),
+    select(literal_column("1").label("kind"), _V.c.name.label("a"), sql_cast(null(), String).label("b"),
+           _V.c.value, sql_cast(null(), UTCDateTime).label("due_at"))
+    .where(_V.c.instance_id == bindparam("b_instance")),
+    select(literal_column("2"), _T.c.id, _T.c.element_id, null(), null())
+    .where(_T.c.instance_id == bindparam("b_instance"), _T.c.state == TaskStatus.READY),
+    select(literal_column("3"), _TM.c.task_id, _TM.c.element_id, null(), _TM.c.due_at)
+    .where(_TM.c.instance_id == bindparam("b_instance")),
+    select(literal_column("4"), _MW.c.element_id, _MW.c.name, null(), null())
+    .where(_MW.c.instance_id == bindparam("b_instance")),
+    select(literal_column("5"), _ET.c.task_id, null(), null(), null())
+    .where(_ET.c.instance_id == bindparam("b_instance"), _ET.c.state == ExternalTaskState.OPEN),
 )
 
 
@@ -644,9 +633,11 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     if fields and validate_form:
         data = forms.validate(fields, data, users_of_role=users_of_role(session), now=now,
                               providers=registry_providers(session))
-    data["office"] = office.snapshot(session)  # the office's settings of the day the case started
+    settings = office.snapshot(session)  # the office's settings of the day the case started: variable `office`
+    data.pop("office", None)  # the engine's snapshot, never a caller's or a sender's copy
     bundle = deploy.bundle_for(session, pv)
-    workflow = spiff.new_workflow(bundle, {"office": data["office"]} if start_message or start_signal else data)
+    workflow = spiff.new_workflow(bundle, {"office": settings} if start_message or start_signal
+                                  else {**data, "office": settings})
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
                         status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
                         started_by=by, parent_instance_id=parent_instance_id)
@@ -654,7 +645,8 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     session.flush()
     audit.append(session, EventKind.INSTANCE_STARTED, actor=by, instance_id=instance.id, version_id=pv.id,
                  data={"process_id": process_id, "version": pv.version, "business_key": business_key,
-                       "data": _jsonable(data), "parent_instance_id": parent_instance_id}, at=now)
+                       "data": _jsonable(data), "parent_instance_id": parent_instance_id, "office": settings},
+                 at=now)
     loaded = _Loaded(instance, pv, bundle, _Held(workflow, {}, {}, {}, {}))
 
     def begin(wf: spiff.Workflow) -> None:
