@@ -83,10 +83,14 @@ def test_pages_and_their_limits(sessions, world):
         assert _labels(world, inbox.list_tasks(s, inbox.TaskFilter(), sort="created", page=3, per_page=2).items) \
             == ["p1", "p2"]
         assert inbox.list_tasks(s, inbox.TaskFilter(), per_page=500).total == 6
+        assert inbox.list_tasks(s, inbox.TaskFilter()).per_page == 50  # the default page
         assert len(inbox.list_tasks(s, inbox.TaskFilter(), per_page=1).items) == 1
-        for bad in ({"page": 0}, {"per_page": 0}, {"per_page": 501}, {"sort": "due "}):
-            with pytest.raises(InvalidInput):
+        for bad in ({"page": 0}, {"per_page": 0}, {"per_page": 501}):
+            with pytest.raises(InvalidInput, match="^page must be 1 or more and per_page between 1 and 500$"):
                 inbox.list_tasks(s, inbox.TaskFilter(), **bad)
+        with pytest.raises(InvalidInput) as refused:  # the API shows this text: it names the sorts
+            inbox.list_tasks(s, inbox.TaskFilter(), sort="due ")
+        assert str(refused.value) == "unknown sort 'due ' (use one of due, -due, created, -created, task, customer, process)"
 
 
 def test_my_inbox_is_mine_and_my_groups_unassigned_work(sessions, world):
@@ -115,6 +119,7 @@ def test_absence_cover_takes_the_absent_ones_tasks_due_in_the_period(sessions, w
     assert covered(None, r2_due) == ["r3"]  # the end is not included
     assert covered(r2_due, r2_due + TICK) == ["r2"]  # the start is
     assert covered(r3_due + TICK, r2_due + TICK) == ["r2"]
+    assert covered(r3_due, r2_due) == ["r3"]  # a period with a start ends before its end too
     assert covered(r2_due + TICK, r2_due + timedelta(days=9)) == []
     assert _list(sessions, world, inbox.TaskFilter(assignee="anna")) == []  # no cover, nothing
 
@@ -152,6 +157,8 @@ def test_due_soon_and_overdue_edges(sessions, world):
         assert inbox.is_overdue(task, now=due + TICK)
         assert not inbox.is_overdue(undated, now=due + timedelta(days=99))
         assert [t.id for t in inbox.overdue(s, now=due + TICK)] == [world["r1"]]
+        latest = s.get(inbox.Task, world["r2"]).due_at
+        assert [t.id for t in inbox.overdue(s, now=latest + TICK)] == [world[k] for k in ("r1", "r3", "r2")]  # by due
         assert inbox.overdue(s, now=due) == []
         runtime.complete_task(s, task.id, {}, by="anna", now=T0)
     with sessions.begin() as s:
