@@ -3,11 +3,12 @@ and every new instance keeps a snapshot of them as its variable `office`."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 
-from engine import office, runtime
+from engine import audit, office, runtime
 from engine.errors import InvalidInput
 
 from .conftest import T0
@@ -63,7 +64,8 @@ def test_every_new_instance_keeps_the_settings_of_its_start_day(sessions, deploy
     with sessions.begin() as s:
         office.set_value(s, "aftercare_target_days_recruitment", 21, by="sanna", now=T0)
     with sessions.begin() as s:
-        second = runtime.start_instance(s, "aftercare", by="t", data=start, start_message="service_line_ended",
+        stale = {**start, "office": {"aftercare_target_days_recruitment": 99}}  # a sender's older copy
+        second = runtime.start_instance(s, "aftercare", by="t", data=stale, start_message="service_line_ended",
                                         business_key="1234567-8", now=T0).id
     runtime.forget_cache()
     with sessions() as s:
@@ -73,3 +75,5 @@ def test_every_new_instance_keeps_the_settings_of_its_start_day(sessions, deploy
         assert one["aftercare_due"] == "2026-01-19T23:59:59+02:00"
         assert runtime.instance_variables(s, plain)["office"] == office.snapshot(s) | {
             "aftercare_target_days_recruitment": 14}
+        [started] = [e for e in audit.history(s, second) if e.kind == "instance_started"]
+        assert json.loads(started.data)["office"]["aftercare_target_days_recruitment"] == 21
