@@ -104,6 +104,13 @@ def world(tmp_path_factory):
         w.tasks["of another role, done by a colleague"] = t = w.at_approve("done by colleague")
         runtime.complete_task(s, t, {"approved": True}, by="muu", now=T0)
         w.tasks["in a colleague's customer's case"] = w.at_approve("colleague's customer", customer="muu")
+        w.tasks["in a case naming her in another variable"] = w.at_approve("named elsewhere")
+        s.add(Variable(instance_id=w.cases["named elsewhere"], name="contact_person", value="oma", updated_at=T0))
+        w.tasks["in a case a colleague is responsible for"] = w.at_approve("colleague's by variable")
+        s.add(Variable(instance_id=w.cases["colleague's by variable"], name="responsible_expert", value="muu",
+                       updated_at=T0))
+        iid, _review = w.case("cancelled")  # its review of her role, never taken, is cancelled with the case
+        runtime.cancel_instance(s, iid, by="esimies", reason="test", now=T0)
         # customers with no cases
         for name, responsible in (("own", "oma"), ("colleague's", "muu"), ("inactive expert's", "vanha"),
                                   ("supervisor's", "esimies"), ("unknown user's", "haamu"), ("nobody's", None)):
@@ -129,6 +136,8 @@ TASKS = {  # oma (expert) reads the task page?
     "of another role, a colleague's": False,
     "of another role, done by a colleague": False,
     "in a colleague's customer's case": False,
+    "in a case naming her in another variable": False,  # only `responsible_expert` makes her responsible
+    "in a case a colleague is responsible for": False,
 }
 CASES = {  # oma sees the case's data?
     "assigned": True,  # a task of it is hers
@@ -141,6 +150,9 @@ CASES = {  # oma sees the case's data?
     "colleague's approve": False,
     "done by colleague": False,
     "colleague's customer": False,
+    "named elsewhere": False,
+    "colleague's by variable": False,
+    "cancelled": False,  # an unassigned task of her role that no longer waits does not open the case
 }
 CUSTOMERS = {  # oma opens the customer page?
     "own customer": True,
