@@ -675,6 +675,28 @@ def bundle_for(session: Session, version: ProcessVersion) -> spiff.SpecBundle:
                           _deployment_files(session, version.deployment_id))
 
 
+_READS_OFFICE = re.compile(r"\boffice\s*(\[|\.get\b)")
+
+
+def reads_office_settings(session: Session, version: ProcessVersion) -> bool:
+    """Tell whether a version's model file reads the office settings (`office[...]`, `office.get(...)`).
+
+    Only such processes get the engine's snapshot of the settings as variable `office` at their start
+    (their call activities see it too); other cases and their external workers never carry it.
+    """
+    key = (database_key(session), version.file_id)
+    found = _reads_office.get(key)
+    if found is None:
+        content = session.scalar(select(ModelFile.content).where(ModelFile.id == version.file_id)) or ""
+        found = bool(_READS_OFFICE.search(content))
+        _reads_office[key] = found
+    return found
+
+
+_reads_office: lru.BoundedCache[tuple[str, int], bool] = lru.BoundedCache(
+    "reads office settings", max_entries=1000, byte_share=0.01, sizeof=lambda _found: 100)
+
+
 # Deployed files never change, so a deployment's files are read once per database and process.
 _files_by_deployment: lru.BoundedCache[tuple[str, int], tuple[tuple[str, str], ...]] = lru.BoundedCache(
     "deployment files", max_entries=1000, byte_share=0.1, sizeof=lambda files: sum(len(c) for _f, c in files) + 500)

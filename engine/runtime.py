@@ -633,11 +633,12 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     if fields and validate_form:
         data = forms.validate(fields, data, users_of_role=users_of_role(session), now=now,
                               providers=registry_providers(session))
-    settings = office.snapshot(session)  # the office's settings of the day the case started: variable `office`
     data.pop("office", None)  # the engine's snapshot, never a caller's or a sender's copy
+    # the office's settings of the day the case started (variable `office`), for models that read them
+    settings = office.snapshot(session) if deploy.reads_office_settings(session, pv) else None
+    kept = {} if settings is None else {"office": settings}
     bundle = deploy.bundle_for(session, pv)
-    workflow = spiff.new_workflow(bundle, {"office": settings} if start_message or start_signal
-                                  else {**data, "office": settings})
+    workflow = spiff.new_workflow(bundle, kept if start_message or start_signal else {**data, **kept})
     instance = Instance(version_id=pv.id, process_id=process_id, business_key=business_key,
                         status=InstanceStatus.RUNNING, state=spiff.dump_state(workflow), started_at=now,
                         started_by=by, parent_instance_id=parent_instance_id)
@@ -645,7 +646,7 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
     session.flush()
     audit.append(session, EventKind.INSTANCE_STARTED, actor=by, instance_id=instance.id, version_id=pv.id,
                  data={"process_id": process_id, "version": pv.version, "business_key": business_key,
-                       "data": _jsonable(data), "parent_instance_id": parent_instance_id, "office": settings},
+                       "data": _jsonable(data), "parent_instance_id": parent_instance_id, **kept},
                  at=now)
     loaded = _Loaded(instance, pv, bundle, _Held(workflow, {}, {}, {}, {}))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine import audit, deploy, external, office, runtime, timers
+from engine import audit, deploy, external, runtime, timers
 from engine.errors import (
     DataInvalid,
     ExternalTaskNotAvailable,
@@ -28,7 +28,6 @@ from engine.models import ExternalTask, ExternalTaskState, Instance, InstanceSta
 
 from .conftest import MODELS, T0
 
-OFFICE = {key: default for key, (default, _low, _high) in office.SETTINGS.items()}  # every instance keeps them
 
 
 def at(seconds: float):
@@ -71,7 +70,7 @@ def test_service_task_waits_for_a_worker_then_runs_on_with_its_variables(session
     [task] = fetch(sessions, now=at(5), max_tasks=5)
     assert task.as_dict() | {"lock_expires_at": None} == {
         "id": row["id"], "topic": "registry", "instance_id": iid, "process_id": "external_service",
-        "element_id": "check_registry", "business_key": "0101010-1", "variables": {"company": "Acme", "office": OFFICE},
+        "element_id": "check_registry", "business_key": "0101010-1", "variables": {"company": "Acme"},
         "priority": 5, "retries": None, "worker_id": "w1", "lock_expires_at": None,
         "error_message": None, "error_details": None}
     assert task.lock_expires_at == at(65)
@@ -82,7 +81,7 @@ def test_service_task_waits_for_a_worker_then_runs_on_with_its_variables(session
     with sessions.begin() as s:
         summary = runtime.instance_summary(s, iid)
         assert [t["element_id"] for t in summary["tasks"]] == ["review"]
-        assert summary["variables"] == {"company": "Acme", "status": "active", "outcome": "ok", "office": OFFICE}
+        assert summary["variables"] == {"company": "Acme", "status": "active", "outcome": "ok"}
         assert external.open_for_instance(s, iid) == 0
         events = audit.history(s, iid)
         assert audit.verify(s, iid).ok
@@ -163,7 +162,7 @@ def test_fetch_takes_the_highest_priority_then_the_oldest_and_only_named_variabl
     step()
     both = fetch(sessions, "w2", [("letters", 30)], now=at(4), max_tasks=5)
     assert [t.instance_id for t in both] == [low, later]
-    assert both[0].variables == {"letter": "A", "urgency": 1, "office": OFFICE}
+    assert both[0].variables == {"letter": "A", "urgency": 1}
 
 
 def test_send_and_business_rule_tasks_can_be_external(sessions, deploy, step):
@@ -183,7 +182,7 @@ def test_send_and_business_rule_tasks_can_be_external(sessions, deploy, step):
     with sessions.begin() as s:
         instance = runtime.get_instance(s, iid)
         assert instance.status == InstanceStatus.COMPLETED
-        assert runtime.instance_variables(s, iid) == {"urgency": 2, "sent": True, "score": 7, "office": OFFICE}
+        assert runtime.instance_variables(s, iid) == {"urgency": 2, "sent": True, "score": 7}
     assert "message_thrown" not in kinds(sessions, iid)  # the worker sent the letter, not the engine
 
 
@@ -436,7 +435,7 @@ def test_cli_fetch_complete_with_a_new_process_per_step(polku):
     [task] = fetched
     assert {k: task[k] for k in ("topic", "instance_id", "element_id", "business_key", "variables", "retries")} == \
         {"topic": "registry", "instance_id": inst["id"], "element_id": "check_registry", "business_key": "K-1",
-         "variables": {"company": "Acme", "office": OFFICE}, "retries": None}
+         "variables": {"company": "Acme"}, "retries": None}
     assert task["lock_expires_at"] and task["id"]
     code, _, err = polku("external", "complete", str(task["id"]), "--worker", "w2", "--data", "{}", ok=False)
     assert code == 1 and err.count("\n") == 0 and "locked by worker w1, not by w2" in err
