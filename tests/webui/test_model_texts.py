@@ -68,8 +68,13 @@ def posted(fields, expert: str) -> dict:
     for f in fields:
         if f.readonly:
             continue
-        if f.type == "date":
-            data[f.id] = date.today().isoformat()
+        if f.type == "date":  # the models' date checks: a start before its end, a planned end ahead
+            shift = 30 if f.id.endswith("_planned_end") else -1 if f.id.endswith("_started_on") else 0
+            data[f.id] = (date.today() + timedelta(days=shift)).isoformat()
+        elif ("email", "true") in f.checks:
+            data[f.id] = "emma@example.fi"
+        elif f.provider_kinds is not None and not f.required:
+            data[f.id] = ""  # a registry provider: this walk has none
         elif f.type == "enum" and f.multiple:
             every = f.required or f.id == "identified_needs"  # every service line; new needs: none
             data[f.id] = [key for key, _name in f.options] if every else []
