@@ -79,4 +79,4 @@ def test_audit_history_shows_what_a_script_printed(client, login_as, sessions):
         instance_id = runtime.start_instance(s, "printing", by="test", data={"n": 3}, validate_form=False).id
     login_as("auditor")
     page = client.get(f"/audit/instances/{instance_id}").get_data(as_text=True)
-    assert "script_output" in page and "checked 3 &lt;b&gt;" in page
+    assert "Skriptin tuloste" in page and "checked 3 &lt;b&gt;" in page  # the event kind's label
