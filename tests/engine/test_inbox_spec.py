@@ -140,6 +140,10 @@ def test_the_other_filters(sessions, world):
     assert "p1" not in _list(sessions, world)
     assert "p1" in _list(sessions, world, inbox.TaskFilter(state=None))
     assert _list(sessions, world, inbox.TaskFilter(state=TaskStatus.COMPLETED)) == ["p1"]
+    with sessions.begin() as s:
+        p1_instance = s.get(inbox.Task, world["p1"]).instance_id
+        every = [t.id for t in inbox.tasks(s, instance_id=p1_instance, state=None)]
+        assert world["p1"] in every and world["p1"] not in [t.id for t in inbox.tasks(s, instance_id=p1_instance)]
 
 
 def test_due_soon_and_overdue_edges(sessions, world):
@@ -167,9 +171,13 @@ def test_due_soon_and_overdue_edges(sessions, world):
 
 def _events(sessions, task_id: str) -> list[tuple[str, str, dict]]:
     with sessions.begin() as s:
-        iid = s.get(inbox.Task, task_id).instance_id
-        return [(e.kind, e.actor, audit.event_dict(e)["data"]) for e in audit.history(s, iid)
-                if e.kind in ("task_claimed", "task_released", "task_assigned")]
+        task = s.get(inbox.Task, task_id)
+        version = s.get(inbox.Instance, task.instance_id).version_id
+        found = [e for e in audit.history(s, task.instance_id)
+                 if e.kind in ("task_claimed", "task_released", "task_assigned")]
+        # each event names the case's version, the task's element and the task
+        assert {(e.version_id, e.element_id, e.task_id) for e in found} == {(version, task.element_id, task_id)}
+        return [(e.kind, e.actor, audit.event_dict(e)["data"]) for e in found]
 
 
 def test_claim_release_and_reassign_write_exactly_these_events(sessions, world):
@@ -180,7 +188,7 @@ def test_claim_release_and_reassign_write_exactly_these_events(sessions, world):
         inbox.claim(s, t, by="anna", roles={"expert"})  # already hers: nothing happens
         with pytest.raises(TaskNotAvailable, match="already assigned to anna"):
             inbox.claim(s, t, by="bertta", roles={"expert"})
-        with pytest.raises(TaskNotAvailable, match="only the assignee"):
+        with pytest.raises(TaskNotAvailable, match="^only the assignee can release this task$"):
             inbox.release(s, t, by="bertta")
     with sessions.begin() as s:
         assert inbox.release(s, t, by="anna").assignee is None
@@ -209,7 +217,7 @@ def test_claim_checks_the_role_an_admin_may_take_any(sessions, world):
 
 def test_a_missing_or_finished_task_cannot_be_taken(sessions, world):
     with sessions.begin() as s:
-        with pytest.raises(TaskNotFound):
+        with pytest.raises(TaskNotFound, match="^no task no-such-task$"):
             inbox.claim(s, "no-such-task", by="anna")
         runtime.complete_task(s, world["p1"], {}, by="anna", now=T0)
     for act in (lambda s: inbox.claim(s, world["p1"], by="anna"), lambda s: inbox.release(s, world["p1"], by="anna"),
