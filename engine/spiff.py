@@ -1359,10 +1359,15 @@ def is_completed(workflow: BpmnWorkflow) -> bool:
 
 
 def variables(workflow: BpmnWorkflow) -> dict[str, Any]:
-    """Return the instance's current variables: the data of its newest live and completed tasks."""
+    """Return the instance's current variables: the data of its newest live and completed tasks.
+
+    The sources are merged oldest first, so a branch's task that has waited since before the last
+    completed task (e.g. a supervisor's task opened by a non-interrupting timer) cannot bring back
+    values the case has changed since.
+    """
     live = _all_tasks(workflow, TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR)
-    sources = [workflow.last_task] if workflow.last_task is not None else []
-    sources += sorted(live, key=lambda t: t.last_state_change)
+    found = ([workflow.last_task] if workflow.last_task is not None else []) + list(live)
+    sources = sorted(found, key=lambda t: t.last_state_change)
     merged: dict[str, Any] = {}
     for task in sources:
         if task is not None:

@@ -184,6 +184,18 @@ def test_the_supervisor_hears_of_an_overdue_contact_once_however_many_attempts_f
     assert len(case.events("task_created")) == 3  # contact, overdue handling, contact again
 
 
+def test_the_case_data_keeps_every_attempt_while_the_supervisors_overdue_task_waits(deployed, step):
+    case = Aftercare(deployed, step)
+    case.start(line_ended("recruitment", "2026-03-01"))
+    assert case.fire(datetime(2026, 3, 15, 22, 0, tzinfo=UTC)) == 1  # the supervisor's task opens, older data
+    for n, on in enumerate(("2026-03-16", "2026-03-17", "2026-03-18"), start=1):
+        case.not_reached(not_reached(on), now=day(14 + n))
+    data = case.variables()
+    assert list(case.open()) == ["handle_overdue_aftercare"]  # still open: the aftercare itself has ended
+    assert [a["on"] for a in data["aftercare_attempts"]] == ["2026-03-16", "2026-03-17", "2026-03-18"]
+    assert data["aftercare_outcome"] == "not_reached"
+
+
 def test_follow_up_day_is_counted_from_the_end_of_the_consulting(deployed, step):
     set_office(deployed, follow_up_offset_days=300)
     case = Aftercare(deployed, step)
