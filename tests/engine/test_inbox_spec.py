@@ -122,6 +122,8 @@ def test_absence_cover_takes_the_absent_ones_tasks_due_in_the_period(sessions, w
     assert covered(r3_due, r2_due) == ["r3"]  # a period with a start ends before its end too
     assert covered(r2_due + TICK, r2_due + timedelta(days=9)) == []
     assert _list(sessions, world, inbox.TaskFilter(assignee="anna")) == []  # no cover, nothing
+    with_group = inbox.TaskFilter(assignee="anna", roles=frozenset({"supervisor"}), cover=(("bertta", None, r2_due),))
+    assert _list(sessions, world, with_group) == ["r3"]  # the inbox page asks with her roles too
 
 
 def test_the_other_filters(sessions, world):
