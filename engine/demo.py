@@ -332,6 +332,8 @@ class _Driver:
         data: dict[str, Any] = {}
         context = runtime.instance_variables(self.session, task.instance_id)
         for f in runtime.task_form(self.session, task.id):
+            if f.readonly:
+                continue  # shown from the case, never entered
             value = self.value(f, when, plan, expert, task)
             if value is not None:
                 data[f.id] = context[f.id] = self.fitted(f, value, context, when)
