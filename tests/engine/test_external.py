@@ -29,7 +29,6 @@ from engine.models import ExternalTask, ExternalTaskState, Instance, InstanceSta
 from .conftest import MODELS, T0
 
 
-
 def at(seconds: float):
     return T0 + timedelta(seconds=seconds)
 

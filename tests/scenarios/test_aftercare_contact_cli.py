@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import office, runtime, users
+from engine import office, runtime
 from engine.db import make_engine, make_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
