@@ -23,7 +23,7 @@ BUSINESS_ID = "0737546-2"
 def _values(fields, expert, on=None):
     values = {}
     for f in fields:
-        if f.provider_kinds is not None:  # a registry provider: none, the office delivered the service
+        if f.provider_kinds is not None or f.readonly:  # no registry provider (the office delivered); shown only
             continue
         if f.type == "date":
             values[f.id] = (on or date.today()).isoformat()
