@@ -42,6 +42,7 @@ SETTINGS: dict[str, tuple[int, int, int]] = {
     "aftercare_target_days_referral": (14, 0, 365),
     "aftercare_attempts": (3, 1, 20),  # failed contact attempts before the customer counts as not reached
     "follow_up_offset_days": (365, 1, 1095),  # follow-up day this many days after the consulting ended
+    "follow_up_lead_days": (14, 0, 180),  # the follow-up day's task opens this many days before the day
 }
 SERVICE_LINES = ("recruitment", "training", "business_development", "change_security", "startup", "referral")
 TARGET_PREFIX = "aftercare_target_days_"

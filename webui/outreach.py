@@ -40,7 +40,8 @@ SETTING_LABELS = {"visit_target": _l("Company visits per year (target)"),
                   "aftercare_target_days_startup": _l("Aftercare target after start-up services (days)"),
                   "aftercare_target_days_referral": _l("Aftercare target after a referral (days)"),
                   "aftercare_attempts": _l("Contact attempts before a customer counts as not reached"),
-                  "follow_up_offset_days": _l("Follow-up day after the end of a consulting service (days)")}
+                  "follow_up_offset_days": _l("Follow-up day after the end of a consulting service (days)"),
+                  "follow_up_lead_days": _l("The follow-up day's task opens this many days before the day")}
 SETTING_HELP = {"aftercare_target": _l(
     "The office's own choice, not a rule of the thesis or of the law: the thesis only says aftercare comes as "
     "soon as possible after the service ends. A contact is on time when it is made at most this many days "
@@ -48,7 +49,9 @@ SETTING_HELP = {"aftercare_target": _l(
     "aftercare_attempts": _l("The office's own choice: failed attempts before the aftercare is closed as "
                              "not reached (counted apart, neither done nor late)."),
     "follow_up_offset_days": _l("The office's own choice: the thesis says for example a year after the end "
-                                "of the consulting. A change applies to cases that start after it.")}
+                                "of the consulting. A change applies to cases that start after it."),
+    "follow_up_lead_days": _l("The office's own choice: time for the expert to agree the day with the customer "
+                              "and the consultant. A change applies to cases that start after it.")}
 MAX_IMPORT_BYTES = 2_000_000
 
 

@@ -224,6 +224,18 @@ def test_follow_up_day_is_counted_from_the_end_of_the_consulting(deployed, step)
     assert case.status() == "completed" and case.ended_at()[-1] == "end_named_contact"
 
 
+def test_the_follow_up_days_task_opens_as_many_days_before_as_the_office_says(deployed, step):
+    set_office(deployed, follow_up_offset_days=300, follow_up_lead_days=30)
+    case = Aftercare(deployed, step)
+    case.start(line_ended("startup", "2026-02-20"))
+    case.do("aftercare_contact", conversation("2026-03-12", follow_up_day_wanted=True), now=day(10))
+    data = case.variables()
+    assert data["follow_up_due"] == "2026-12-17" and data["follow_up_opens"] == "2026-11-17T00:00:00+00:00"
+    assert case.fire(datetime(2026, 11, 16, 23, 0, tzinfo=UTC)) == 0
+    assert case.fire(datetime(2026, 11, 17, 0, 0, tzinfo=UTC)) == 1
+    assert case.open()["hold_follow_up_day"]["due_at"].date() == date(2026, 12, 17)
+
+
 def test_follow_up_day_the_customer_asked_for_is_kept_when_new_needs_start_a_new_process(deployed, step):
     case = Aftercare(deployed, step)
     case.start(line_ended("recruitment", "2026-03-01"))
