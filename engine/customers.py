@@ -95,6 +95,28 @@ def _text(data: Mapping[str, Any], key: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+field_text = _text  # the registry's forms (engine.providers) read their fields the same way
+
+
+def clean_name_and_business_id(data: Mapping[str, Any], clean: dict[str, Any], errors: dict[str, str], *,
+                               missing_name: str) -> bool:
+    """Put a company's `name` and `business_id` from a form into `clean`, their messages into `errors`.
+
+    Return whether the business ID itself is valid (so the caller may look for one already taken).
+    """
+    clean["name"] = _text(data, "name")
+    if not clean["name"]:
+        errors["name"] = missing_name
+    elif len(clean["name"]) > 200:
+        errors["name"] = N_("The name is too long (at most 200 characters).")
+    try:
+        clean["business_id"] = validate_business_id(_text(data, "business_id"))
+    except InvalidInput as exc:
+        errors["business_id"] = str(exc)
+        return False
+    return True
+
+
 def _int(data: Mapping[str, Any], key: str, low: int, high: int, errors: dict[str, str],
          message: str) -> int | None:
     text = _text(data, key)
@@ -119,16 +141,7 @@ def _choice(data: Mapping[str, Any], key: str, choices: type[enum.StrEnum], erro
 def _clean(session: Session, data: Mapping[str, Any], current: Customer | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
-    clean["name"] = _text(data, "name")
-    if not clean["name"]:
-        errors["name"] = N_("Enter the company name.")
-    elif len(clean["name"]) > 200:
-        errors["name"] = N_("The name is too long (at most 200 characters).")
-    try:
-        clean["business_id"] = validate_business_id(_text(data, "business_id"))
-    except InvalidInput as exc:
-        errors["business_id"] = str(exc)
-    else:
+    if clean_name_and_business_id(data, clean, errors, missing_name=N_("Enter the company name.")):
         _check_business_id_change(session, clean["business_id"], current, errors)
     clean["industry"] = _text(data, "industry") or None
     if clean["industry"] and (len(clean["industry"]) > 200 or not INDUSTRY_PATTERN.fullmatch(clean["industry"])):

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session
 
 from . import audit, forms
 from .access import Reader, instance_clause
-from .customers import PHONE_PATTERN, validate_business_id
+from .customers import PHONE_PATTERN, clean_name_and_business_id
+from .customers import field_text as _text
 from .db import utcnow
-from .errors import FormInvalid, InvalidInput, ProviderNotFound
+from .errors import FormInvalid, ProviderNotFound
 from .models import AuditEvent, Instance, ProcessVersion, Variable
 from .provider_models import Provider, ProviderFeedback
 from .users import N_
@@ -68,11 +69,6 @@ class ProviderKind(enum.StrEnum):
 assert tuple(ProviderKind) == forms.PROVIDER_KINDS, "the form check knows the same kinds"
 
 
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    return "" if value is None else str(value).strip()
-
-
 def _flag(data: Mapping[str, Any], key: str, default: bool) -> bool:
     value = data.get(key)
     if value is None:
@@ -85,16 +81,7 @@ def _flag(data: Mapping[str, Any], key: str, default: bool) -> bool:
 def _clean(session: Session, data: Mapping[str, Any], current: Provider | None) -> dict[str, Any]:
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
-    clean["name"] = _text(data, "name")
-    if not clean["name"]:
-        errors["name"] = N_("Enter the provider's name.")
-    elif len(clean["name"]) > 200:
-        errors["name"] = N_("The name is too long (at most 200 characters).")
-    try:
-        clean["business_id"] = validate_business_id(_text(data, "business_id"))
-    except InvalidInput as exc:
-        errors["business_id"] = str(exc)
-    else:
+    if clean_name_and_business_id(data, clean, errors, missing_name=N_("Enter the provider's name.")):
         taken = session.scalar(select(Provider.id).where(Provider.business_id == clean["business_id"]))
         if taken is not None and (current is None or taken != current.id):
             errors["business_id"] = N_("A provider with this business ID already exists.")
