@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import runtime, spiff
 from .db import utcnow
-from .errors import FormInvalid
+from .errors import FormInvalid, TaskNotFound
 from .models import Instance, InstanceStatus, Task, TaskStatus, Timer, User, Variable
 from .outreach_models import MailOutbox, Notice
 
@@ -147,9 +147,12 @@ def complete_covering(session: Session, task_id: str, data: dict[str, Any], cove
     """Complete a contact and the other lines' contacts it covers with the same conversation.
 
     Raises:
+        TaskNotFound: no such contact task.
         FormInvalid: a covered task is not one `coverable_contacts` offers (or the form is wrong);
         what `runtime.complete_task` raises, for this contact or a covered one.
     """
+    if session.get(Task, task_id) is None:
+        raise TaskNotFound(f"no task {task_id}")
     offered = {c.task_id: c for c in coverable_contacts(session, task_id)}
     if any(t not in offered for t in covered):
         raise FormInvalid({"covered_contacts": "this contact cannot cover that one"}, data)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from engine import actions, aftercare, audit, inbox, notices, office, runtime, timers
 from engine.config import Settings
-from engine.errors import FormInvalid
+from engine.errors import FormInvalid, TaskNotFound
 from engine.models import Instance
 from engine.outreach_models import MailOutbox, Notice
 
@@ -349,3 +349,13 @@ def test_a_contact_cannot_cover_a_line_outside_its_window(deployed, step):
         else:
             raise AssertionError("a contact outside the window was covered")
     assert development.status() == recruitment.status() == "running"
+
+
+def test_covering_from_a_task_that_does_not_exist_says_so(deployed):
+    with deployed.begin() as s:
+        try:
+            aftercare.complete_covering(s, "no-such-task", {}, ["other"], by=EXPERT, now=T0)
+        except TaskNotFound as err:
+            assert "no-such-task" in str(err)
+        else:
+            raise AssertionError("covering from an unknown task was accepted")
