@@ -5,8 +5,9 @@ Every number here is the office's own choice, not a rule of the thesis or of the
 only says aftercare comes "as soon as possible" after a service ends. Each value is one
 `office_setting` row (JSON); a missing row means the default below. Every change is audited in the
 `office` stream with the old and the new value, who and when; `history` reads those events back.
-`snapshot` is what `runtime.start_instance` gives every new instance as its variable `office`, so a
-case keeps the settings of the day it started.
+`snapshot` is what `runtime.start_instance` gives every new instance of a model that reads the
+settings (`deploy.reads_office_settings`) as its variable `office`, so a case keeps the settings of
+the day it started.
 """
 
 from __future__ import annotations
