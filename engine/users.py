@@ -30,8 +30,7 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,79}")
 PASSWORD_METHOD = "scrypt"
 AUDIT_STREAM = "users"
 
-# Checked when the username is unknown, so a wrong name takes as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("polku-timing-equaliser", method=PASSWORD_METHOD)
+_DUMMY_HASHES: dict[str, str] = {}  # PASSWORD_METHOD -> a hash made with it, see _dummy_hash
 
 
 def N_(message: str) -> str:
@@ -59,6 +58,14 @@ def normalize_roles(roles: Iterable[str]) -> list[str]:
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise InvalidInput(N_("A password has at least 8 characters."))
+
+
+def _dummy_hash() -> str:
+    """Return a hash made with the current PASSWORD_METHOD, checked when the username is unknown so a
+    wrong name takes as long as a wrong password (made once per method, on first use)."""
+    if PASSWORD_METHOD not in _DUMMY_HASHES:
+        _DUMMY_HASHES[PASSWORD_METHOD] = generate_password_hash("polku-timing-equaliser", method=PASSWORD_METHOD)
+    return _DUMMY_HASHES[PASSWORD_METHOD]
 
 
 def _check_locale(locale: str) -> None:
@@ -114,7 +121,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """Return the active user whose password matches, or None."""
     user = session.scalar(select(User).where(User.username == (username or "").strip().lower()))
     if user is None or not user.active:
-        check_password_hash(_DUMMY_HASH, password or "")
+        check_password_hash(_dummy_hash(), password or "")
         return None
     return user if check_password_hash(user.password_hash, password or "") else None
 

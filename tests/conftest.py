@@ -27,7 +27,17 @@ from engine.db import make_engine, make_sessions, upgrade, utcnow
 from webui import create_app
 
 TEST_PASSWORD = "test-password"
+# scrypt with n=1024 instead of the product's n=32768 (~0.2 s a hash on the CI machine, paid for every
+# test user created and every sign-in); the product method is tested by the tests marked `product_hashing`
+TEST_PASSWORD_METHOD = "scrypt:1024:8:1"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request, monkeypatch) -> None:
+    """Hash the passwords set in a test with a cheap scrypt, unless the test is marked `product_hashing`."""
+    if request.node.get_closest_marker("product_hashing") is None:
+        monkeypatch.setattr(users, "PASSWORD_METHOD", TEST_PASSWORD_METHOD)
 
 
 @pytest.fixture

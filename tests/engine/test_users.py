@@ -21,10 +21,21 @@ def test_added_user_authenticates_with_its_password_only(session):
     assert users.authenticate(session, "nobody", "salasana-123") is None
 
 
+@pytest.mark.product_hashing
 def test_password_is_stored_as_a_scrypt_hash(session):
+    """The product hashes with werkzeug's scrypt at its default cost (n=32768, r=8, p=1)."""
     user = users.add_user(session, "aino", "salasana-123", ["expert"])
-    assert user.password_hash.startswith("scrypt:")
+    assert user.password_hash.startswith("scrypt:32768:8:1$")
     assert "salasana-123" not in user.password_hash
+    assert users.authenticate(session, "aino", "salasana-123") is user
+    users.set_password(session, "aino", "uusi-salasana-9")
+    assert user.password_hash.startswith("scrypt:32768:8:1$")
+    assert users.authenticate(session, "aino", "uusi-salasana-9") is user
+
+
+def test_tests_hash_with_a_cheap_scrypt(session):
+    """Every other test hashes with n=1024 (tests/conftest.py), so creating a test user costs little."""
+    assert users.add_user(session, "aino", "salasana-123", ["expert"]).password_hash.startswith("scrypt:1024:8:1$")
 
 
 def test_inactive_user_cannot_authenticate(session):
