@@ -12,7 +12,9 @@ reads only what they work on or what their roles may take:
   may take it), or one of its cases is theirs as above.
 
 A task page shows the case data only when the case is readable too. The filters are SQL clauses
-(one query per page, however many rows); the single-object checks reuse them.
+(one query per page, however many rows); the single-object checks reuse them. Each clause is a
+correlated EXISTS probing the indexes of one case's tasks, variables and customer, so a check on one
+task, case or customer reads only that case's rows, however large the office's history.
 """
 
 from __future__ import annotations
@@ -51,21 +53,23 @@ class Reader:
 
 def _responsible_cases(reader: Reader) -> ColumnElement[bool]:
     mine = json.dumps(reader.username)  # the variable holds JSON text: "name"
-    by_variable = select(Variable.instance_id).where(Variable.name == RESPONSIBLE_VARIABLE,
-                                                     cast(Variable.value, String) == mine)
-    by_customer = select(Customer.business_id).where(Customer.responsible_expert == reader.username)
-    return or_(Instance.id.in_(by_variable), Instance.business_key.in_(by_customer))
+    by_variable = select(Variable.instance_id).where(Variable.instance_id == Instance.id,
+                                                     Variable.name == RESPONSIBLE_VARIABLE,
+                                                     cast(Variable.value, String) == mine).exists()
+    by_customer = select(Customer.id).where(Customer.business_id == Instance.business_key,
+                                            Customer.responsible_expert == reader.username).exists()
+    return or_(by_variable, by_customer)
 
 
 def instance_clause(reader: Reader) -> ColumnElement[bool]:
     """Return a WHERE clause on `Instance` that keeps the cases this reader may see."""
     if reader.reads_all:
         return true()
-    worked = select(Task.instance_id).where(or_(
+    worked = select(Task.id).where(Task.instance_id == Instance.id, or_(
         Task.assignee == reader.username, Task.completed_by == reader.username,
         and_(Task.state == TaskStatus.READY, Task.assignee.is_(None),
-             Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false())))
-    return or_(Instance.id.in_(worked), _responsible_cases(reader))
+             Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false()))).exists()
+    return or_(worked, _responsible_cases(reader))
 
 
 def task_clause(reader: Reader) -> ColumnElement[bool]:
@@ -81,11 +85,11 @@ def customer_clause(reader: Reader) -> ColumnElement[bool]:
     """Return a WHERE clause on `Customer` that keeps the customers this reader may see."""
     if reader.reads_all:
         return true()
-    cases = select(Instance.business_key).where(Instance.business_key.is_not(None), instance_clause(reader))
+    cases = select(Instance.id).where(Instance.business_key == Customer.business_id, instance_clause(reader)).exists()
     return or_(Customer.responsible_expert == reader.username, Customer.responsible_expert.is_(None),
                Customer.responsible_expert.not_in(select(User.username).where(
                    User.active.is_(True), User.roles.contains("expert"))),
-               Customer.business_id.in_(cases))
+               cases)
 
 
 def can_read_task(session: Session, reader: Reader, task_id: str) -> bool:

@@ -295,11 +295,13 @@ def customer_timeline(session: Session, customer: Customer, limit: int = 100,
 
     With a `reader`, only events of the cases they may see.
     """
-    ids = select(Instance.id).where(Instance.business_key == customer.business_id)
+    # a join, not `instance_id IN (subquery)`: with the subquery SQLite walked the kind index through
+    # every task_completed event of the office (390 ms with 10,000 cases); the join reads this customer's
+    query = (select(AuditEvent).join(Instance, AuditEvent.instance_id == Instance.id)
+             .where(Instance.business_key == customer.business_id, AuditEvent.kind.in_(TIMELINE_KINDS)))
     if reader is not None:
-        ids = ids.where(instance_clause(reader))
-    query = (select(AuditEvent).where(AuditEvent.instance_id.in_(ids), AuditEvent.kind.in_(TIMELINE_KINDS))
-             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+        query = query.where(instance_clause(reader))
+    query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
     return list(session.scalars(query))
 
 
