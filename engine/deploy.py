@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
+from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import audit, forms, juel, lru, model_texts, prepare, sandbox, spiff, xmlcheck
@@ -641,6 +641,16 @@ def list_versions(session: Session) -> list[dict[str, Any]]:
         .order_by(pv.process_id, pv.version.desc())
     return [{"id": v.id, "process_id": v.process_id, "kind": str(v.kind), "name": v.name, "version": v.version,
              "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.execute(query)]
+
+
+def newest_process_versions(session: Session) -> list[tuple[int, str, str]]:
+    """Return (version id, process id, name) of the newest version of each deployed process."""
+    pv = ProcessVersion
+    newest = select(pv.process_id, func.max(pv.version).label("version")).where(pv.kind == ModelKind.PROCESS) \
+        .group_by(pv.process_id).subquery()
+    query = select(pv.id, pv.process_id, pv.name).join(
+        newest, (pv.process_id == newest.c.process_id) & (pv.version == newest.c.version)).order_by(pv.process_id)
+    return [(row.id, row.process_id, row.name) for row in session.execute(query)]
 
 
 # Versions never change: each is read once per process (LRU, bounded: engine.lru / POLKU_CACHE_MB).

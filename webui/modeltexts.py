@@ -82,12 +82,11 @@ def option_names(process_id: str, field_id: str) -> dict[str, str]:
 
 
 def process_names() -> dict[str, str]:
-    """Return {process id: name in the user's language} of the newest deployed versions."""
-    names: dict[str, str] = {}
-    for v in deploy.list_versions(get_session()):  # newest version of each process first
-        if v["kind"] == "process" and v["process_id"] not in names:
-            names[v["process_id"]] = text(v["name"], v["id"])
-    return names
+    """Return {process id: name in the user's language} of the newest deployed versions (once per request)."""
+    if "process_names" not in g:
+        g.process_names = {process_id: text(name, version_id)
+                           for version_id, process_id, name in deploy.newest_process_versions(get_session())}
+    return dict(g.process_names)
 
 
 @dataclass(frozen=True)
