@@ -1,0 +1,292 @@
+"""The supervisor figures, worklists and the aftercare dashboard, each stated from what a supervisor reads.
+
+Every case is a real instance in a real database; the tasks and variables the figures read are the
+rows the runtime writes for the shipped aftercare model (element ids `aftercare_contact` and
+`hold_follow_up_day`, the contract's variable names), written here directly so that each test holds
+exactly the rows it names. "On time" is the contract's: contacted on or before
+`service_ended_on + aftercare_target_days` (Helsinki days); open and overdue the day after.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete
+
+from engine import audit, kpi, runtime
+from engine.models import Customer, Instance, Task, TaskStatus, Variable
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # Monday 2 March 2026, 10:00 in Helsinki
+NOW = datetime(2026, 3, 20, 10, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def case(sessions, deploy):
+    """Return make(values=..., tasks=[...]) -> instance id: an instance holding exactly those rows."""
+    deploy("interrupt.bpmn")
+
+    def make(values: dict | None = None, tasks: tuple = (), parent: int | None = None) -> int:
+        with sessions.begin() as s:
+            iid = runtime.start_instance(s, "interrupt", by="anna", data={"due": "P7D"}, now=T0).id
+            s.execute(delete(Task).where(Task.instance_id == iid))  # only the tasks this test names
+            s.execute(delete(Variable).where(Variable.instance_id == iid))
+            s.add_all(Variable(instance_id=iid, name=k, value=v) for k, v in (values or {}).items())
+            for n, spec in enumerate(tasks):
+                element, assignee, due, *rest = spec
+                state = rest[0] if rest else TaskStatus.READY
+                s.add(Task(id=str(uuid.uuid4()), instance_id=iid, element_id=element, name=element,
+                           state=state, assignee=assignee, due_at=due,
+                           created_at=rest[1] if len(rest) > 1 else T0 + n * timedelta(seconds=1)))
+            if parent is not None:
+                s.get(Instance, iid).parent_instance_id = parent
+        return iid
+
+    return make
+
+
+def contract(ended_on: str, target: int | None = 14, **more) -> dict:
+    return {"service_ended_on": ended_on, "aftercare_target_days": target, "aftercare_started_at": T0.isoformat(),
+            **more}
+
+
+# --- the supervisor's loads and unassigned work -------------------------------------------------------
+
+def test_expert_loads_count_open_and_overdue_work_per_expert(sessions, case):
+    # anna: a plain task overdue, one due exactly now (not yet late), one without a due time, one completed
+    case(tasks=[("call", "anna", NOW - timedelta(seconds=1)), ("call", "anna", NOW), ("call", "anna", None),
+                ("call", "anna", NOW - DAY, TaskStatus.COMPLETED)])
+    # anna's aftercare contact past its last target day (ended 1 March + 14 = 15 March < 20 March)
+    case(contract("2026-03-01"), tasks=[("aftercare_contact", "anna", NOW + DAY)])
+    # anna's contact with 20 March as its last day: due, not overdue, though its task's due time has passed
+    case(contract("2026-03-06"), tasks=[("aftercare_contact", "anna", NOW - DAY)])
+    # bob's follow-up day, late by its due time; a contact without a target is judged by its due time too
+    case(tasks=[("hold_follow_up_day", "bob", NOW - timedelta(seconds=1))])
+    case(contract("2026-03-01", target=None), tasks=[("aftercare_contact", "bob", NOW + DAY)])
+    # nobody's: not in any load
+    case(contract("2026-01-01"), tasks=[("aftercare_contact", None, NOW - DAY), ("call", None, NOW - DAY)])
+    with sessions.begin() as s:
+        loads = kpi.expert_loads(s, NOW)
+    assert [(x.assignee, x.open_tasks, x.overdue_tasks, x.aftercare_due, x.aftercare_overdue) for x in loads] == [
+        ("anna", 5, 2, 1, 1), ("bob", 2, 1, 1, 1)]
+
+
+def test_expert_loads_without_open_work_are_empty(sessions, case):
+    case(tasks=[("call", "anna", NOW - DAY, TaskStatus.COMPLETED)])
+    with sessions.begin() as s:
+        assert kpi.expert_loads(s, NOW) == []
+
+
+def test_unassigned_open_counts_tasks_nobody_holds_and_those_past_due(sessions, case):
+    with sessions.begin() as s:
+        assert kpi.unassigned_open(s, NOW) == (0, 0)
+    case(tasks=[("call", None, NOW - timedelta(seconds=1)), ("call", None, NOW), ("call", None, None),
+                ("call", None, NOW - DAY, TaskStatus.CANCELLED), ("call", "anna", NOW - DAY)])
+    with sessions.begin() as s:
+        assert kpi.unassigned_open(s, NOW) == (3, 1)
+
+
+# --- worklists ------------------------------------------------------------------------------------------
+
+def test_an_experts_aftercare_worklist_is_her_open_aftercare_tasks_earliest_due_first(sessions, case):
+    iid = case(contract("2026-03-01"), tasks=[
+        ("aftercare_contact", "anna", None, TaskStatus.READY, T0),
+        ("hold_follow_up_day", "anna", NOW + 2 * DAY, TaskStatus.READY, T0 + timedelta(seconds=5)),
+        ("aftercare_contact", "anna", NOW + DAY, TaskStatus.READY, T0 + timedelta(seconds=4)),
+        ("hold_follow_up_day", "anna", NOW + DAY, TaskStatus.READY, T0 + timedelta(seconds=3)),
+        ("aftercare_contact", "anna", NOW, TaskStatus.COMPLETED),
+        ("aftercare_contact", "bob", NOW),
+        ("call", "anna", NOW)])
+    with sessions.begin() as s:
+        rows = kpi.aftercare_tasks(s, "anna")
+        assert [(t.element_id, t.due_at, i.id) for t, i in rows] == [
+            ("hold_follow_up_day", NOW + DAY, iid), ("aftercare_contact", NOW + DAY, iid),
+            ("hold_follow_up_day", NOW + 2 * DAY, iid), ("aftercare_contact", None, iid)]
+
+
+def test_overdue_aftercare_lists_what_is_late_by_the_one_definition_most_overdue_first(sessions, case):
+    late_case = case(contract("2026-03-01"), tasks=[("aftercare_contact", "anna", NOW - 3 * DAY)])
+    due_case = case(contract("2026-03-06"), tasks=[("aftercare_contact", "anna", NOW - 5 * DAY)])
+    no_due = case(contract("2026-02-01"), tasks=[("aftercare_contact", None, None)])
+    follow = case(tasks=[("hold_follow_up_day", "bob", NOW - 4 * DAY), ("hold_follow_up_day", "bob", NOW)])
+    with sessions.begin() as s:
+        rows = kpi.overdue_aftercare(s, NOW)
+        assert [(i.id, t.due_at) for t, i in rows] == [(follow, NOW - 4 * DAY), (late_case, NOW - 3 * DAY),
+                                                       (no_due, None)]
+        assert due_case not in [i.id for _t, i in rows]
+
+
+def test_overdue_aftercare_breaks_ties_by_creation(sessions, case):
+    second = case(contract("2026-01-01"), tasks=[("aftercare_contact", "anna", NOW - DAY, TaskStatus.READY,
+                                                  T0 + timedelta(seconds=9))])
+    first = case(contract("2026-01-01"), tasks=[("aftercare_contact", "anna", NOW - DAY, TaskStatus.READY, T0)])
+    with sessions.begin() as s:
+        assert [i.id for _t, i in kpi.overdue_aftercare(s, NOW)] == [first, second]
+
+
+def test_customer_names_only_for_registered_business_ids(sessions):
+    with sessions.begin() as s:
+        s.add_all([Customer(business_id="0101010-1", name="Acme"), Customer(business_id="0202020-2", name="Beta")])
+    with sessions.begin() as s:
+        assert kpi.customer_names(s, ["0101010-1", None, "", "9999999-9"]) == {"0101010-1": "Acme"}
+        assert kpi.customer_names(s, [None, ""]) == {}
+
+
+def test_process_steps_show_open_tasks_and_the_aftercare_done_or_open(sessions, case):
+    iid = case(tasks=[("call", "anna", None, TaskStatus.READY, T0 + timedelta(seconds=2)),
+                      ("call", "anna", None, TaskStatus.COMPLETED),
+                      ("aftercare_contact", "anna", None, TaskStatus.COMPLETED, T0),
+                      ("hold_follow_up_day", "anna", None, TaskStatus.READY, T0 + timedelta(seconds=1)),
+                      ("aftercare_contact", "anna", None, TaskStatus.CANCELLED)])
+    other = case(tasks=[])
+    with sessions.begin() as s:
+        assert kpi.process_steps(s, []) == []
+        steps = kpi.process_steps(s, [s.get(Instance, iid), s.get(Instance, other)])
+        assert [x.instance.id for x in steps] == [iid, other]
+        assert [(t.element_id, t.state) for t in steps[0].open_tasks] == [
+            ("hold_follow_up_day", TaskStatus.READY), ("call", TaskStatus.READY)]
+        assert [(t.element_id, t.state) for t in steps[0].aftercare] == [
+            ("aftercare_contact", TaskStatus.COMPLETED), ("hold_follow_up_day", TaskStatus.READY)]
+        assert (steps[1].open_tasks, steps[1].aftercare) == ([], [])
+
+
+def test_summary_counts_this_months_contacts_from_local_midnight_of_the_first(sessions, case):
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-01"), tasks=[("call", "anna", NOW - DAY)])
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-10"))
+    case(contract("2026-02-20", aftercare_contacted_on="2026-02-28"))
+    with sessions.begin() as s:
+        figures = kpi.summary(s, NOW)
+        assert set(figures) == {"loads", "unassigned", "on_time"}
+        assert [(x.assignee, x.open_tasks, x.overdue_tasks) for x in figures["loads"]] == [("anna", 1, 1)]
+        assert figures["unassigned"] == (0, 0)
+        assert figures["on_time"] == kpi.OnTime(done=2, on_time=1, not_reached=0)
+
+
+# --- the aftercare case ---------------------------------------------------------------------------------------
+
+def test_a_case_without_service_ended_on_falls_back_to_the_latest_line_end_then_the_start():
+    case = kpi.AftercareCase.from_values(1, {"a_ended_on": "2026-03-01", "b_ended_on": "2026-03-05",
+                                             "aftercare_started_at": "2026-03-09T10:00:00+00:00"})
+    assert case.ended_on.isoformat() == "2026-03-05"
+    started = kpi.AftercareCase.from_values(1, {"aftercare_started_at": "2026-03-08T23:30:00+00:00"})
+    assert started.ended_on.isoformat() == "2026-03-09"  # 01:30 in Helsinki
+    assert kpi.AftercareCase.from_values(1, {}).ended_on is None
+
+
+@pytest.mark.parametrize("value, day", [
+    ("2026-03-08T22:30:00+00:00", "2026-03-09"), ("2026-03-08T21:59:00+00:00", "2026-03-08"),
+    ("2026-03-08", "2026-03-08"), ("2026-03-08T23:30:00", "2026-03-08"), ("not a date", None), ("", None),
+    (17, None), (datetime(2026, 3, 8, 23, 30, tzinfo=UTC), "2026-03-09"), (datetime(2026, 3, 8, 23, 30), "2026-03-08"),
+])
+def test_a_contact_day_is_read_in_helsinki(value, day):
+    case = kpi.AftercareCase.from_values(1, {"aftercare_contacted_on": value})
+    assert (case.contacted_on.isoformat() if case.contacted_on else None) == day
+
+
+def test_a_target_is_a_number_of_days_not_a_flag_or_text():
+    def target(value):
+        return kpi.AftercareCase.from_values(1, {"aftercare_target_days": value}).target_days
+
+    assert (target(14), target(14.0), target(True), target("14"), target(None)) == (14, 14, None, None, None)
+
+
+def test_the_outcome_and_last_attempt_of_a_case():
+    attempts = [{"on": "2026-03-05"}, {"on": "2026-03-09"}, {"on": "2026-03-07"}, "noise", {"on": "bad"}]
+    closed = kpi.AftercareCase.from_values(1, {"aftercare_outcome": "not_reached", "aftercare_attempts": attempts,
+                                               "aftercare_contacted_on": "2026-03-09", "service_line": "export"})
+    assert (closed.outcome, closed.contacted_on, closed.last_attempt_on.isoformat()) == (
+        "not_reached", None, "2026-03-09")
+    assert (closed.reached, closed.not_reached, closed.service_line) == (False, True, "export")
+    older = kpi.AftercareCase.from_values(2, {"aftercare_contacted_on": "2026-03-09", "service_line": ["a"],
+                                              "aftercare_attempts": "x"})
+    assert (older.outcome, older.reached, older.last_attempt_on, older.service_line) == ("reached", True, None, None)
+    assert kpi.AftercareCase.from_values(3, {"aftercare_outcome": "maybe"}).outcome is None
+
+
+def test_on_time_share():
+    assert kpi.OnTime(done=4, on_time=3).share == 0.75 and kpi.OnTime(4, 3).late == 1
+    assert kpi.OnTime(done=0, on_time=0).share is None
+
+
+# --- the aftercare dashboard ---------------------------------------------------------------------------------
+
+def test_the_dashboard_counts_a_periods_ended_lines_and_their_contacts(sessions, case):
+    march = kpi.AftercareFilter(start=datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)),
+                                end=datetime(2026, 4, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)))
+    common = {"responsible_expert": "anna", "segment": "growth"}
+    on_time = case(contract("2026-03-01", aftercare_contacted_on="2026-03-05", aftercare_outcome="reached",
+                            aftercare_channel="phone", service_rating=5, experience_positive=True,
+                            new_service_needs="export help", follow_up_due="2026-06-01", **common))
+    case(contract("2026-03-02", aftercare_contacted_on="2026-03-31", aftercare_channel="visit",
+                  service_rating=2, experience_positive=False, service_line=["export", "growth"], **common))
+    case(contract("2026-03-03", aftercare_contacted_on="2026-03-20", aftercare_channel="phone",
+                  service_rating=True, **common))  # a rating of "true" is not a rating
+    case(contract("2026-03-10", aftercare_outcome="not_reached", aftercare_attempts=[{"on": "2026-03-25"}], **common))
+    case(contract("2026-03-04", **common))  # open, last day 18 March: overdue on 20 March
+    case(contract("2026-03-31", **common))  # open, not yet due
+    case(contract("2026-02-28", aftercare_contacted_on="2026-03-01"))  # ended before the period
+    case(contract("2026-04-01", aftercare_contacted_on="2026-04-02"))  # ended on the period's end: out
+    case(tasks=[], values={"service_ended_on": "2026-03-05"})  # no aftercare started: not a case
+    case(parent=on_time)
+    case(parent=on_time)
+    with sessions.begin() as s:
+        audit.append(s, audit.EventKind.TASK_COMPLETED, actor="anna", instance_id=on_time,
+                     element_id="hold_follow_up_day", at=NOW)
+        audit.append(s, audit.EventKind.TASK_COMPLETED, actor="anna", instance_id=on_time,
+                     element_id="aftercare_contact", at=NOW)
+        s.add_all([Customer(business_id="0101010-1", name="A", responsible_expert="anna"),
+                   Customer(business_id="0202020-2", name="B"), Customer(business_id="0303030-3", name="C")])
+    with sessions.begin() as s:
+        report = kpi.aftercare_report(s, march, now=NOW)
+    assert (report.finished, report.done, report.not_reached, report.overdue) == (6, 3, 1, 1)
+    assert (report.within_target, report.late, report.with_days) == (1, 2, 3)
+    assert (report.days_median, report.days_p90) == (17.0, 29.0)
+    assert (report.rating_mean, report.rated) == (3.5, 2)
+    assert (report.positive, report.answered, report.new_needs, report.new_processes) == (1, 2, 1, 2)
+    assert (report.follow_up_due, report.follow_up_done, report.without_expert) == (1, 1, 2)
+    assert report.done_share == 0.5 and report.within_share == 1 / 3 and report.positive_share == 0.5
+    assert report.charts == {
+        "done": [("done", 3), ("not_reached", 1), ("not_done", 2)],
+        "days": [("0-7", 1), ("8-14", 0), ("15-21", 1), ("22-30", 1), ("31+", 0)],
+        "channels": [("phone", 2), ("visit", 1)],
+        "ratings": [("1", 0), ("2", 1), ("3", 0), ("4", 0), ("5", 1)],
+        "needs": [("new_needs", 1), ("new_processes", 2)],
+        "follow_up": [("due", 1), ("done", 1)],
+    }
+
+
+def test_the_dashboard_filters_by_expert_segment_and_service_line(sessions, case):
+    case(contract("2026-03-01", responsible_expert="anna", segment="growth", service_line="export"))
+    case(contract("2026-03-01", responsible_expert="bob", segment="growth", service_line=["export", "finance"]))
+    case(contract("2026-03-01", responsible_expert="bob", segment="start", service_line="finance"))
+    with sessions.begin() as s:
+        def finished(**f):
+            return kpi.aftercare_report(s, kpi.AftercareFilter(**f), now=NOW).finished
+
+        assert finished() == 3
+        assert (finished(expert="anna"), finished(expert="bob"), finished(expert="carl")) == (1, 2, 0)
+        assert (finished(segment="growth"), finished(segment="start")) == (2, 1)
+        assert (finished(service_line="export"), finished(service_line="finance")) == (2, 2)
+        assert finished(expert="bob", segment="growth", service_line="finance") == 1
+        start = datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE))
+        assert finished(start=start) == 3 and finished(start=start + timedelta(microseconds=1)) == 3
+        assert finished(start=start + DAY) == 0 and finished(end=start + DAY) == 3 and finished(end=start) == 0
+
+
+def test_an_empty_dashboard_has_no_shares(sessions):
+    with sessions.begin() as s:
+        report = kpi.aftercare_report(s, kpi.AftercareFilter(), now=NOW)
+    assert (report.finished, report.done_share, report.within_share, report.positive_share) == (0, None, None, None)
+    assert (report.days_median, report.days_p90, report.rating_mean) == (None, None, None)
+
+
+@pytest.mark.parametrize("days, p90", [([5], 5.0), (list(range(1, 11)), 9.0), (list(range(1, 12)), 10.0),
+                                       ([30, 1, 2], 30.0)])
+def test_the_90th_percentile_is_the_nearest_rank(days, p90):
+    report = kpi.AftercareReport()
+    rows = [{"service_ended_on": "2026-03-01", "aftercare_contacted_on": (datetime(2026, 3, 1) + d * DAY).date().isoformat()}
+            for d in days]
+    kpi._contact_figures(report, rows, kpi.ZONE)
+    assert report.days_p90 == p90
