@@ -21,6 +21,7 @@ from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from .db import utcnow
+from .fastsql import Fast
 from .models import AuditEvent, AuditStream
 
 GENESIS = "0" * 64
@@ -90,19 +91,19 @@ class _Head:
 
 
 # built once: building a select costs more than running it on SQLite
-_HEAD = select(AuditStream.__table__.c.seq, AuditStream.__table__.c.head).where(
+_HEAD_SELECT = select(AuditStream.__table__.c.seq, AuditStream.__table__.c.head).where(
     AuditStream.__table__.c.key == bindparam("b_key"))
-_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_HEAD, _HEAD_FOR_UPDATE = Fast(_HEAD_SELECT), Fast(_HEAD_SELECT.with_for_update())
 
 
 def _stream_head(session: Session, key: str) -> _Head:
     heads = session.info.setdefault("audit_heads", {})
     head = heads.get(key)
     if head is None:  # lock the stream head once per transaction; later appends reuse it
-        conn = session.connection()  # no autoflush of the caller's objects here
-        query = _HEAD_FOR_UPDATE if conn.dialect.name == "postgresql" else _HEAD
-        row = conn.execute(query, {"b_key": key}).first()
-        head = _Head(row.seq, row.head, True) if row else _Head(0, GENESIS, False)
+        # on the connection's cursor (engine.fastsql): no autoflush of the caller's objects here
+        query = _HEAD_FOR_UPDATE if session.connection().dialect.name == "postgresql" else _HEAD
+        row = query.first(session, {"b_key": key})
+        head = _Head(row[0], row[1], True) if row else _Head(0, GENESIS, False)
         heads[key] = head
     return head
 
@@ -134,24 +135,24 @@ def append(session: Session, kind: EventKind | str, *, actor: str, stream: str |
 
 
 _EVENTS, _STREAMS = cast(Table, AuditEvent.__table__), cast(Table, AuditStream.__table__)
-_INSERT_EVENTS = insert(_EVENTS)
-_INSERT_HEAD = insert(_STREAMS)
-_UPDATE_HEAD = update(_STREAMS).where(_STREAMS.c.key == bindparam("b_key"))
+# plain statements on the connection's cursor (engine.fastsql): these rows need none of the ORM's bookkeeping
+_INSERT_EVENTS = Fast(insert(_EVENTS))
+_INSERT_HEAD = Fast(insert(_STREAMS))
+_UPDATE_HEAD = Fast(update(_STREAMS).where(_STREAMS.c.key == bindparam("b_key")))
 
 
 def write_pending(session: Session) -> None:
     """Write buffered events and the stream heads they moved."""
     pending = session.info.pop("audit_pending", None)
-    conn = session.connection()  # plain Core: these rows need none of the ORM's bookkeeping
     if pending:
-        conn.execute(_INSERT_EVENTS, pending)
+        _INSERT_EVENTS.executemany(session, pending)
     for key, head in session.info.get("audit_heads", {}).items():
         if not head.dirty:
             continue
         if head.exists:
-            conn.execute(_UPDATE_HEAD, {"b_key": key, "seq": head.seq, "head": head.head})
+            _UPDATE_HEAD.execute(session, {"b_key": key, "seq": head.seq, "head": head.head})
         else:
-            conn.execute(_INSERT_HEAD, {"key": key, "seq": head.seq, "head": head.head})
+            _INSERT_HEAD.execute(session, {"key": key, "seq": head.seq, "head": head.head})
             head.exists = True
         head.dirty = False
 
