@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/http.py [--users 20] [--seconds 60] [--dbs sqlite,po
 Per database: a fresh migrated database with the five-user-task bench process, `--users` experts and one
 supervisor, `--instances` cases waiting at their first task. `polku serve` starts with 2 web processes
 (POLKU_EMBEDDED_WORKER=0), then Locust runs `bench/locust/locustfile.py`: each expert signs in once, then opens
-the group inbox, opens one of its tasks, completes it with valid data; the supervisor refreshes the
-supervisor view. Printed per page: requests/s and client-side p50/p95/p99 (Locust), and the server time
+the group inbox, opens one of its tasks, completes it with valid data and goes on to the case's next task
+where the app's redirect leads; the supervisor refreshes the supervisor view. Printed per page: requests/s and client-side p50/p95/p99 (Locust), and the server time
 p50/p95 from the access log (gunicorn's %(M)s). Task completions over HTTP per second (counted in the
 database) are compared with the engine API's completions per second measured in the same run.
 With several `--levels`, the p95 per page against the number of users is drawn as an SVG chart.
@@ -197,8 +197,10 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
             measured = server_times.get(page, [])
             figures["server_p50"] = _pct(measured, 0.50)
             figures["server_p95"] = _pct(measured, 0.95)
+        expert_requests = sum(pages.get(p, {}).get("count", 0) for p in ("inbox", "task page", "complete task"))
         return {"kind": kind, "users": users_count, "pages": pages, "http_rate": completed / elapsed,
-                "api_rate": api_rate, "load": load, "seconds": elapsed}
+                "api_rate": api_rate, "load": load, "seconds": elapsed, "completed": completed,
+                "per_completion": expert_requests / completed if completed else float("nan")}
     finally:
         _drop_database(dropname)
 
@@ -215,47 +217,73 @@ def print_run(result: dict) -> None:
             print(f"  {page:<16}{f['rps']:7.1f}{f['p50']:8.0f}{f['p95']:8.0f}{f['p99']:8.0f}{f['server_p50']:12.0f}"
                   f"{f['server_p95']:12.0f}{f['failures']:7d}")
     ratio = result["http_rate"] / result["api_rate"] * 100 if result["api_rate"] else float("nan")
-    print(f"  task completions over HTTP {result['http_rate']:.1f}/s; engine API {result['api_rate']:.1f}/s"
+    print(f"  task completions over HTTP {result['http_rate']:.1f}/s ({result['completed']} in all,"
+          f" {result['per_completion']:.1f} expert requests each); engine API {result['api_rate']:.1f}/s"
           f" (same database, wall clock) = {ratio:.0f} %")
 
 
+def _nice_top(value: float) -> float:
+    """Return a round axis maximum at or above `value` (1, 2 or 5 times a power of ten)."""
+    step = 10 ** max(0, len(str(int(value or 1))) - 1)
+    for factor in (1, 2, 5, 10):
+        if factor * step >= value:
+            return float(factor * step)
+    return float(10 * step)
+
+
 def chart(results: list[dict], path: Path) -> None:
-    """Write an SVG line chart: client p95 per page against the number of simulated users."""
-    width, height, left, bottom = 640, 360, 60, 40
+    """Write an SVG line chart: client p95 per page (one colour each) against the number of simulated
+    experts, SQLite solid and PostgreSQL dashed, the legend beside the plot."""
+    width, height, left, right, top_edge, bottom = 820, 400, 70, 590, 40, 50
     levels = sorted({r["users"] for r in results})
-    top = max((f["p95"] for r in results for f in r["pages"].values()), default=1) or 1
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    colours = {"inbox": "#1f77b4", "task page": "#d62728", "complete task": "#2ca02c", "supervisor view": "#9467bd"}
+    top = _nice_top(max((f["p95"] for r in results for page, f in r["pages"].items() if page in colours), default=1))
+    kinds = sorted({r["kind"] for r in results}, key=lambda k: k != "sqlite")
 
     def x(u: int) -> float:
         span = (levels[-1] - levels[0]) or 1
-        return left + (u - levels[0]) / span * (width - left - 20)
+        return left + (u - levels[0]) / span * (right - left) if len(levels) > 1 else (left + right) / 2
 
     def y(ms: float) -> float:
-        return height - bottom - ms / top * (height - bottom - 20)
+        return height - bottom - ms / top * (height - bottom - top_edge)
 
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif"'
-              ' font-size="11">'), f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="black"/>',
-             f'<line x1="{left}" y1="10" x2="{left}" y2="{height - bottom}" stroke="black"/>',
-             f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">simulated experts</text>',
-             (f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" text-anchor="middle">'
-              'p95 latency, ms</text>')]
+    load = ", ".join(f"{r['kind']} {r['users']}: {r['load']:.1f}" for r in results)
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             (f'<text x="{left}" y="20" font-size="14" font-weight="bold">Page latency (p95, Locust) against '
+              'simulated experts, 2 gunicorn workers</text>'),
+             f'<text x="{left}" y="{height - 6}" font-size="10" fill="#555">load average at each start: {load}</text>']
+    for tick in range(6):
+        ms = top * tick / 5
+        parts.append(f'<line x1="{left}" y1="{y(ms):.1f}" x2="{right}" y2="{y(ms):.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(ms) + 4:.1f}" text-anchor="end">{ms:,.0f}</text>')
+    parts += [f'<line x1="{left}" y1="{height - bottom}" x2="{right}" y2="{height - bottom}" stroke="black"/>',
+              f'<line x1="{left}" y1="{top_edge}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+              (f'<text x="{(left + right) / 2}" y="{height - bottom + 32}" text-anchor="middle">'
+               'simulated experts (+ 1 supervisor)</text>'),
+              (f'<text x="16" y="{(height - bottom + top_edge) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(height - bottom + top_edge) / 2})">p95 latency, ms</text>')]
     for u in levels:
-        parts.append(f'<text x="{x(u):.0f}" y="{height - bottom + 14}" text-anchor="middle">{u}</text>')
-    for tick in range(5):
-        ms = top * tick / 4
-        parts.append(f'<text x="{left - 4}" y="{y(ms) + 4:.0f}" text-anchor="end">{ms:.0f}</text>')
-    series = [(kind, page) for kind in sorted({r["kind"] for r in results}) for page in PAGES if page != "sign in"]
-    for n, (kind, page) in enumerate(series):
-        points = [(r["users"], r["pages"][page]["p95"]) for r in sorted(results, key=lambda r: r["users"])
-                  if r["kind"] == kind and page in r["pages"]]
-        if not points:
-            continue
-        colour = colours[n % len(colours)]
-        dash = ' stroke-dasharray="4 3"' if kind == "postgresql" else ""
-        path_d = " ".join(f"{x(u):.1f},{y(ms):.1f}" for u, ms in points)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{path_d}"/>')
-        parts.append(f'<text x="{width - 190}" y="{20 + 14 * n}" fill="{colour}">{kind}: {page}</text>')
+        parts.append(f'<text x="{x(u):.1f}" y="{height - bottom + 16}" text-anchor="middle">{u}</text>')
+    row = 0
+    for kind in kinds:
+        dash = ' stroke-dasharray="6 4"' if kind != "sqlite" else ""
+        for page, colour in colours.items():
+            points = [(r["users"], r["pages"][page]["p95"]) for r in sorted(results, key=lambda r: r["users"])
+                      if r["kind"] == kind and page in r["pages"]]
+            if not points:
+                continue
+            line = " ".join(f"{x(u):.1f},{y(ms):.1f}" for u, ms in points)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{line}"/>')
+            for u, ms in points:
+                parts.append(f'<circle cx="{x(u):.1f}" cy="{y(ms):.1f}" r="3" fill="{colour}">'
+                             f'<title>{kind}, {page}, {u} experts: p95 {ms:,.0f} ms</title></circle>')
+            legend_y = top_edge + 8 + 18 * row
+            parts.append(f'<line x1="{right + 20}" y1="{legend_y}" x2="{right + 50}" y2="{legend_y}" '
+                         f'stroke="{colour}" stroke-width="2"{dash}/>')
+            parts.append(f'<text x="{right + 56}" y="{legend_y + 4}">{kind}: {page}</text>')
+            row += 1
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
 
@@ -269,7 +297,7 @@ def main() -> None:
     parser.add_argument("--dbs", default="sqlite,postgresql")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
