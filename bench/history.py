@@ -38,23 +38,30 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 EXPERTS = [f"expert{i}" for i in range(25)]
 
 
-def fill(sessions, instances: int) -> None:
-    """Insert finished instances with their tasks, variables and events, then some open work."""
-    with sessions.begin() as s:
-        result = deploy.deploy_files(s, {"five_tasks.bpmn": (HERE / "five_tasks.bpmn").read_bytes()}, by="bench")
-        version_id = result.created[0].id
+def fill(sessions, instances: int, *, open_rows: int = 2000, version_id: int | None = None, first_id: int = 1,
+         experts: list[str] = EXPERTS, customers: int = 5000) -> None:
+    """Insert finished instances with their tasks, variables and events, then `open_rows` waiting at a task.
+
+    Instance n (from 0) belongs to customer `business_key(n % customers)` and to expert
+    `experts[n % len(experts)]`; ids run from `first_id`. Without `version_id` the bench's
+    five-task process is deployed first.
+    """
+    if version_id is None:
+        with sessions.begin() as s:
+            result = deploy.deploy_files(s, {"five_tasks.bpmn": (HERE / "five_tasks.bpmn").read_bytes()}, by="bench")
+            version_id = result.created[0].id
     batch = 2000
-    for first in range(0, instances + 400, batch):
+    for first in range(0, instances + open_rows, batch):
         rows, tasks, variables, events = [], [], [], []
-        for n in range(first, min(first + batch, instances + 400)):
-            iid = n + 1
+        for n in range(first, min(first + batch, instances + open_rows)):
+            iid = first_id + n
             started = T0 + timedelta(minutes=7 * n)
             done = n < instances
             rows.append({"id": iid, "version_id": version_id, "process_id": "five_tasks",
-                         "business_key": f"{1000000 + n % 5000}-{n % 10}", "status": "completed" if done else "running",
+                         "business_key": business_key(n % customers), "status": "completed" if done else "running",
                          "revision": 6, "state": "{}", "started_at": started, "started_by": "bench",
                          "ended_at": started + timedelta(days=30) if done else None, "open_incidents": 0})
-            expert = EXPERTS[n % len(EXPERTS)]
+            expert = experts[n % len(experts)]
             variables.append({"instance_id": iid, "name": "responsible_expert", "value": expert,
                               "updated_at": started})
             for k in range(1, 6):
@@ -76,6 +83,11 @@ def fill(sessions, instances: int) -> None:
             s.execute(insert(Task), tasks)
             s.execute(insert(Variable), variables)
             s.connection().execute(insert(AuditEvent.__table__), events)
+
+
+def business_key(k: int) -> str:
+    """Return the business ID of bulk customer k (the shape of a Finnish business ID, 9 characters)."""
+    return f"{1000000 + k}-{k % 10}"
 
 
 def median_ms(fn, repeat: int = 15) -> float:
