@@ -42,7 +42,8 @@ PLAN: dict[str, list[str]] = {
     "engine/external.py": ["tests/engine/test_external.py", "-k=not test_cli_"],
     "engine/sandbox.py": ["tests/engine/test_sandbox.py", "tests/engine/test_sandbox_limits.py",
                           "tests/engine/test_sandbox_spec.py"],
-    "engine/signin.py": ["tests/webui/test_sessions.py", "tests/webui/test_auth.py"],
+    # engine-level: the web tests (test_sessions.py, test_auth.py) cost ~40 s a surviving mutant
+    "engine/signin.py": ["tests/engine/test_signin_spec.py", "tests/engine/test_users.py"],
     "webui/auth.py": ["tests/webui/test_auth.py", "tests/webui/test_sessions.py",
                       "tests/webui/test_route_roles.py"],
     "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_constructs.py",
