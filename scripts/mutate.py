@@ -78,6 +78,10 @@ def _configure(target: Path, module: str, tests: list[str], select: list[str]) -
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-x', '-q', *(['-k', *select] if select else [])])}\n"
         "use_git_change_detection = false\n"
+        # fork each mutant's run from a process that only collected the tests: forked from mutmut's main process
+        # (the default), it inherits the caches the stats run filled (engine.sandbox's compiled code), and mutants
+        # reached only through them (the sandbox policy) survive unseen
+        'process_isolation = "forkserver"\n'
     )
     (target / "pyproject.toml").write_text(text + section, encoding="utf-8")
 
