@@ -1096,6 +1096,15 @@ def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
     return None if task is None else TaskState.get_name(task.state)
 
 
+def task_data(workflow: BpmnWorkflow, task_id: str) -> dict[str, Any]:
+    """Return a task's data by its id (one lookup, no walk of the task tree); {} when the task is gone."""
+    try:
+        task = workflow.get_task_from_id(_uuid(task_id))
+    except Exception:  # noqa: BLE001 - Spiff raises TaskNotFoundException or returns None, by version
+        return {}
+    return {} if task is None else task.data
+
+
 def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
     """List waiting timers with their due instants (UTC)."""
     timers = []
