@@ -259,9 +259,12 @@ def search_customers(session: Session, q: str = "", page: int = 1, per_page: int
 
 def customers_without_expert(session: Session) -> list[Customer]:
     """Return customers with no responsible expert, or whose expert is no longer an active expert."""
-    active = [u.username for u in experts(session)]
-    query = select(Customer).where(or_(Customer.responsible_expert.is_(None),
-                                       Customer.responsible_expert.not_in(active)))
+    active = {u.username for u in experts(session)}
+    # the holders from the responsible_expert index, then those customers: not a NOT IN over every customer
+    holders = session.scalars(select(Customer.responsible_expert).where(Customer.responsible_expert.is_not(None))
+                              .distinct())
+    gone = sorted(h for h in holders if h is not None and h not in active)
+    query = select(Customer).where(or_(Customer.responsible_expert.is_(None), Customer.responsible_expert.in_(gone)))
     return list(session.scalars(query.order_by(Customer.name, Customer.id)))
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql import Select
 
 from . import audit
@@ -87,12 +87,14 @@ def _filtered(query: Select[Any], f: InstanceFilter) -> Select[Any]:
 
 def search_instances(session: Session, f: InstanceFilter, *, page: int = 1, per_page: int = 25) -> Page:
     """Return one page of instances matching the filter, newest first."""
-    base = _filtered(select(Instance.id).join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    base = select(Instance.id)  # every instance has its version: join it only to filter by version number
+    if f.version is not None:
+        base = base.join(ProcessVersion, ProcessVersion.id == Instance.version_id)
+    total = session.scalar(select(func.count()).select_from(_filtered(base, f).subquery())) or 0
     expert = (select(Variable.value).where(Variable.instance_id == Instance.id, Variable.name == EXPERT)
               .correlate(Instance).scalar_subquery())
-    query = _filtered(select(Instance, ProcessVersion.version, expert)
-                      .join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)
+    query = _filtered(select(Instance, ProcessVersion.version, expert).options(defer(Instance.state))
+                      .join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)  # no state: a list
     query = query.order_by(Instance.started_at.desc(), Instance.id.desc()).limit(per_page).offset((page - 1) * per_page)
     rows = [(i, v, e if isinstance(e, str) or e is None else str(e)) for i, v, e in session.execute(query)]
     return Page(rows, total, page, per_page)
