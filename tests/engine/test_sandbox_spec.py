@@ -11,6 +11,8 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 
+import pytest
+
 from engine import sandbox
 from engine.limits import Limits
 from engine.sandbox import SandboxViolation, ScriptRun
@@ -166,3 +168,89 @@ def test_a_value_that_cannot_be_compared_counts_as_changed():
 
     run = sandbox.run_script("other = 1", {"odd": Stubborn()})
     assert list(run.changed) == ["odd", "other"]
+
+
+# --- what the evaluator hands back, line by line -------------------------------------------------------------
+
+def test_a_script_reports_helpers_apart_from_functions_it_leaves_in_variables():
+    source = ("def helper(x):\n    return x\n"
+              "renamed = helper\nshort = lambda: 1\nmod = m\ny = helper(2)")
+    status, run, _ = serve("exec", source, {"m": pickle})
+    assert status == "ok"
+    assert run.unstorable == {"renamed": "function", "short": "function", "mod": "module"}
+    assert run.changed == {"y": 2}
+
+
+def test_a_nested_list_in_the_data_is_changed_in_the_copy_only():
+    names = {"rows": [[1, 2]]}
+    run = sandbox.run_script("rows[0][0] = 9", names)
+    assert run.changed == {"rows": [[9, 2]]} and names == {"rows": [[1, 2]]}
+
+
+def test_a_script_that_prints_in_this_thread_reports_it():
+    assert sandbox.run_script("print('a', 1)\nx = 2", {}).output == "a 1\n"
+
+
+def test_adding_to_a_list_keeps_its_identity_as_in_python():
+    assert sandbox.execute("a = [1]\nb = a\na += [2]", {})["b"] == [1, 2]
+
+
+def test_augmented_assignment_to_a_computed_item_is_refused():
+    violation = pytest.raises(SandboxViolation, sandbox.check_script, "d = {}\nd[len(d)] += 1").value
+    assert violation.lineno == 2
+
+
+def test_a_script_may_use_exactly_its_step_budget():
+    source = "for i in range(3):\n    x = i"
+    assert serve("exec", source, limits=Limits(steps=3))[0] == "ok"
+    assert serve("exec", source, limits=Limits(steps=2))[1].limit == "steps"
+
+
+def test_every_loop_turn_and_every_call_is_a_step_even_one_that_returns_or_continues_at_once():
+    calls = "def f():\n    return 1\na = f()\nb = f()\nc = f()\nd = f()"
+    assert serve("exec", calls, limits=Limits(steps=4))[0] == "ok"
+    assert serve("exec", calls, limits=Limits(steps=3))[1].limit == "steps"
+    _, exc, _ = serve("exec", "n = 0\nwhile n < 10:\n    n = n + 1\n    continue", limits=Limits(steps=9))
+    assert exc.limit == "steps"
+    _, exc, _ = serve("exec", "while True:\n    continue", limits=Limits(steps=50, timeout=5))
+    assert exc.limit == "steps"
+
+
+def test_a_size_violation_in_this_thread_names_its_line():
+    _, exc, line = serve("exec", "x = 1\ny = s + s", {"s": "abcdef"}, limits=Limits(max_bytes=10))
+    assert exc.limit == "size" and line == exc.lineno == 2
+
+
+def test_a_refused_builtin_named_at_run_time_names_its_line():
+    violation = pytest.raises(SandboxViolation, sandbox.run_script, "x = 1\ny = open", {}).value
+    assert violation.message.startswith('"open" is not available') and violation.lineno == 2
+
+
+def test_a_starred_set_display_is_size_checked_and_keeps_its_value():
+    assert serve("exec", "x = {*a, *b}", {"a": {1, 2}, "b": {3}})[1].changed == {"x": {1, 2, 3}}
+    status, exc, _ = serve("exec", "x = {*a, *b}", {"a": set(range(6)), "b": set(range(6, 12))},
+                           limits=Limits(max_bytes=10))
+    assert status == "error" and exc.limit == "size"
+
+
+def test_the_size_budget_of_a_run_still_counts_after_a_nested_evaluation():
+    def inner():
+        return sandbox.evaluate("1 + 1", {})
+
+    def source(additions: int) -> str:  # each builds 10 characters; a run may build 50 in all
+        return "a = inner()\n" + "\n".join(f"b{n} = s + s" for n in range(additions))
+
+    status, exc, _ = serve("exec", source(6), {"inner": inner, "s": "abcde"}, limits=Limits(max_bytes=10))
+    assert status == "error" and exc.limit == "size" and "per run" in exc.message
+    assert serve("exec", source(5), {"inner": inner, "s": "abcde"}, limits=Limits(max_bytes=10))[0] == "ok"
+
+
+def test_an_error_from_the_evaluator_process_is_raised_at_the_scripts_line():
+    with pytest.raises(ZeroDivisionError) as caught:
+        sandbox.run_script("x = 1\nfor i in range(2):\n    y = 1 / 0", {})
+    tb, lines = caught.value.__traceback__, []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == sandbox.FILENAME:
+            lines.append(tb.tb_lineno)
+        tb = tb.tb_next
+    assert lines[-1] == 3
