@@ -127,6 +127,7 @@ class Variable(Base):
     """One instance variable's current value, for queries and KPIs."""
 
     __tablename__ = "variable"
+    __table_args__ = (Index("ix_variable_name", "name", "instance_id"),)  # KPIs and filters by variable name
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
