@@ -157,7 +157,7 @@ def test_a_failure_forgets_failures_older_than_a_day_and_success_clears_one_key(
 def _signin_events(session):
     session.flush()
     query = select(AuditEvent).where(AuditEvent.stream == signin.AUDIT_STREAM).order_by(AuditEvent.id)
-    return [(e.kind, e.actor, json.loads(e.data)) for e in session.scalars(query)]
+    return [(e.kind, e.actor, json.loads(e.data), e.at) for e in session.scalars(query)]
 
 
 def test_attempts_are_audited_with_name_address_and_whole_seconds_of_wait(session):
@@ -167,10 +167,10 @@ def test_attempts_are_audited_with_name_address_and_whole_seconds_of_wait(sessio
     signin.audit_attempt(session, audit.EventKind.SIGNIN_THROTTLED, "", "", now=NOW, wait=timedelta(seconds=0.2))
     signin.audit_attempt(session, audit.EventKind.SIGNIN_FAILED, "x" * 90, "1" * 120, now=NOW)
     assert _signin_events(session) == [
-        ("signin_failed", "aino", {"username": "aino", "address": "10.0.0.1"}),
-        ("signin_throttled", "aino", {"username": "aino", "address": "10.0.0.1", "wait_seconds": 15}),
-        ("signin_throttled", "-", {"username": "", "address": "", "wait_seconds": 1}),
-        ("signin_failed", "x" * 80, {"username": "x" * 80, "address": "1" * 100}),
+        ("signin_failed", "aino", {"username": "aino", "address": "10.0.0.1"}, NOW),
+        ("signin_throttled", "aino", {"username": "aino", "address": "10.0.0.1", "wait_seconds": 15}, NOW),
+        ("signin_throttled", "-", {"username": "", "address": "", "wait_seconds": 1}, NOW),
+        ("signin_failed", "x" * 80, {"username": "x" * 80, "address": "1" * 100}, NOW),
     ]
 
 
