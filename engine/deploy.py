@@ -643,14 +643,30 @@ def list_versions(session: Session) -> list[dict[str, Any]]:
              "deployed_by": v.created_by, "deployed_at": v.created_at.isoformat()} for v in session.execute(query)]
 
 
+_LAST_VERSION = select(func.max(ProcessVersion.id))
+_NEWEST = select(ProcessVersion.process_id, func.max(ProcessVersion.version).label("version")) \
+    .where(ProcessVersion.kind == ModelKind.PROCESS).group_by(ProcessVersion.process_id).subquery()
+_NEWEST_NAMES = select(ProcessVersion.id, ProcessVersion.process_id, ProcessVersion.name).join(
+    _NEWEST, (ProcessVersion.process_id == _NEWEST.c.process_id) & (ProcessVersion.version == _NEWEST.c.version)) \
+    .order_by(ProcessVersion.process_id)
+
+
 def newest_process_versions(session: Session) -> list[tuple[int, str, str]]:
-    """Return (version id, process id, name) of the newest version of each deployed process."""
-    pv = ProcessVersion
-    newest = select(pv.process_id, func.max(pv.version).label("version")).where(pv.kind == ModelKind.PROCESS) \
-        .group_by(pv.process_id).subquery()
-    query = select(pv.id, pv.process_id, pv.name).join(
-        newest, (pv.process_id == newest.c.process_id) & (pv.version == newest.c.version)).order_by(pv.process_id)
-    return [(row.id, row.process_id, row.name) for row in session.execute(query)]
+    """Return (version id, process id, name) of the newest version of each deployed process.
+
+    Pages call this on every request: the answer is kept per database until a version is added
+    (versions are only ever added, so the highest version id tells; that lookup is the primary key's).
+    """
+    key = (database_key(session), session.scalar(_LAST_VERSION) or 0)
+    found = _newest.get(key)
+    if found is None:
+        found = tuple((row.id, row.process_id, row.name) for row in session.execute(_NEWEST_NAMES))
+        _newest[key] = found
+    return list(found)
+
+
+_newest: lru.BoundedCache[tuple[str, int], tuple[tuple[int, str, str], ...]] = lru.BoundedCache(
+    "newest versions", max_entries=16, byte_share=0.005, sizeof=lambda rows: 200 + 150 * len(rows))
 
 
 # Versions never change: each is read once per process (LRU, bounded: engine.lru / POLKU_CACHE_MB).
