@@ -31,7 +31,8 @@ PLAN: dict[str, list[str]] = {
                         "tests/engine/test_boundaries.py"],
     "engine/audit.py": ["tests/engine/test_audit.py", "tests/engine/test_audit_tamper.py",
                         "tests/engine/test_audit_chain_spec.py"],
-    "engine/users.py": ["tests/engine/test_users.py", "tests/engine/test_users_gaps.py"],
+    "engine/users.py": ["tests/engine/test_users.py", "tests/engine/test_users_gaps.py",
+                        "tests/engine/test_users_spec.py"],
     # the web table (tests/webui/test_least_privilege.py) covers access.py too, but costs minutes a mutant
     "engine/access.py": ["tests/engine/test_access_rules.py", "tests/engine/test_actions_matrix.py"],
     "engine/kpi.py": ["tests/engine/test_boundaries.py", "tests/engine/test_kpi_contract.py",
