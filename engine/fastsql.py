@@ -83,6 +83,8 @@ class Fast:
             return 0
         conn = _connection(session)
         plan = self._plan(conn.dialect, frozenset(rows[0]))
+        if len(rows) == 1:  # psycopg runs executemany in a pipeline: entering and syncing it costs more for one row
+            return _run(conn, plan, plan.params(rows[0]), many=False, fetch=False)[0]
         return _run(conn, plan, [plan.params(row) for row in rows], many=True, fetch=False)[0]
 
     def all(self, session: Session, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
