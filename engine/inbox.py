@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import flag_modified
 
 from . import audit
@@ -61,8 +61,15 @@ def _cover_clauses(flt: TaskFilter) -> list[Any]:
     return clauses
 
 
-def _query(flt: TaskFilter) -> Select:
-    query = select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+def _query(flt: TaskFilter, *columns: Any, join: bool = True) -> Select:
+    """Return the filtered select of `columns` (default: each task and its instance).
+
+    With `join=False` the instance is joined only when a filter reads it (its business key or process).
+    """
+    columns = columns or (Task, Instance)
+    query = select(*columns)
+    if join or flt.business_key or flt.process_id:
+        query = query.join(Instance, Instance.id == Task.instance_id)
     if flt.state is not None:
         query = query.where(Task.state == flt.state)
     if flt.assignee is not None and flt.roles is not None:
@@ -96,10 +103,16 @@ def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: in
         raise InvalidInput(f"unknown sort '{sort}' (use one of {', '.join(SORTS)})")
     if page < 1 or not 1 <= per_page <= 500:
         raise InvalidInput("page must be 1 or more and per_page between 1 and 500")
-    query = _query(flt)
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.execute(query.order_by(*SORTS[sort]).offset((page - 1) * per_page).limit(per_page)).all()
-    return Page([(t, i) for t, i in rows], total, page, per_page)
+    # Count and sort the task rows alone (the instance only when a filter or the sort reads it), then
+    # read the page's tasks with their instances: joining and sorting every open task's instance
+    # (its serialized state too) cost more than the page itself.
+    total = session.scalar(select(func.count()).select_from(_query(flt, Task.id, join=False).subquery())) or 0
+    ids = list(session.scalars(_query(flt, Task.id, join=sort in ("customer", "process")).order_by(*SORTS[sort])
+                               .offset((page - 1) * per_page).limit(per_page)))
+    found = {t.id: (t, i) for t, i in session.execute(
+        select(Task, Instance).join(Instance, Instance.id == Task.instance_id).where(Task.id.in_(ids))
+        .options(defer(Instance.state)))} if ids else {}
+    return Page([found[i] for i in ids if i in found], total, page, per_page)
 
 
 def tasks(session: Session, *, instance_id: int | None = None, assignee: str | None = None,
