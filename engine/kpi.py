@@ -178,9 +178,11 @@ def aftercare_cases(session: Session, instance_ids: Iterable[int], timezone: str
     return {i: AftercareCase.from_values(i, values[i], timezone) for i in ids}
 
 
-def _open_aftercare(session: Session, now: datetime, timezone: str) -> list[tuple[Task, Instance, bool]]:
+def open_aftercare(session: Session, now: datetime, timezone: str = ZONE) -> list[tuple[Task, Instance, bool]]:
     """Return every open aftercare task with its instance and whether it is overdue: a contact by the
-    case's definition, the follow-up day (and a contact without the case's days) by its due date."""
+    case's definition, the follow-up day (and a contact without the case's days) by its due date.
+
+    A page showing several figures reads this once and passes it on (`open_rows=`)."""
     rows = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
                            .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))).all()
     cases = aftercare_cases(session, [i.id for t, i in rows if t.element_id == AFTERCARE_CONTACT], timezone)
@@ -196,7 +198,8 @@ def _open_aftercare(session: Session, now: datetime, timezone: str) -> list[tupl
     return found
 
 
-def expert_loads(session: Session, now: datetime | None = None, timezone: str = ZONE) -> list[ExpertLoad]:
+def expert_loads(session: Session, now: datetime | None = None, timezone: str = ZONE, *,
+                 open_rows: list[tuple[Task, Instance, bool]] | None = None) -> list[ExpertLoad]:
     """Return the open task counts of every assignee holding open tasks, by assignee (aftercare
     overdue by the one definition of `AftercareCase`)."""
     now = now or utcnow()
@@ -206,7 +209,7 @@ def expert_loads(session: Session, now: datetime | None = None, timezone: str = 
              .where(Task.state == TaskStatus.READY, Task.assignee.is_not(None))
              .group_by(Task.assignee).order_by(Task.assignee))
     loads = {a: ExpertLoad(a, n, int(o or 0)) for a, n, o in session.execute(query)}
-    for task, _instance, late in _open_aftercare(session, now, timezone):
+    for task, _instance, late in open_rows if open_rows is not None else open_aftercare(session, now, timezone):
         load = loads.get(task.assignee) if task.assignee else None
         if load is None:
             continue
@@ -258,11 +261,12 @@ def aftercare_tasks(session: Session, assignee: str) -> list[tuple[Task, Instanc
     return [(t, i) for t, i in session.execute(query).all()]
 
 
-def overdue_aftercare(session: Session, now: datetime | None = None,
-                      timezone: str = ZONE) -> list[tuple[Task, Instance]]:
+def overdue_aftercare(session: Session, now: datetime | None = None, timezone: str = ZONE, *,
+                      open_rows: list[tuple[Task, Instance, bool]] | None = None) -> list[tuple[Task, Instance]]:
     """Return every open aftercare task that is overdue (`AftercareCase.overdue`), most overdue first."""
     now = now or utcnow()
-    rows = [(t, i) for t, i, late in _open_aftercare(session, now, timezone) if late]
+    rows = [(t, i) for t, i, late in (open_rows if open_rows is not None else open_aftercare(session, now, timezone))
+            if late]
     far = datetime.max.replace(tzinfo=ZoneInfo("UTC"))
     return sorted(rows, key=lambda row: (row[0].due_at or far, row[0].created_at))
 
@@ -299,10 +303,12 @@ def month_start(now: datetime, timezone: str = "Europe/Helsinki") -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def summary(session: Session, now: datetime | None = None, timezone: str = "Europe/Helsinki") -> dict[str, Any]:
+def summary(session: Session, now: datetime | None = None, timezone: str = "Europe/Helsinki", *,
+            open_rows: list[tuple[Task, Instance, bool]] | None = None) -> dict[str, Any]:
     """Return the supervisor's headline figures: expert loads, unassigned work, this month's on-time share."""
     now = now or utcnow()
-    return {"loads": expert_loads(session, now, timezone), "unassigned": unassigned_open(session, now),
+    return {"loads": expert_loads(session, now, timezone, open_rows=open_rows),
+            "unassigned": unassigned_open(session, now),
             "on_time": aftercare_on_time(session, month_start(now, timezone), now, timezone)}
 
 

@@ -46,9 +46,10 @@ def overview() -> str:
     """Show open work per expert, overdue aftercare, customers without an expert and the on-time share."""
     session, now = get_session(), current_time()
     zone = current_app.extensions["polku"].settings.timezone
-    figures = kpi.summary(session, now, zone)
+    open_rows = kpi.open_aftercare(session, now, zone)  # read once for the loads and the overdue list
+    figures = kpi.summary(session, now, zone, open_rows=open_rows)
     loads = _loads(session, figures)
-    overdue = kpi.overdue_aftercare(session, now, zone)  # by the one definition of kpi.AftercareCase
+    overdue = kpi.overdue_aftercare(session, now, zone, open_rows=open_rows)  # by the one definition of kpi.AftercareCase
     context = row_context(overdue)
     context["now"] = now
     context["names"].update(display_names(session, (load.assignee for load in loads)))
