@@ -31,7 +31,7 @@ def _sign_in(client, username="aino", password="oikea-salasana", **extra):
 
 
 def test_the_decorator_refuses_a_bare_use_and_unknown_roles():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^write @login_required\(\) or @login_required\('role', \.\.\.\)$"):
         login_required(lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"unknown roles \['boss'\]"):
         login_required("expert", "boss")
@@ -149,3 +149,9 @@ def test_a_wrong_role_gets_403_and_a_visitors_post_is_sent_to_sign_in(client, lo
     login_as("designer")
     assert client.get("/customers/").status_code == 403
     assert client.get("/admin/users").status_code == 403
+
+
+@pytest.mark.parametrize("role, shown", [("expert", False), ("supervisor", True), ("admin", True)])
+def test_pages_offer_what_the_users_roles_allow(client, login_as, role, shown):
+    login_as(role)
+    assert ("Esimiesnäkymä" in client.get("/tasks/").get_data(as_text=True)) is shown
