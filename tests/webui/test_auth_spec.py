@@ -87,7 +87,7 @@ def test_signing_out_ends_the_server_session_and_keeps_the_language(client, aino
     with sessions.begin() as s:
         assert [r.ended_reason for r in s.scalars(select(UserSession))] == [signin.EndReason.SIGNED_OUT]
     page = client.get("/login").get_data(as_text=True)
-    assert '<html lang="en">' in page and "You have signed out." in page
+    assert '<html lang="en">' in page and '<p class="flash flash-info">You have signed out.</p>' in page
 
 
 def test_signing_out_without_a_sign_in_is_harmless(client):
@@ -155,3 +155,18 @@ def test_a_wrong_role_gets_403_and_a_visitors_post_is_sent_to_sign_in(client, lo
 def test_pages_offer_what_the_users_roles_allow(client, login_as, role, shown):
     login_as(role)
     assert ("Esimiesnäkymä" in client.get("/tasks/").get_data(as_text=True)) is shown
+
+
+def test_a_form_posted_after_expiry_is_kept_and_restored_with_notes_to_the_user(client, clock, aino):
+    _sign_in(client)
+    token = client.csrf_token()
+    clock.move(hours=2)
+    client.post("/customers/new", data={"name": "Kadonnut Oy", "business_id": "0737546-2", "csrf_token": token})
+    page = client.get("/login?next=/customers/new").get_data(as_text=True)
+    assert ('<p class="flash flash-info">Your sign-in had expired. Sign in again: what you typed has been kept.</p>'
+            in page)
+    _sign_in(client, next="/customers/new")
+    page = client.get("/customers/new").get_data(as_text=True)
+    assert 'value="Kadonnut Oy"' in page
+    assert ('<p class="flash flash-info">What you typed before signing in again has been restored. Check it and '
+            'save.</p>' in page)
