@@ -63,8 +63,12 @@ def localtime(value: datetime | None, format: str = "short") -> str:
         return ""
     if format not in NAMED_FORMATS:
         return str(dates.format_datetime(value, format, tzinfo=get_timezone(), locale=get_locale()))
-    locale, glue, time_pattern, date_pattern = _datetime_patterns(str(get_locale() or DEFAULT_LOCALE), format)
-    moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(get_timezone())
+    kept = g.get("display_locale_zone")  # (Flask-Babel's locale object, its name, the zone), once per request
+    if kept is None or kept[0] is None or kept[0] is not _babel_locale():
+        name = str(get_locale() or DEFAULT_LOCALE)
+        kept = g.display_locale_zone = (_babel_locale(), name, get_timezone())
+    locale, glue, time_pattern, date_pattern = _datetime_patterns(kept[1], format)
+    moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(kept[2])
     return glue.replace("{0}", time_pattern.apply(moment.timetz(), locale, reference_date=moment.date())) \
         .replace("{1}", date_pattern.apply(moment.date(), locale))
 
@@ -74,13 +78,18 @@ def ui_translations() -> Any:
 
     Flask-Babel finds the domain, the locale and its cache on every `_()` of a template (about
     30 µs); a page of 25 task rows calls it hundreds of times. A language changed during the
-    request (`flask_babel.refresh` drops `g.babel_locale`) is looked up again.
+    request (`flask_babel.refresh` drops the chosen locale) is looked up again.
     """
     kept = g.get("ui_translations")
-    if kept is None or kept[0] is not g.get("babel_locale"):
+    if kept is None or kept[0] is None or kept[0] is not _babel_locale():
         translations = get_translations()
-        kept = g.ui_translations = (g.get("babel_locale"), translations)
+        kept = g.ui_translations = (_babel_locale(), translations)
     return kept[1]
+
+
+def _babel_locale() -> Any:
+    """Return the locale Flask-Babel chose for this request (None before it chose, or after `refresh`)."""
+    return getattr(g.get("_flask_babel"), "babel_locale", None)
 
 
 def localdate(value: date | datetime | None, format: str = "short") -> str:

@@ -95,3 +95,16 @@ def test_localtime_shows_helsinki_time_in_the_users_language(app):
         session["lang"] = "en"
         assert localtime(summer) == "7/15/26, 1:00\u202fPM"
         assert number(1234567) == "1,234,567"
+
+
+def test_a_language_changed_during_a_request_is_used_from_then_on(app):
+    from flask import render_template_string, session
+    from flask_babel import refresh
+
+    moment = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    with app.test_request_context("/"):
+        session["lang"] = "fi"
+        assert (render_template_string("{{ _('Task') }}"), localtime(moment)) == ("Tehtävä", "5.1.2026 12.00")
+        session["lang"] = "en"
+        refresh()  # as Flask-Babel asks after changing the language within a request
+        assert (render_template_string("{{ _('Task') }}"), localtime(moment)) == ("Task", "1/5/26, 12:00\u202fPM")  # CLDR: a narrow no-break space
