@@ -1,6 +1,7 @@
 """Timer benchmark: how fast `polku worker` processes fire a burst of due timers, and how late.
 
 Run: .venv/bin/python bench/timers.py [--timers 10000] [--runs postgresql:1,postgresql:2,postgresql:4,sqlite:1]
+     .venv/bin/python bench/timers.py --cpu 300 [--runs postgresql:2,sqlite:1]   (CPU ms per firing, in process)
 
 For each run: a fresh database (PostgreSQL: `polku_bench_<random>` on the server of
 `scripts/postgres.sh`, or `POLKU_TEST_PG_URL`; SQLite: a temporary file in WAL mode), the
@@ -47,6 +48,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from engine import deploy, runtime
+from engine import timers as timers_module
 from engine.db import make_engine, make_sessions, upgrade
 from engine.models import AuditEvent, Incident, Timer
 
@@ -209,6 +211,29 @@ def run(kind: str, workers: int, timers: int) -> Result:
             _drop_database(name)
 
 
+def cpu_per_firing(kind: str, timers: int) -> tuple[float, float]:
+    """Fire `timers` reminders due at once in this process, one sweep; return (CPU ms, wall ms) per firing.
+
+    CPU time of this process only: the client side of each firing (engine, SQLAlchemy, the driver);
+    SQLite runs in the process, a PostgreSQL server's share is not counted.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        url, name = _new_database(kind, Path(scratch))
+        engine = make_engine(url)
+        try:
+            sessions = make_sessions(engine)
+            started = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+            _start_instances(url, timers, started.isoformat())
+            runtime.forget_cache()  # as in a worker, which rarely holds the instance it fires
+            cpu, wall = time.process_time(), time.perf_counter()
+            fired = timers_module.fire_due_timers(sessions, now=started + TIMER_DELAY + timedelta(days=1))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            return cpu / fired * 1000, wall / fired * 1000
+        finally:
+            engine.dispose()
+            _drop_database(name)
+
+
 def _percentile(values: list[float], share: float) -> float:
     return values[min(len(values) - 1, int(share * len(values)))]
 
@@ -230,7 +255,15 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=10_000)
     parser.add_argument("--runs", default="postgresql:1,postgresql:2,postgresql:4,sqlite:1",
                         help="comma-separated database:workers")
+    parser.add_argument("--cpu", type=int, default=0,
+                        help="instead: CPU ms per firing in this process, one sweep of this many timers per database")
     args = parser.parse_args()
+    if args.cpu:
+        for kind in dict.fromkeys(spec.split(":")[0] for spec in args.runs.split(",")):
+            cpu, wall = cpu_per_firing(kind, args.cpu)
+            print(f"{kind:10s} {args.cpu} timers in one sweep: CPU {cpu:.2f} ms, wall {wall:.2f} ms per firing;"
+                  f" load average {os.getloadavg()[0]:.1f}")
+        return
     results = []
     load_at_start = os.getloadavg()[0]
     for spec in args.runs.split(","):
