@@ -93,7 +93,7 @@ def test_unassigned_open_counts_tasks_nobody_holds_and_those_past_due(sessions, 
 def test_an_experts_aftercare_worklist_is_her_open_aftercare_tasks_earliest_due_first(sessions, case):
     iid = case(contract("2026-03-01"), tasks=[
         ("aftercare_contact", "anna", None, TaskStatus.READY, T0),
-        ("hold_follow_up_day", "anna", NOW + 2 * DAY, TaskStatus.READY, T0 + timedelta(seconds=5)),
+        ("hold_follow_up_day", "anna", NOW + 2 * DAY, TaskStatus.READY, T0 + timedelta(seconds=1)),
         ("aftercare_contact", "anna", NOW + DAY, TaskStatus.READY, T0 + timedelta(seconds=4)),
         ("hold_follow_up_day", "anna", NOW + DAY, TaskStatus.READY, T0 + timedelta(seconds=3)),
         ("aftercare_contact", "anna", NOW, TaskStatus.COMPLETED),
@@ -162,6 +162,21 @@ def test_summary_counts_this_months_contacts_from_local_midnight_of_the_first(se
         assert [(x.assignee, x.open_tasks, x.overdue_tasks) for x in figures["loads"]] == [("anna", 1, 1)]
         assert figures["unassigned"] == (0, 0)
         assert figures["on_time"] == kpi.OnTime(done=2, on_time=1, not_reached=0)
+
+
+def test_summary_reads_every_figure_at_its_now_in_its_time_zone(sessions, case):
+    now = datetime(2026, 3, 19, 22, 30, tzinfo=UTC)  # 20 March 00:30 in Helsinki, still 19 March in UTC
+    case(contract("2026-03-05"), tasks=[("aftercare_contact", "anna", now + 100 * DAY)])  # last day 19 March
+    case(tasks=[("call", "anna", now + timedelta(hours=1)), ("call", None, now + timedelta(hours=1))])
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-01"))  # counted from 1 March 00:00 UTC
+    with sessions.begin() as s:
+        figures = kpi.summary(s, now, "UTC")
+        helsinki = kpi.summary(s, now)
+    assert [(x.assignee, x.open_tasks, x.overdue_tasks, x.aftercare_due, x.aftercare_overdue)
+            for x in figures["loads"]] == [("anna", 2, 0, 1, 0)]
+    assert figures["unassigned"] == (1, 0)
+    assert figures["on_time"] == kpi.OnTime(done=1, on_time=1)
+    assert [(x.aftercare_due, x.aftercare_overdue) for x in helsinki["loads"]] == [(0, 1)]
 
 
 # --- the aftercare case ---------------------------------------------------------------------------------------
