@@ -254,3 +254,19 @@ def test_an_error_from_the_evaluator_process_is_raised_at_the_scripts_line():
             lines.append(tb.tb_lineno)
         tb = tb.tb_next
     assert lines[-1] == 3
+
+
+def test_an_error_of_a_class_that_cannot_be_sent_becomes_a_plain_error():
+    class Local(Exception):  # defined in a function: pickle cannot find it again
+        pass
+
+    def fail():
+        raise Local("boom")
+
+    assert error(serve("eval", "fail()", {"fail": fail})) == (RuntimeError, "Local: boom", 1)
+
+
+def test_a_script_that_catches_the_step_limit_still_stops_naming_the_limit():
+    source = "try:\n    while True:\n        pass\nexcept:\n    pass\nx = 1"
+    _, exc, _ = serve("exec", source, limits=Limits(steps=50))
+    assert exc.limit == "steps" and "50" in exc.message
