@@ -55,22 +55,36 @@ def contract(ended_on: str, target: int | None = 14, **more) -> dict:
 # --- the supervisor's loads and unassigned work -------------------------------------------------------
 
 def test_expert_loads_count_open_and_overdue_work_per_expert(sessions, case):
+    # nobody's: not in any load (written first, so that the others still count after it)
+    case(contract("2026-01-01"), tasks=[("aftercare_contact", None, NOW - DAY), ("call", None, NOW - DAY)])
     # anna: a plain task overdue, one due exactly now (not yet late), one without a due time, one completed
     case(tasks=[("call", "anna", NOW - timedelta(seconds=1)), ("call", "anna", NOW), ("call", "anna", None),
                 ("call", "anna", NOW - DAY, TaskStatus.COMPLETED)])
     # anna's aftercare contact past its last target day (ended 1 March + 14 = 15 March < 20 March)
     case(contract("2026-03-01"), tasks=[("aftercare_contact", "anna", NOW + DAY)])
-    # anna's contact with 20 March as its last day: due, not overdue, though its task's due time has passed
+    # anna's contacts with 20 March and 24 March as their last days: due, not overdue, though a due time passed
     case(contract("2026-03-06"), tasks=[("aftercare_contact", "anna", NOW - DAY)])
+    case(contract("2026-03-10"), tasks=[("aftercare_contact", "anna", NOW + DAY)])
+    # a contact anna completed, of a case long past its target: no longer her work
+    case(contract("2026-01-01"), tasks=[("aftercare_contact", "anna", NOW - DAY, TaskStatus.COMPLETED)])
     # bob's follow-up day, late by its due time; a contact without a target is judged by its due time too
     case(tasks=[("hold_follow_up_day", "bob", NOW - timedelta(seconds=1))])
     case(contract("2026-03-01", target=None), tasks=[("aftercare_contact", "bob", NOW + DAY)])
-    # nobody's: not in any load
-    case(contract("2026-01-01"), tasks=[("aftercare_contact", None, NOW - DAY), ("call", None, NOW - DAY)])
+    # bob's overdue contact and, in the same case, a follow-up day not yet due (judged by its own due time)
+    case(contract("2026-03-01"), tasks=[("aftercare_contact", "bob", NOW + DAY), ("hold_follow_up_day", "bob", NOW + DAY)])
     with sessions.begin() as s:
         loads = kpi.expert_loads(s, NOW)
     assert [(x.assignee, x.open_tasks, x.overdue_tasks, x.aftercare_due, x.aftercare_overdue) for x in loads] == [
-        ("anna", 5, 2, 1, 1), ("bob", 2, 1, 1, 1)]
+        ("anna", 6, 2, 2, 1), ("bob", 4, 2, 2, 2)]
+
+
+def test_expert_loads_read_the_case_days_in_the_given_time_zone(sessions, case):
+    now = datetime(2026, 3, 19, 22, 30, tzinfo=UTC)
+    # ended 4 March in UTC (5 March in Helsinki): its last day is 18 March in UTC, so overdue on 19 March
+    case(contract("2026-03-04T22:30:00+00:00"), tasks=[("aftercare_contact", "anna", now + DAY)])
+    with sessions.begin() as s:
+        [load] = kpi.expert_loads(s, now, "UTC")
+    assert (load.aftercare_due, load.aftercare_overdue) == (0, 1)
 
 
 def test_expert_loads_without_open_work_are_empty(sessions, case):
@@ -244,6 +258,7 @@ def test_the_dashboard_counts_a_periods_ended_lines_and_their_contacts(sessions,
     case(contract("2026-02-28", aftercare_contacted_on="2026-03-01"))  # ended before the period
     case(contract("2026-04-01", aftercare_contacted_on="2026-04-02"))  # ended on the period's end: out
     case(tasks=[], values={"service_ended_on": "2026-03-05"})  # no aftercare started: not a case
+    case(values={"aftercare_started_at": "soon"})  # started, but no day it ended: not counted
     case(parent=on_time)
     case(parent=on_time)
     with sessions.begin() as s:
