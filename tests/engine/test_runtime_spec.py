@@ -223,6 +223,9 @@ def test_a_thrown_message_goes_only_to_running_cases_of_its_customer_not_back_to
     with sessions.begin() as s:
         [thrown] = [e["data"] for e in _events(s, sender, "message_thrown") if e["data"]["name"] == "order_ready"]
         assert (thrown["delivered_to"], thrown["started"]) == ([same], [])
+        assert thrown["payload"] == {"amount": 1}  # a send task without a payload sends the case's data
+        [opened] = [e["data"] for e in _events(s, sender, "message_thrown") if e["data"]["name"] == "new_case"]
+        assert (opened["payload"], opened["delivered_to"], opened["started"]) == ({"amount": 2}, [], [])
         [received] = _events(s, same, "message_received")
         assert received["actor"] == "t"
 
