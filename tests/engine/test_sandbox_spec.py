@@ -270,3 +270,10 @@ def test_a_script_that_catches_the_step_limit_still_stops_naming_the_limit():
     source = "try:\n    while True:\n        pass\nexcept:\n    pass\nx = 1"
     _, exc, _ = serve("exec", source, limits=Limits(steps=50))
     assert exc.limit == "steps" and "50" in exc.message
+
+
+def test_only_type_gets_the_isinstance_hint():
+    assert str(pytest.raises(SandboxViolation, sandbox.check_expression, "open('x')").value) == (
+        "open() is not available in process expressions (line 1)")
+    assert str(pytest.raises(SandboxViolation, sandbox.check_expression, "type(x)").value) == (
+        "type() is not available in process expressions; use isinstance(value, int) (line 1)")
