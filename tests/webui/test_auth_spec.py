@@ -108,16 +108,17 @@ def test_a_language_chosen_before_signing_in_is_replaced_by_the_users(client, se
 def test_a_throttled_attempt_answers_429_with_whole_seconds_and_is_audited(client, clock, aino, sessions):
     for _ in range(5):
         _sign_in(client, password="väärä")
-    clock.move(seconds=0.4)  # the clock stands still otherwise: 14.6 s left, shown as 15
-    response = _sign_in(client)
+    now = clock.move(seconds=0.4)  # the clock stands still otherwise: 14.6 s left, shown as 15
+    response = _sign_in(client, next="/customers/")
     assert response.status_code == 429
     page = response.get_data(as_text=True)
     assert "Yritä uudelleen 15 sekunnin kuluttua." in page
-    assert 'value="aino"' in page
+    assert 'value="aino"' in page and '<input type="hidden" name="next" value="/customers/">' in page
     with sessions.begin() as s:
-        kinds = [(e.kind, json.loads(e.data).get("wait_seconds"))
+        kinds = [(e.kind, json.loads(e.data).get("wait_seconds"), e.at)
                  for e in s.scalars(select(AuditEvent).where(AuditEvent.stream == "signin").order_by(AuditEvent.id))]
-    assert kinds == [("signin_failed", None)] * 5 + [("signin_throttled", 15)]
+    assert kinds[5:] == [("signin_throttled", 15, now)]
+    assert [(k, w) for k, w, _at in kinds[:5]] == [("signin_failed", None)] * 5
 
 
 def test_the_wrong_password_page_keeps_the_typed_username_and_next(client, aino):
