@@ -259,6 +259,8 @@ def test_the_dashboard_counts_a_periods_ended_lines_and_their_contacts(sessions,
     case(contract("2026-04-01", aftercare_contacted_on="2026-04-02"))  # ended on the period's end: out
     case(tasks=[], values={"service_ended_on": "2026-03-05"})  # no aftercare started: not a case
     case(values={"aftercare_started_at": "soon"})  # started, but no day it ended: not counted
+    case({"export_ended_on": "2026-02-27", "aftercare_started_at": T0.isoformat()})  # an older case: its line's end
+    case({"growth_ended_on": "2026-03-30", "aftercare_started_at": T0.isoformat(), "aftercare_target_days": 14})
     case(parent=on_time)
     case(parent=on_time)
     with sessions.begin() as s:
@@ -270,15 +272,15 @@ def test_the_dashboard_counts_a_periods_ended_lines_and_their_contacts(sessions,
                    Customer(business_id="0202020-2", name="B"), Customer(business_id="0303030-3", name="C")])
     with sessions.begin() as s:
         report = kpi.aftercare_report(s, march, now=NOW)
-    assert (report.finished, report.done, report.not_reached, report.overdue) == (6, 3, 1, 1)
+    assert (report.finished, report.done, report.not_reached, report.overdue) == (7, 3, 1, 1)
     assert (report.within_target, report.late, report.with_days) == (1, 2, 3)
     assert (report.days_median, report.days_p90) == (17.0, 29.0)
     assert (report.rating_mean, report.rated) == (3.5, 2)
     assert (report.positive, report.answered, report.new_needs, report.new_processes) == (1, 2, 1, 2)
     assert (report.follow_up_due, report.follow_up_done, report.without_expert) == (1, 1, 2)
-    assert report.done_share == 0.5 and report.within_share == 1 / 3 and report.positive_share == 0.5
+    assert report.done_share == 3 / 7 and report.within_share == 1 / 3 and report.positive_share == 0.5
     assert report.charts == {
-        "done": [("done", 3), ("not_reached", 1), ("not_done", 2)],
+        "done": [("done", 3), ("not_reached", 1), ("not_done", 3)],
         "days": [("0-7", 1), ("8-14", 0), ("15-21", 1), ("22-30", 1), ("31+", 0)],
         "channels": [("phone", 2), ("visit", 1)],
         "ratings": [("1", 0), ("2", 1), ("3", 0), ("4", 0), ("5", 1)],
@@ -299,6 +301,7 @@ def test_the_dashboard_filters_by_expert_segment_and_service_line(sessions, case
         assert (finished(expert="anna"), finished(expert="bob"), finished(expert="carl")) == (1, 2, 0)
         assert (finished(segment="growth"), finished(segment="start")) == (2, 1)
         assert (finished(service_line="export"), finished(service_line="finance")) == (2, 2)
+        assert finished(service_line="port") == 0  # a line's name, not a part of it
         assert finished(expert="bob", segment="growth", service_line="finance") == 1
         start = datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE))
         assert finished(start=start) == 3 and finished(start=start + timedelta(microseconds=1)) == 3
