@@ -278,3 +278,7 @@ def test_only_type_gets_the_isinstance_hint():
         "open() is not available in process expressions (line 1)")
     assert str(pytest.raises(SandboxViolation, sandbox.check_expression, "type(x)").value) == (
         "type() is not available in process expressions; use isinstance(value, int) (line 1)")
+
+
+def test_a_single_underscore_is_an_ordinary_name():
+    assert sandbox.execute("total = 0\nfor _ in range(3):\n    total = total + 1", {}) == {"total": 3}
