@@ -36,6 +36,7 @@ def test_password_is_stored_as_a_scrypt_hash(session):
 def test_tests_hash_with_a_cheap_scrypt(session):
     """Every other test hashes with n=1024 (tests/conftest.py), so creating a test user costs little."""
     assert users.add_user(session, "aino", "salasana-123", ["expert"]).password_hash.startswith("scrypt:1024:8:1$")
+    assert users.set_password(session, "aino", "uusi-salasana").password_hash.startswith("scrypt:1024:8:1$")
 
 
 def test_inactive_user_cannot_authenticate(session):

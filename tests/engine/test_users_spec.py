@@ -60,11 +60,15 @@ def test_named_actors_are_recorded(session):
     aino = users.add_user(session, "aino", "salasana-123", ["expert"], by="pekka")
     _live_session(session, aino)
     users.set_roles(session, "aino", ["supervisor"], by="pekka")
+    _live_session(session, aino)
     users.set_password(session, "aino", "uusi-salasana", by="pekka")
     users.set_profile(session, "aino", locale="en", by="pekka")
     _live_session(session, aino)
     assert users.end_sessions(session, "aino", by="pekka", now=NOW) == 1
-    assert {actor for _k, actor, _d in _events(session)} == {"pekka"}
+    events = _events(session)
+    assert {actor for _k, actor, _d in events} == {"pekka"}
+    assert [d["reason"] for _k, _a, d in events if d["action"] == "sessions_ended"] == [
+        "roles_changed", "password_changed", "ended_by_admin"]
 
 
 def test_an_admins_end_of_sessions_is_by_system_unless_named_and_counts_live_ones(session):
@@ -143,6 +147,8 @@ def test_authentication_takes_the_name_in_any_case_and_nothing_for_a_missing_pas
     assert users.authenticate(session, "aino", None) is None  # type: ignore[arg-type]
     assert users.authenticate(session, None, "salasana-123") is None  # type: ignore[arg-type]
     assert users.authenticate(session, "nobody", None) is None  # type: ignore[arg-type]
+    users.add_user(session, "xxxx", "salasana-456", ["expert"])
+    assert users.authenticate(session, None, "salasana-456") is None  # type: ignore[arg-type]  # no name, nobody
 
 
 def test_a_missing_user_is_named_in_the_error(session):
