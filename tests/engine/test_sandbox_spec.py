@@ -282,3 +282,13 @@ def test_only_type_gets_the_isinstance_hint():
 
 def test_a_single_underscore_is_an_ordinary_name():
     assert sandbox.execute("total = 0\nfor _ in range(3):\n    total = total + 1", {}) == {"total": 3}
+
+
+@pytest.mark.parametrize("name, text", [
+    ("_y", 'the name "_y" is not allowed in process expressions (names starting with "_" are internal)'),
+    ("printed", '"printed" is a reserved name'),
+    ("a__roles__", '"a__roles__" is an invalid variable name because it ends with "__roles__"'),
+])
+def test_refused_variable_names_say_why_on_their_line(name, text):
+    violation = pytest.raises(SandboxViolation, sandbox.check_script, f"x = 1\n{name} = 2").value
+    assert (violation.message, violation.lineno) == (text, 2)
