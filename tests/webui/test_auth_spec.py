@@ -155,7 +155,8 @@ def test_a_wrong_role_gets_403_and_a_visitors_post_is_sent_to_sign_in(client, lo
 @pytest.mark.parametrize("role, shown", [("expert", False), ("supervisor", True), ("admin", True)])
 def test_pages_offer_what_the_users_roles_allow(client, login_as, role, shown):
     login_as(role)
-    assert ("Esimiesnäkymä" in client.get("/tasks/").get_data(as_text=True)) is shown
+    page = client.get("/tasks/").get_data(as_text=True)
+    assert ('· <a href="/supervisor/">Esimiesnäkymä</a></p>' in page) is shown  # the link beside "My aftercare"
 
 
 def test_a_form_posted_after_expiry_is_kept_and_restored_with_notes_to_the_user(client, clock, aino):
