@@ -323,3 +323,22 @@ def test_the_90th_percentile_is_the_nearest_rank(days, p90):
             for d in days]
     kpi._contact_figures(report, rows, kpi.ZONE)
     assert report.days_p90 == p90
+
+
+def test_equal_ratings_add_up_and_contact_days_are_counted_in_the_given_zone():
+    report = kpi.AftercareReport()
+    rows = [{"service_ended_on": "2026-03-01T22:30:00+00:00", "aftercare_contacted_on": "2026-03-03T21:30:00+00:00",
+             "service_rating": 4}, {"service_ended_on": "2026-03-01", "aftercare_contacted_on": "2026-03-03",
+                                    "service_rating": 4}]
+    kpi._contact_figures(report, rows, "UTC")
+    assert dict(report.charts["ratings"])["4"] == 2 and (report.rated, report.rating_mean) == (2, 4.0)
+    assert (report.days_median, report.with_days) == (2.0, 2)  # in Helsinki the first would be 1 day
+
+
+def test_a_period_without_new_processes_or_unowned_customers_counts_none(sessions, case):
+    case(contract("2026-03-01"))
+    with sessions.begin() as s:
+        s.add(Customer(business_id="0101010-1", name="A", responsible_expert="anna"))
+    with sessions.begin() as s:
+        report = kpi.aftercare_report(s, kpi.AftercareFilter(), now=NOW)
+    assert (report.finished, report.new_processes, report.without_expert) == (1, 0, 0)
