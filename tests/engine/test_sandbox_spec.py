@@ -8,12 +8,13 @@ error must keep its kind and text. Calling it here runs the same code the child 
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from datetime import UTC, datetime
 
 import pytest
 
-from engine import sandbox
+from engine import limits, sandbox
 from engine.limits import Limits
 from engine.sandbox import SandboxViolation, ScriptRun
 
@@ -292,3 +293,17 @@ def test_a_single_underscore_is_an_ordinary_name():
 def test_refused_variable_names_say_why_on_their_line(name, text):
     violation = pytest.raises(SandboxViolation, sandbox.check_script, f"x = 1\n{name} = 2").value
     assert (violation.message, violation.lineno) == (text, 2)
+
+
+def test_a_step_override_applies_to_expressions_and_keeps_the_other_configured_limits():
+    with pytest.raises(SandboxViolation) as caught:  # a generator: evaluated in the evaluator process
+        sandbox.evaluate("sum(i for i in range(100))", {}, max_steps=10)
+    assert caught.value.limit == "steps"
+    saved = limits.current()
+    try:
+        limits.configure(None, max_bytes=10)
+        with pytest.raises(SandboxViolation) as caught:
+            sandbox.run_script("x = s + s", {"s": "abcdef"}, max_steps=500)
+        assert caught.value.limit == "size"
+    finally:
+        limits.configure(None, **dataclasses.asdict(saved))
