@@ -342,3 +342,19 @@ def test_a_period_without_new_processes_or_unowned_customers_counts_none(session
     with sessions.begin() as s:
         report = kpi.aftercare_report(s, kpi.AftercareFilter(), now=NOW)
     assert (report.finished, report.new_processes, report.without_expert) == (1, 0, 0)
+
+
+def test_follow_up_days_done_are_the_periods_cases_with_a_completed_follow_up_day(sessions, case):
+    first, second, other = case(contract("2026-03-01")), case(contract("2026-03-02")), case(contract("2026-03-03"))
+    outside = case(contract("2026-01-01"))
+    with sessions.begin() as s:
+        for iid in (first, second, outside):
+            audit.append(s, audit.EventKind.TASK_COMPLETED, actor="anna", instance_id=iid,
+                         element_id="hold_follow_up_day", at=NOW)
+        audit.append(s, audit.EventKind.TASK_COMPLETED, actor="anna", instance_id=other,
+                     element_id="aftercare_contact", at=NOW)
+        audit.append(s, audit.EventKind.TASK_CLAIMED, actor="anna", instance_id=other,
+                     element_id="hold_follow_up_day", at=NOW)
+    march = kpi.AftercareFilter(start=datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)))
+    with sessions.begin() as s:
+        assert kpi.aftercare_report(s, march, now=NOW).follow_up_done == 2
