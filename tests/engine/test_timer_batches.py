@@ -3,6 +3,7 @@ alone, its timer is held back, the others fire once and the audit chain stays wh
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -49,6 +50,36 @@ def test_chunks_fire_the_same_as_one_by_one_saved_and_reloaded(sessions, deploy,
     assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15)) == 5
     runtime.forget_cache()
     assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=30)) == 0
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1] * 5
+        assert audit.verify(s).ok
+
+
+def test_a_stop_fires_no_more_and_hands_the_claimed_rest_back(sessions, deploy, monkeypatch):
+    deploy("reminder.bpmn")
+    ids = []
+    for _ in range(5):
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id)
+    runtime.forget_cache()
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 2)
+    stop = threading.Event()
+    fire = runtime.fire_instance_timers
+
+    def fire_then_stop(*args, **kwargs):  # the worker is told to stop while it fires the first instance
+        fired = fire(*args, **kwargs)
+        stop.set()
+        return fired
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", fire_then_stop)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1", stop=stop) == 1
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1, 0, 0, 0, 0]
+        rest = s.scalars(select(Timer).where(Timer.instance_id.in_(ids[1:]))).all()
+        # handed back at once, not left leased to the stopped worker for the lease's five minutes
+        assert len(rest) == 4 and all(t.lease_owner is None and t.lease_until is None for t in rest)
+    monkeypatch.setattr(runtime, "fire_instance_timers", fire)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w2") == 4
     with sessions.begin() as s:
         assert [_fired(s, i) for i in ids] == [1] * 5
         assert audit.verify(s).ok
