@@ -45,6 +45,8 @@ PLAN: dict[str, list[str]] = {
                           "tests/engine/test_sandbox_spec.py"],
     # engine-level: the web tests (test_sessions.py, test_auth.py) cost ~40 s a surviving mutant
     "engine/signin.py": ["tests/engine/test_signin_spec.py", "tests/engine/test_users.py"],
+    # API tokens (the REST API's sign-in); tests/api drives them through HTTP, at seconds a mutant
+    "engine/tokens.py": ["tests/engine/test_tokens_spec.py"],
     # test_route_roles.py (the route x role table) is left out: minutes a surviving mutant
     "webui/auth.py": ["tests/webui/test_auth.py", "tests/webui/test_sessions.py", "tests/webui/test_auth_spec.py"],
     # test_constructs.py is left out (its cli variants take 20-30 s each); run by function, e.g.
