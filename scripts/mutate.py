@@ -40,7 +40,7 @@ PLAN: dict[str, list[str]] = {
     "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_boundaries.py",
                          "tests/engine/test_timer_batches.py", "tests/faults/test_worker_faults.py"],
     # the test_cli_* tests drive `polku` in new processes: mutmut cannot see what they cover, and they cost minutes
-    "engine/external.py": ["tests/engine/test_external.py", "-k=not test_cli_"],
+    "engine/external.py": ["tests/engine/test_external.py", "tests/engine/test_external_spec.py", "-k=not test_cli_"],
     "engine/sandbox.py": ["tests/engine/test_sandbox.py", "tests/engine/test_sandbox_limits.py",
                           "tests/engine/test_sandbox_spec.py"],
     # engine-level: the web tests (test_sessions.py, test_auth.py) cost ~40 s a surviving mutant
