@@ -3,6 +3,14 @@
 The caller owns the transaction: engine functions take a `Session` and never commit;
 the CLI command, web request or worker loop wraps its work in `with sessions.begin() as s:`.
 SQLite runs in WAL mode with a busy timeout so the web server and a worker can share it.
+
+SQLite has one writer. A transaction that may write begins with `BEGIN IMMEDIATE`: it takes the
+write lock before its first read, so two writers queue up (busy timeout) instead of failing when a
+read transaction tries to upgrade. A read-only caller (a web page's GET) binds its session to
+`reader(engine)`: its transactions begin deferred, read a snapshot beside the writer, and any write
+statement in them raises `WriteInReadTransaction` before SQLite sees it. `begin_writing(session,
+engine)` ends such a read transaction and moves the session to the writing engine; what it read
+before must be read again. PostgreSQL needs none of this: `reader(engine)` is the engine itself.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from sqlalchemy import JSON, DateTime, Engine, String, TypeDecorator, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -76,8 +84,48 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
     return engine
+
+
+class WriteInReadTransaction(RuntimeError):
+    """A statement that writes ran in a read-only (deferred) SQLite transaction: a programming error."""
+
+
+READ_ONLY = "polku_read_only"  # execution option of `reader(engine)`
+_READS = ("select", "with", "pragma", "explain", "begin", "commit", "rollbac", "savepoi", "release")
+
+
+def reader(engine: Engine) -> Engine:
+    """Return an engine for read-only transactions: deferred on SQLite (writes refused), `engine` elsewhere."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def begin_writing(session: Session, engine: Engine) -> None:
+    """End the session's read-only transaction (it wrote nothing) and bind it to the writing `engine`.
+
+    Its next statement begins a write transaction with the lock taken first. Rows read before may
+    have been changed by another writer since: read again what the write depends on.
+    """
+    if session.get_bind() is engine:
+        return
+    if session.in_transaction():
+        session.commit()  # a read transaction: nothing to write, and loaded rows are kept
+    session.bind = engine
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # SQLite has one writer: take the write lock at BEGIN so two writers queue up instead of
+    # failing with "database is locked" when a read transaction tries to upgrade.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def _refuse_writes_when_reading(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    if conn.get_execution_options().get(READ_ONLY) and not statement.lstrip()[:7].lower().startswith(_READS):
+        raise WriteInReadTransaction(f"a write in a read-only transaction: {statement[:80]}")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -88,12 +136,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-
-
-def _sqlite_begin_immediate(conn: Any) -> None:
-    # SQLite has one writer: take the write lock at BEGIN so two writers queue up instead of
-    # failing with "database is locked" when a read transaction tries to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessions(engine: Engine) -> sessionmaker:

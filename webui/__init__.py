@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from engine import limits
 from engine.config import Settings
-from engine.db import make_engine, make_sessions
+from engine.db import make_engine, make_sessions, reader
 
 from . import (
     admin,
@@ -51,6 +51,7 @@ class Polku:
     sessions: sessionmaker
     throttle: LoginThrottle
     stash: FormStash
+    reader: Engine  # a page's GET reads through it: on SQLite beside the writer, not after it
 
 
 def _configure(app: Flask, settings: Settings) -> None:
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     limits.configure(settings)  # POLKU_SCRIPT_*: every request thread and the embedded worker
     app.config.update(config)
     engine = make_engine(settings.database_url)
-    app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash())
+    app.extensions["polku"] = Polku(settings, engine, make_sessions(engine), LoginThrottle(), FormStash(),
+                                    reader(engine))
     CSRFProtect(app)
     inputs.init_app(app)  # first of all: invalid UTF-8 and unreadable JSON are a 400 before CSRF reads the form
     i18n.init_app(app, settings)

@@ -44,10 +44,10 @@ from werkzeug.datastructures import MultiDict
 
 from engine import audit, signin, users
 from engine.db import utcnow
-from engine.models import User
+from engine.models import User, UserSession
 from engine.production import refuse_unsafe_start
 
-from .db import get_session
+from .db import get_session, write_session
 from .errors import keep_unsaved
 
 bp = Blueprint("auth", __name__)
@@ -111,7 +111,7 @@ def restore_form() -> MultiDict[str, str] | None:
     token, user = session.get(STASH_KEY), current_user()
     if not token or user is None:
         return None
-    values = current_app.extensions["polku"].stash.take(get_session(), token, user.id, request.path)
+    values = current_app.extensions["polku"].stash.take(write_session(), token, user.id, request.path)
     if values is None:
         return None
     session.pop(STASH_KEY, None)
@@ -133,6 +133,14 @@ def current_time() -> datetime:
     return clock()
 
 
+def _writes(row: UserSession, now: datetime) -> bool:
+    """Tell whether loading this sign-in writes it: its last-seen time is due, or it ends now."""
+    if row.ended_at is not None:
+        return False
+    idle = current_app.config["POLKU_IDLE_TIMEOUT"]
+    return signin.why_not_live(row, now=now, idle=idle) is not None or now - row.last_seen_at >= signin.TOUCH_EVERY
+
+
 def _load_user() -> None:
     g.user = None
     token = session.get(SID_KEY)
@@ -140,6 +148,9 @@ def _load_user() -> None:
         return
     db, now = get_session(), current_time()
     row = signin.find_session(db, token)
+    if row is not None and _writes(row, now):
+        db = write_session()  # a GET too: the touch or the end is written; read the row again under the lock
+        db.refresh(row)
     why = None if row is None else signin.why_not_live(row, now=now, idle=current_app.config["POLKU_IDLE_TIMEOUT"])
     user = None if row is None or why is not None else users.find_user(db, row.user_id)
     if row is None or why is not None or user is None or not user.active:

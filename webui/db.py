@@ -3,12 +3,18 @@
 A response below 400 commits; an error response or an exception rolls everything back, so a
 view that fails half-way leaves nothing behind. Views and helpers call `get_session()` and never
 commit themselves.
+
+A page's GET (not the API's, whose token check writes) reads in a read-only transaction: on SQLite
+it runs beside a writer instead of queueing for the write lock (`engine.db.reader`). A GET that
+must write calls `write_session()` before it reads what the write depends on.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
+
+from engine.db import begin_writing
 
 from .errors import error_response, status_for
 
@@ -16,8 +22,21 @@ from .errors import error_response, status_for
 def get_session() -> Session:
     """Return this request's session, opening it (and its transaction) on first use."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["polku"].sessions()
+        polku = current_app.extensions["polku"]
+        reads = (has_request_context() and request.method in ("GET", "HEAD")
+                 and not (request.blueprint or "").startswith("api"))
+        g.db_session = polku.sessions(bind=polku.reader) if reads else polku.sessions()
     return g.db_session
+
+
+def write_session() -> Session:
+    """Return this request's session in a write transaction (a GET's read transaction ends first).
+
+    Read again, in it, the rows the write depends on: another writer may have changed them since.
+    """
+    session = get_session()
+    begin_writing(session, current_app.extensions["polku"].engine)
+    return session
 
 
 def _commit(response: Response) -> Response:

@@ -6,7 +6,7 @@ import pytest
 from flask import abort
 
 from engine import errors, users
-from webui.db import get_session
+from webui.db import get_session, write_session
 
 RAISED = {
     "not-found": (errors.CustomerNotFound("No customer 5."), 404),
@@ -27,13 +27,18 @@ def raising_app(app):
         raise RAISED[name][0]
 
     def write_then(status):
-        users.add_user(get_session(), "written", "salasana-123", [])
+        users.add_user(write_session(), "written", "salasana-123", [])  # a GET that writes says so first
         if status == 500:
             raise RuntimeError("boom")
         return "done", status
 
     app.add_url_rule("/test/raise/<name>", view_func=raise_named)
+    def write_unannounced():
+        users.add_user(get_session(), "written", "salasana-123", [])
+        return "done"
+
     app.add_url_rule("/test/write/<int:status>", view_func=write_then)
+    app.add_url_rule("/test/write-unannounced", view_func=write_unannounced)
     return app
 
 
@@ -76,6 +81,12 @@ def test_successful_response_commits(raising_app, client, sessions):
 
 def test_error_response_rolls_back(raising_app, client, sessions):
     assert client.get("/test/write/422").status_code == 422
+    assert not _written(sessions)
+
+
+def test_a_get_that_writes_without_write_session_is_refused_and_writes_nothing(raising_app, client, sessions):
+    raising_app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    assert client.get("/test/write-unannounced").status_code == 500
     assert not _written(sessions)
 
 

@@ -1,0 +1,138 @@
+"""Read-only transactions on SQLite: a page reads beside the writer, never writes, and upgrades safely.
+
+SQLite has one writer. A read transaction that tries to write later fails at once when another
+writer committed since its snapshot ("database is locked", whatever the busy timeout), which is why
+writers begin with `BEGIN IMMEDIATE`. `reader(engine)` lets read-only work skip that lock;
+`begin_writing` ends the read and takes the lock before the write's own reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+from sqlalchemy import select, update
+
+from engine.db import WriteInReadTransaction, begin_writing, make_sessions, reader, utcnow
+from engine.models import Customer
+
+
+@pytest.fixture
+def db_engine(sessions):
+    """Return the engine of the test's database (the one `sessions` writes through)."""
+    return sessions.kw["bind"]
+
+
+def _add_customer(sessions, business_id: str = "1234567-8") -> int:
+    with sessions.begin() as s:
+        row = Customer(business_id=business_id, name="Acme Oy", created_at=utcnow(), updated_at=utcnow())
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _rename(db_engine, customer_id: int, name: str) -> None:
+    with db_engine.begin() as conn:
+        conn.execute(update(Customer).where(Customer.id == customer_id).values(name=name))
+
+
+def test_a_read_runs_while_another_connection_holds_the_write_lock(db_engine, sessions):
+    customer_id = _add_customer(sessions)
+    with db_engine.connect() as writer:
+        writer.begin()  # BEGIN IMMEDIATE: the write lock is held until the end of this block
+        writer.execute(update(Customer).where(Customer.id == customer_id).values(name="Uncommitted"))
+        with make_sessions(reader(db_engine)).begin() as s:
+            assert s.scalar(select(Customer.name).where(Customer.id == customer_id)) == "Acme Oy"
+        writer.commit()
+
+
+def test_a_writing_transaction_waits_for_the_write_lock_before_its_first_read(db_engine, sessions):
+    customer_id = _add_customer(sessions)
+    done: list[str] = []
+
+    def read_in_a_writing_transaction() -> None:
+        with sessions.begin() as s:
+            done.append(s.scalar(select(Customer.name).where(Customer.id == customer_id)))
+
+    with db_engine.connect() as writer:
+        writer.begin()
+        writer.execute(update(Customer).where(Customer.id == customer_id).values(name="Renamed"))
+        thread = threading.Thread(target=read_in_a_writing_transaction)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive() and done == []  # queued at BEGIN IMMEDIATE, not reading
+        writer.commit()
+    thread.join(timeout=30)
+    assert done == ["Renamed"]
+
+
+def test_a_write_in_a_read_transaction_is_refused_before_it_reaches_sqlite(db_engine, sessions):
+    customer_id = _add_customer(sessions)
+    with pytest.raises(WriteInReadTransaction), make_sessions(reader(db_engine)).begin() as s:
+        s.get(Customer, customer_id).name = "Changed while reading"
+    with sessions.begin() as s:
+        assert s.get(Customer, customer_id).name == "Acme Oy"
+
+
+def test_upgrading_a_stale_read_transaction_fails_in_sqlite_itself(db_engine, sessions):
+    """The hazard `begin_writing` avoids, shown on two plain sqlite3 connections."""
+    customer_id = _add_customer(sessions)
+    path = db_engine.url.database
+    stale, other = (sqlite3.connect(path, timeout=5, isolation_level=None) for _ in range(2))
+    try:
+        stale.execute("BEGIN")
+        stale.execute("SELECT name FROM customer WHERE id = ?", (customer_id,)).fetchall()
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE customer SET name = 'Other' WHERE id = ?", (customer_id,))
+        other.execute("COMMIT")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            stale.execute("UPDATE customer SET name = 'Stale' WHERE id = ?", (customer_id,))
+    finally:
+        stale.close()
+        other.close()
+
+
+def test_begin_writing_after_a_read_writes_on_what_the_other_writer_committed(db_engine, sessions):
+    customer_id = _add_customer(sessions)
+    with make_sessions(reader(db_engine))() as s:
+        row = s.get(Customer, customer_id)
+        assert row.name == "Acme Oy"  # the read transaction's snapshot
+        _rename(db_engine, customer_id, "Other")  # another writer commits after that snapshot
+        begin_writing(s, db_engine)
+        s.refresh(row)
+        assert row.name == "Other"
+        row.name = "Other and mine"
+        s.commit()
+    with sessions.begin() as s:
+        assert s.get(Customer, customer_id).name == "Other and mine"
+
+
+def test_begin_writing_takes_the_lock_while_another_writer_holds_it(db_engine, sessions):
+    customer_id = _add_customer(sessions)
+    outcome: list[str] = []
+    read = threading.Event()
+
+    def read_then_write() -> None:
+        with make_sessions(reader(db_engine))() as s:
+            s.get(Customer, customer_id)
+            read.set()
+            begin_writing(s, db_engine)
+            row = s.get(Customer, customer_id, populate_existing=True)
+            row.name = row.name + " + second"
+            s.commit()
+            outcome.append("committed")
+
+    with db_engine.connect() as writer:
+        writer.begin()
+        writer.execute(update(Customer).where(Customer.id == customer_id).values(name="First"))
+        thread = threading.Thread(target=read_then_write)
+        thread.start()
+        assert read.wait(timeout=30)
+        thread.join(timeout=0.5)
+        assert thread.is_alive() and outcome == []  # waiting for the lock, not failed
+        writer.commit()
+    thread.join(timeout=30)
+    assert outcome == ["committed"]
+    with sessions.begin() as s:
+        assert s.get(Customer, customer_id).name == "First + second"
