@@ -18,10 +18,11 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from copy import deepcopy
+from copy import copy, deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import UUID, SafeUUID
 
 from lxml import etree
 from SpiffWorkflow.bpmn import BpmnEvent
@@ -31,6 +32,9 @@ from SpiffWorkflow.bpmn.parser.event_parsers import SendTaskParser as _SendTaskP
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnSubWorkflowConverter as _SpiffSubWorkflowConverter,
+)
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventJoin, BoundaryEventSplit, BpmnStartTask
@@ -55,6 +59,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import EventBased
 from SpiffWorkflow.bpmn.specs.mixins.exclusive_gateway import ExclusiveGateway
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as _SubWorkflowTask
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as _SpiffSubWorkflow
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaEventDefinitionParser as _CamundaEventParser
@@ -64,6 +69,7 @@ from SpiffWorkflow.camunda.specs.multiinstance_task import ParallelMultiInstance
 from SpiffWorkflow.camunda.specs.multiinstance_task import SequentialMultiInstanceTask as _CamundaSequentialMI
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import XSD_DIR as _DMN_XSD_DIR
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.task import Task as _SpiffTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import juel, limits, prepare, sandbox, values
@@ -341,14 +347,14 @@ CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("receiveTask")] = (_CamundaSendT
 
 class _StateConverter(BpmnWorkflowConverter):
     def to_dict(self, workflow: BpmnWorkflow) -> dict:
-        dct = super(BpmnWorkflowConverter, self).to_dict(workflow)
+        dct = _workflow_to_dict(self, workflow)
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
 
     def from_dict(self, dct: dict, spec: Any = None, subprocess_specs: Any = None) -> BpmnWorkflow:
         workflow = self.target_class(spec, subprocess_specs, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
+        workflow.tasks = _tasks_from_dict(dct["tasks"], workflow)
         workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
@@ -357,10 +363,121 @@ class _StateConverter(BpmnWorkflowConverter):
         return workflow
 
 
-def _uuid(value: str) -> Any:
-    from uuid import UUID
+class _SubStateConverter(_SpiffSubWorkflowConverter):
+    def to_dict(self, workflow: Any) -> dict:
+        dct = _workflow_to_dict(self, workflow)
+        dct["parent_task_id"] = str(workflow.parent_task_id)
+        dct["spec"] = workflow.spec.name
+        return dct
 
-    return UUID(value)
+    def from_dict(self, dct: dict, task: Any, top_workflow: Any) -> Any:
+        spec = top_workflow.subprocess_specs.get(task.task_spec.spec)
+        subprocess = self.target_class(spec, task.id, top_workflow, deserializing=True)
+        subprocess.tasks = _tasks_from_dict(dct["tasks"], subprocess)
+        subprocess.task_tree = subprocess.tasks.get(_uuid(dct["root"]))
+        self.set_default_attributes(subprocess, dct)
+        return subprocess
+
+
+# SpiffWorkflow's converters write and read each task through its registry (a dispatch, a wrapper and
+# a dict copy per task, every id parsed or printed up to four times): two thirds of a cold load and
+# most of a save. These do the same per task, in the same key order, each id printed or parsed once;
+# tests/engine/test_state_codec.py checks them against SpiffWorkflow's own converters.
+
+
+def _workflow_to_dict(converter: Any, workflow: Any) -> dict:
+    """Return what SpiffWorkflow's `WorkflowConverter.to_dict` returns for a (sub)workflow."""
+    registry = converter.registry
+    return {
+        "data": registry.convert(registry.clean(workflow.data)),
+        "correlations": workflow.correlations,
+        "last_task": str(workflow.last_task.id) if workflow.last_task is not None else None,
+        "success": workflow.success,
+        "completed": workflow.completed,
+        "tasks": _tasks_to_dict(workflow),
+        "root": str(workflow.task_tree.id),
+    }
+
+
+def _tasks_to_dict(workflow: Any) -> dict[str, dict[str, Any]]:
+    """Return `mapping_to_dict(workflow.tasks)` as SpiffWorkflow's `TaskConverter` writes it (data as deltas)."""
+    tasks = workflow.tasks
+    text = {key: str(key) for key in tasks}
+    convert = _registry.convert
+    out = {}
+    for key, task in tasks.items():
+        parent = tasks.get(task._parent)
+        if parent is None:
+            data, delta, parent_text = task.data, {}, None
+        else:
+            own, inherited = task.data, parent.data
+            data, parent_text = {}, text.get(task._parent) or str(task._parent)
+            delta = {"updates": {k: own[k] for k in own if k not in inherited or own[k] != inherited[k]},
+                     "deletions": [k for k in inherited if k not in own]}
+        out[text[key]] = {
+            "id": text.get(task.id) or str(task.id), "parent": parent_text,
+            "children": [text.get(child) or str(child) for child in task._children],
+            "last_state_change": task.last_state_change, "state": task._state, "task_spec": task.task_spec.name,
+            "triggered": task.triggered, "internal_data": convert(task.internal_data), "data": data,
+            "delta": delta, "typename": "Task",
+        }
+    return out
+
+
+def _tasks_from_dict(tasks: dict[str, dict[str, Any]], workflow: Any) -> dict[Any, Any]:
+    """Return the task mapping SpiffWorkflow's `TaskConverter.from_dict` rebuilds from `_tasks_to_dict` output."""
+    ids = {text: _uuid(text) for text in tasks}
+    specs = workflow.spec.task_specs
+    restore = _registry.restore
+    events = workflow.top_workflow.event_manager
+    out = {}
+    for text, dct in tasks.items():
+        if dct.get("typename") != "Task":  # not what _tasks_to_dict writes: SpiffWorkflow's own way
+            out[ids[text]] = restore(dct, workflow=workflow)
+            continue
+        task_spec = specs.get(dct["task_spec"])
+        task = _SpiffTask(workflow, task_spec, state=dct["state"], id=ids.get(dct["id"]) or _uuid(dct["id"]))
+        parent_text = dct["parent"]
+        task._parent = (ids.get(parent_text) or _uuid(parent_text)) if parent_text is not None else None
+        task._children = [ids.get(child) or _uuid(child) for child in dct["children"]]
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        internal = dct["internal_data"]
+        task.internal_data = {} if type(internal) is dict and not internal else restore(internal)
+        if isinstance(task_spec, CatchingEvent) and task._state & TaskState.WAITING:
+            events.add_task(task)
+        delta = dct.get("delta")
+        parent = task.parent  # already rebuilt when it came first: the task registered itself in workflow.tasks
+        if delta and parent is not None:  # the parent's data, shallow-copied as DeepMerge.merge({}, …) does
+            data = {k: copy(v) if isinstance(v, (dict, list, set)) else v for k, v in parent.data.items()}
+            updates = delta.get("updates", {})
+            if updates:
+                data.update(restore(updates))
+            for key in delta.get("deletions", {}):
+                data.pop(key, None)
+        else:
+            data = restore(dct["data"])
+        task.data = data
+        out[ids[text]] = task
+    return out
+
+
+def _uuid(value: str) -> Any:
+    """Return UUID(value); the canonical text the serializer writes is read at a quarter of the cost."""
+    digits = value.replace("-", "")
+    if len(value) != 36 or len(digits) != 32:
+        return UUID(value)
+    try:
+        number = int(digits, 16)
+    except ValueError:  # braces or a urn: prefix, which UUID() takes off
+        return UUID(value)
+    found = _new_uuid(UUID)
+    _set_slot(found, "int", number)
+    _set_slot(found, "is_safe", SafeUUID.unknown)
+    return found
+
+
+_new_uuid, _set_slot = object.__new__, object.__setattr__  # UUID refuses attribute writes: its own __init__ uses these
 
 
 def _json_default(value: Any) -> Any:
@@ -371,6 +488,7 @@ def _json_default(value: Any) -> Any:
 
 _config = dict(CAMUNDA_CONFIG)
 _config[BpmnWorkflow] = _StateConverter
+_config[_SpiffSubWorkflow] = _SubStateConverter
 _registry = BpmnWorkflowSerializer.configure(_config)
 _serializer = BpmnWorkflowSerializer(_registry)
 
