@@ -51,7 +51,7 @@ from engine import demo, deploy, inbox, runtime, users
 from engine.config import Settings
 from engine.db import make_engine, make_sessions, upgrade
 from engine.models import Customer, Instance, ProcessVersion, Task, TaskStatus
-from webui import create_app
+from webui import create_app, server
 
 
 def _bench_module(name: str) -> Any:
@@ -189,6 +189,7 @@ def pages(found: dict[str, Any]) -> list[tuple[str, str, Callable[[int], str]]]:
 def measure(url: str, found: dict[str, Any], requests: int) -> Iterator[dict[str, Any]]:
     """Request every page `requests` times as its user; yield each page's server times and statements."""
     app = create_app(Settings(database_url=url, secret_key="bench-" + secrets.token_hex(16), insecure_cookies=True))
+    server.settle_heap()  # as `polku serve` does in each web process
     statements = [0]
     event.listen(app.extensions["polku"].engine, "before_cursor_execute",
                  lambda *_args: statements.__setitem__(0, statements[0] + 1))

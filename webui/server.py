@@ -13,6 +13,7 @@ process signs and reads the same session cookies; production requires POLKU_SECR
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import secrets
@@ -79,6 +80,17 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         log.debug("PR_SET_PDEATHSIG is not available")
 
 
+def settle_heap() -> None:
+    """Put what is alive now (the imports, the app) out of the cyclic garbage collector's reach.
+
+    A web process holds about 120,000 long-lived objects; every full collection walked them all
+    (about 80 ms, once in 60-100 requests: the slowest requests of a page). Later objects are
+    collected as before. Called once per web process, when its app is built.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class PolkuServer(BaseApplication):  # type: ignore[misc]
     """A gunicorn application serving `create_app(settings)` in every web process."""
 
@@ -115,7 +127,9 @@ class PolkuServer(BaseApplication):  # type: ignore[misc]
         """Build the Flask app inside each web process (after the fork: a pool of its own)."""
         from . import create_app
 
-        return create_app(self.settings)  # create_app never starts a timer worker: the master's child does
+        app = create_app(self.settings)  # create_app never starts a timer worker: the master's child does
+        settle_heap()
+        return app
 
     def _when_ready(self, arbiter: Any) -> None:
         if self.settings.embedded_worker and self.timer_worker is None:

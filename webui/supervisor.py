@@ -12,11 +12,11 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy.orm import Session
 
 from engine import customers, kpi
-from engine.users import display_names, experts
+from engine.users import display_names
 
 from .auth import current_time, login_required
 from .db import get_session
-from .tasks import row_context
+from .tasks import request_experts, row_context
 
 bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
 
@@ -24,7 +24,7 @@ bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
 def _loads(session: Session, figures: dict[str, Any]) -> list[kpi.ExpertLoad]:
     """Return a load row for every active expert (idle ones too) and anyone else holding tasks."""
     loads = {load.assignee: load for load in figures["loads"]}
-    for user in experts(session):
+    for user in request_experts():
         loads.setdefault(user.username, kpi.ExpertLoad(user.username))
     return sorted(loads.values(), key=lambda load: (-load.open_tasks, load.assignee))
 
@@ -58,4 +58,4 @@ def overview() -> str:
     return render_template("supervisor/overview.html", loads=loads, overdue=overdue,
                            unassigned=figures["unassigned"], on_time=figures["on_time"],
                            without_expert=customers.customers_without_expert(session),
-                           experts=experts(session), **context)
+                           experts=request_experts(), **context)

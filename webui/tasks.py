@@ -12,9 +12,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
 from engine import access, actions, customers, kpi, runtime
@@ -46,6 +47,28 @@ SUPERVISORS = ("supervisor", "admin")
 PER_PAGE = 25
 TABS = {"mine": _l("My tasks"), "group": _l("My group's tasks"), "all": _l("All open tasks")}
 DUE_FILTERS = {"overdue": _l("Overdue"), "soon": _l("Due within 2 days"), "week": _l("Due within 7 days")}
+
+
+def request_experts() -> list[User]:
+    """Return the active experts (`engine.users.experts`), read once per request."""
+    if "experts" not in g:
+        g.experts = experts(get_session())
+    return g.experts
+
+
+@bp.app_template_global()
+def expert_options(people: list[User], selected: str | None) -> Markup:
+    """Return the <option>s of a reassign select with `selected` chosen; built once per request and list.
+
+    A supervisor's task table has a select of every expert on each row: a Jinja loop per row cost
+    more than the rest of the page.
+    """
+    built = g.get("expert_options")
+    if built is None or built[0] is not people:
+        built = g.expert_options = (people, [(u.username, f'<option value="{escape(u.username)}"',
+                                              f">{escape(u.display_name)}</option>") for u in people])
+    return Markup("".join(f"{head} selected{tail}" if name == selected else head + tail
+                          for name, head, tail in built[1]))
 
 
 def due_state(task: Task, now: datetime) -> str | None:
@@ -125,7 +148,8 @@ def inbox() -> str:
     if tab == "all" and request.args.get("assignee"):
         args["assignee"] = request.args["assignee"]
     return render_template("tasks/inbox.html", tab=tab, tabs=tabs, tab_labels=TABS, page=page, sort=sort,
-                           args=args, due_filters=DUE_FILTERS, experts=experts(get_session()),
+                           args=args, due_filters=DUE_FILTERS,
+                           experts=request_experts() if has_role(*SUPERVISORS) else [],
                            **row_context(page.rows))
 
 
@@ -152,7 +176,7 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
         documentation=formfields.safe_markdown(modeltexts.text(details["documentation"], instance.version_id)),
         facts=modeltexts.case_facts(instance.version_id, details["variables"]),
         names=display_names(session, [task.assignee, task.completed_by]), processes=process_names(),
-        due=due_state(task, utcnow()), experts=experts(session) if has_role(*SUPERVISORS) else [],
+        due=due_state(task, utcnow()), experts=request_experts() if has_role(*SUPERVISORS) else [],
         can_claim=task.state == TaskStatus.READY and task.assignee is None and task.candidate_role in user.role_set,
         mine=task.assignee == user.username, cancel_error=cancel_error, **_action_context(details, action),
         coverable=_coverable(details), covered=request.form.getlist("covered_contacts"),
