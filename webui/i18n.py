@@ -8,7 +8,9 @@ compile); a test fails while the `.mo` lags behind the `.po`.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,20 +46,51 @@ def select_locale() -> str:
 NAMED_FORMATS = ("full", "long", "medium", "short")
 
 
+Formatter = Callable[[Any], str]
+_NUMERIC = {"d": "day", "M": "month", "y": "year", "H": "hour", "m": "minute", "s": "second"}
+
+
+def _field(name: str, locale: Locale) -> Formatter | None:
+    """Return a fast formatter of one CLDR pattern field (as Babel writes it), or None for the others."""
+    char, width = name[0], len(name)
+    if char == "y" and width == 2:
+        return lambda v: f"{v.year % 100:02d}"
+    if char in _NUMERIC and (char != "M" or width <= 2):
+        attr = _NUMERIC[char]
+        return lambda v: f"{getattr(v, attr):0{width}d}"
+    if char == "h":
+        return lambda v: f"{v.hour % 12 or 12:0{width}d}"
+    if name == "a":
+        am, pm = (str(dates.format_time(time(hour), "a", locale=locale)) for hour in (1, 13))
+        return lambda v: pm if v.hour >= 12 else am
+    return None
+
+
+def _compile(pattern: Any, locale: Locale) -> Formatter:
+    """Return a formatter giving the text of Babel's `pattern.apply` (Babel's own where a field is not numeric)."""
+    names = re.findall(r"%\((\w+)\)s", pattern.format)
+    fields = [_field(name, locale) for name in names]
+    if any(f is None for f in fields):
+        return lambda v: str(pattern.apply(v, locale))
+    pairs = list(zip(names, fields, strict=True))
+    return lambda v: str(pattern.format % {name: f(v) for name, f in pairs})  # type: ignore[misc]
+
+
 @lru_cache(maxsize=32)
-def _datetime_patterns(locale: str, format: str) -> tuple[Locale, str, Any, Any]:
-    """Return a language's parsed time and date patterns of a named format and how they are joined."""
+def _datetime_patterns(locale: str, format: str) -> tuple[str, Formatter, Formatter]:
+    """Return how a language joins time and date in a named format, and its time and date formatters."""
     parsed = Locale.parse(locale)
     glue = dates.get_datetime_format(format, locale=parsed).replace("'", "")
-    return (parsed, glue, dates.parse_pattern(dates.get_time_format(format, locale=parsed)),
-            dates.parse_pattern(dates.get_date_format(format, locale=parsed)))
+    return (glue, _compile(dates.get_time_format(format, locale=parsed), parsed),
+            _compile(dates.get_date_format(format, locale=parsed), parsed))
 
 
 def localtime(value: datetime | None, format: str = "short") -> str:
     """Format an aware datetime in the display time zone and the user's language ('' for None).
 
-    What Babel's `format_datetime` does, with the language's patterns parsed once per process: a
-    customer page formats over a hundred times (40 µs each through Flask-Babel, 15 µs here).
+    What Babel's `format_datetime` does, with the language's patterns parsed once per process and
+    their numeric fields formatted directly: a customer page formats over a hundred times (40 µs
+    each through Flask-Babel).
     """
     if value is None:
         return ""
@@ -67,10 +100,13 @@ def localtime(value: datetime | None, format: str = "short") -> str:
     if kept is None or kept[0] is None or kept[0] is not _babel_locale():
         name = str(get_locale() or DEFAULT_LOCALE)
         kept = g.display_locale_zone = (_babel_locale(), name, get_timezone())
-    locale, glue, time_pattern, date_pattern = _datetime_patterns(kept[1], format)
-    moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(kept[2])
-    return glue.replace("{0}", time_pattern.apply(moment.timetz(), locale, reference_date=moment.date())) \
-        .replace("{1}", date_pattern.apply(moment.date(), locale))
+    return format_moment((value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(kept[2]), kept[1], format)
+
+
+def format_moment(moment: datetime, locale: str, format: str = "short") -> str:
+    """Format a datetime as it stands (no zone change) in a language's named format: Babel's text."""
+    glue, time_text, date_text = _datetime_patterns(locale, format)
+    return glue.replace("{0}", time_text(moment)).replace("{1}", date_text(moment))
 
 
 def ui_translations() -> Any:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
+from babel import dates
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from engine import users
 from webui.catalogs import BABEL_CONFIG, HERE, TRANSLATIONS
-from webui.i18n import localtime, number
+from webui.i18n import NAMED_FORMATS, format_moment, localtime, number
 
 PO = TRANSLATIONS / "fi" / "LC_MESSAGES" / "messages.po"
 MO = TRANSLATIONS / "fi" / "LC_MESSAGES" / "messages.mo"
@@ -95,6 +98,17 @@ def test_localtime_shows_helsinki_time_in_the_users_language(app):
         session["lang"] = "en"
         assert localtime(summer) == "7/15/26, 1:00\u202fPM"
         assert number(1234567) == "1,234,567"
+
+
+@pytest.mark.parametrize("locale", ["fi", "en", "sv", "de", "en_GB"])
+@pytest.mark.parametrize("format", NAMED_FORMATS)
+def test_times_are_written_as_babel_writes_them(locale, format):
+    zone = ZoneInfo("Europe/Helsinki")
+    start = datetime(2026, 1, 1, 0, 0, 7, tzinfo=UTC)
+    for step in range(0, 400 * 24, 37):  # every hour of the day, midnight and noon, days and months of a year
+        moment = (start + timedelta(hours=step, minutes=step % 60)).astimezone(zone)
+        assert format_moment(moment, locale, format) == dates.format_datetime(moment, format, tzinfo=zone,
+                                                                              locale=locale), moment
 
 
 def test_a_language_changed_during_a_request_is_used_from_then_on(app):
