@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import ColumnElement, String, and_, cast, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, cast, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from .errors import CustomerNotFound, TaskNotFound
@@ -92,27 +93,38 @@ def customer_clause(reader: Reader) -> ColumnElement[bool]:
                cases)
 
 
+# The single-object checks run on every task and customer page: each reader's statement is built
+# once (the object's id a bound parameter), so SQLAlchemy neither rebuilds it nor recomputes its
+# cache key per request. Only the statement's shape is kept; every check reads the database.
+@lru_cache(maxsize=512)
+def _task_check(reader: Reader) -> Select[tuple[str]]:
+    return (select(Task.id).join(Instance, Instance.id == Task.instance_id)
+            .where(Task.id == bindparam("object_id"), task_clause(reader)))
+
+
+@lru_cache(maxsize=512)
+def _instance_check(reader: Reader) -> Select[tuple[int]]:
+    return select(Instance.id).where(Instance.id == bindparam("object_id"), instance_clause(reader))
+
+
+@lru_cache(maxsize=512)
+def _customer_check(reader: Reader) -> Select[tuple[int]]:
+    return select(Customer.id).where(Customer.id == bindparam("object_id"), customer_clause(reader))
+
+
 def can_read_task(session: Session, reader: Reader, task_id: str) -> bool:
     """Tell whether the reader may open this task's page."""
-    if reader.reads_all:
-        return True
-    query = (select(Task.id).join(Instance, Instance.id == Task.instance_id)
-             .where(Task.id == task_id, task_clause(reader)))
-    return session.scalar(query) is not None
+    return reader.reads_all or session.scalar(_task_check(reader), {"object_id": task_id}) is not None
 
 
 def can_read_instance(session: Session, reader: Reader, instance_id: int) -> bool:
     """Tell whether the reader may see this case's data."""
-    if reader.reads_all:
-        return True
-    return session.scalar(select(Instance.id).where(Instance.id == instance_id, instance_clause(reader))) is not None
+    return reader.reads_all or session.scalar(_instance_check(reader), {"object_id": instance_id}) is not None
 
 
 def can_read_customer(session: Session, reader: Reader, customer_id: int) -> bool:
     """Tell whether the reader may open this customer's page."""
-    if reader.reads_all:
-        return True
-    return session.scalar(select(Customer.id).where(Customer.id == customer_id, customer_clause(reader))) is not None
+    return reader.reads_all or session.scalar(_customer_check(reader), {"object_id": customer_id}) is not None
 
 
 def require_task(session: Session, reader: Reader, task_id: str) -> None:
