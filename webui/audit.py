@@ -25,6 +25,7 @@ from . import modeltexts
 from .auth import current_time, login_required
 from .db import get_session
 from .downloads import attachment
+from .i18n import label
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 ROLES = ("auditor", "admin")
@@ -105,7 +106,7 @@ def index() -> str:
     page = history.search_instances(session, _filter(), page=_page_number(), per_page=PER_PAGE)
     args = {k: request.args.get(k, "") for k in FILTER_ARGS}
     return render_template("audit/index.html", page=page, args=args, processes=_processes(),
-                           statuses=STATUS_LABELS, experts=experts(session),
+                           statuses={k: label(v) for k, v in STATUS_LABELS.items()}, experts=experts(session),
                            names=kpi.customer_names(session, (i.business_key for i, _v, _e in page.rows)))
 
 

@@ -18,6 +18,7 @@ from engine.users import display_names, experts
 from . import formfields, modeltexts
 from .auth import current_user, login_required, restore_form
 from .db import get_session
+from .i18n import label
 from .tasks import due_state, next_task, process_names, reader
 
 EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
@@ -221,12 +222,12 @@ def _timeline_texts(session: Any, timeline: list[Any]) -> list[str]:
         data = _event_data(e)
         process = of_case.get(e.instance_id)
         if e.kind in CASE_LABELS and process:
-            text = str(CASE_LABELS[e.kind]) % {"process": names.get(process, process)}
+            text = label(CASE_LABELS[e.kind]) % {"process": names.get(process, process)}
         else:
-            text = str(EVENT_LABELS.get(e.kind, e.kind))
+            text = label(EVENT_LABELS.get(e.kind, e.kind))
             name = data.get("name")
             if e.kind in ("message_thrown", "message_received") and name in MESSAGE_LABELS:
-                text += f": {MESSAGE_LABELS[name]}"
+                text += f": {label(MESSAGE_LABELS[name])}"
             elif name:
                 text += f": {modeltexts.text(name, e.version_id)}"
         texts.append(text)
