@@ -123,6 +123,15 @@ def ui_translations() -> Any:
     return kept[1]
 
 
+def language() -> str:
+    """Return the code of this request's language, looked up once per request (and again after a change)."""
+    kept = g.get("language")
+    if kept is None or kept[0] is None or kept[0] is not _babel_locale():
+        name = str(get_locale() or DEFAULT_LOCALE)
+        kept = g.language = (_babel_locale(), name)
+    return str(kept[1])
+
+
 def label(text: Any) -> str:
     """Return a lazy label (`lazy_gettext`) as text in this request's language, each label translated once.
 

@@ -13,7 +13,6 @@ from datetime import date
 from typing import Any
 
 from flask import g
-from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from engine import deploy, model_texts, runtime, summary
@@ -21,12 +20,12 @@ from engine.errors import VersionNotFound
 from engine.forms import Field
 
 from .db import get_session
-from .i18n import DEFAULT_LOCALE, localdate, number
+from .i18n import language, localdate, number
 
 
 def locale() -> str:
     """Return the user's language code."""
-    return str(get_locale() or DEFAULT_LOCALE)
+    return language()
 
 
 def catalogue(version_id: int | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ re-renders the form with everything typed. Claim, release and reassign post to t
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +70,29 @@ def expert_options(people: list[User], selected: str | None) -> Markup:
                                               f">{escape(u.display_name)}</option>") for u in people])
     return Markup("".join(f"{head} selected{tail}" if name == selected else head + tail
                           for name, head, tail in built[1]))
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")  # a path part URL-quoting leaves as it is
+_SLOTS = {int: 918273645546372819, str: "xrowslotx"}  # stand-ins no real URL contains
+
+
+@bp.app_template_global()
+def row_url(endpoint: str, **values: Any) -> str:
+    """Return `url_for(endpoint, **values)` for one varying value; the rule is built once per request.
+
+    A table of 25 rows built four URLs a row through Werkzeug's router (~25 µs each). Values that
+    URL-quoting would change go through `url_for` itself.
+    """
+    [(name, value)] = values.items()
+    text, slot = str(value), _SLOTS.get(type(value))
+    if slot is None or not _PLAIN.fullmatch(text):
+        return url_for(endpoint, **values)
+    built = g.setdefault("row_urls", {})
+    key = (endpoint, name, type(value))
+    if key not in built:
+        built[key] = url_for(endpoint, **{name: slot}).split(str(slot))
+    parts = built[key]
+    return f"{parts[0]}{text}{parts[1]}" if len(parts) == 2 else url_for(endpoint, **values)
 
 
 def due_state(task: Task, now: datetime) -> str | None:
