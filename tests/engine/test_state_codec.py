@@ -133,3 +133,27 @@ def test_an_id_that_is_not_canonical_is_read_by_uuid_itself():
         spiff._uuid("12345678-1234-5678-1234-56781234567g")
     with pytest.raises(ValueError):
         spiff._uuid("1234567-81234-5678-1234-5678123456789")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_one_walk_answers_what_the_walks_of_each_question_answer(name):
+    for _bundle_, wf in _states(name):
+        found = spiff.survey(wf)
+        assert found.ready == spiff.ready_user_tasks(wf)
+        assert found.external == spiff.external_tasks(wf)
+        assert found.variables == spiff.variables(wf)
+        assert found.timers == spiff.waiting_timers(wf)
+        assert found.messages == spiff.waiting_messages(wf)
+        assert found.signals == spiff.waiting_signals(wf)
+        assert found.completed == spiff.is_completed(wf)
+        assert [t.id for t in spiff._ready_within(wf)] == [t.id for t in wf.get_tasks(state=spiff.TaskState.READY)]
+
+
+def test_the_engine_steps_reach_as_deep_as_spiffworkflows_iterator():
+    wf = spiff.new_workflow(_bundle("c_endless"), {"n": 0})
+    with pytest.raises(ScriptError, match="without waiting"):
+        spiff.run_engine(wf)
+    assert len(wf.tasks) > spiff._ITERATOR_DEPTH  # the loop grew the tree past the iterator's reach
+    ready = wf.get_tasks(state=spiff.TaskState.READY)
+    assert [t.id for t in spiff._ready_within(wf)] == [t.id for t in ready]
+    assert [t.id for t in spiff._tree_tasks(wf, spiff.TaskState.READY)] != [t.id for t in ready]
