@@ -192,3 +192,110 @@ def test_process_ids_name_each_rows_case(sessions, case):
         rows = external.list_tasks(s, state=None)
         assert external.process_ids(s, rows) == {iid: ("external_service", "0101010-1")}
         assert external.process_ids(s, []) == {}
+
+
+def test_completing_is_audited_with_the_worker_and_its_variables(sessions, case):
+    iid, task = case
+    with sessions.begin() as s:
+        row = external.complete(s, task.id, "w1", {"status": "active"}, now=at(12))
+        assert (str(row.state), row.ended_at, row.ended_by, row.lock_owner, row.lock_expires_at) == \
+            ("completed", at(12), "w1", None, None)
+    assert _events(sessions, iid, "external_task_completed") == [("w1", at(12), "check_registry", True, {
+        "external_task_id": task.id, "topic": "registry", "worker": "w1", "variables": {"status": "active"}})]
+
+
+def test_variables_that_are_not_plain_data_are_refused_by_name(sessions, case):
+    _iid, task = case
+    with sessions.begin() as s, pytest.raises(InvalidInput, match=r"^external task variables: .*when"):
+        external.complete(s, task.id, "w1", {"when": {1, 2}}, now=at(1))
+
+
+def test_refusal_texts_name_what_is_wrong(sessions, case):
+    _iid, task = case
+    with sessions.begin() as s, pytest.raises(InvalidInput, match="^say why the task failed: the failure "
+                                                                  "message cannot be empty$"):
+        external.fail(s, task.id, "w1", " ", now=at(1))
+    with sessions.begin() as s, pytest.raises(InvalidInput, match="^the lock duration must be more than 0 "):
+        external.extend_lock(s, task.id, "w1", -1, now=at(1))
+
+
+def test_the_task_as_data_says_whether_its_lock_lives(sessions, case):
+    iid, task = case
+    with sessions.begin() as s:
+        row = external.get(s, task.id)
+        created = row.created_at
+        expected = {"id": task.id, "topic": "registry", "instance_id": iid, "element_id": "check_registry",
+                    "state": "open", "priority": 5, "retries": None, "worker_id": "w1", "locked": True,
+                    "lock_expires_at": at(60).isoformat(), "error_message": None, "error_details": None,
+                    "created_at": created.isoformat(), "ended_at": None, "ended_by": None}
+        assert external.task_dict(row, now=at(60) - timedelta(microseconds=1)) == expected
+        assert external.task_dict(row, now=at(60)) == expected | {"locked": False}
+        row.lock_owner = None  # an owner-less expiry (never written so) is not a live lock either
+        assert external.task_dict(row, now=at(1))["locked"] is False
+        row.lock_owner = "w1"
+    with sessions.begin() as s:
+        external.fail(s, task.id, "w1", "down", "trace", retries=1, now=at(2))
+    with sessions.begin() as s:
+        [again] = external.fetch_and_lock(s, "w2", [("registry", 60)], now=at(3))
+        external.complete(s, again.id, "w2", {"status": "active"}, now=at(4))
+    with sessions.begin() as s:
+        done = external.task_dict(external.get(s, task.id), now=at(5))
+    assert done | {"created_at": None} == expected | {
+        "state": "completed", "retries": 1, "worker_id": None, "locked": False, "lock_expires_at": None,
+        "error_message": "down", "error_details": "trace", "created_at": None, "ended_at": at(4).isoformat(),
+        "ended_by": "w2"}
+
+
+def test_the_task_as_data_uses_the_real_time_when_none_is_given(sessions, case):
+    _iid, task = case  # locked at T0 (in 2026) for a minute: long expired by the real clock
+    with sessions.begin() as s:
+        row = external.get(s, task.id)
+        assert external.task_dict(row)["locked"] is False
+        row.lock_expires_at = at(10 ** 9)  # decades ahead
+        assert external.task_dict(row)["locked"] is True
+
+
+def test_listing_filters_by_state_topic_and_case_oldest_first(sessions, deploy, case):
+    first, task = case
+    with sessions.begin() as s:
+        second = runtime.start_instance(s, "external_service", by="anna", data={"company": "Beta"},
+                                        business_key="0202020-2", now=at(-30)).id
+    with sessions.begin() as s:
+        ids = {r.instance_id: r.id for r in external.list_tasks(s)}
+        assert [r.instance_id for r in external.list_tasks(s)] == [second, first]  # created 30 s earlier
+        assert [r.instance_id for r in external.list_tasks(s, instance_id=first)] == [first]
+        assert [r.instance_id for r in external.list_tasks(s, topic="registry", instance_id=second)] == [second]
+        assert external.list_tasks(s, topic="mail") == []
+        assert external.open_for_instance(s, first) == 1 and external.open_for_instance(s, second) == 1
+    with sessions.begin() as s:
+        external.complete(s, task.id, "w1", {"status": "active"}, now=at(5))
+    with sessions.begin() as s:
+        assert [r.id for r in external.list_tasks(s)] == [ids[second]]
+        assert [r.id for r in external.list_tasks(s, state=external.ExternalTaskState.COMPLETED)] == [ids[first]]
+        assert [r.id for r in external.list_tasks(s, state=None)] == [ids[second], ids[first]]
+        assert (external.open_for_instance(s, first), external.open_for_instance(s, second)) == (0, 1)
+
+
+def test_the_same_created_time_lists_in_id_order(sessions, deploy):
+    deploy("external_service.bpmn")
+    with sessions.begin() as s:
+        ids = [runtime.start_instance(s, "external_service", by="anna", data={"company": str(n)}, now=T0).id
+               for n in range(3)]
+    with sessions.begin() as s:
+        rows = external.list_tasks(s)
+        assert [r.instance_id for r in rows] == ids and [r.id for r in rows] == sorted(r.id for r in rows)
+
+
+def test_each_used_up_item_of_a_case_counts_as_its_own_incident(sessions, deploy):
+    deploy("external_mi.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "external_mi", by="anna", data={"people": ["Aino", "Eino"]}, now=T0).id
+    with sessions.begin() as s:
+        tasks = external.fetch_and_lock(s, "mailer", [("notify", 30)], max_tasks=10, now=at(1))
+    for n, task in enumerate(tasks):
+        with sessions.begin() as s:
+            external.fail(s, task.id, "mailer", f"bounce {n}", now=at(2 + n))
+    with sessions.begin() as s:
+        assert runtime.get_instance(s, iid).open_incidents == 2
+        assert sorted(i.message for i in runtime.open_incidents(s, iid)) == \
+            ["external task failed: bounce 0", "external task failed: bounce 1"]
