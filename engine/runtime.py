@@ -13,7 +13,9 @@ the steps again, after the data has been fixed if need be.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,6 +97,7 @@ class _Loaded:
     bundle: spiff.SpecBundle
     held: _Held
     path: list[str] = field(default_factory=list)
+    survey: spiff.Survey | None = None  # what the last write found in the workflow (the stuck check reuses it)
 
 
 def _held_bytes(entry: tuple[int, _Held]) -> int:
@@ -180,6 +183,13 @@ def lock_instance(session: Session, instance_id: int) -> Instance:
         if held is not None and held.revision != found[_REVISION_AT]:  # this session held an older revision
             raise Conflict("someone else changed this case at the same time; reload and try again")
         return _adopt_instance(session, found, refresh=True)
+    if session.identity_map.get(identity_key(Instance, instance_id)) is None:
+        # not in the session (a timer firing, a cold load): the row on the cursor, as session.get would load it
+        session.flush()  # as the ORM's autoflush before its select
+        found = _READ_INSTANCE.first(session, {"b_id": instance_id})
+        if found is None:
+            raise InstanceNotFound(f"no instance {instance_id}")
+        return _adopt_instance(session, found)
     instance = session.get(Instance, instance_id)
     if instance is None:
         raise InstanceNotFound(f"no instance {instance_id}")
@@ -210,6 +220,7 @@ _REVISION_AT = _INSTANCE_KEYS.index("revision")
 _INSTANCE_CLASS = Instance.__mapper__.class_manager
 # PostgreSQL's instance lock: the row, fresh, on the cursor (engine.fastsql); an ORM get costs ten times as much
 _LOCK_INSTANCE = Fast(select(*_INSTANCE_TABLE.c).where(_INSTANCE_TABLE.c.id == bindparam("b_id")).with_for_update())
+_READ_INSTANCE = Fast(select(*_INSTANCE_TABLE.c).where(_INSTANCE_TABLE.c.id == bindparam("b_id")))
 
 
 def _load(session: Session, instance_id: int) -> _Loaded:
@@ -345,9 +356,10 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     spiff.compact(workflow)
     row_values: dict[str, Any] = {"state": spiff.dump_state(workflow)}
     vid = instance.version_id
+    survey = loaded.survey = spiff.survey(workflow)  # one walk answers every question below
 
     # tasks
-    ready_now = {r.id: r for r in spiff.ready_user_tasks(workflow)}
+    ready_now = {r.id: r for r in survey.ready}
     for task_id in list(held.ready):
         if task_id not in ready_now:
             row = session.get(Task, task_id)
@@ -371,7 +383,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
                      element_id=ready.element_id, task_id=task_id, data=data, at=now)
 
     # variables
-    current = _jsonable(spiff.variables(workflow))
+    current = _jsonable(survey.variables)
     changes = {k: [held.variables.get(k), v] for k, v in current.items() if held.variables.get(k, _MISSING) != v}
     removed = [k for k in held.variables if k not in current]
     # plain statements, one per kind of change (each an executemany): no ORM objects to flush
@@ -393,7 +405,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     held.variables = current
 
     # timers and messages
-    timers = {t.task_id: t for t in spiff.waiting_timers(workflow)}
+    timers = {t.task_id: t for t in survey.timers}
     # timer and message-wait rows are replaced by plain statements: an ORM select here would also
     # flush the buffered audit events early (two more statements per timer firing)
     if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
@@ -403,9 +415,9 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
                 {"instance_id": instance.id, "task_id": t.task_id, "element_id": t.element_id, "kind": t.kind,
                  "due_at": t.due_at} for t in timers.values()])
         held.timers = {k: (t.element_id, t.due_at) for k, t in timers.items()}
-    waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in spiff.waiting_messages(workflow)}
+    waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in survey.messages}
     waits |= {m.element_id + "|" + SIGNAL_PREFIX + m.name: (SIGNAL_PREFIX + m.name, m.element_id)
-              for m in spiff.waiting_signals(workflow)}
+              for m in survey.signals}
     if set(waits) != set(held.messages):
         _DELETE_WAITS.execute(session, {"b_instance": instance.id})
         if waits:
@@ -413,11 +425,11 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
                 {"instance_id": instance.id, "name": name, "element_id": element_id}
                 for name, element_id in waits.values()])
         held.messages = {k: name for k, (name, _e) in waits.items()}
-    _write_external_tasks(session, loaded, actor=actor, now=now)
+    _write_external_tasks(session, loaded, survey.external, actor=actor, now=now)
 
     if new_rows:
         _INSERT_TASK.executemany(session, new_rows)
-    if spiff.is_completed(workflow) and instance.status == InstanceStatus.RUNNING:
+    if survey.completed and instance.status == InstanceStatus.RUNNING:
         row_values.update(status=InstanceStatus.COMPLETED, ended_at=now)
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
                      version_id=vid, at=now)
@@ -443,10 +455,11 @@ _DELETE_WAITS = Fast(delete(_WAITS).where(_WAITS.c.instance_id == bindparam("b_i
 _INSERT_WAIT = Fast(insert(_WAITS))
 
 
-def _write_external_tasks(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> None:
+def _write_external_tasks(session: Session, loaded: _Loaded, external: list[spiff.OpenExternalTask], *,
+                          actor: str, now: datetime) -> None:
     """Open an external_task row for each external task that began waiting; cancel rows whose task went."""
     held, instance = loaded.held, loaded.instance
-    waiting = {t.task_id: t for t in spiff.external_tasks(held.workflow)}
+    waiting = {t.task_id: t for t in external}
     if set(waiting) == held.externals:
         return
     gone = held.externals - set(waiting)
@@ -515,9 +528,42 @@ _MISSING = object()
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    import json
+    """Return data as JSON would bring it back (dates as text, tuples as lists), never sharing its containers."""
+    copied = _plain_copy(data, 0)
+    if copied is not _MISSING:  # already JSON-plain: a deep copy is what the round trip would give
+        return cast(dict[str, Any], copied)
+    return cast(dict[str, Any], json.loads(json.dumps(data, default=spiff._json_default)))
 
-    return json.loads(json.dumps(data, default=spiff._json_default))
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _plain_copy(value: Any, depth: int) -> Any:
+    """Return a deep copy of JSON-plain data, or _MISSING for anything a JSON round trip would change.
+
+    Plain: dict (text keys), list, str, int, bool, None and floats other than NaN (a round trip
+    makes a new NaN, which then differs from the old one), by exact type: a str or int subclass
+    comes back from JSON as the plain type.
+    """
+    kind = type(value)
+    if kind in _PLAIN or kind is float and not math.isnan(value):
+        return value
+    if depth > 32:  # deep or circular: JSON itself says what it makes of it
+        return _MISSING
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return _MISSING
+            copied = _plain_copy(item, depth + 1)
+            if copied is _MISSING:
+                return _MISSING
+            out[key] = copied
+        return out
+    if kind is list:
+        items = [_plain_copy(item, depth + 1) for item in value]
+        return _MISSING if any(item is _MISSING for item in items) else items
+    return _MISSING
 
 
 def _flush(session: Session) -> None:
@@ -570,7 +616,7 @@ def _check_stuck(session: Session, loaded: _Loaded, *, actor: str, now: datetime
     instance = loaded.instance
     if instance.status != InstanceStatus.RUNNING or instance.open_incidents:
         return
-    reason = spiff.stuck_reason(loaded.held.workflow)
+    reason = (loaded.survey or spiff.survey(loaded.held.workflow)).stuck
     if reason is not None:
         _raise_incident(session, loaded, ScriptError(reason[0], element=reason[1]), actor=actor, now=now,
                         retry_kind="steps")

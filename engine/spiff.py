@@ -510,7 +510,8 @@ def load_state(text: str, bundle: SpecBundle) -> BpmnWorkflow:
     _serializer.migrate(dct)
     bundle.wire()
     workflow = _serializer.from_dict(dct, spec=bundle.spec, subprocess_specs=bundle.subprocess_specs)
-    _settle_live_multi_instances(workflow)
+    if bundle.camunda_mi:  # else no task to settle: spare the walk
+        _settle_live_multi_instances(workflow)
     return workflow
 
 
@@ -525,6 +526,7 @@ class SpecBundle:
     process_id: str
     spec: Any
     subprocess_specs: dict[str, Any]
+    camunda_mi: bool = field(default=False, init=False, repr=False)  # a Camunda multi-instance anywhere in it
 
     def __post_init__(self) -> None:
         self.wire()
@@ -545,6 +547,7 @@ class SpecBundle:
                     child.completed_event.connect(task_spec.merge_child)
                 if isinstance(task_spec, _CAMUNDA_MI):
                     _settle_camunda_collection(task_spec)
+                    self.camunda_mi = True
             _wire_event_subprocesses(spec)
 
 
