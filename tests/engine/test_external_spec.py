@@ -299,3 +299,31 @@ def test_each_used_up_item_of_a_case_counts_as_its_own_incident(sessions, deploy
         assert runtime.get_instance(s, iid).open_incidents == 2
         assert sorted(i.message for i in runtime.open_incidents(s, iid)) == \
             ["external task failed: bounce 0", "external task failed: bounce 1"]
+
+
+def test_a_topic_as_a_tuple_may_name_the_variables_to_fetch(sessions, deploy):
+    deploy("external_service.bpmn")
+    with sessions.begin() as s:
+        runtime.start_instance(s, "external_service", by="anna", data={"company": "Acme", "size": 3}, now=T0)
+        runtime.start_instance(s, "external_service", by="anna", data={"company": "Beta", "size": 4}, now=T0)
+    with sessions.begin() as s:
+        [named] = external.fetch_and_lock(s, "w1", [("registry", 60, ["size"])], now=at(1))
+        [every] = external.fetch_and_lock(s, "w2", [("registry", 30, None)], now=at(1))
+    assert named.variables == {"size": 3} and named.lock_expires_at == at(61)
+    assert every.variables == {"company": "Beta", "size": 4} and every.lock_expires_at == at(31)
+
+
+@pytest.mark.parametrize("topics, phrase", [
+    ([""], "^a topic name cannot be empty$"),
+    (["  "], "^a topic name cannot be empty$"),
+    ([("", 60)], "^a topic name cannot be empty$"),
+    ([], "^name at least one topic to fetch tasks from$"),
+    ([("registry", float("inf"))], "^the lock duration must be a number of seconds$"),
+    ([("registry", float("nan"))], "^the lock duration must be a number of seconds$"),
+    ([("registry", True)], "^the lock duration must be a number of seconds$"),
+    ([("registry", "60")], "^the lock duration must be a number of seconds$"),
+])
+def test_bad_topics_are_refused_with_what_is_wrong(sessions, deploy, topics, phrase):
+    deploy("external_service.bpmn")
+    with sessions.begin() as s, pytest.raises(InvalidInput, match=phrase):
+        external.fetch_and_lock(s, "w1", topics, now=T0)
