@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/engine.py [--instances N] [--loops 10,100,1000]
 
-Prints task completions per second for a 5-user-task process:
+Prints task completions per CPU second for a 5-user-task process, the contenders taking turns
+(20 instances each) so that each meets the same load on a shared machine:
   1. raw SpiffWorkflow in memory (no persistence at all);
   2. raw SpiffWorkflow stateless per task: load row, deserialize, complete, serialize, SQLite write;
   3. Polku's engine API: load, validate form, complete, persist task rows/variables/timers, audit
@@ -27,6 +28,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
@@ -68,20 +70,35 @@ def _ready_user_task(workflow):
     return workflow.get_next_task(state=TaskState.READY, manual=True)
 
 
-def raw_in_memory(instances: int) -> float:
-    """Return completions per second with the workflow kept in memory."""
+class Rate:
+    """CPU seconds spent and completions done by one contender, over all its rounds."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.done = 0
+
+    def per_second(self) -> float:
+        return self.done / self.spent
+
+
+def raw_in_memory() -> tuple[Rate, Callable[[int], None]]:
+    """Return the rate and a runner of `instances` more, with the workflow kept in memory."""
     spec, subs = _spec("five_tasks.bpmn", "five_tasks")
-    started = CLOCK()
-    done = 0
-    for _ in range(instances):
-        wf = BpmnWorkflow(spec, subs)
-        wf.do_engine_steps()
-        while (task := _ready_user_task(wf)) is not None:
-            task.data[f"v{done % 5 + 1}"] = done
-            task.run()
+    rate = Rate()
+
+    def run(instances: int) -> None:
+        started = CLOCK()
+        for _ in range(instances):
+            wf = BpmnWorkflow(spec, subs)
             wf.do_engine_steps()
-            done += 1
-    return done / (CLOCK() - started)
+            while (task := _ready_user_task(wf)) is not None:
+                task.data[f"v{rate.done % 5 + 1}"] = rate.done
+                task.run()
+                wf.do_engine_steps()
+                rate.done += 1
+        rate.spent += CLOCK() - started
+
+    return rate, run
 
 
 def _raw_db(path: str) -> sqlite3.Connection:
@@ -107,24 +124,26 @@ def _raw_step(db: sqlite3.Connection, wid: int, data: dict) -> bool:
     return True
 
 
-def raw_stateless(instances: int, tmp: str) -> float:
-    """Return completions per second loading and saving the whole workflow around each task."""
+def raw_stateless(tmp: str) -> tuple[Rate, Callable[[int], None]]:
+    """Return the rate and a runner of `instances` more, loading and saving the whole workflow around each task."""
     spec, subs = _spec("five_tasks.bpmn", "five_tasks")
     db = _raw_db(f"{tmp}/raw.db")
-    spent = 0.0
-    done = 0
-    for _ in range(instances):
-        wf = BpmnWorkflow(spec, subs)
-        wf.do_engine_steps()
-        wid = db.execute("INSERT INTO wf (state) VALUES (?)", (SERIALIZER.serialize_json(wf),)).lastrowid
-        while True:  # the same span as Polku's rows: completing one task, the start not included
-            t = CLOCK()
-            more = _raw_step(db, wid, {"v": done})
-            spent += CLOCK() - t
-            if not more:
-                break
-            done += 1
-    return done / spent
+    rate = Rate()
+
+    def run(instances: int) -> None:
+        for _ in range(instances):
+            wf = BpmnWorkflow(spec, subs)
+            wf.do_engine_steps()
+            wid = db.execute("INSERT INTO wf (state) VALUES (?)", (SERIALIZER.serialize_json(wf),)).lastrowid
+            while True:  # the same span as Polku's rows: completing one task, the start not included
+                t = CLOCK()
+                more = _raw_step(db, wid, {"v": rate.done})
+                rate.spent += CLOCK() - t
+                if not more:
+                    break
+                rate.done += 1
+
+    return rate, run
 
 
 def _polku(tmp: str, name: str, files: list[str]):
@@ -136,31 +155,34 @@ def _polku(tmp: str, name: str, files: list[str]):
     return sessions
 
 
-def polku_api(instances: int, tmp: str, *, cold: bool = False) -> tuple[float, float]:
-    """Return (completions/s of load+complete+persist+audit+commit, ms per next-task inbox lookup).
+def polku_api(tmp: str, *, cold: bool = False) -> tuple[Rate, Rate, Callable[[int], None]]:
+    """Return the rate of load+complete+persist+audit+commit, the rate of next-task inbox lookups, and a runner.
 
     cold: the instance is not held in memory before each completion (as when another web process
     served the previous step): it is loaded from the database every time.
     """
     sessions = _polku(tmp, "polku-cold" if cold else "polku", ["five_tasks.bpmn"])
-    spent = lookup = 0.0
-    done = 0
-    for _ in range(instances):
-        with sessions.begin() as s:
-            iid = runtime.start_instance(s, "five_tasks", by="bench").id
-        for step in range(1, 6):
-            t = CLOCK()
-            with sessions.begin() as s:  # what a caller does to find the task: one inbox query
-                [task] = inbox.tasks(s, instance_id=iid)
-            if cold:
-                runtime.forget_cache()
-            t2 = CLOCK()
+    rate, lookups = Rate(), Rate()
+
+    def run(instances: int) -> None:
+        for _ in range(instances):
             with sessions.begin() as s:
-                runtime.complete_task(s, task.id, {f"v{step}": done}, by="bench")
-            spent += CLOCK() - t2
-            lookup += t2 - t
-            done += 1
-    return done / spent, lookup / done * 1000
+                iid = runtime.start_instance(s, "five_tasks", by="bench").id
+            for step in range(1, 6):
+                t = CLOCK()
+                with sessions.begin() as s:  # what a caller does to find the task: one inbox query
+                    [task] = inbox.tasks(s, instance_id=iid)
+                if cold:
+                    runtime.forget_cache()
+                t2 = CLOCK()
+                with sessions.begin() as s:
+                    runtime.complete_task(s, task.id, {f"v{step}": rate.done}, by="bench")
+                rate.spent += CLOCK() - t2
+                lookups.spent += t2 - t
+                rate.done += 1
+                lookups.done += 1
+
+    return rate, lookups, run
 
 
 def _rss_bytes() -> int:
@@ -246,6 +268,9 @@ def raw_loop_costs(marks: list[int], tmp: str) -> dict[int, float | str]:
     return costs
 
 
+ROUNDS = 20  # instances per contender per turn
+
+
 def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -255,12 +280,22 @@ def main() -> None:
     args = parser.parse_args()
     marks = [int(x) for x in args.loops.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        mem = raw_in_memory(args.instances)
-        raw = raw_stateless(args.instances, tmp)
-        polku, lookup_ms = polku_api(args.instances, tmp)
-        cold, _lookup = polku_api(args.instances, tmp, cold=True)
-        print(f"5-user-task process, {args.instances} instances ({args.instances * 5} completions each);"
-              f" rates per CPU second, load average {os.getloadavg()[0]:.1f}")
+        mem_rate, mem_run = raw_in_memory()
+        raw_rate, raw_run = raw_stateless(tmp)
+        warm_rate, lookups, warm_run = polku_api(tmp)
+        cold_rate, _lookups, cold_run = polku_api(tmp, cold=True)
+        load = os.getloadavg()[0]
+        # the contenders take turns, ROUNDS instances at a time: a shared machine's load changes over a
+        # run, and run one after the other they would each meet a different share of it
+        for start in range(0, args.instances, ROUNDS):
+            count = min(ROUNDS, args.instances - start)
+            for run in (mem_run, raw_run, warm_run, cold_run):
+                run(count)
+        mem, raw, polku, cold = (r.per_second() for r in (mem_rate, raw_rate, warm_rate, cold_rate))
+        lookup_ms = lookups.spent / lookups.done * 1000
+        print(f"5-user-task process, {args.instances} instances ({args.instances * 5} completions each,"
+              f" in turns of {ROUNDS} instances); rates per CPU second, load average {load:.1f} at the start,"
+              f" {os.getloadavg()[0]:.1f} at the end")
         print(f"  raw SpiffWorkflow in memory            {mem:9.0f} completions/s")
         print(f"  raw SpiffWorkflow stateless + SQLite   {raw:9.0f} completions/s")
         print(f"  Polku engine API, warm (instance held) {polku:9.0f} completions/s"
