@@ -37,7 +37,7 @@ PLAN: dict[str, list[str]] = {
     "engine/access.py": ["tests/engine/test_access_rules.py", "tests/engine/test_actions_matrix.py"],
     "engine/kpi.py": ["tests/engine/test_boundaries.py", "tests/engine/test_kpi_contract.py",
                       "tests/engine/test_kpi_spec.py"],
-    "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_boundaries.py",
+    "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_timers_spec.py", "tests/engine/test_boundaries.py",
                          "tests/engine/test_timer_batches.py", "tests/faults/test_worker_faults.py"],
     # the test_cli_* tests drive `polku` in new processes: mutmut cannot see what they cover, and they cost minutes
     "engine/external.py": ["tests/engine/test_external.py", "tests/engine/test_external_spec.py", "-k=not test_cli_"],

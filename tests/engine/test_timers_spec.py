@@ -1,0 +1,171 @@
+"""The timer worker (engine.timers), stated from what it promises, not from its code.
+
+A worker claims due timers of running cases without an open incident whose lease is free or has
+run out, earliest due first (ties by age), at most `limit` timers a claim, leasing each to itself
+for `lease` of real time; it gets the cases back in that order, each once. `next_due` is the
+earliest such timer's due time: what the worker sleeps towards, no shorter than 50 ms and no longer
+than its poll interval, and only half a second after a database fault. `fire_due_timers` fires
+every due timer, however small its batch or lease, and says how many fired.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from engine import runtime, timers
+from engine.db import make_engine, make_sessions
+from engine.models import Instance, InstanceStatus, Timer
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+DUE = T0 + timedelta(days=14)  # the reminder process's boundary timer
+
+
+@pytest.fixture
+def cases(sessions, deploy):
+    """Five reminder cases started an hour apart: their timers come due an hour apart from DUE."""
+    deploy("reminder.bpmn")
+    ids = []
+    for hour in range(5):
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"},
+                                              now=T0 + timedelta(hours=hour)).id)
+    return ids
+
+
+def _timers(sessions):
+    with sessions.begin() as s:
+        return {t.instance_id: (t.lease_owner, t.lease_until) for t in s.scalars(select(Timer))}
+
+
+def _claim(sessions, now, worker="w1", limit=100, lease=timedelta(seconds=30)):
+    with sessions.begin() as s:
+        return timers.claim_due(s, now=now, worker_id=worker, limit=limit, lease=lease)
+
+
+def test_a_claim_takes_what_is_due_earliest_first_and_leases_it(sessions, cases):
+    before = datetime.now(UTC)
+    assert _claim(sessions, DUE + timedelta(hours=2), lease=timedelta(minutes=3)) == cases[:3]
+    after = datetime.now(UTC)
+    held = _timers(sessions)
+    assert all(held[i][0] == "w1" and before + timedelta(minutes=3) <= held[i][1] <= after + timedelta(minutes=3)
+               for i in cases[:3])
+    assert [held[i] for i in cases[3:]] == [(None, None), (None, None)]
+
+
+def test_a_timer_due_exactly_now_is_due(sessions, cases):
+    assert _claim(sessions, DUE) == cases[:1]
+    assert _claim(sessions, DUE - timedelta(microseconds=1), worker="w2") == []
+
+
+def test_a_claim_takes_at_most_limit_timers(sessions, cases):
+    assert _claim(sessions, DUE + timedelta(days=1), limit=2) == cases[:2]
+    assert _claim(sessions, DUE + timedelta(days=1), worker="w2", limit=2) == cases[2:4]
+
+
+def test_a_case_with_two_due_timers_comes_back_once_in_its_earliest_place(sessions, cases):
+    with sessions.begin() as s:
+        first = s.scalar(select(Timer).where(Timer.instance_id == cases[4]))
+        s.add(Timer(instance_id=cases[4], task_id=first.task_id, element_id="other", kind="duration",
+                    due_at=DUE - timedelta(hours=1)))
+    assert _claim(sessions, DUE + timedelta(days=1)) == [cases[4], *cases[:4]]
+    with sessions.begin() as s:
+        assert {t.lease_owner for t in s.scalars(select(Timer).where(Timer.instance_id == cases[4]))} == {"w1"}
+
+
+def test_equal_due_times_are_claimed_oldest_timer_first(sessions, cases):
+    with sessions.begin() as s:
+        s.execute(update(Timer).values(due_at=DUE))
+    assert _claim(sessions, DUE, limit=3) == cases[:3]
+
+
+def test_a_live_lease_is_not_claimed_again_and_a_lapsed_one_is(sessions, cases):
+    assert _claim(sessions, DUE + timedelta(days=1), limit=1) == cases[:1]
+    assert _claim(sessions, DUE + timedelta(days=1), worker="w2", limit=1) == cases[1:2]
+    with sessions.begin() as s:  # w1's lease ran out a moment ago
+        s.execute(update(Timer).where(Timer.instance_id == cases[0])
+                  .values(lease_until=datetime.now(UTC) - timedelta(milliseconds=1)))
+    assert _claim(sessions, DUE + timedelta(days=1), worker="w3", limit=1) == cases[:1]
+    assert _timers(sessions)[cases[0]][0] == "w3"
+
+
+def test_cases_that_are_not_running_or_wait_on_an_incident_are_not_claimed(sessions, cases):
+    with sessions.begin() as s:
+        s.execute(update(Instance).where(Instance.id == cases[0]).values(open_incidents=1))
+        s.execute(update(Instance).where(Instance.id == cases[1]).values(status=InstanceStatus.COMPLETED))
+        s.execute(update(Instance).where(Instance.id == cases[2]).values(status=InstanceStatus.CANCELLED))
+    assert _claim(sessions, DUE + timedelta(days=1)) == cases[3:]
+    with sessions.begin() as s:
+        assert timers.next_due(s) is None  # the rest are leased now
+
+
+def test_next_due_is_the_earliest_timer_a_worker_could_claim(sessions, cases):
+    with sessions.begin() as s:
+        assert timers.next_due(s) == DUE
+        s.execute(update(Instance).where(Instance.id == cases[0]).values(open_incidents=2))
+        s.execute(update(Instance).where(Instance.id == cases[1]).values(status=InstanceStatus.COMPLETED))
+        assert timers.next_due(s) == DUE + timedelta(hours=2)
+    _claim(sessions, DUE + timedelta(hours=2))
+    with sessions.begin() as s:
+        assert timers.next_due(s) == DUE + timedelta(hours=3)
+
+
+def test_nothing_due_is_no_claim_and_no_write(sessions, cases):
+    assert _claim(sessions, T0) == []
+    assert set(_timers(sessions).values()) == {(None, None)}
+
+
+def test_every_due_timer_fires_whatever_the_batch(sessions, cases):
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(hours=3), batch=2, worker_id="w1") == 4
+    assert list(_timers(sessions)) == [cases[4]]
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), batch=1, worker_id="w1") == 1
+    assert _timers(sessions) == {}
+
+
+def test_a_lease_too_short_for_a_batch_still_fires_every_timer(sessions, cases):
+    # each claim's deadline has passed before its second case: one fires, the rest go back, claimed again
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), lease=timedelta(0), worker_id="w1") == 5
+    assert _timers(sessions) == {}
+
+
+def test_the_worker_sleeps_towards_the_next_timer_within_its_poll(sessions, deploy):
+    deploy("reminder.bpmn")
+    worker = timers.Worker(sessions, poll_seconds=7.0, worker_id="w1")
+    assert worker._pause() == 7.0  # nothing waits
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id
+        s.execute(update(Timer).where(Timer.instance_id == iid).values(due_at=soon))
+    assert 2.0 < worker._pause() <= 3.0
+    with sessions.begin() as s:
+        s.execute(update(Timer).values(due_at=soon + timedelta(hours=1)))
+    assert worker._pause() == 7.0
+    with sessions.begin() as s:
+        s.execute(update(Timer).values(due_at=soon - timedelta(hours=1)))
+    assert worker._pause() == 0.05  # overdue: at once, yet not a busy loop
+    worker.faulted = True
+    assert worker._pause() == timers.TRANSIENT_BACKOFF == 0.5
+    quick = timers.Worker(sessions, poll_seconds=0.2)
+    quick.faulted = True
+    assert quick._pause() == 0.2  # a fault never makes a worker slower than its poll
+
+
+def test_a_worker_whose_database_is_away_polls_at_its_pace(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/missing/dir/polku.db")
+    worker = timers.Worker(make_sessions(engine), poll_seconds=3.0, worker_id="w1")
+    try:
+        assert worker._pause() == 3.0
+        assert worker.sweep() == 0 and worker.faulted and worker.leases_to_release
+        assert worker._pause() == 0.5
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_is_named_by_host_and_process(sessions):
+    name = timers.Worker(sessions).worker_id
+    assert name == timers.worker_name() and name == f"{socket.gethostname()}:{os.getpid()}"
+    assert timers.Worker(sessions, worker_id="mine").worker_id == "mine"
