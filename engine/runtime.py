@@ -1105,7 +1105,8 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
         loaded = _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
     finally:
         session.info.pop("polku_audit_later", None)
-    still = {t.task_id for t in spiff.waiting_timers(loaded.held.workflow) if t.due_at <= now}
+    waiting = loaded.survey.timers if loaded.survey is not None else spiff.waiting_timers(loaded.held.workflow)
+    still = {t.task_id for t in waiting if t.due_at <= now}
     fired = []
     for tid, eid in due.items():
         if tid in still:

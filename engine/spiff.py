@@ -1281,7 +1281,15 @@ def task_state(workflow: BpmnWorkflow, task_id: str) -> str | None:
         task = workflow.get_task_from_id(_uuid(task_id))
     except Exception:  # noqa: BLE001 - Spiff raises TaskNotFoundException or returns None, by version
         return None
-    return None if task is None else TaskState.get_name(task.state)
+    if task is None:
+        return None
+    return _STATE_NAMES.get(task._state) or TaskState.get_name(task._state)
+
+
+# the name of each single state, as TaskState.get_name gives it (it searches the class each time)
+_STATE_NAMES = {value: TaskState.get_name(value) for value in (
+    TaskState.MAYBE, TaskState.LIKELY, TaskState.FUTURE, TaskState.WAITING, TaskState.READY, TaskState.STARTED,
+    TaskState.COMPLETED, TaskState.ERROR, TaskState.CANCELLED)}
 
 
 def task_data(workflow: BpmnWorkflow, task_id: str) -> dict[str, Any]:
