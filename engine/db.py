@@ -104,17 +104,19 @@ def reader(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def begin_writing(session: Session, engine: Engine) -> None:
+def begin_writing(session: Session, engine: Engine) -> bool:
     """End the session's read-only transaction (it wrote nothing) and bind it to the writing `engine`.
 
     Its next statement begins a write transaction with the lock taken first. Rows read before may
-    have been changed by another writer since: read again what the write depends on.
+    have been changed by another writer since: read again what the write depends on. Return
+    whether a read-only binding was ended (False: the session was writing already).
     """
     if session.get_bind() is engine:
-        return
+        return False
     if session.in_transaction():
         session.commit()  # a read transaction: nothing to write, and loaded rows are kept
     session.bind = engine
+    return True
 
 
 def _sqlite_begin(conn: Any) -> None:

@@ -102,7 +102,7 @@ def stash_form() -> None:
     if owner is None:
         return
     values = {k: v for k, v in request.form.to_dict(flat=False).items() if not SECRET_FIELD.search(k)}
-    session[STASH_KEY] = current_app.extensions["polku"].stash.put(get_session(), owner, request.path, values)
+    session[STASH_KEY] = current_app.extensions["polku"].stash.put(write_session(), owner, request.path, values)
     flash(_("Your sign-in had expired. Sign in again: what you typed has been kept."), "info")
 
 

@@ -6,7 +6,8 @@ commit themselves.
 
 A page's GET (not the API's, whose token check writes) reads in a read-only transaction: on SQLite
 it runs beside a writer instead of queueing for the write lock (`engine.db.reader`). A GET that
-must write calls `write_session()` before it reads what the write depends on.
+must write calls `write_session()` before it reads what the write depends on; so does a task's
+completion (`READ_FIRST`), after its access checks and the page kept for a failed write.
 """
 
 from __future__ import annotations
@@ -18,24 +19,36 @@ from engine.db import begin_writing
 
 from .errors import error_response, status_for
 
+# Posts that read a lot before they write (the access checks, the form page kept for a failed
+# write) and call write_session(reread=True) just before writing: on SQLite the write lock is
+# held for the write only, not for the whole request.
+READ_FIRST = frozenset({"tasks.task"})
+
+
+def _reads_first() -> bool:
+    if not has_request_context() or (request.blueprint or "").startswith("api"):
+        return False
+    return request.method in ("GET", "HEAD") or request.endpoint in READ_FIRST
+
 
 def get_session() -> Session:
     """Return this request's session, opening it (and its transaction) on first use."""
     if "db_session" not in g:
         polku = current_app.extensions["polku"]
-        reads = (has_request_context() and request.method in ("GET", "HEAD")
-                 and not (request.blueprint or "").startswith("api"))
-        g.db_session = polku.sessions(bind=polku.reader) if reads else polku.sessions()
+        g.db_session = polku.sessions(bind=polku.reader) if _reads_first() else polku.sessions()
     return g.db_session
 
 
-def write_session() -> Session:
-    """Return this request's session in a write transaction (a GET's read transaction ends first).
+def write_session(*, reread: bool = False) -> Session:
+    """Return this request's session in a write transaction (a read-only one ends first).
 
     Read again, in it, the rows the write depends on: another writer may have changed them since.
+    With `reread`, every row loaded so far is expired when a read-only transaction ended, so it is
+    read again under the lock (detach first what must outlive the request).
     """
     session = get_session()
-    begin_writing(session, current_app.extensions["polku"].engine)
+    if begin_writing(session, current_app.extensions["polku"].engine) and reread:
+        session.expire_all()
     return session
 
 

@@ -30,7 +30,7 @@ from engine.users import display_names, experts
 
 from . import formfields, modeltexts
 from .auth import current_user, has_role, login_required, restore_form, safe_next
-from .db import get_session
+from .db import get_session, write_session
 from .errors import keep_unsaved
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -259,6 +259,8 @@ def task(task_id: str) -> Any:
         return _render(details, values, too_large, 413)
     instance_id, name = details["instance"].id, modeltexts.text(details["task"].name, details["instance"].version_id)
     keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
+    keep_versions(session)  # kept across requests: the expiry of what was read must not reach them
+    session = write_session(reread=True)  # SQLite: the write lock from here on, every row read again under it
     covered = request.form.getlist("covered_contacts")  # other lines' contacts this one covers (engine.aftercare)
     try:
         if covered:
