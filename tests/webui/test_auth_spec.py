@@ -10,6 +10,7 @@ headers (and static files may be cached).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -172,3 +173,45 @@ def test_a_form_posted_after_expiry_is_kept_and_restored_with_notes_to_the_user(
     assert 'value="Kadonnut Oy"' in page
     assert ('<p class="flash flash-info">What you typed before signing in again has been restored. Check it and '
             'save.</p>' in page)
+
+
+def _sign_in_row(sessions):
+    with sessions.begin() as s:
+        return s.scalars(select(UserSession)).one()
+
+
+def test_a_page_read_a_minute_after_the_last_use_notes_the_use(client, clock, aino, sessions):
+    _sign_in(client)
+    signed_in = clock.now
+    clock.move(seconds=59)
+    assert client.get("/").status_code == 200
+    assert _sign_in_row(sessions).last_seen_at == signed_in  # at most once a minute
+    now = clock.move(seconds=1)
+    assert client.get("/").status_code == 200
+    assert _sign_in_row(sessions).last_seen_at == now
+
+
+def test_a_sign_in_past_its_lifetime_ends_on_a_page_read_though_just_used(app, client, clock, aino, sessions):
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=5)
+    _sign_in(client)
+    clock.move(minutes=4, seconds=30)
+    assert client.get("/").status_code == 200  # used 40 seconds before the end below
+    ended_at = clock.move(seconds=40)
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    row = _sign_in_row(sessions)
+    assert (row.ended_at, str(row.ended_reason)) == (ended_at, "expired")
+
+
+def test_restored_values_are_given_once_and_leave_the_cookie(client, clock, aino):
+    _sign_in(client)
+    token = client.csrf_token()
+    clock.move(hours=2)
+    client.post("/customers/new", data={"name": "Kadonnut Oy", "business_id": "0737546-2", "csrf_token": token})
+    _sign_in(client, next="/customers/new")
+    with client.session_transaction() as cookie:
+        assert "form_stash" in cookie
+    assert 'value="Kadonnut Oy"' in client.get("/customers/new").get_data(as_text=True)
+    with client.session_transaction() as cookie:
+        assert "form_stash" not in cookie
+    assert 'value="Kadonnut Oy"' not in client.get("/customers/new").get_data(as_text=True)
