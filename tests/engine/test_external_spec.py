@@ -327,3 +327,69 @@ def test_bad_topics_are_refused_with_what_is_wrong(sessions, deploy, topics, phr
     deploy("external_service.bpmn")
     with sessions.begin() as s, pytest.raises(InvalidInput, match=phrase):
         external.fetch_and_lock(s, "w1", topics, now=T0)
+
+
+def _start(sessions, process_id, data, now):
+    with sessions.begin() as s:
+        return runtime.start_instance(s, process_id, by="anna", data=data, now=now).id
+
+
+def test_a_task_without_a_priority_ranks_as_priority_zero(sessions, deploy):
+    deploy("external_mi.bpmn", "external_kinds.bpmn")
+    plain = _start(sessions, "external_mi", {"people": ["Aino"]}, at(0))  # no priority on the task
+    urgent = _start(sessions, "external_kinds", {"urgency": 1}, at(1))
+    calm = _start(sessions, "external_kinds", {"urgency": -1}, at(2))
+    with sessions.begin() as s:
+        found = external.fetch_and_lock(s, "w1", ["notify", "letters"], max_tasks=3, now=at(3))
+    assert [(t.instance_id, t.priority) for t in found] == [(urgent, 1), (plain, None), (calm, -1)]
+
+
+def test_a_fetch_takes_only_the_named_topics_each_task_once(sessions, deploy):
+    deploy("external_mi.bpmn", "external_kinds.bpmn")
+    _start(sessions, "external_mi", {"people": ["Aino"]}, at(0))
+    letter = _start(sessions, "external_kinds", {"urgency": 1}, at(1))
+    with sessions.begin() as s:
+        assert [t.instance_id for t in external.fetch_and_lock(s, "w1", ["letters"], max_tasks=5, now=at(2))] \
+            == [letter]
+
+
+def test_a_bare_topic_is_locked_for_the_fetchs_lock_seconds_a_minute_by_default(sessions, deploy):
+    deploy("external_mi.bpmn")
+    _start(sessions, "external_mi", {"people": ["Aino", "Eino"]}, at(0))
+    with sessions.begin() as s:
+        [one] = external.fetch_and_lock(s, "w1", ["notify"], now=at(1))
+        [two] = external.fetch_and_lock(s, "w1", ["notify"], lock_seconds=5, now=at(1))
+    assert (one.lock_expires_at, two.lock_expires_at) == (at(61), at(6))
+
+
+def test_locking_is_audited_with_the_worker_and_the_lock_end(sessions, case):
+    iid, task = case  # locked by w1 at T0 for 60 s
+    with sessions.begin() as s:
+        version_id = runtime.get_instance(s, iid).version_id
+        [event] = [e for e in audit.history(s, iid) if e.kind == "external_task_locked"]
+        assert (event.actor, event.at, event.element_id, event.version_id, json.loads(event.data)) == (
+            "w1", T0, "check_registry", version_id,
+            {"external_task_id": task.id, "topic": "registry", "worker": "w1", "lock_expires_at": at(60).isoformat()})
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"worker_id": "w" * 201}, r"^a worker id \(1 to 200 characters\) is required$"),
+    ({"worker_id": " "}, r"^a worker id \(1 to 200 characters\) is required$"),
+    ({"max_tasks": 101}, "^max tasks must be a whole number from 1 to 100, not 101$"),
+    ({"max_tasks": 0}, "^max tasks must be a whole number from 1 to 100, not 0$"),
+    ({"lock_seconds": 7 * 24 * 3600 + 1}, "^the lock duration must be more than 0 and at most 604800 seconds"),
+])
+def test_fetch_limits_are_refused_past_their_edge(sessions, deploy, kwargs, phrase):
+    deploy("external_service.bpmn")
+    args = {"worker_id": "w1"} | kwargs
+    with sessions.begin() as s, pytest.raises(InvalidInput, match=phrase):
+        external.fetch_and_lock(s, args.pop("worker_id"), ["registry"], now=T0, **args)
+
+
+def test_fetch_limits_are_allowed_at_their_edge(sessions, deploy):
+    deploy("external_service.bpmn")
+    _start(sessions, "external_service", {"company": "Acme"}, T0)
+    with sessions.begin() as s:
+        [task] = external.fetch_and_lock(s, "w" * 200, ["registry"], max_tasks=100, lock_seconds=7 * 24 * 3600,
+                                         now=T0)
+    assert task.lock_expires_at == T0 + timedelta(days=7)
