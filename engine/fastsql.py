@@ -108,7 +108,18 @@ class Fast:
 def _connection(session: Session) -> Connection:
     """Return the connection of the session's transaction (kept in `session.info` from its begin on)."""
     conn = session.info.get("polku_fast_connection")
-    return conn if conn is not None else session.connection()
+    if conn is None:
+        conn = session.info["polku_fast_connection"] = session.connection()
+    return conn
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _savepoint_first(session: Session, transaction: Any) -> None:
+    # SQLAlchemy emits a nested transaction's SAVEPOINT when the session is first asked for its connection
+    # in it; statements on the cursor never ask. Forgetting the connection makes the next one ask, so the
+    # SAVEPOINT comes before it and a savepoint rollback undoes it (the timer sweep's per-instance isolation)
+    if transaction.nested:
+        session.info.pop("polku_fast_connection", None)
 
 
 @event.listens_for(Session, "after_begin")
