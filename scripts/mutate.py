@@ -53,7 +53,8 @@ PLAN: dict[str, list[str]] = {
     # `mutmut run "engine.runtime.x_complete_task*"` in var/mutate/engine_runtime (thousands of mutants)
     "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_actions_matrix.py",
                           "tests/engine/test_optimistic_lock.py", "tests/engine/test_revision_check.py",
-                          "tests/engine/test_message_routing.py", "tests/engine/test_runtime_spec.py"],
+                          "tests/engine/test_message_routing.py", "tests/engine/test_runtime_spec.py",
+                          "tests/engine/test_signals_spec.py"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 
