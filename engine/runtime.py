@@ -191,6 +191,7 @@ def lock_instance(session: Session, instance_id: int) -> Instance:
         if found is None:
             raise InstanceNotFound(f"no instance {instance_id}")
         return _adopt_instance(session, found)
+    session.flush()  # callers refresh rows after the lock: what this transaction changed must be written first
     instance = session.get(Instance, instance_id)
     if instance is None:
         raise InstanceNotFound(f"no instance {instance_id}")
