@@ -10,15 +10,18 @@ every due timer, however small its batch or lease, and says how many fired.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from engine import runtime, timers
+from engine import audit, inbox, runtime, timers
 from engine.db import make_engine, make_sessions
+from engine.errors import Conflict
 from engine.models import Instance, InstanceStatus, Timer
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -169,3 +172,139 @@ def test_a_worker_is_named_by_host_and_process(sessions):
     name = timers.Worker(sessions).worker_id
     assert name == timers.worker_name() and name == f"{socket.gethostname()}:{os.getpid()}"
     assert timers.Worker(sessions, worker_id="mine").worker_id == "mine"
+
+
+# ---------------------------------------------------------------------------------------------
+# When firing fails: the other writer's turn, the database away, or the case itself broken
+
+
+class SilentFault(OperationalError):
+    def __str__(self) -> str:
+        return ""
+
+
+class _Orig:
+    def __init__(self, sqlstate=None):
+        if sqlstate is not None:
+            self.sqlstate = sqlstate
+
+
+def _fail_for(monkeypatch, instance_id, error, *, after_firing=False):
+    """Make the first firing of `instance_id` raise `error` (after its real firing when `after_firing`)."""
+    fire = runtime.fire_instance_timers
+    calls: list[int] = []
+
+    def failing(session, iid, **kwargs):
+        calls.append(iid)
+        if iid == instance_id and calls.count(iid) == 1:
+            if after_firing:
+                fire(session, iid, **kwargs)
+            raise error
+        return fire(session, iid, **kwargs)
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", failing)
+    return calls
+
+
+def _fired_events(sessions, iid):
+    with sessions.begin() as s:
+        return [e for e in audit.history(s, iid) if e.kind == "timer_fired"]
+
+
+@pytest.mark.parametrize("error", [Conflict("someone else changed this case"),
+                                   DBAPIError("UPDATE instance", {}, _Orig("40001")),
+                                   DBAPIError("UPDATE instance", {}, _Orig("40P01"))],
+                         ids=["conflict", "serialization", "deadlock"])
+def test_a_lost_race_hands_the_timer_back_at_once_and_says_so(sessions, cases, monkeypatch, caplog, error):
+    calls = _fail_for(monkeypatch, cases[1], error)
+    caplog.set_level(logging.INFO, logger="engine.timers")
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 5
+    # back at once, not held: claimed again in the same sweep, after the rest of the batch
+    assert calls == [cases[0], cases[1], cases[2], cases[3], cases[4], cases[1]]
+    assert _timers(sessions) == {} and len(_fired_events(sessions, cases[1])) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        f"instance {cases[1]} changed meanwhile; its timers are taken up again on the next sweep"]
+
+
+@pytest.mark.parametrize("sqlstate", [None, "23505"], ids=["no-sqlstate", "other-sqlstate"])
+def test_a_broken_case_is_held_back_five_minutes_and_logged(sessions, cases, monkeypatch, caplog, sqlstate):
+    error = DBAPIError("SELECT", {}, _Orig(sqlstate)) if sqlstate else ValueError("bad state")
+    _fail_for(monkeypatch, cases[1], error)
+    before = datetime.now(UTC)
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 4
+    [(owner, until)] = _timers(sessions).values()
+    assert owner is None and before + timedelta(minutes=5) <= until <= datetime.now(UTC) + timedelta(minutes=5)
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == f"firing the timers of instance {cases[1]} failed" and record.exc_info
+
+
+def test_what_a_rolled_back_firing_wrote_is_forgotten(sessions, cases, monkeypatch):
+    # the case fires (events pending, instance held), then fails: its savepoint goes, and all of it with it
+    _fail_for(monkeypatch, cases[1], ValueError("after the firing"), after_firing=True)
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 4
+    assert _fired_events(sessions, cases[1]) == []
+    assert all(len(_fired_events(sessions, i)) == 1 for i in cases if i != cases[1])
+    with sessions.begin() as s:
+        assert audit.verify(s).ok
+        s.execute(update(Timer).values(lease_owner=None, lease_until=None))  # the hold is over
+    monkeypatch.undo()
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 1
+    assert len(_fired_events(sessions, cases[1])) == 1
+    with sessions.begin() as s:
+        assert audit.verify(s).ok
+        assert sorted(t.element_id for t in inbox.tasks(s, instance_id=cases[1])) == ["call", "escalate"]
+
+
+@pytest.mark.parametrize("error, shown", [
+    (OperationalError("UPDATE timer", {}, Exception("disk I/O error\nwhile writing")),
+     "(builtins.Exception) disk I/O error"),
+    (SilentFault("SELECT", {}, Exception()), "SilentFault"),  # a fault without a message is named by its kind
+], ids=["first-line", "no-message"])
+def test_a_database_fault_gives_the_claims_back_and_names_the_fault(sessions, cases, monkeypatch, caplog,
+                                                                     error, shown):
+    _fail_for(monkeypatch, cases[2], error)
+    with pytest.raises(SQLAlchemyError):
+        timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1")
+    # the chunk (all five, one transaction) rolled back; every claim went back at once
+    assert _timers(sessions) == {i: (None, None) for i in cases}
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert record.getMessage() == f"database fault while firing the timers of instance {cases[2]}: {shown}"
+
+
+@pytest.mark.parametrize("error, shown", [
+    (OperationalError("SELECT", {}, Exception("database is locked\nsecond line")),
+     "(builtins.Exception) database is locked"),
+    (SilentFault("SELECT", {}, Exception()), "SilentFault"),
+], ids=["first-line", "no-message"])
+def test_a_sweep_names_the_database_fault(sessions, monkeypatch, caplog, error, shown):
+    worker = timers.Worker(sessions, worker_id="w1")
+
+    def fault(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(timers, "fire_due_timers", fault)
+    assert worker.sweep() == 0 and worker.faulted and worker.leases_to_release
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (warning.levelno, warning.getMessage()) == (
+        logging.WARNING, f"timer sweep: the database is not available ({shown}); retrying in 0.5 s")
+
+
+def test_a_sweep_failing_for_another_reason_is_logged_with_its_trace(sessions, monkeypatch, caplog):
+    worker = timers.Worker(sessions, worker_id="w1")
+
+    def bug(*_args, **_kwargs):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(timers, "fire_due_timers", bug)
+    assert worker.sweep() == 0 and worker.faulted
+    [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (error.levelno, error.getMessage(), bool(error.exc_info)) == (
+        logging.ERROR, "timer sweep failed; retrying in 0.5 s", True)
+
+
+def test_a_stopped_worker_fires_nothing_more(sessions, cases):
+    worker = timers.Worker(sessions, worker_id="w1")
+    worker.stop()
+    assert worker.sweep() == 0
+    assert len(_timers(sessions)) == 5
+    assert timers.Worker(sessions, worker_id="w2").sweep() == 5
