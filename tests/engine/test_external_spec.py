@@ -393,3 +393,12 @@ def test_fetch_limits_are_allowed_at_their_edge(sessions, deploy):
         [task] = external.fetch_and_lock(s, "w" * 200, ["registry"], max_tasks=100, lock_seconds=7 * 24 * 3600,
                                          now=T0)
     assert task.lock_expires_at == T0 + timedelta(days=7)
+
+
+def test_equal_priorities_are_fetched_oldest_first_by_their_time_not_their_row(sessions, deploy):
+    deploy("external_service.bpmn")
+    newer = _start(sessions, "external_service", {"company": "Acme"}, at(10))
+    older = _start(sessions, "external_service", {"company": "Beta"}, at(0))  # a later row with an earlier time
+    with sessions.begin() as s:
+        found = external.fetch_and_lock(s, "w1", ["registry"], max_tasks=2, now=at(20))
+    assert [t.instance_id for t in found] == [older, newer]
