@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from engine import signin, users
-from engine.models import AuditEvent, UserSession
+from engine.models import AuditEvent, User, UserSession
 from webui.auth import login_required, safe_next
 
 
@@ -215,3 +215,30 @@ def test_restored_values_are_given_once_and_leave_the_cookie(client, clock, aino
     with client.session_transaction() as cookie:
         assert "form_stash" not in cookie
     assert 'value="Kadonnut Oy"' not in client.get("/customers/new").get_data(as_text=True)
+
+
+def test_an_unknown_sign_in_token_is_a_visitor_and_is_dropped(client):
+    with client.session_transaction() as cookie:
+        cookie["sid"] = "no-such-sign-in"
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    with client.session_transaction() as cookie:
+        assert "sid" not in cookie
+
+
+def test_a_user_made_inactive_behind_a_live_sign_in_is_let_in_no_more(client, aino, sessions):
+    _sign_in(client)
+    assert client.get("/").status_code == 200
+    with sessions.begin() as s:  # not through users.set_profile (which ends the sign-ins): only the flag
+        s.get(User, users.get_user(s, "aino").id).active = False
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_the_sign_in_cookie_outlives_the_browser_and_leaves_when_the_sign_in_ends(client, clock, aino):
+    response = _sign_in(client)
+    assert "Expires=" in response.headers["Set-Cookie"]
+    clock.move(hours=13)  # past the sign-in's lifetime
+    client.get("/")
+    with client.session_transaction() as cookie:
+        assert "sid" not in cookie
