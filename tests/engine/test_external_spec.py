@@ -102,6 +102,9 @@ def test_a_first_failure_without_retries_opens_an_incident(sessions, case):
         incident_id = incident.id
     assert _events(sessions, iid, "incident_raised") == [("w1", at(5), "check_registry", False, {
         "incident_id": incident_id, "message": "external task failed: no such company"})]
+    with sessions.begin() as s:
+        [raised] = [e for e in audit.history(s, iid) if e.kind == "incident_raised"]
+        assert raised.version_id == runtime.get_instance(s, iid).version_id is not None
     assert _events(sessions, iid, "external_task_failed")[0][4]["retries_left"] == 0
     assert _revision(sessions, iid) > before
     with sessions.begin() as s:  # nothing to fetch while the incident is open
