@@ -10,6 +10,7 @@ headers (and static files may be cached).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from engine import signin, users
 from engine.models import AuditEvent, User, UserSession
+from webui import create_app
 from webui.auth import login_required, safe_next
 
 
@@ -242,3 +244,34 @@ def test_the_sign_in_cookie_outlives_the_browser_and_leaves_when_the_sign_in_end
     client.get("/")
     with client.session_transaction() as cookie:
         assert "sid" not in cookie
+
+
+def test_behind_two_trusted_proxies_the_address_two_hops_back_is_the_visitors(app, settings, aino, sessions):
+    proxied = create_app(replace(settings, trusted_proxies=2), TESTING=True)
+    proxied.test_client_class = app.test_client_class
+    try:
+        client = proxied.test_client()
+        client.environ_base.update(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.7")
+        assert _sign_in(client).status_code == 302
+        assert _sign_in_row(sessions).address == "203.0.113.5"  # not the first proxy, 198.51.100.7
+    finally:
+        proxied.extensions["polku"].engine.dispose()
+
+
+def test_behind_two_trusted_proxies_the_scheme_two_hops_back_counts(app, settings, aino):
+    proxied = create_app(replace(settings, trusted_proxies=2), TESTING=True)
+    proxied.test_client_class = app.test_client_class
+    try:
+        client = proxied.test_client()
+        # the visitor came in by HTTPS; the second proxy was reached by plain HTTP
+        client.environ_base.update(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5, 198.51.100.7",
+                                   HTTP_X_FORWARDED_PROTO="https, http")
+        token = client.csrf_token()
+        # over HTTPS the CSRF check wants a same-site referrer: without one the sign-in is refused
+        refused = client.post("/login", data={"username": "aino", "password": "oikea-salasana", "csrf_token": token})
+        assert refused.status_code == 400
+        signed_in = client.post("/login", data={"username": "aino", "password": "oikea-salasana", "csrf_token": token},
+                                headers={"Referer": "https://localhost/login"})
+        assert signed_in.status_code == 302
+    finally:
+        proxied.extensions["polku"].engine.dispose()
