@@ -139,11 +139,12 @@ def test_the_worker_sleeps_towards_the_next_timer_within_its_poll(sessions, depl
     deploy("reminder.bpmn")
     worker = timers.Worker(sessions, poll_seconds=7.0, worker_id="w1")
     assert worker._pause() == 7.0  # nothing waits
+    with sessions.begin() as s:
+        runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0)
     soon = datetime.now(UTC) + timedelta(seconds=3)
     with sessions.begin() as s:
-        iid = runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id
-        s.execute(update(Timer).where(Timer.instance_id == iid).values(due_at=soon))
-    assert 2.0 < worker._pause() <= 3.0
+        s.execute(update(Timer).values(due_at=soon))
+    assert 1.0 < worker._pause() <= 3.0  # towards the timer (a loaded machine may take a moment to ask)
     with sessions.begin() as s:
         s.execute(update(Timer).values(due_at=soon + timedelta(hours=1)))
     assert worker._pause() == 7.0
