@@ -125,9 +125,18 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def _refuse_writes_when_reading(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+def refuse_write_when_reading(conn: Any, statement: str) -> None:
+    """Raise WriteInReadTransaction for a writing statement on a `reader(engine)` connection.
+
+    SQLAlchemy's statements pass here by an engine event; `engine.fastsql` calls it itself (its
+    statements go to the DB-API cursor directly).
+    """
     if conn.get_execution_options().get(READ_ONLY) and not statement.lstrip()[:7].lower().startswith(_READS):
         raise WriteInReadTransaction(f"a write in a read-only transaction: {statement[:80]}")
+
+
+def _refuse_writes_when_reading(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    refuse_write_when_reading(conn, statement)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

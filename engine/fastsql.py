@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Dialect, event
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
+from .db import refuse_write_when_reading
+
 __all__ = ["Fast"]
 
 _NO_VALUE = object()
@@ -135,6 +137,7 @@ def _forget_connection(session: Session, transaction: Any) -> None:
 
 
 def _run(conn: Connection, plan: _Plan, params: Any, *, many: bool, fetch: bool) -> tuple[int, list[Any]]:
+    refuse_write_when_reading(conn, plan.sql)  # as for SQLAlchemy's own statements (engine.db's event)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if many:

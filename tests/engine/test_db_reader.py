@@ -136,3 +136,18 @@ def test_begin_writing_takes_the_lock_while_another_writer_holds_it(db_engine, s
     assert outcome == ["committed"]
     with sessions.begin() as s:
         assert s.get(Customer, customer_id).name == "First + second"
+
+
+def test_a_write_on_the_cursor_in_a_read_transaction_is_refused_too(db_engine, sessions):
+    from sqlalchemy import update as core_update
+
+    from engine.fastsql import Fast
+
+    customer_id = _add_customer(sessions)
+    rename = Fast(core_update(Customer).where(Customer.id == customer_id)
+                  .values(name="Changed on the cursor", updated_at=utcnow()))
+    with pytest.raises(WriteInReadTransaction), make_sessions(reader(db_engine)).begin() as s:
+        rename.execute(s)
+    with sessions.begin() as s:
+        assert s.get(Customer, customer_id).name == "Acme Oy"
+        assert rename.execute(s) == 1  # a writing transaction may
