@@ -14,17 +14,23 @@ from engine.models import AuditEvent, Instance, Timer
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
+def _reminders(sessions, deploy, count):
+    """Deploy the reminder process and start `count` cases (their timers come due 14 days after T0)."""
+    deploy("reminder.bpmn")
+    ids = []
+    for _ in range(count):
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id)
+    return ids
+
+
 def _fired(s, instance_id):
     return s.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.instance_id == instance_id, AuditEvent.kind == "timer_fired"))
 
 
 def test_a_broken_instance_in_a_chunk_rolls_back_alone(sessions, deploy, monkeypatch):
-    deploy("reminder.bpmn")
-    ids = []
-    for _ in range(7):
-        with sessions.begin() as s:
-            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id)
+    ids = _reminders(sessions, deploy, 7)
     broken = ids[3]
     with sessions.begin() as s:
         s.execute(update(Instance).where(Instance.id == broken).values(state='{"not": "a workflow"}'))
@@ -41,11 +47,7 @@ def test_a_broken_instance_in_a_chunk_rolls_back_alone(sessions, deploy, monkeyp
 
 
 def test_chunks_fire_the_same_as_one_by_one_saved_and_reloaded(sessions, deploy, monkeypatch):
-    deploy("reminder.bpmn")
-    ids = []
-    for _ in range(5):
-        with sessions.begin() as s:
-            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id)
+    ids = _reminders(sessions, deploy, 5)
     monkeypatch.setattr(timers, "FIRE_CHUNK", 2)
     assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15)) == 5
     runtime.forget_cache()
@@ -56,11 +58,7 @@ def test_chunks_fire_the_same_as_one_by_one_saved_and_reloaded(sessions, deploy,
 
 
 def test_a_stop_fires_no_more_and_hands_the_claimed_rest_back(sessions, deploy, monkeypatch):
-    deploy("reminder.bpmn")
-    ids = []
-    for _ in range(5):
-        with sessions.begin() as s:
-            ids.append(runtime.start_instance(s, "reminder", by="anna", data={"due": "P7D"}, now=T0).id)
+    ids = _reminders(sessions, deploy, 5)
     runtime.forget_cache()
     monkeypatch.setattr(timers, "FIRE_CHUNK", 2)
     stop = threading.Event()
