@@ -37,8 +37,10 @@ PLAN: dict[str, list[str]] = {
     "engine/access.py": ["tests/engine/test_access_rules.py", "tests/engine/test_actions_matrix.py"],
     "engine/kpi.py": ["tests/engine/test_boundaries.py", "tests/engine/test_kpi_contract.py",
                       "tests/engine/test_kpi_spec.py"],
+    # test_timers_worker_loop.py runs Worker.run, start_thread and run_worker in the test process (mutmut sees them)
     "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_timers_spec.py", "tests/engine/test_boundaries.py",
-                         "tests/engine/test_timer_batches.py", "tests/faults/test_worker_faults.py"],
+                         "tests/engine/test_timer_batches.py", "tests/faults/test_worker_faults.py",
+                         "tests/engine/test_timers_worker_loop.py"],
     # the test_cli_* tests drive `polku` in new processes: mutmut cannot see what they cover, and they cost minutes
     "engine/external.py": ["tests/engine/test_external.py", "tests/engine/test_external_spec.py", "-k=not test_cli_"],
     "engine/sandbox.py": ["tests/engine/test_sandbox.py", "tests/engine/test_sandbox_limits.py",
