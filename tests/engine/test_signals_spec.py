@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from engine import audit, runtime
+from engine import audit, external, runtime
 from engine import deploy as deploy_mod
 from engine.deploy import deploy_files
 from engine.models import Incident, Instance, InstanceStatus
@@ -110,11 +110,15 @@ def _stuck_case(sessions, deploy):
     with sessions.begin() as s:
         [task] = runtime.instance_summary(s, iid)["tasks"]
         runtime.complete_task(s, task["id"], {}, by="anna", now=T0)
+    _drop_incidents(sessions, iid)
+    return iid
+
+
+def _drop_incidents(sessions, iid):
     with sessions.begin() as s:  # as a case stuck before the check existed: no incident
         for incident in s.scalars(select(Incident).where(Incident.instance_id == iid)):
             s.delete(incident)
         s.get(Instance, iid).open_incidents = 0
-    return iid
 
 
 def test_stuck_cases_are_listed_with_why_and_where(sessions, deploy):
@@ -159,3 +163,20 @@ def test_the_clock_of_a_signal_defaults_to_now(sessions, deploy):
         runtime.broadcast_signal(s, "go", by="esimies")
     [(_actor, at, _version, _data)] = _received(sessions, iid)
     assert before <= at <= datetime.now(UTC)
+
+
+def test_a_stuck_case_whose_worker_task_is_done_is_listed(sessions):
+    # c_deadlock with its first step done by a worker: a finished external task is no longer a wait
+    model = (MODELS / "c_deadlock.bpmn").read_text(encoding="utf-8").replace(
+        '<bpmn:userTask id="decide" name="Decide">',
+        '<bpmn:serviceTask id="decide" name="Decide" camunda:type="external" camunda:topic="registry">',
+    ).replace("</bpmn:userTask>", "</bpmn:serviceTask>")
+    with sessions.begin() as s:
+        deploy_files(s, {"c_deadlock.bpmn": model.encode()}, by="designer")
+    iid = _start(sessions, "c_deadlock", {"pick": "a"})
+    with sessions.begin() as s:
+        [task] = external.fetch_and_lock(s, "w1", ["registry"], now=T0)
+        external.complete(s, task.id, "w1", now=T0)
+    _drop_incidents(sessions, iid)
+    with sessions.begin() as s:
+        assert [(c["instance_id"], c["element_id"]) for c in runtime.stuck_instances(s)] == [(iid, "join")]
