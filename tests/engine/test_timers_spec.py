@@ -16,7 +16,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from engine import audit, inbox, runtime, timers
@@ -165,6 +165,8 @@ def test_a_worker_whose_database_is_away_polls_at_its_pace(tmp_path):
         assert worker._pause() == 3.0
         assert worker.sweep() == 0 and worker.faulted and worker.leases_to_release
         assert worker._pause() == 0.5
+        # still away: the leases could not be handed back, so the next sweep tries again
+        assert worker.sweep() == 0 and worker.leases_to_release
     finally:
         engine.dispose()
 
@@ -184,7 +186,7 @@ class SilentFault(OperationalError):
         return ""
 
 
-class _Orig:
+class _Orig(Exception):
     def __init__(self, sqlstate=None):
         if sqlstate is not None:
             self.sqlstate = sqlstate
@@ -309,3 +311,69 @@ def test_a_stopped_worker_fires_nothing_more(sessions, cases):
     assert worker.sweep() == 0
     assert len(_timers(sessions)) == 5
     assert timers.Worker(sessions, worker_id="w2").sweep() == 5
+
+
+def test_a_broken_first_case_of_a_chunk_is_held_back_and_the_rest_fire(sessions, cases, monkeypatch):
+    # nothing of the chunk's transaction was buffered yet when the first case fails
+    _fail_for(monkeypatch, cases[0], ValueError("bad state"))
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 4
+    [(owner, until)] = _timers(sessions).values()
+    assert list(_timers(sessions)) == [cases[0]] and owner is None and until > datetime.now(UTC)
+    with sessions.begin() as s:
+        assert audit.verify(s).ok
+
+
+@pytest.mark.parametrize("error", [Conflict("someone else changed this case"), ValueError("bad state")],
+                         ids=["lost-race", "broken"])
+def test_handing_one_case_back_leaves_the_rest_of_the_batch_leased(sessions, cases, monkeypatch, error):
+    fire = runtime.fire_instance_timers
+    owners: dict[int, str | None] = {}
+
+    def failing(session, iid, **kwargs):
+        if iid == cases[1] and not owners:
+            raise error
+        if iid == cases[3] and not owners:  # while the batch is being fired, after cases[1] went back
+            owners.update(session.execute(select(Timer.instance_id, Timer.lease_owner)
+                                          .where(Timer.instance_id.in_(cases[3:]))).tuples().all())
+        return fire(session, iid, **kwargs)
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", failing)
+    timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1")
+    assert owners == {cases[3]: "w1", cases[4]: "w1"}
+
+
+def test_holding_a_broken_case_back_leaves_another_workers_lease_on_it_alone(sessions, cases, monkeypatch):
+    theirs = datetime.now(UTC) + timedelta(minutes=1)
+    with sessions.begin() as s:
+        first = s.scalar(select(Timer).where(Timer.instance_id == cases[4]))
+        s.add(Timer(instance_id=cases[4], task_id=first.task_id, element_id="other", kind="duration",
+                    due_at=DUE, lease_owner="w2", lease_until=theirs))
+    _fail_for(monkeypatch, cases[4], ValueError("bad state"))
+    assert timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1") == 4
+    with sessions.begin() as s:
+        rows = s.execute(select(Timer.element_id, Timer.lease_owner, Timer.lease_until)
+                         .where(Timer.instance_id == cases[4])).tuples().all()
+    leases = {element: (owner, until) for element, owner, until in rows}
+    assert leases["other"] == ("w2", theirs) and leases[first.element_id][0] is None
+
+
+def test_leases_that_could_not_be_handed_back_are_tried_again_on_the_next_sweep(sessions, cases):
+    _claim(sessions, DUE + timedelta(days=1), lease=timedelta(minutes=10))  # before a fault, w1 held them
+    worker = timers.Worker(sessions, worker_id="w1")
+    worker.leases_to_release = True
+    refused: list[str] = []
+
+    def refuse_once(_conn, _cursor, statement, *_args):
+        if statement.startswith("UPDATE timer SET lease_owner") and "instance_id IN" not in statement and not refused:
+            refused.append(statement)
+            raise OperationalError(statement, {}, Exception("database is locked"))
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", refuse_once)
+    try:
+        assert worker.sweep() == 0  # the hand-back failed; its own live leases keep the timers from it
+        assert refused and worker.leases_to_release and not worker.faulted
+        assert worker.sweep() == 5  # handed back this time, and fired
+        assert not worker.leases_to_release
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse_once)
