@@ -377,3 +377,30 @@ def test_leases_that_could_not_be_handed_back_are_tried_again_on_the_next_sweep(
         assert not worker.leases_to_release
     finally:
         event.remove(engine, "before_cursor_execute", refuse_once)
+
+
+def test_a_worker_leases_what_it_claims_for_its_own_lease(sessions, cases, monkeypatch):
+    fire = runtime.fire_instance_timers
+    leases: list[tuple[str | None, datetime | None]] = []
+
+    def recording(session, iid, **kwargs):
+        leases.extend(session.execute(select(Timer.lease_owner, Timer.lease_until)
+                                      .where(Timer.instance_id == iid)).tuples().all())
+        return fire(session, iid, **kwargs)
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", recording)
+    before = datetime.now(UTC)
+    assert timers.Worker(sessions, worker_id="w1", lease=timedelta(minutes=7)).sweep() == 5
+    after = datetime.now(UTC)
+    assert len(leases) == 5
+    assert all(owner == "w1" and before + timedelta(minutes=7) <= until <= after + timedelta(minutes=7)
+               for owner, until in leases)
+
+
+def test_a_sweep_runs_the_workers_other_jobs_on_its_database_under_its_name(sessions, monkeypatch):
+    from engine import jobs
+
+    rounds: list[tuple[object, str]] = []
+    monkeypatch.setattr(jobs, "run_jobs", lambda got, *, worker_id, settings=None: rounds.append((got, worker_id)))
+    assert timers.Worker(sessions, worker_id="w1").sweep() == 0
+    assert rounds == [(sessions, "w1")]
