@@ -138,6 +138,7 @@ def test_an_unawaited_contact_message_is_logged_on_the_customer(sessions):
         [contact] = contacts.customer_contacts(s, customer.id)
         assert (contact.instance_id, str(contact.contacted_on), contact.topic, contact.notes,
                 str(contact.next_contact_on)) == (iid, "2026-03-01", "Ei tarvetta nyt", "soita syksyllä", "2026-09-01")
+        assert (contact.created_by, contact.created_at) == ("anna", later)  # the thrower's actor and clock
         assert runtime.get_instance(s, iid).status == "completed"
     [thrown] = _thrown(sessions, iid)
     assert (thrown[3]["delivered_to"], thrown[3]["started"], thrown[3]["contact_id"]) == ([], [], contact.id)

@@ -13,9 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import audit, runtime
+from engine import audit, external, runtime
 from engine.errors import InstanceNotFound, InvalidInput, NotFound, TaskNotAvailable
-from engine.models import Incident, IncidentStatus, InstanceStatus, MessageWait, Task, TaskStatus
+from engine.models import (
+    ExternalTask,
+    ExternalTaskState,
+    Incident,
+    IncidentStatus,
+    InstanceStatus,
+    MessageWait,
+    Task,
+    TaskStatus,
+)
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -126,6 +135,9 @@ def test_cancelling_ends_the_case_its_tasks_and_waits_once(sessions, deploy):
         assert s.scalar(select(func.count()).select_from(MessageWait).where(MessageWait.instance_id == waiting)) == 0
         [event] = _events(s, waiting, "instance_cancelled")
         assert (event["actor"], event["data"]) == ("sanna", {"reason": "customer left"})
+        assert (event["at"], event["version_id"]) == (T1.isoformat(), instance.version_id)
+        [done] = s.scalars(select(Task).where(Task.instance_id == waiting))  # completed before: stays so
+        assert (done.state, done.completed_at) == (TaskStatus.COMPLETED, T0)
         assert runtime.get_instance(s, iid).status == InstanceStatus.RUNNING
         assert s.get(Task, task_id).state == TaskStatus.READY  # another case's task is untouched
     with sessions.begin() as s, pytest.raises(NotFound):
@@ -140,6 +152,27 @@ def test_cancelling_ends_the_case_its_tasks_and_waits_once(sessions, deploy):
         row = s.get(Task, task_id)
         assert (row.state, row.completed_at) == (TaskStatus.CANCELLED, T1)
         assert _events(s, iid, "instance_cancelled")[0]["data"] == {"reason": ""}
+
+
+def test_cancelling_ends_the_cases_open_worker_tasks_and_no_others(sessions, deploy):
+    deploy("external_service.bpmn")
+    with sessions.begin() as s:
+        done, held, other = (runtime.start_instance(s, "external_service", by="anna", data={"company": "Acme"},
+                                                    business_key=KEY, now=T0).id for _ in range(3))
+    with sessions.begin() as s:
+        tasks = {t.instance_id: t.id for t in external.fetch_and_lock(s, "w1", ["registry"], max_tasks=3, now=T0)}
+    with sessions.begin() as s:
+        external.complete(s, tasks[done], "w1", {"status": "active"}, now=T0)  # the case goes on to its review
+    for iid in (done, held):
+        with sessions.begin() as s:
+            runtime.cancel_instance(s, iid, by="sanna", now=T1)
+    with sessions.begin() as s:
+        rows = {iid: s.get(ExternalTask, tasks[iid]) for iid in (done, held, other)}
+        assert [(r.state, r.ended_at, r.ended_by, r.lock_owner, r.lock_expires_at) for r in rows.values()] == [
+            (ExternalTaskState.COMPLETED, T0, "w1", None, None),
+            (ExternalTaskState.CANCELLED, T1, "sanna", None, None),
+            (ExternalTaskState.OPEN, None, None, "w1", T0 + timedelta(seconds=60)),
+        ]
 
 
 def _incident(sessions):
