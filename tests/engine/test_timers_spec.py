@@ -177,6 +177,11 @@ def test_a_worker_is_named_by_host_and_process(sessions):
     assert timers.Worker(sessions, worker_id="mine").worker_id == "mine"
 
 
+def test_a_worker_made_without_settings_polls_every_second_with_the_default_lease(sessions):
+    worker = timers.Worker(sessions)
+    assert worker.poll_seconds == 1.0 and worker.lease == timers.DEFAULT_LEASE == timedelta(seconds=30)
+
+
 # ---------------------------------------------------------------------------------------------
 # When firing fails: the other writer's turn, the database away, or the case itself broken
 
