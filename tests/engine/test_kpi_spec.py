@@ -10,7 +10,7 @@ exactly the rows it names. "On time" is the contract's: contacted on or before
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete
@@ -208,6 +208,7 @@ def test_a_case_without_service_ended_on_falls_back_to_the_latest_line_end_then_
     ("2026-03-08T22:30:00+00:00", "2026-03-09"), ("2026-03-08T21:59:00+00:00", "2026-03-08"),
     ("2026-03-08", "2026-03-08"), ("2026-03-08T23:30:00", "2026-03-08"), ("not a date", None), ("", None),
     (17, None), (datetime(2026, 3, 8, 23, 30, tzinfo=UTC), "2026-03-09"), (datetime(2026, 3, 8, 23, 30), "2026-03-08"),
+    (date(2026, 3, 8), "2026-03-08"),
 ])
 def test_a_contact_day_is_read_in_helsinki(value, day):
     case = kpi.AftercareCase.from_values(1, {"aftercare_contacted_on": value})
@@ -232,6 +233,101 @@ def test_the_outcome_and_last_attempt_of_a_case():
                                               "aftercare_attempts": "x"})
     assert (older.outcome, older.reached, older.last_attempt_on, older.service_line) == ("reached", True, None, None)
     assert kpi.AftercareCase.from_values(3, {"aftercare_outcome": "maybe"}).outcome is None
+
+
+LATE_EVENING = "2026-03-08T22:30:00+00:00"  # 8 March in UTC, 9 March 00:30 in Helsinki
+
+
+@pytest.mark.parametrize("values, day", [
+    ({"service_ended_on": LATE_EVENING}, lambda c: c.ended_on),
+    ({"export_ended_on": LATE_EVENING}, lambda c: c.ended_on),  # an older case: its line's end
+    ({"aftercare_started_at": LATE_EVENING}, lambda c: c.ended_on),  # no end at all: the day aftercare started
+    ({"aftercare_contacted_on": LATE_EVENING}, lambda c: c.contacted_on),
+    ({"aftercare_outcome": "not_reached", "aftercare_attempts": [{"on": LATE_EVENING}]}, lambda c: c.last_attempt_on),
+], ids=["service_ended_on", "line_ended_on", "aftercare_started_at", "contacted_on", "attempt"])
+def test_every_day_of_a_case_is_read_in_the_given_time_zone(values, day):
+    assert day(kpi.AftercareCase.from_values(1, values, "UTC")) == date(2026, 3, 8)
+    assert day(kpi.AftercareCase.from_values(1, values)) == date(2026, 3, 9)
+
+
+def test_a_recorded_outcome_decides_even_without_a_contact_day():
+    values = {"service_ended_on": "2026-03-01", "aftercare_target_days": 14, "aftercare_outcome": "reached"}
+    reached = kpi.AftercareCase.from_values(7, values)
+    assert (reached.instance_id, reached.outcome, reached.reached, reached.not_reached) == (7, "reached", True, False)
+    assert (reached.contacted_on, reached.days, reached.on_time) == (None, None, None)
+    assert reached.overdue(date(2026, 4, 1)) is False  # a contact made is never overdue, however late
+    # only a list holds attempts
+    assert kpi.AftercareCase.from_values(1, {"aftercare_attempts": 3}).last_attempt_on is None
+    assert kpi.AftercareCase.from_values(1, {"aftercare_attempts": {"on": "2026-03-05"}}).last_attempt_on is None
+
+
+@pytest.mark.parametrize("values", [{"service_ended_on": "2026-03-01"}, {"aftercare_target_days": 14}, {}],
+                         ids=["no_target", "no_end", "nothing"])
+def test_an_open_case_without_an_end_day_or_a_target_is_never_overdue(values):
+    case = kpi.AftercareCase.from_values(1, values)
+    assert (case.outcome, case.deadline) == (None, None)
+    assert case.overdue(date(2030, 1, 1)) is False
+
+
+def test_today_is_the_day_of_an_instant_in_the_given_time_zone():
+    midnight = datetime(2026, 3, 19, 22, 0, tzinfo=UTC)  # 20 March 00:00 in Helsinki
+    assert kpi.today(midnight) == date(2026, 3, 20)
+    assert kpi.today(midnight - timedelta(microseconds=1)) == date(2026, 3, 19)
+    assert kpi.today(midnight, "UTC") == date(2026, 3, 19)
+
+
+def test_ids_are_read_in_chunks_of_500_each_once_in_order():
+    ids = list(range(1001))
+    assert [len(part) for part in kpi._chunks(ids)] == [500, 500, 1]
+    assert [i for part in kpi._chunks(ids) for i in part] == ids
+    assert list(kpi._chunks(ids[:500])) == [ids[:500]]
+    assert list(kpi._chunks([])) == []
+
+
+def test_aftercare_cases_are_read_per_named_instance_from_its_own_variables(sessions, case):
+    older = case({"export_ended_on": LATE_EVENING, "aftercare_target_days": 14})
+    plain = case(contract("2026-03-01", aftercare_contacted_on="2026-03-10", service_line="export"))
+    other = case(contract("2026-01-01", aftercare_outcome="not_reached"))  # not asked for: never read
+    bare = case()  # no variables at all
+    with sessions.begin() as s:
+        cases = kpi.aftercare_cases(s, [plain, older, plain, bare], "UTC")
+        helsinki = kpi.aftercare_cases(s, [older])
+    assert list(cases) == [plain, older, bare]  # each once, in the order asked
+    assert other not in cases
+    assert cases[plain] == kpi.AftercareCase(plain, "export", date(2026, 3, 1), 14, date(2026, 3, 10), "reached")
+    assert cases[older] == kpi.AftercareCase(older, None, date(2026, 3, 8), 14, None, None)
+    assert helsinki[older].ended_on == date(2026, 3, 9)
+    assert cases[bare] == kpi.AftercareCase(bare, None, None, None, None, None)
+
+
+def test_the_on_time_figure_counts_contacts_and_last_attempts_of_its_period(sessions, case):
+    # [1 March, 1 April) in Helsinki; a target of 14 days
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-02"))  # done, on time (last day 6 March)
+    case(contract("2026-03-01", aftercare_contacted_on="2026-03-15"))  # done, on time on its last day
+    case(contract("2026-03-01", aftercare_contacted_on="2026-03-16"))  # done, late
+    case(contract("2026-03-01", target=None, aftercare_contacted_on="2026-03-10"))  # done, no target: not on time
+    case(contract("2026-02-01", aftercare_contacted_on="2026-02-27", aftercare_attempts=[{"on": "2026-03-03"}]))
+    case(contract("2026-02-01", aftercare_outcome="not_reached",
+                  aftercare_attempts=[{"on": "2026-03-05"}, {"on": "2026-03-20"}]))  # not reached in March
+    case(contract("2026-02-01", aftercare_outcome="not_reached",
+                  aftercare_attempts=[{"on": "2026-03-31"}, {"on": "2026-02-25"}]))  # its last attempt: March
+    case(contract("2026-02-01", aftercare_outcome="not_reached",
+                  aftercare_attempts=[{"on": "2026-02-10"}, {"on": "2026-02-25"}]))  # last attempt in February
+    case(contract("2026-02-01", aftercare_outcome="not_reached"))  # no attempt: in no period
+    case(contract("2026-02-01", aftercare_outcome="reached"))  # reached, no contact day: in no period
+    case(contract("2026-03-01"))  # open
+    march = (datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)), datetime(2026, 4, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)))
+    with sessions.begin() as s:
+        assert kpi.aftercare_on_time(s, *march) == kpi.OnTime(done=4, on_time=2, not_reached=2)
+
+
+def test_the_on_time_figure_reads_the_days_in_its_time_zone(sessions, case):
+    # contacted 12 March 23:30 in UTC, 13 March 01:30 in Helsinki: the last day is 12 March (2 March + 10)
+    case(contract("2026-03-02", target=10, aftercare_contacted_on="2026-03-12T23:30:00+00:00"))
+    utc = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+    with sessions.begin() as s:
+        assert kpi.aftercare_on_time(s, *utc, "UTC") == kpi.OnTime(done=1, on_time=1)
+        assert kpi.aftercare_on_time(s, *utc) == kpi.OnTime(done=1, on_time=0)
 
 
 def test_on_time_share():
@@ -358,3 +454,69 @@ def test_follow_up_days_done_are_the_periods_cases_with_a_completed_follow_up_da
     march = kpi.AftercareFilter(start=datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE)))
     with sessions.begin() as s:
         assert kpi.aftercare_report(s, march, now=NOW).follow_up_done == 2
+
+
+def test_a_contact_recorded_before_the_line_ended_is_in_the_first_bar():
+    # every contact with days is in exactly one bar, also one made a day or five days before the recorded end
+    report = kpi.AftercareReport()
+    rows = [{"service_ended_on": "2026-03-10", "aftercare_target_days": 14, "aftercare_contacted_on": day}
+            for day in ("2026-03-09", "2026-03-05", "2026-03-10")]
+    kpi._contact_figures(report, rows, kpi.ZONE)
+    assert report.charts["days"] == [("0-7", 3), ("8-14", 0), ("15-21", 0), ("22-30", 0), ("31+", 0)]
+    assert (report.with_days, report.days_median, report.within_target, report.late) == (3, -1.0, 3, 0)
+
+
+def test_figures_given_the_open_aftercare_rows_use_them_instead_of_reading_again(sessions, case):
+    case(contract("2026-03-10"), tasks=[("aftercare_contact", "anna", NOW + DAY)])  # last day 24 March
+    with sessions.begin() as s:
+        later = kpi.open_aftercare(s, NOW + 10 * DAY)  # read on 30 March: overdue
+        assert [late for _t, _i, late in later] == [True]
+        [load] = kpi.summary(s, NOW, open_rows=later)["loads"]
+        assert (load.aftercare_due, load.aftercare_overdue) == (0, 1)
+        assert [t.element_id for t, _i in kpi.overdue_aftercare(s, NOW, open_rows=later)] == ["aftercare_contact"]
+        [own] = kpi.summary(s, NOW)["loads"]  # read at its own now: due, not overdue
+        assert (own.aftercare_due, own.aftercare_overdue) == (1, 0)
+        assert kpi.overdue_aftercare(s, NOW) == []
+
+
+def test_the_overdue_list_reads_today_in_its_time_zone(sessions, case):
+    now = datetime(2026, 3, 19, 22, 30, tzinfo=UTC)  # 19 March in UTC, 20 March in Helsinki
+    late = case(contract("2026-03-05"), tasks=[("aftercare_contact", "anna", now + 100 * DAY)])  # last day 19 March
+    with sessions.begin() as s:
+        assert kpi.overdue_aftercare(s, now, "UTC") == []
+        assert [i.id for _t, i in kpi.overdue_aftercare(s, now)] == [late]
+
+
+def test_the_dashboard_reads_the_case_days_and_today_in_its_time_zone(sessions, case):
+    now = datetime(2026, 3, 19, 22, 30, tzinfo=UTC)  # 19 March in UTC, 20 March in Helsinki
+    case(contract("2026-03-05"))  # open, last day 19 March: overdue in Helsinki only
+    # contacted 12 March in UTC (13 March in Helsinki), its last day 12 March: on time in UTC only
+    case(contract("2026-03-02", target=10, aftercare_contacted_on="2026-03-12T23:30:00+00:00"))
+    case(contract("2026-03-31T22:30:00+00:00"))  # ended 31 March in UTC, 1 April in Helsinki
+    march = kpi.AftercareFilter(start=datetime(2026, 3, 1, tzinfo=UTC), end=datetime(2026, 4, 1, tzinfo=UTC))
+    with sessions.begin() as s:
+        utc = kpi.aftercare_report(s, march, "UTC", now=now)
+        helsinki = kpi.aftercare_report(s, march, now=now)
+    assert (utc.finished, utc.done, utc.overdue, utc.within_target, utc.late) == (3, 1, 0, 1, 0)
+    assert (helsinki.finished, helsinki.done, helsinki.overdue, helsinki.within_target, helsinki.late) == (2, 1, 1, 0, 1)
+
+
+def test_the_dashboard_counts_past_the_first_500_cases(sessions, case):
+    """The dashboard reads its cases 500 at a time: the first and the last of 501 each count."""
+    first = case(contract("2026-03-01"))
+    with sessions.begin() as s:
+        template = s.get(Instance, first)
+        more = [Instance(version_id=template.version_id, process_id=template.process_id, state="", started_by="t")
+                for _ in range(500)]
+        s.add_all(more)
+        s.flush()
+        s.add_all(Variable(instance_id=i.id, name=k, value=v) for i in more for k, v in contract("2026-03-01").items())
+        last = max(i.id for i in more)
+        for iid in (first, last):
+            s.add(Instance(version_id=template.version_id, process_id=template.process_id, state="", started_by="t",
+                           parent_instance_id=iid))
+            audit.append(s, audit.EventKind.TASK_COMPLETED, actor="anna", instance_id=iid,
+                         element_id="hold_follow_up_day", at=NOW)
+    with sessions.begin() as s:
+        report = kpi.aftercare_report(s, kpi.AftercareFilter(), now=NOW)
+    assert (report.finished, report.new_processes, report.follow_up_done) == (501, 2, 2)
