@@ -19,7 +19,7 @@ from engine import audit, contacts, customers, inbox, runtime, users
 from engine.deploy import deploy_files
 from engine.models import Instance
 
-from .conftest import T0
+from .conftest import MODELS, T0
 
 ACME, BETA = "0737546-2", "2617416-4"
 
@@ -74,6 +74,9 @@ def test_a_message_goes_to_the_same_customers_waiting_case_and_an_unawaited_one_
             (BETA, sender, "anna", later)
         assert runtime.instance_variables(s, child.id)["order"] == {"amount": 6}
         assert runtime.instance_variables(s, beta_waits)["amount"] == 3  # the send task's payload: the data
+    with sessions.begin() as s:
+        [received] = [e for e in audit.history(s, beta_waits) if e.kind == "message_received"]
+        assert (received.actor, received.at) == ("anna", later)  # the thrower's actor and clock
     [ready, new] = _thrown(sessions, sender)
     assert ready[:3] == ("anna", later, True)
     assert (ready[3]["name"], ready[3]["delivered_to"], ready[3]["started"]) == ("order_ready", [beta_waits], [])
@@ -95,13 +98,16 @@ def test_a_case_without_a_customer_reaches_no_waiting_case_but_still_starts_one(
         assert runtime.get_instance(s, child).business_key is None
 
 
-def test_a_finished_case_of_the_customer_gets_nothing(sessions, deploy):
-    deploy("c_send.bpmn", "c_receiver.bpmn", "c_msg_start.bpmn")
+def test_a_finished_case_of_the_customer_or_one_waiting_for_another_message_gets_nothing(sessions, deploy):
+    deploy("c_send.bpmn", "c_receiver.bpmn", "c_msg_start.bpmn", "c_correlation.bpmn")
     cancelled, waiting = _start(sessions, "c_receiver", key=BETA), _start(sessions, "c_receiver", key=BETA)
+    other = _start(sessions, "c_corr_shop", {"order_id": "A-1"}, key=BETA)  # waits for `shipped`
     with sessions.begin() as s:
         runtime.cancel_instance(s, cancelled, by="esimies", now=T0)
     sender = _start(sessions, "c_sender", {"amount": 1}, key=BETA)
     assert _thrown(sessions, sender)[0][3]["delivered_to"] == [waiting]
+    with sessions.begin() as s:
+        assert [e for e in audit.history(s, other) if e.kind == "message_received"] == []
 
 
 def test_two_waiting_cases_of_the_customer_both_get_it_in_order(sessions, deploy):
@@ -152,3 +158,41 @@ def test_a_contact_message_that_makes_no_valid_contact_records_none(sessions):
     assert thrown[3]["contact_id"] is None
     with sessions.begin() as s:
         assert customers.find_by_business_id(s, "not-an-id") is None
+
+
+
+def _started_by(message):
+    """c_msg_start started by `message` instead of `new_case`."""
+    model = (MODELS / "c_msg_start.bpmn").read_text(encoding="utf-8").replace('name="new_case"', f'name="{message}"')
+    return {"c_msg_start.bpmn": model.encode()}
+
+
+def _children(sessions):
+    with sessions.begin() as s:
+        return [(i.id, i.parent_instance_id) for i in s.scalars(select(Instance).where(
+            Instance.process_id == "c_msg_start").order_by(Instance.id))]
+
+
+def test_a_waiting_case_takes_the_message_before_a_process_it_would_start(sessions, deploy):
+    deploy("c_send.bpmn", "c_receiver.bpmn")
+    with sessions.begin() as s:
+        deploy_files(s, _started_by("order_ready"), by="designer")
+    waiting = _start(sessions, "c_receiver", key=BETA)
+    sender = _start(sessions, "c_sender", {"amount": 1}, key=BETA)
+    assert (_thrown(sessions, sender)[0][3]["delivered_to"], _children(sessions)) == ([waiting], [])
+    # nobody of ACME waits: the process starts
+    other = _start(sessions, "c_sender", {"amount": 1}, key=ACME)
+    [(child, parent)] = _children(sessions)
+    assert parent == other and _thrown(sessions, other)[0][3]["started"] == [child]
+
+
+def test_a_contact_message_that_starts_a_process_is_not_logged_as_a_contact(sessions):
+    with sessions.begin() as s:
+        deploy_files(s, {"contact_end.bpmn": CONTACT_BPMN, **_started_by(contacts.CASE_CONTACT_MESSAGE)},
+                     by="designer")
+    iid = _start(sessions, "contact_end", {"business_id": ACME}, key=ACME)
+    [(child, _parent)] = _children(sessions)
+    [thrown] = _thrown(sessions, iid)
+    assert (thrown[3]["started"], "contact_id" in thrown[3]) == ([child], False)
+    with sessions.begin() as s:
+        assert customers.find_by_business_id(s, ACME) is None

@@ -180,3 +180,13 @@ def test_a_stuck_case_whose_worker_task_is_done_is_listed(sessions):
     _drop_incidents(sessions, iid)
     with sessions.begin() as s:
         assert [(c["instance_id"], c["element_id"]) for c in runtime.stuck_instances(s)] == [(iid, "join")]
+
+
+
+def test_a_signal_a_case_throws_starts_a_child_of_that_case(sessions, deploy):
+    deploy("c_throw.bpmn", "c_signal_start.bpmn")  # c_throw throws `go`; c_signal_start starts on it
+    thrower = _start(sessions, "c_throw")
+    with sessions.begin() as s:
+        [child] = s.scalars(select(Instance).where(Instance.process_id == "c_signal_start")).all()
+        assert (child.parent_instance_id, child.started_by) == (thrower, "anna")
+    assert _tasks(sessions, child.id) == ["react"]
