@@ -409,3 +409,63 @@ def test_a_sweep_runs_the_workers_other_jobs_on_its_database_under_its_name(sess
     monkeypatch.setattr(jobs, "run_jobs", lambda got, *, worker_id, settings=None: rounds.append((got, worker_id)))
     assert timers.Worker(sessions, worker_id="w1").sweep() == 0
     assert rounds == [(sessions, "w1")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The lease deadline: a worker fires a claimed batch only while 80 % of its lease lasts (measured on
+# the monotonic clock), the first case of each claim always, and hands the rest back
+
+
+class _Clock:
+    """A monotonic clock for engine.timers that moves only when a case fires (and refuses to spin)."""
+
+    def __init__(self, step: float):
+        self.now, self.step, self.reads = 0.0, step, 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        assert self.reads < 200, "the sweep does not end"
+        return self.now
+
+
+def _run_on_clock(sessions, monkeypatch, clock: _Clock, **kwargs) -> tuple[int, list[list[int]]]:
+    """Fire with one case per chunk, the clock moving `clock.step` a firing; return (fired, each claim's cases)."""
+    fire, claim = runtime.fire_instance_timers, timers.claim_due
+    claims: list[list[int]] = []
+
+    def firing(session, iid, **kw):
+        clock.now += clock.step
+        return fire(session, iid, **kw)
+
+    def claiming(session, **kw):
+        claims.append(claim(session, **kw))
+        return claims[-1]
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", firing)
+    monkeypatch.setattr(timers, "claim_due", claiming)
+    monkeypatch.setattr(timers, "time", clock)
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 1)
+    fired = timers.fire_due_timers(sessions, now=DUE + timedelta(days=1), worker_id="w1", **kwargs)
+    return fired, claims
+
+
+def test_a_batch_is_fired_while_80_percent_of_the_lease_lasts_and_the_rest_goes_back(sessions, cases, monkeypatch):
+    # lease 10 s: the deadline is 8 s after the claim; a case takes 4 s. A case starting exactly at the
+    # deadline still fires; the one after goes back with the rest, and is claimed again at once.
+    assert 10 * 0.8 == 8.0
+    fired, claims = _run_on_clock(sessions, monkeypatch, _Clock(step=4.0), lease=timedelta(seconds=10))
+    assert fired == 5
+    assert claims == [cases, cases[3:], []]
+
+
+def test_the_first_case_of_a_claim_fires_however_short_the_lease(sessions, cases, monkeypatch):
+    # lease 0: every deadline has passed when its first case starts; each claim still fires one
+    fired, claims = _run_on_clock(sessions, monkeypatch, _Clock(step=1.0), lease=timedelta(0))
+    assert fired == 5
+    assert claims == [cases, cases[1:], cases[2:], cases[3:], cases[4:], []]
+
+
+def test_a_batch_never_claims_more_than_its_size(sessions, cases, monkeypatch):
+    fired, claims = _run_on_clock(sessions, monkeypatch, _Clock(step=0.0), batch=2)
+    assert fired == 5
+    assert claims == [cases[:2], cases[2:4], cases[4:], []]
