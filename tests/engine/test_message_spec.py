@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from engine import audit, contacts, customers, inbox, runtime, users
 from engine.deploy import deploy_files
+from engine.errors import InvalidInput, NotFound
 from engine.models import Instance
 
 from .conftest import MODELS, T0
@@ -196,3 +198,25 @@ def test_a_contact_message_that_starts_a_process_is_not_logged_as_a_contact(sess
     assert (thrown[3]["started"], "contact_id" in thrown[3]) == ([child], False)
     with sessions.begin() as s:
         assert customers.find_by_business_id(s, ACME) is None
+
+
+def test_a_message_sent_from_outside_reaches_only_the_cases_its_keys_correlate_with(sessions, deploy):
+    deploy("c_correlation.bpmn")
+    shop_a = _start(sessions, "c_corr_shop", {"order_id": "A-1"}, key=ACME)
+    shop_b = _start(sessions, "c_corr_shop", {"order_id": "B-2"}, key=ACME)
+    later = T0 + timedelta(hours=3)
+    with sessions.begin() as s, pytest.raises(NotFound, match="has the message's correlation keys"):
+        runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "Z-9"}, now=later)
+    with sessions.begin() as s:
+        assert runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "B-2", "parcel": "P9"},
+                                       now=later) == [shop_b]
+    assert _ready(sessions, shop_a) == [] and _ready(sessions, shop_b) == ["tell_customer"]
+    with sessions.begin() as s:
+        [received] = [e for e in audit.history(s, shop_b) if e.kind == "message_received"]
+        assert (received.actor, received.at, received.version_id) == (
+            "bank", later, runtime.get_instance(s, shop_b).version_id)
+        assert runtime.instance_variables(s, shop_b)["parcel"] == "P9"
+        with pytest.raises(InvalidInput, match=r"^message payload: parcel is a set"):
+            runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "A-1", "parcel": {1}}, now=later)
+    with sessions.begin() as s:  # the case the keys skipped is as it was, and still takes its own message
+        assert runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "A-1"}, now=later) == [shop_a]

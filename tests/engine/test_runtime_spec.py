@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import audit, external, runtime
+from engine.deploy import deploy_files
 from engine.errors import InstanceNotFound, InvalidInput, NotFound, TaskNotAvailable
 from engine.models import (
     ExternalTask,
@@ -25,6 +26,8 @@ from engine.models import (
     Task,
     TaskStatus,
 )
+
+from .conftest import MODELS
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -197,7 +200,7 @@ def test_a_retry_that_fails_again_keeps_the_incident_open(sessions, deploy):
         assert _events(s, iid, "incident_resolved") == []
     with sessions.begin() as s, pytest.raises(NotFound, match="no incident 999"):
         runtime.retry_incident(s, 999, by="admin", now=T1)
-    with sessions.begin() as s, pytest.raises(InvalidInput):
+    with sessions.begin() as s, pytest.raises(InvalidInput, match=r"^retry data: divisor is a object object"):
         runtime.retry_incident(s, incident_id, by="admin", data={"divisor": object()}, now=T1)
 
 
@@ -213,6 +216,7 @@ def test_a_successful_retry_resolves_and_records_who_when_and_the_data(sessions,
         assert runtime.get_instance(s, iid).open_incidents == 0
         [event] = _events(s, iid, "incident_resolved")
         assert (event["actor"], event["element_id"]) == ("admin", "compute")
+        assert (event["at"], event["version_id"]) == (T1.isoformat(), runtime.get_instance(s, iid).version_id)
         assert event["data"] == {"incident_id": incident_id, "data": {"divisor": 2}}
         assert runtime.instance_variables(s, iid)["price"] == 310.0
         assert runtime.deliver_message(s, "payment_received", by="bank", instance_id=iid, now=T1) == [iid]
@@ -272,3 +276,58 @@ def test_a_case_without_a_customer_throws_to_nobody(sessions, deploy):
         [thrown] = [e["data"] for e in _events(s, sender, "message_thrown") if e["data"]["name"] == "order_ready"]
         assert thrown["delivered_to"] == []
         assert _events(s, waiting, "message_received") == []
+
+
+def test_retrying_a_timer_incident_fires_the_timer_again(sessions, deploy):
+    deploy("timer_script.bpmn")  # waits a day, then `share = 100 / parts`
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "timer_script", by="anna", data={"parts": 0}, now=T0).id
+    with sessions.begin() as s:
+        assert runtime.fire_instance_timers(s, iid, now=T0 + timedelta(days=2)) == []
+    with sessions.begin() as s:
+        [incident] = runtime.open_incidents(s, iid)
+        assert incident.action == {"kind": "timers"}
+        runtime.retry_incident(s, incident.id, by="admin", data={"parts": 4}, now=T0 + timedelta(days=3))
+    with sessions.begin() as s:
+        assert s.get(Incident, incident.id).status == IncidentStatus.RESOLVED
+        assert runtime.instance_variables(s, iid)["share"] == 25.0
+        assert [t["element_id"] for t in runtime.instance_summary(s, iid)["tasks"] if t["state"] == "ready"] == [
+            "report"]
+
+
+def test_retrying_a_worker_incident_gives_the_task_back_to_workers_with_one_retry(sessions, deploy):
+    deploy("external_service.bpmn")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "external_service", by="anna", data={"company": "Acme"}, now=T0).id
+    with sessions.begin() as s:
+        [task] = external.fetch_and_lock(s, "w1", ["registry"], lock_seconds=600, now=T0)
+    with sessions.begin() as s:
+        external.fail(s, task.id, "w1", "registry down", retries=0, now=T0)
+    with sessions.begin() as s:
+        assert external.fetch_and_lock(s, "w2", ["registry"], now=T1) == []  # no retries left
+        [incident] = runtime.open_incidents(s, iid)
+        runtime.retry_incident(s, incident.id, by="sanna", now=T1)
+    with sessions.begin() as s:
+        [again] = external.fetch_and_lock(s, "w2", ["registry"], now=T1)
+        assert (again.id, again.retries) == (task.id, 1)
+
+
+def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions):
+    # c_deadlock with a script that needs `suffix` on the branch into the parallel join
+    model = (MODELS / "c_deadlock.bpmn").read_text(encoding="utf-8").replace('went = "a"', 'went = "a" + suffix')
+    with sessions.begin() as s:
+        deploy_files(s, {"c_deadlock.bpmn": model.encode()}, by="designer")
+        iid = runtime.start_instance(s, "c_deadlock", by="anna", data={"pick": "a"}, now=T0).id
+        [task_id] = s.scalars(select(Task.id).where(Task.instance_id == iid))
+    with sessions.begin() as s:
+        runtime.complete_task(s, task_id, {}, by="anna", now=T0)
+    with sessions.begin() as s:
+        [failed] = runtime.open_incidents(s, iid)
+        assert failed.element_id == "a"
+        runtime.retry_incident(s, failed.id, by="admin", data={"suffix": "!"}, now=T1)
+    with sessions.begin() as s:
+        [stuck] = runtime.open_incidents(s, iid)
+        assert (stuck.element_id, stuck.created_at) == ("join", T1)
+        assert stuck.message.startswith("the case cannot go on: ")
+        [raised] = [e for e in _events(s, iid, "incident_raised") if e["data"]["incident_id"] == stuck.id]
+        assert raised["actor"] == "admin"
