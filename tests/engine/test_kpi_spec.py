@@ -235,6 +235,13 @@ def test_the_outcome_and_last_attempt_of_a_case():
     assert kpi.AftercareCase.from_values(3, {"aftercare_outcome": "maybe"}).outcome is None
 
 
+def test_a_lines_own_end_day_counts_though_another_line_of_the_case_ended_later():
+    # the days count from the line's actual end: after a training, from the training's end while other lines run on
+    values = {"service_ended_on": "2026-03-01", "training_ended_on": "2026-03-01", "development_ended_on": "2026-05-01",
+              "aftercare_started_at": "2026-03-02T08:00:00+00:00"}
+    assert kpi.AftercareCase.from_values(1, values).ended_on == date(2026, 3, 1)
+
+
 LATE_EVENING = "2026-03-08T22:30:00+00:00"  # 8 March in UTC, 9 March 00:30 in Helsinki
 
 
