@@ -193,6 +193,14 @@ def test_summary_reads_every_figure_at_its_now_in_its_time_zone(sessions, case):
     assert [(x.aftercare_due, x.aftercare_overdue) for x in helsinki["loads"]] == [(0, 1)]
 
 
+def test_the_months_on_time_figure_starts_on_the_first_in_the_given_time_zone(sessions, case):
+    now = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)  # still 31 March in UTC, 1 April 00:30 in Helsinki
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-10"))
+    with sessions.begin() as s:
+        assert kpi.summary(s, now, "UTC")["on_time"] == kpi.OnTime(done=1, on_time=1)
+        assert kpi.summary(s, now)["on_time"] == kpi.OnTime(done=0, on_time=0)  # April in Helsinki: none yet
+
+
 # --- the aftercare case ---------------------------------------------------------------------------------------
 
 def test_a_case_without_service_ended_on_falls_back_to_the_latest_line_end_then_the_start():
