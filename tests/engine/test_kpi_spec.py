@@ -195,7 +195,7 @@ def test_summary_reads_every_figure_at_its_now_in_its_time_zone(sessions, case):
 
 def test_the_months_on_time_figure_starts_on_the_first_in_the_given_time_zone(sessions, case):
     now = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)  # still 31 March in UTC, 1 April 00:30 in Helsinki
-    case(contract("2026-02-20", aftercare_contacted_on="2026-03-10"))
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-05"))  # on time: its last day is 6 March
     with sessions.begin() as s:
         assert kpi.summary(s, now, "UTC")["on_time"] == kpi.OnTime(done=1, on_time=1)
         assert kpi.summary(s, now)["on_time"] == kpi.OnTime(done=0, on_time=0)  # April in Helsinki: none yet
