@@ -190,7 +190,11 @@ def _incident(sessions):
 def test_a_retry_that_fails_again_keeps_the_incident_open(sessions, deploy):
     deploy("order.bpmn")
     iid, incident_id = _incident(sessions)
-    with sessions.begin() as s:
+    with sessions.begin() as s:  # the script's error with its line, retried by running the steps again
+        first = s.get(Incident, incident_id)
+        assert (first.element_id, first.action, first.created_at) == ("compute", {"kind": "steps"}, T0)
+        assert first.message.startswith("NameError:name 'divisor' is not defined") and \
+            first.message.endswith(" (line 1)")
         incident = runtime.retry_incident(s, incident_id, by="admin", now=T1)
         assert incident.status == IncidentStatus.OPEN and "divisor" in incident.message
     runtime.forget_cache()
@@ -328,6 +332,7 @@ def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions
     with sessions.begin() as s:
         [stuck] = runtime.open_incidents(s, iid)
         assert (stuck.element_id, stuck.created_at) == ("join", T1)
-        assert stuck.message.startswith("the case cannot go on: ")
+        assert stuck.message == ("the case cannot go on: it waits at join, and nothing (no task, timer, message, "
+                                 "signal or worker) can move it on")  # no script's error: no line
         [raised] = [e for e in _events(s, iid, "incident_raised") if e["data"]["incident_id"] == stuck.id]
         assert raised["actor"] == "admin"
