@@ -469,3 +469,15 @@ def test_a_batch_never_claims_more_than_its_size(sessions, cases, monkeypatch):
     fired, claims = _run_on_clock(sessions, monkeypatch, _Clock(step=0.0), batch=2)
     assert fired == 5
     assert claims == [cases[:2], cases[2:4], cases[4:], []]
+
+
+def test_a_lease_lasts_up_to_and_including_its_last_instant(sessions, cases, monkeypatch):
+    lapse = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with sessions.begin() as s:
+        s.execute(update(Timer).values(lease_owner="w0", lease_until=lapse))
+    monkeypatch.setattr(timers, "_real_now", lambda: lapse)
+    assert _claim(sessions, DUE + timedelta(days=1), worker="w1") == []
+    with sessions.begin() as s:
+        assert timers.next_due(s) is None
+    monkeypatch.setattr(timers, "_real_now", lambda: lapse + timedelta(microseconds=1))
+    assert _claim(sessions, DUE + timedelta(days=1), worker="w1") == cases
