@@ -286,12 +286,13 @@ def test_retrying_a_timer_incident_fires_the_timer_again(sessions, deploy):
     deploy("timer_script.bpmn")  # waits a day, then `share = 100 / parts`
     with sessions.begin() as s:
         iid = runtime.start_instance(s, "timer_script", by="anna", data={"parts": 0}, now=T0).id
+    due = T0 + timedelta(days=1)
     with sessions.begin() as s:
-        assert runtime.fire_instance_timers(s, iid, now=T0 + timedelta(days=2)) == []
+        assert runtime.fire_instance_timers(s, iid, now=due) == []
     with sessions.begin() as s:
         [incident] = runtime.open_incidents(s, iid)
         assert incident.action == {"kind": "timers"}
-        runtime.retry_incident(s, incident.id, by="admin", data={"parts": 4}, now=T0 + timedelta(days=3))
+        runtime.retry_incident(s, incident.id, by="admin", data={"parts": 4}, now=due)  # due at that instant
     with sessions.begin() as s:
         assert s.get(Incident, incident.id).status == IncidentStatus.RESOLVED
         assert runtime.instance_variables(s, iid)["share"] == 25.0
