@@ -317,7 +317,7 @@ def test_retrying_a_worker_incident_gives_the_task_back_to_workers_with_one_retr
         assert (again.id, again.retries) == (task.id, 1)
 
 
-def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions):
+def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions, caplog):
     # c_deadlock with a script that needs `suffix` on the branch into the parallel join
     model = (MODELS / "c_deadlock.bpmn").read_text(encoding="utf-8").replace('went = "a"', 'went = "a" + suffix')
     with sessions.begin() as s:
@@ -335,5 +335,8 @@ def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions
         assert (stuck.element_id, stuck.created_at) == ("join", T1)
         assert stuck.message == ("the case cannot go on: it waits at join, and nothing (no task, timer, message, "
                                  "signal or worker) can move it on")  # no script's error: no line
-        [raised] = [e for e in _events(s, iid, "incident_raised") if e["data"]["incident_id"] == stuck.id]
-        assert raised["actor"] == "admin"
+        raised = _events(s, iid, "incident_raised")[-1]
+        assert (raised["actor"], raised["at"], raised["version_id"], raised["element_id"], raised["data"]) == (
+            "admin", T1.isoformat(), runtime.get_instance(s, iid).version_id, "join",
+            {"incident_id": stuck.id, "message": stuck.message})
+    assert f"incident {stuck.id} on instance {iid} at join: the case cannot go on" in caplog.text
