@@ -56,7 +56,7 @@ PLAN: dict[str, list[str]] = {
     "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_actions_matrix.py",
                           "tests/engine/test_optimistic_lock.py", "tests/engine/test_revision_check.py",
                           "tests/engine/test_message_routing.py", "tests/engine/test_runtime_spec.py",
-                          "tests/engine/test_signals_spec.py", "tests/engine/test_message_spec.py"],
+                          "tests/engine/test_signals_spec.py", "tests/engine/test_message_spec.py", "tests/engine/test_runtime_records.py"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 
