@@ -161,6 +161,26 @@ def test_a_summary_lists_done_tasks_first_and_the_open_incident(sessions, deploy
     assert incident["element_id"] == "compute" and "divisor" in incident["message"]
     assert incident["created_at"] == "2026-03-02T11:00:00+00:00"
     assert summary["status"] == "running" and summary["ended_at"] is None
+    with sessions.begin() as s:
+        assert incident["id"] == runtime.open_incidents(s, instance_id)[0].id
+
+
+def test_a_summary_lists_only_its_own_cases_incidents(sessions, deploy):
+    deploy("order.bpmn")
+    cases = []
+    for hour in (1, 2):  # two cases, each waiting on the missing `divisor` as an incident
+        instance_id = _start(sessions, amount=5000, key=f"{hour:07d}-1")
+        later = T0 + timedelta(hours=hour)
+        with sessions.begin() as s:
+            runtime.complete_task(s, _review(sessions, instance_id), {"channel": "phone"}, by="anna", now=later)
+        [approve] = [t for t in _all_tasks(sessions, instance_id) if t["element_id"] == "approve"]
+        with sessions.begin() as s:
+            runtime.complete_task(s, approve["id"], {"approved": True}, by="sami", now=later)
+        cases.append(instance_id)
+    with sessions.begin() as s:
+        for instance_id in cases:
+            [own] = runtime.open_incidents(s, instance_id)
+            assert [i["id"] for i in runtime.instance_summary(s, instance_id)["incidents"]] == [own.id]
 
 
 def _all_tasks(sessions, instance_id):
