@@ -56,7 +56,14 @@ PLAN: dict[str, list[str]] = {
     "engine/runtime.py": ["tests/engine/test_runtime.py", "tests/engine/test_actions_matrix.py",
                           "tests/engine/test_optimistic_lock.py", "tests/engine/test_revision_check.py",
                           "tests/engine/test_message_routing.py", "tests/engine/test_runtime_spec.py",
-                          "tests/engine/test_signals_spec.py", "tests/engine/test_message_spec.py", "tests/engine/test_runtime_records.py"],
+                          "tests/engine/test_signals_spec.py", "tests/engine/test_message_spec.py",
+                          "tests/engine/test_runtime_records.py", "tests/engine/test_runtime_reads.py",
+                          "tests/engine/test_runtime_routes.py", "tests/engine/test_runtime_held.py",
+                          "tests/engine/test_runtime_completion.py", "tests/engine/test_external.py",
+                          "tests/engine/test_external_spec.py", "tests/engine/test_migrate.py",
+                          "tests/engine/test_cache.py", "tests/engine/test_jsonable.py", "tests/engine/test_forms.py",
+                          "tests/engine/test_inbox_spec.py", "tests/engine/test_timers.py",
+                          "tests/engine/test_timers_spec.py", "tests/engine/test_timer_batches.py", "-k=not test_cli_"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 
