@@ -42,10 +42,17 @@ class TaskAction:
     form: list[forms.Field]
 
 
-def task_actions(version: ProcessVersion, element_id: str) -> list[TaskAction]:
-    """Return the actions the model puts on a user task (in model order)."""
+def task_actions(version: ProcessVersion, element_id: str, process_id: str | None = None) -> list[TaskAction]:
+    """Return the actions the model puts on a user task (in model order).
+
+    `process_id` is the task's own process (its row's): a called process may use the same element
+    ids as the process calling it. Without one (rows written before rows named it) every process counts.
+    """
     found = []
-    for elements in version.catalogue.get("processes", {}).values():
+    processes = version.catalogue.get("processes", {})
+    if process_id is not None and process_id in processes:
+        processes = {process_id: processes[process_id]}
+    for elements in processes.values():
         for action_id, entry in elements.items():
             if entry.get("task_action") and entry.get("attached_to") == element_id:
                 found.append(TaskAction(action_id, entry.get("name") or action_id, entry["message"],
@@ -59,7 +66,8 @@ def actions_of_task(session: Session, task_id: str) -> list[TaskAction]:
     details = runtime.task_details(session, task_id)
     if details["task"].state != "ready":
         return []
-    return task_actions(details["version"], details["task"].element_id)
+    task = details["task"]
+    return task_actions(details["version"], task.element_id, task.process_id)
 
 
 def run_task_action(session: Session, task_id: str, action_id: str, data: dict[str, Any] | None = None, *,
@@ -75,7 +83,8 @@ def run_task_action(session: Session, task_id: str, action_id: str, data: dict[s
     row = runtime._task_row(session, task_id)
     runtime._check_available(row, by, roles)
     loaded = runtime._load(session, row.instance_id)
-    action = next((a for a in task_actions(loaded.version, row.element_id) if a.element_id == action_id), None)
+    action = next((a for a in task_actions(loaded.version, row.element_id, row.process_id)
+                   if a.element_id == action_id), None)
     if action is None:
         raise NotFound(f"the task has no action '{action_id}'")
     if spiff.task_state(loaded.held.workflow, task_id) != "READY":

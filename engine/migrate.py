@@ -50,8 +50,14 @@ def _versions(session: Session, source_id: int, target_id: int) -> tuple[Process
     return source, target
 
 
-def _entry(version: ProcessVersion, element_id: str) -> dict[str, Any]:
-    for elements in version.catalogue.get("processes", {}).values():
+def _entry(version: ProcessVersion, element_id: str, process_id: str | None = None) -> dict[str, Any]:
+    """Return a copy of an element's catalogue entry: that of `process_id` (a task's own process: a called
+    process may reuse the caller's element ids) when given and known, else the first process that has it."""
+    processes = version.catalogue.get("processes", {})
+    own = processes.get(process_id) if process_id is not None else None
+    if own is not None and element_id in own:
+        return dict(own[element_id])
+    for elements in processes.values():
         if element_id in elements:
             return dict(elements[element_id])
     return {}
@@ -72,10 +78,10 @@ def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, sou
     for name in check.removed_subprocesses:
         reasons.append(f"the process '{name}' it runs no longer exists in v{target.version}")
     for ready in spiff.ready_user_tasks(workflow):
-        target_entry = _entry(target, ready.element_id)
+        target_entry = _entry(target, ready.element_id, ready.process_id)
         if not target_entry:
             continue  # the task itself is gone: said above
-        before = {f["id"] for f in _entry(source, ready.element_id).get("form", [])}
+        before = {f["id"] for f in _entry(source, ready.element_id, ready.process_id).get("form", [])}
         for gone in sorted(before - {f["id"] for f in target_entry.get("form", [])}):
             reasons.append(f"the form field '{gone}' of its task '{ready.name}' was removed")
     return reasons
@@ -147,7 +153,7 @@ def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: 
 def _retitle_tasks(session: Session, instance_id: int, target: ProcessVersion) -> None:
     """Give open task rows the target's names, lanes and roles."""
     for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY)):
-        entry = _entry(target, row.element_id)
+        entry = _entry(target, row.element_id, row.process_id)
         if entry:
             row.name = entry.get("name") or row.name
             row.lane = entry.get("lane") or row.lane

@@ -112,6 +112,9 @@ class Task(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
     element_id: Mapped[str200]
+    # the process whose element it is (a called process may use the main process's element ids);
+    # NULL on rows written before the column existed
+    process_id: Mapped[str | None] = mapped_column(String(200))
     name: Mapped[str200]
     lane: Mapped[str | None] = mapped_column(String(200))
     candidate_role: Mapped[str | None] = mapped_column(String(40))

@@ -297,8 +297,14 @@ def _reload(session: Session, loaded: _Loaded) -> _Loaded:
     return _Loaded(loaded.instance, loaded.version, loaded.bundle, held)
 
 
-def _catalogue_entry(version: ProcessVersion, element_id: str) -> dict[str, Any]:
-    for elements in version.catalogue.get("processes", {}).values():
+def _catalogue_entry(version: ProcessVersion, element_id: str, process_id: str | None = None) -> dict[str, Any]:
+    """Return an element's catalogue entry: that of `process_id` when given and known, else the first
+    process of the version that has the element (rows written before task rows named their process)."""
+    processes = version.catalogue.get("processes", {})
+    own = processes.get(process_id) if process_id is not None else None
+    if own is not None and element_id in own:
+        return own[element_id]
+    for elements in processes.values():
         if element_id in elements:
             return elements[element_id]
     return {}
@@ -315,7 +321,7 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
 
 def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[dict[str, Any], str | None]:
     """Return a new task row's columns (every column of `task`) and a warning about its expressions."""
-    entry = _catalogue_entry(loaded.version, ready.element_id)
+    entry = _catalogue_entry(loaded.version, ready.element_id, ready.process_id)
     warning = None
     try:
         assignee = _evaluate_template(entry.get("assignee"), ready.data)
@@ -323,10 +329,10 @@ def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tup
     except Exception as err:  # noqa: BLE001 - a bad assignee/due expression must not stop the case: say so
         assignee, due, warning = None, None, f"assignee or due date could not be evaluated: {err}"
     row = {"id": ready.id, "instance_id": loaded.instance.id, "element_id": ready.element_id,
-           "name": entry.get("name") or ready.name, "lane": ready.lane or entry.get("lane"),
-           "candidate_role": entry.get("role", "expert"), "state": TaskStatus.READY,
-           "assignee": str(assignee) if assignee else None, "due_at": due, "created_at": now,
-           "completed_at": None, "completed_by": None}
+           "process_id": ready.process_id, "name": entry.get("name") or ready.name,
+           "lane": ready.lane or entry.get("lane"), "candidate_role": entry.get("role", "expert"),
+           "state": TaskStatus.READY, "assignee": str(assignee) if assignee else None, "due_at": due,
+           "created_at": now, "completed_at": None, "completed_by": None}
     return row, warning
 
 
@@ -779,12 +785,13 @@ class _TaskRef:
     assignee: str | None
     candidate_role: str | None
     completed_by: str | None
+    process_id: str | None
 
 
 # the task's columns and its instance's row in one statement on the cursor (engine.fastsql)
 _TASK_FOR_ACTION = Fast(
     select(_TASKS.c.instance_id, _TASKS.c.element_id, _TASKS.c.name, _TASKS.c.state, _TASKS.c.assignee,
-           _TASKS.c.candidate_role, _TASKS.c.completed_by, *_INSTANCES.c)
+           _TASKS.c.candidate_role, _TASKS.c.completed_by, _TASKS.c.process_id, *_INSTANCES.c)
     .join_from(_TASKS, _INSTANCES, _INSTANCES.c.id == _TASKS.c.instance_id)
     .where(_TASKS.c.id == bindparam("b_task")))
 
@@ -801,11 +808,11 @@ def _task_for_action(session: Session, task_id: str) -> _TaskRef:
         raise TaskNotFound(f"no task {task_id}")
     held = session.identity_map.get(identity_key(Task, task_id))
     if held is None:
-        ref = _TaskRef(task_id, *found[:7])
+        ref = _TaskRef(task_id, *found[:8])
     else:  # the session's object wins over the row, as in an ORM query (a page read it earlier in the session)
         ref = _TaskRef(task_id, held.instance_id, held.element_id, held.name, held.state, held.assignee,
-                       held.candidate_role, held.completed_by)
-    _adopt_instance(session, found[7:])
+                       held.candidate_role, held.completed_by, held.process_id)
+    _adopt_instance(session, found[8:])
     return ref
 
 
@@ -815,7 +822,7 @@ def task_form(session: Session, task_id: str) -> list[forms.Field]:
     instance = get_instance(session, row.instance_id)
     version = session.get(ProcessVersion, instance.version_id)
     assert version is not None
-    return forms.fields_from_catalogue(_catalogue_entry(version, row.element_id))
+    return forms.fields_from_catalogue(_catalogue_entry(version, row.element_id, row.process_id))
 
 
 def task_details(session: Session, task_id: str) -> dict[str, Any]:
@@ -824,7 +831,7 @@ def task_details(session: Session, task_id: str) -> dict[str, Any]:
     instance = get_instance(session, row.instance_id)
     version = session.get(ProcessVersion, instance.version_id)
     assert version is not None
-    entry = _catalogue_entry(version, row.element_id)
+    entry = _catalogue_entry(version, row.element_id, row.process_id)
     variables = instance_variables(session, instance.id)
     return {"task": row, "instance": instance, "version": version,
             "form": forms.fields_from_catalogue(entry), "documentation": entry.get("documentation"),
@@ -849,7 +856,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     loaded = _load(session, row.instance_id)
     if spiff.task_state(loaded.held.workflow, task_id) != "READY":
         raise TaskNotAvailable("this task is no longer waiting to be done")
-    entry = _catalogue_entry(loaded.version, row.element_id)
+    entry = _catalogue_entry(loaded.version, row.element_id, row.process_id)
     fields = forms.fields_from_catalogue(entry)
     current = spiff.task_data(loaded.held.workflow, task_id)  # READY (checked above): a ready user task's data
     if fields:  # declared fields are validated and typed; an undeclared one is refused by name
@@ -946,7 +953,7 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
     ready = {r.id: r for r in spiff.ready_user_tasks(loaded.held.workflow)}
     rows = session.scalars(select(Task).where(Task.instance_id == loaded.instance.id, Task.state == TaskStatus.READY))
     for row in rows:
-        template = _catalogue_entry(loaded.version, row.element_id).get("assignee")
+        template = _catalogue_entry(loaded.version, row.element_id, row.process_id).get("assignee")
         if not template or not template.strip().startswith("${") or row.id not in ready:
             continue
         try:

@@ -1020,6 +1020,7 @@ class ReadyTask:
     name: str
     lane: str | None
     data: dict[str, Any]
+    process_id: str  # the process whose element it is: the main process or a called one (element ids repeat)
 
 
 @dataclass(frozen=True)
@@ -1260,8 +1261,26 @@ def ready_user_tasks(workflow: BpmnWorkflow) -> list[ReadyTask]:
 
 def _ready_user_tasks(tasks: list[Any]) -> list[ReadyTask]:
     return [ReadyTask(str(task.id), task.task_spec.bpmn_id, task.task_spec.bpmn_name or task.task_spec.bpmn_id,
-                      task.task_spec.lane, task.data)
+                      task.task_spec.lane, task.data, _process_of(task))
             for task in tasks if task._state & TaskState.READY and task.task_spec.manual]
+
+
+def _process_of(task: Any) -> str:
+    """Return the id of the process a task's element belongs to.
+
+    A called process's tasks run in a subworkflow whose spec is that process (named by calledElement).
+    An embedded subprocess's (plain, event or transaction: the Camunda parser gives them call activity
+    specs too) run in one named after the subprocess element, and its elements belong to the process
+    around it: walk up past those to the nearest called process or the top. (A call activity whose
+    id is the id of the process it calls reads as embedded: its tasks get the calling process.)
+    """
+    wf = task.workflow
+    while wf.parent_task_id is not None:
+        parent = wf.top_workflow.get_task_from_id(wf.parent_task_id)
+        if wf.spec.name != parent.task_spec.bpmn_id:
+            break  # a called process
+        wf = parent.workflow
+    return str(wf.spec.name)
 
 
 def complete_user_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> str:

@@ -415,7 +415,7 @@ def _action_context(details: dict[str, Any], posted: tuple[str, dict[str, Any], 
     if task.state != TaskStatus.READY or details.get("case_hidden"):
         return {"task_actions": []}
     shown = []
-    for action in actions.task_actions(details["version"], task.element_id):
+    for action in actions.task_actions(details["version"], task.element_id, task.process_id):
         fields = modeltexts.fields(action.form, instance.version_id)
         values, errors = formfields.initial_values(fields, {}), {}
         if posted is not None and posted[0] == action.element_id:
@@ -451,7 +451,8 @@ def run_action(task_id: str, action_id: str) -> Any:
     access.require_task(session, reader(), task_id)
     details = _details(session, task_id)
     instance = details["instance"]
-    action = next((a for a in actions.task_actions(details["version"], details["task"].element_id)
+    row = details["task"]
+    action = next((a for a in actions.task_actions(details["version"], row.element_id, row.process_id)
                    if a.element_id == action_id), None)
     if action is None:
         abort(404)
