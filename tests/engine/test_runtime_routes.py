@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import select
 
 from engine import audit, inbox, runtime
+from engine import deploy as deploy_mod
 from engine.models import AuditEvent, Instance, InstanceStatus
 
-from .conftest import T0
+from .conftest import MODELS, T0
 
 LATER = T0 + timedelta(hours=5)
 
@@ -144,3 +145,21 @@ def test_a_thrown_signal_nobody_waits_for_is_still_recorded(sessions, deploy):
     assert json.loads(thrown.data) == {"name": "go", "delivered_to": [], "started": []}
     with sessions.begin() as s:
         assert s.scalar(select(AuditEvent.id).where(AuditEvent.kind == "signal_received")) is None
+
+
+def test_older_versions_and_decisions_listed_first_do_not_hide_the_process_a_throw_starts(sessions, deploy):
+    # deployed versions are searched by process id, newest first: `c_deadlock` v1 (not the newest) and the
+    # decision `aftercare_target` come before the processes started by c_sender's message and c_throw's signal
+    deploy("c_deadlock.bpmn", "c_send.bpmn", "c_msg_start.bpmn", "c_throw.bpmn", "c_signal_start.bpmn")
+    second = (MODELS / "c_deadlock.bpmn").read_bytes().replace(b'name="Exclusive split into', b'name="v2: Exclusive split into', 1)
+    decision = (MODELS.parents[2] / "bpmn" / "aftercare_target.dmn").read_bytes()
+    with sessions.begin() as s:
+        assert deploy_mod.deploy_files(s, {"c_deadlock.bpmn": second}, by="designer").created
+        deploy_mod.deploy_files(s, {"aftercare_target.dmn": decision}, by="designer")
+    with sessions.begin() as s:
+        sender = runtime.start_instance(s, "c_sender", by="anna", data={"amount": 1}, now=T0).id
+        thrower = runtime.start_instance(s, "c_throw", by="anna", now=LATER).id
+    with sessions.begin() as s:
+        started = {i.process_id: i.parent_instance_id for i in s.scalars(
+            select(Instance).where(Instance.process_id.in_(["c_msg_start", "c_signal_start"])))}
+    assert started == {"c_msg_start": sender, "c_signal_start": thrower}
