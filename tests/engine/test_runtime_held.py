@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 
 from engine import audit, inbox, runtime
 from engine.audit import EventKind
-from engine.errors import TaskNotAvailable, TaskNotFound
+from engine.errors import InstanceNotFound, TaskNotAvailable, TaskNotFound
 from engine.models import Task, TaskStatus, Variable
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -155,3 +155,12 @@ def test_forgetting_an_instance_in_the_transaction_that_acted_on_it(sessions, de
         [approve] = inbox.tasks(s, instance_id=instance_id)
         runtime.complete_task(s, approve.id, {"approved": False}, by="sami", now=T0)
     assert _variable_rows(sessions, instance_id)["customer"] == "Acme Oy"
+
+
+def test_an_unknown_instance_is_not_found_by_number(sessions, deploy):
+    deploy("order.bpmn")
+    with sessions.begin() as s:
+        with pytest.raises(InstanceNotFound, match="^no instance 999$"):
+            runtime.cancel_instance(s, 999, by="sami")
+        with pytest.raises(InstanceNotFound, match="^no instance 999$"):
+            runtime.fire_instance_timers(s, 999, now=T0)
