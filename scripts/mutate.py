@@ -64,7 +64,7 @@ PLAN: dict[str, list[str]] = {
                           "tests/engine/test_cache.py", "tests/engine/test_jsonable.py", "tests/engine/test_forms.py",
                           "tests/engine/test_inbox_spec.py", "tests/engine/test_timers.py",
                           "tests/engine/test_timers_spec.py", "tests/engine/test_timer_batches.py",
-                          "tests/engine/test_runtime_firing.py", "-k=not test_cli_"],
+                          "tests/engine/test_runtime_firing.py", "tests/engine/test_runtime_writes.py", "-k=not test_cli_"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 
