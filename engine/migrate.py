@@ -77,6 +77,11 @@ def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, sou
         reasons.append(f"its completed step '{name}' ({element}) no longer exists in v{target.version}")
     for name in check.removed_subprocesses:
         reasons.append(f"the process '{name}' it runs no longer exists in v{target.version}")
+    for element in sorted(set(check.changed_waits)):
+        was, becomes = _entry(source, element), _entry(target, element)
+        reasons.append(f"it waits at '{was.get('name') or element}' ({element}), a {was.get('type', '?')} "
+                       f"that v{target.version} makes a {becomes.get('type', '?')}: a step a case waits at "
+                       "cannot change its kind")
     for ready in spiff.ready_user_tasks(workflow):
         target_entry = _entry(target, ready.element_id, ready.process_id)
         if not target_entry:

@@ -1736,11 +1736,14 @@ class MigrationCheck:
     removed_live: list[str] = field(default_factory=list)
     removed_done: list[str] = field(default_factory=list)
     removed_subprocesses: list[str] = field(default_factory=list)
+    # waiting for an event (a message, a signal, a timer) at an element that the target makes another kind
+    # of element: SpiffWorkflow keeps the task among its event waits, and every later step of the case fails
+    changed_waits: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         """Tell whether nothing blocks the migration."""
-        return not (self.removed_live or self.removed_done or self.removed_subprocesses)
+        return not (self.removed_live or self.removed_done or self.removed_subprocesses or self.changed_waits)
 
 
 def _element(task: Any) -> str:
@@ -1753,6 +1756,10 @@ def _removed_tasks(diff: Any, check: MigrationCheck) -> None:
             check.removed_live.append(_element(task))
         elif task.has_state(TaskState.COMPLETED | TaskState.CANCELLED) and getattr(task.task_spec, "bpmn_id", None):
             check.removed_done.append(_element(task))
+    for task, new_spec in diff.alignment.items():
+        if (task.has_state(_LIVE) and getattr(task.task_spec, "event_definition", None) is not None
+                and type(new_spec) is not type(task.task_spec)):
+            check.changed_waits.append(_element(task))
 
 
 def check_migration(workflow: BpmnWorkflow, bundle: SpecBundle) -> MigrationCheck:

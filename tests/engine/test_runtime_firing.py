@@ -285,3 +285,22 @@ def test_a_case_the_engine_cannot_move_is_refused_by_name_and_left_untouched(ses
     with sessions.begin() as s:  # its timer still fires, on the version it stayed on
         assert runtime.fire_instance_timers(s, iid, now=LATE) == ["late"]
     assert [e["version_id"] for e in _events(sessions, iid, "timer_fired")] == [v1]
+
+
+def test_a_case_waiting_for_a_message_cannot_move_where_that_step_is_a_user_task(sessions):
+    # the other way round from the test above: SpiffWorkflow would keep the user task among its message
+    # waits and every later step of the case would fail, so the migration is refused before anything moves
+    v1 = _deploy(sessions, "c_receiver.bpmn", RECEIVER)
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "c_receiver", by="anna", now=T0).id
+    v2 = _deploy(sessions, "c_receiver.bpmn", RECEIVER_BY_HAND)
+    with sessions.begin() as s:
+        [candidate] = migrate.preview(s, v1, v2)
+    assert candidate.blocked == [("it waits at 'Wait until ready' (wait_ready), a receiveTask that v2 makes a "
+                                  "userTask: a step a case waits at cannot change its kind")]
+    with pytest.raises(NotAllowed, match="cannot change its kind"), sessions.begin() as s:
+        migrate.migrate_instance(s, iid, v2, by="dora", now=MIGRATED)
+    with sessions.begin() as s:  # still on v1, and the message still moves it on
+        assert s.get(Instance, iid).version_id == v1
+        assert runtime.deliver_message(s, "order_ready", by="erp", now=MIGRATED) == [iid]
+    assert _open_tasks(sessions, iid) == ["handle"]
