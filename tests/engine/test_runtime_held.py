@@ -164,3 +164,24 @@ def test_an_unknown_instance_is_not_found_by_number(sessions, deploy):
             runtime.cancel_instance(s, 999, by="sami")
         with pytest.raises(InstanceNotFound, match="^no instance 999$"):
             runtime.fire_instance_timers(s, 999, now=T0)
+
+
+def test_the_last_action_ends_the_case_and_records_its_end_and_changes_in_full(sessions, deploy):
+    deploy("order.bpmn")
+    instance_id = _start(sessions)  # 500: no approval; the price script runs, then the case waits for payment
+    done_at, paid_at = T0 + timedelta(hours=2), T0 + timedelta(days=3)
+    with sessions.begin() as s:
+        [task] = inbox.tasks(s, instance_id=instance_id)
+        version_id = runtime.complete_task(s, task.id, {"channel": "phone"}, by="anna", now=done_at).version_id
+    with sessions.begin() as s:
+        assert runtime.deliver_message(s, "payment_received", by="erp", instance_id=instance_id, now=paid_at) == [instance_id]
+    with sessions.begin() as s:
+        ended = runtime.get_instance(s, instance_id)
+        assert (ended.status, ended.ended_at) == ("completed", paid_at)
+        events = list(audit.history(s, instance_id))
+    [completed] = [e for e in events if e.kind == EventKind.INSTANCE_COMPLETED]
+    assert (completed.actor, completed.instance_id, completed.version_id, completed.at) == (
+        "erp", instance_id, version_id, paid_at)
+    [changed] = [e for e in events if e.kind == EventKind.DATA_CHANGED and e.at == done_at]
+    assert (changed.actor, changed.instance_id, changed.version_id) == ("anna", instance_id, version_id)
+    assert json.loads(changed.data)["changes"]["price"] == [None, 310.0]
