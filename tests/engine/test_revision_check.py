@@ -83,7 +83,7 @@ def test_two_sessions_complete_one_task_the_second_gets_conflict_from_the_revisi
         after_anna = _stored(sessions, instance_id, task_id)
         if forget:
             runtime.forget_cache()
-        with pytest.raises(Conflict, match="someone else changed this case"):
+        with pytest.raises(Conflict, match="^someone else changed this case at the same time; reload and try again$"):
             runtime.complete_task(bertta, task_id, {"channel": "email"}, by="bertta", roles={"expert"},
                                   now=T0 + timedelta(minutes=2))
         bertta.rollback()
