@@ -332,7 +332,7 @@ def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions
         runtime.retry_incident(s, failed.id, by="admin", data={"suffix": "!"}, now=T1)
     with sessions.begin() as s:
         [stuck] = runtime.open_incidents(s, iid)
-        assert (stuck.element_id, stuck.created_at) == ("join", T1)
+        assert (stuck.element_id, stuck.created_at, stuck.action) == ("join", T1, {"kind": "steps"})
         assert stuck.message == ("the case cannot go on: it waits at join, and nothing (no task, timer, message, "
                                  "signal or worker) can move it on")  # no script's error: no line
         raised = _events(s, iid, "incident_raised")[-1]
