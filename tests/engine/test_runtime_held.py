@@ -185,3 +185,18 @@ def test_the_last_action_ends_the_case_and_records_its_end_and_changes_in_full(s
     [changed] = [e for e in events if e.kind == EventKind.DATA_CHANGED and e.at == done_at]
     assert (changed.actor, changed.instance_id, changed.version_id) == ("anna", instance_id, version_id)
     assert json.loads(changed.data)["changes"]["price"] == [None, 310.0]
+
+
+def test_an_action_that_leaves_the_case_stuck_opens_its_incident_as_that_user_at_that_time(sessions, deploy):
+    deploy("c_deadlock.bpmn")  # the branch `a` of an exclusive split runs into a parallel join: stuck
+    done_at = T0 + timedelta(hours=4)
+    with sessions.begin() as s:
+        instance_id = runtime.start_instance(s, "c_deadlock", by="anna", data={"pick": "a"}, now=T0).id
+        [task] = inbox.tasks(s, instance_id=instance_id)
+    with sessions.begin() as s:
+        runtime.complete_task(s, task.id, {}, by="ben", now=done_at)
+    with sessions.begin() as s:
+        [stuck] = runtime.open_incidents(s, instance_id)
+        [raised] = [e for e in audit.history(s, instance_id) if e.kind == EventKind.INCIDENT_RAISED]
+    assert (stuck.element_id, stuck.created_at) == ("join", done_at)
+    assert (raised.actor, raised.at) == ("ben", done_at)
