@@ -11,12 +11,14 @@ The model is tests/engine/bpmn/intake.bpmn (the start form above, then two user 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine import audit, office, providers, runtime, users
 from engine import deploy as deploy_mod
-from engine import providers, runtime, users
+from engine.audit import EventKind
 from engine.errors import FormInvalid, InvalidInput
 
 from .conftest import MODELS
@@ -67,3 +69,41 @@ def test_a_decision_cannot_be_started(sessions, deploy):
         deploy_mod.deploy_files(s, {"aftercare_target.dmn": decision}, by="designer")
     with pytest.raises(InvalidInput, match="^'aftercare_target' is a decision, not a process$"), sessions.begin() as s:
         runtime.start_instance(s, "aftercare_target", by="anna", now=T0)
+
+
+def test_the_start_is_recorded_in_full(sessions, trainer):
+    started_at = T0 + timedelta(hours=1)
+    with sessions.begin() as s:
+        parent = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False).id
+        instance = runtime.start_instance(s, "intake", by="ben", business_key="0737546-2", now=started_at,
+                                          validate_form=False, parent_instance_id=parent, data={"note": "x"})
+        instance_id, version_id = instance.id, instance.version_id
+        [event] = [e for e in audit.history(s, instance_id) if e.kind == EventKind.INSTANCE_STARTED]
+        version = deploy_mod.latest_version(s, "intake")
+    assert (event.actor, event.instance_id, event.version_id, event.at) == ("ben", instance_id, version_id, started_at)
+    assert json.loads(event.data) == {"process_id": "intake", "version": version.version,
+                                      "business_key": "0737546-2", "data": {"note": "x"},
+                                      "parent_instance_id": parent}
+    with sessions.begin() as s:
+        assert runtime.get_instance(s, instance_id).status == "running"
+
+
+def test_a_process_reading_the_office_settings_starts_with_the_engines_snapshot(sessions, trainer):
+    model = (MODELS / "intake.bpmn").read_text().replace(
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_over" />',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="look" />'
+        '<bpmn:scriptTask id="look" name="Look"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing>'
+        '<bpmn:script>seen = office["reminder_lead_days"]</bpmn:script></bpmn:scriptTask>'
+        '<bpmn:sequenceFlow id="f0" sourceRef="look" targetRef="hand_over" />').replace(
+        '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>',
+        '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>')
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"intake.bpmn": model.encode()}, by="designer")
+    with sessions.begin() as s:
+        snapshot = office.snapshot(s)
+        instance_id = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False,
+                                             data={"office": {"forged": True}}).id
+        variables = runtime.instance_variables(s, instance_id)
+        [event] = [e for e in audit.history(s, instance_id) if e.kind == EventKind.INSTANCE_STARTED]
+    assert variables["office"] == snapshot and variables["seen"] == snapshot["reminder_lead_days"]
+    assert json.loads(event.data)["office"] == snapshot and json.loads(event.data)["data"] == {}
