@@ -107,3 +107,14 @@ def test_a_process_reading_the_office_settings_starts_with_the_engines_snapshot(
         [event] = [e for e in audit.history(s, instance_id) if e.kind == EventKind.INSTANCE_STARTED]
     assert variables["office"] == snapshot and variables["seen"] == snapshot["reminder_lead_days"]
     assert json.loads(event.data)["office"] == snapshot and json.loads(event.data)["data"] == {}
+
+
+def test_a_named_version_is_started_as_that_version(sessions, trainer):
+    second = (MODELS / "intake.bpmn").read_bytes().replace(b'name="Write a memo"', b'name="Write the memo"')
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"intake.bpmn": second}, by="designer")
+    with sessions.begin() as s:
+        first = runtime.start_instance(s, "intake", by="anna", version=1, now=T0, validate_form=False)
+        newest = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False)
+        versions = {v.id: v.version for v in (deploy_mod.get_version(s, "intake", 1), deploy_mod.latest_version(s, "intake"))}
+        assert (versions[first.version_id], versions[newest.version_id]) == (1, 2)
