@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine import audit, office, providers, runtime, users
+from engine import audit, inbox, office, providers, runtime, users
 from engine import deploy as deploy_mod
 from engine.audit import EventKind
 from engine.errors import FormInvalid, InvalidInput
@@ -118,3 +118,26 @@ def test_a_named_version_is_started_as_that_version(sessions, trainer):
         newest = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False)
         versions = {v.id: v.version for v in (deploy_mod.get_version(s, "intake", 1), deploy_mod.latest_version(s, "intake"))}
         assert (versions[first.version_id], versions[newest.version_id]) == (1, 2)
+
+
+def test_a_start_whose_first_script_fails_keeps_the_case_with_an_incident(sessions, trainer):
+    model = (MODELS / "intake.bpmn").read_text().replace(
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_over" />',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="count" />'
+        '<bpmn:scriptTask id="count" name="Count"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing>'
+        '<bpmn:script>total = visits + 1</bpmn:script></bpmn:scriptTask>'
+        '<bpmn:sequenceFlow id="f0" sourceRef="count" targetRef="hand_over" />').replace(
+        '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>',
+        '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>')
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"intake.bpmn": model.encode()}, by="designer")
+    with sessions.begin() as s:
+        instance_id = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False).id
+    with sessions.begin() as s:
+        [incident] = runtime.open_incidents(s, instance_id)
+        assert (incident.element_id, runtime.get_instance(s, instance_id).status) == ("count", "running")
+        incident_id = incident.id
+    with sessions.begin() as s:
+        runtime.retry_incident(s, incident_id, by="admin", data={"visits": 2}, now=T0)
+        assert runtime.instance_variables(s, instance_id)["total"] == 3
+        assert [t.element_id for t in inbox.tasks(s, instance_id=instance_id)] == ["hand_over"]
