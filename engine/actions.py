@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from . import audit, forms, runtime, spiff
+from . import audit, deploy, forms, runtime, spiff
 from .db import utcnow
 from .errors import NotFound, TaskNotAvailable
 from .models import Instance, ProcessVersion
@@ -49,10 +49,7 @@ def task_actions(version: ProcessVersion, element_id: str, process_id: str | Non
     ids as the process calling it. Without one (rows written before rows named it) every process counts.
     """
     found = []
-    processes = version.catalogue.get("processes", {})
-    if process_id is not None and process_id in processes:
-        processes = {process_id: processes[process_id]}
-    for elements in processes.values():
+    for elements in deploy.catalogue_processes(version, process_id).values():
         for action_id, entry in elements.items():
             if entry.get("task_action") and entry.get("attached_to") == element_id:
                 found.append(TaskAction(action_id, entry.get("name") or action_id, entry["message"],

@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 from sqlalchemy import func, select
@@ -632,6 +632,26 @@ def get_version(session: Session, process_id: str, version: int | None = None) -
     if result is None:
         raise VersionNotFound(f"process '{process_id}' has no version {version}")
     return result
+
+
+def catalogue_processes(version: ProcessVersion, process_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Return the version's catalogue processes an element is looked up in: only `process_id`'s when given
+    and in the version (a called process may reuse its caller's element ids), else all of them (task rows
+    written before rows named their process)."""
+    processes: dict[str, dict[str, Any]] = version.catalogue.get("processes", {})
+    if process_id is not None and process_id in processes:
+        return {process_id: processes[process_id]}
+    return processes
+
+
+def catalogue_entry(version: ProcessVersion, element_id: str, process_id: str | None = None) -> dict[str, Any]:
+    """Return an element's catalogue entry (name, type, lane, role, form, …), {} if the version has none:
+    that of `process_id` when given and it has the element, else the first process of the version that has it."""
+    for elements in (catalogue_processes(version, process_id), version.catalogue.get("processes", {})):
+        for entries in elements.values():
+            if element_id in entries:
+                return cast(dict[str, Any], entries[element_id])
+    return {}
 
 
 def list_versions(session: Session) -> list[dict[str, Any]]:

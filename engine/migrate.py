@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,19 +49,6 @@ def _versions(session: Session, source_id: int, target_id: int) -> tuple[Process
     return source, target
 
 
-def _entry(version: ProcessVersion, element_id: str, process_id: str | None = None) -> dict[str, Any]:
-    """Return a copy of an element's catalogue entry: that of `process_id` (a task's own process: a called
-    process may reuse the caller's element ids) when given and known, else the first process that has it."""
-    processes = version.catalogue.get("processes", {})
-    own = processes.get(process_id) if process_id is not None else None
-    if own is not None and element_id in own:
-        return dict(own[element_id])
-    for elements in processes.values():
-        if element_id in elements:
-            return dict(elements[element_id])
-    return {}
-
-
 def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, source: ProcessVersion,
              target: ProcessVersion) -> list[str]:
     reasons = []
@@ -70,23 +56,24 @@ def _reasons(session: Session, instance: Instance, workflow: spiff.Workflow, sou
         reasons.append("it has an open incident; resolve it first")
     check = spiff.check_migration(workflow, deploy.bundle_for(session, target))
     for element in check.removed_live:
-        name = _entry(source, element).get("name") or element
+        name = deploy.catalogue_entry(source, element).get("name") or element
         reasons.append(f"its active task '{name}' ({element}) no longer exists in v{target.version}")
     for element in sorted(set(check.removed_done)):
-        name = _entry(source, element).get("name") or element
+        name = deploy.catalogue_entry(source, element).get("name") or element
         reasons.append(f"its completed step '{name}' ({element}) no longer exists in v{target.version}")
     for name in check.removed_subprocesses:
         reasons.append(f"the process '{name}' it runs no longer exists in v{target.version}")
     for element in sorted(set(check.changed_waits)):
-        was, becomes = _entry(source, element), _entry(target, element)
+        was, becomes = deploy.catalogue_entry(source, element), deploy.catalogue_entry(target, element)
         reasons.append(f"it waits at '{was.get('name') or element}' ({element}), a {was.get('type', '?')} "
                        f"that v{target.version} makes a {becomes.get('type', '?')}: a step a case waits at "
                        "cannot change its kind")
     for ready in spiff.ready_user_tasks(workflow):
-        target_entry = _entry(target, ready.element_id, ready.process_id)
+        target_entry = deploy.catalogue_entry(target, ready.element_id, ready.process_id)
         if not target_entry:
             continue  # the task itself is gone: said above
-        before = {f["id"] for f in _entry(source, ready.element_id, ready.process_id).get("form", [])}
+        source_entry = deploy.catalogue_entry(source, ready.element_id, ready.process_id)
+        before = {f["id"] for f in source_entry.get("form", [])}
         for gone in sorted(before - {f["id"] for f in target_entry.get("form", [])}):
             reasons.append(f"the form field '{gone}' of its task '{ready.name}' was removed")
     return reasons
@@ -158,7 +145,7 @@ def migrate_instance(session: Session, instance_id: int, target_id: int, *, by: 
 def _retitle_tasks(session: Session, instance_id: int, target: ProcessVersion) -> None:
     """Give open task rows the target's names, lanes and roles."""
     for row in session.scalars(select(Task).where(Task.instance_id == instance_id, Task.state == TaskStatus.READY)):
-        entry = _entry(target, row.element_id, row.process_id)
+        entry = deploy.catalogue_entry(target, row.element_id, row.process_id)
         if entry:
             row.name = entry.get("name") or row.name
             row.lane = entry.get("lane") or row.lane

@@ -297,19 +297,6 @@ def _reload(session: Session, loaded: _Loaded) -> _Loaded:
     return _Loaded(loaded.instance, loaded.version, loaded.bundle, held)
 
 
-def _catalogue_entry(version: ProcessVersion, element_id: str, process_id: str | None = None) -> dict[str, Any]:
-    """Return an element's catalogue entry: that of `process_id` when given and known, else the first
-    process of the version that has the element (rows written before task rows named their process)."""
-    processes = version.catalogue.get("processes", {})
-    own = processes.get(process_id) if process_id is not None else None
-    if own is not None and element_id in own:
-        return own[element_id]
-    for elements in processes.values():
-        if element_id in elements:
-            return elements[element_id]
-    return {}
-
-
 def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
     if not value:
         return None
@@ -321,7 +308,7 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
 
 def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[dict[str, Any], str | None]:
     """Return a new task row's columns (every column of `task`) and a warning about its expressions."""
-    entry = _catalogue_entry(loaded.version, ready.element_id, ready.process_id)
+    entry = deploy.catalogue_entry(loaded.version, ready.element_id, ready.process_id)
     warning = None
     try:
         assignee = _evaluate_template(entry.get("assignee"), ready.data)
@@ -822,7 +809,7 @@ def task_form(session: Session, task_id: str) -> list[forms.Field]:
     instance = get_instance(session, row.instance_id)
     version = session.get(ProcessVersion, instance.version_id)
     assert version is not None
-    return forms.fields_from_catalogue(_catalogue_entry(version, row.element_id, row.process_id))
+    return forms.fields_from_catalogue(deploy.catalogue_entry(version, row.element_id, row.process_id))
 
 
 def task_details(session: Session, task_id: str) -> dict[str, Any]:
@@ -831,7 +818,7 @@ def task_details(session: Session, task_id: str) -> dict[str, Any]:
     instance = get_instance(session, row.instance_id)
     version = session.get(ProcessVersion, instance.version_id)
     assert version is not None
-    entry = _catalogue_entry(version, row.element_id, row.process_id)
+    entry = deploy.catalogue_entry(version, row.element_id, row.process_id)
     variables = instance_variables(session, instance.id)
     return {"task": row, "instance": instance, "version": version,
             "form": forms.fields_from_catalogue(entry), "documentation": entry.get("documentation"),
@@ -856,7 +843,7 @@ def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = 
     loaded = _load(session, row.instance_id)
     if spiff.task_state(loaded.held.workflow, task_id) != "READY":
         raise TaskNotAvailable("this task is no longer waiting to be done")
-    entry = _catalogue_entry(loaded.version, row.element_id, row.process_id)
+    entry = deploy.catalogue_entry(loaded.version, row.element_id, row.process_id)
     fields = forms.fields_from_catalogue(entry)
     current = spiff.task_data(loaded.held.workflow, task_id)  # READY (checked above): a ready user task's data
     if fields:  # declared fields are validated and typed; an undeclared one is refused by name
@@ -953,7 +940,7 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
     ready = {r.id: r for r in spiff.ready_user_tasks(loaded.held.workflow)}
     rows = session.scalars(select(Task).where(Task.instance_id == loaded.instance.id, Task.state == TaskStatus.READY))
     for row in rows:
-        template = _catalogue_entry(loaded.version, row.element_id, row.process_id).get("assignee")
+        template = deploy.catalogue_entry(loaded.version, row.element_id, row.process_id).get("assignee")
         if not template or not template.strip().startswith("${") or row.id not in ready:
             continue
         try:
