@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,11 @@ from engine.db import make_engine, make_sessions, upgrade
 
 MODELS = Path(__file__).parent / "bpmn"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """Return the instant `seconds` after T0 (the tests' clock)."""
+    return T0 + timedelta(seconds=seconds)
 
 
 @pytest.fixture

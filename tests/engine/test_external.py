@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,7 @@ from engine.errors import (
 )
 from engine.models import ExternalTask, ExternalTaskState, Instance, InstanceStatus
 
-from .conftest import MODELS, T0
-
-
-def at(seconds: float):
-    return T0 + timedelta(seconds=seconds)
+from .conftest import MODELS, T0, at
 
 
 def start(sessions, process_id="external_service", data=None, key="0101010-1", now=T0) -> int:

@@ -19,11 +19,7 @@ from engine import audit, external, runtime
 from engine.errors import ExternalTaskNotAvailable, InvalidInput
 from engine.models import Incident
 
-from .conftest import T0
-
-
-def at(seconds: float):
-    return T0 + timedelta(seconds=seconds)
+from .conftest import T0, at
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ The model is tests/engine/bpmn/handover.bpmn: `hand_over` (the form above), then
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -22,7 +22,8 @@ from engine.audit import EventKind
 from engine.errors import DataInvalid, FormInvalid, TaskNotAvailable
 from engine.models import Task, TaskStatus
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+from .conftest import T0
+
 TRAINER = {"name": "Koulutus Oy", "business_id": "1234567-1", "kind": "training"}
 
 

@@ -21,8 +21,7 @@ c_receiver.bpmn (a receive task `wait_ready` for the message `order_ready`, then
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,8 +31,8 @@ from engine import audit, deploy, inbox, migrate, runtime, timers
 from engine.errors import NotAllowed
 from engine.models import Instance, ProcessVersion, Task, TaskStatus, Timer
 
-MODELS = Path(__file__).parent / "bpmn"
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+from .conftest import MODELS, T0
+
 LATE = T0 + timedelta(days=14)  # reminder's boundary timer `late`, for a case started at T0
 REMINDER = (MODELS / "reminder.bpmn").read_text()
 # a second boundary timer on `call`: `later`, after 20 days, to an end event

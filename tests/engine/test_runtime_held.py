@@ -16,7 +16,7 @@ The model is tests/engine/bpmn/order.bpmn: `review` (assigned to `${owner}`, a f
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -26,7 +26,7 @@ from engine.audit import EventKind
 from engine.errors import InstanceNotFound, TaskNotAvailable, TaskNotFound
 from engine.models import Task, TaskStatus, Variable
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+from .conftest import T0
 
 
 def _start(sessions, *, owner: str | None = None, amount: int = 500) -> int:

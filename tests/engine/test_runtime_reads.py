@@ -7,7 +7,7 @@ the code: every field, key and order a caller (the web pages, the REST API, the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,9 +16,8 @@ from engine import forms, inbox, runtime
 from engine.errors import InstanceNotFound, TaskNotFound
 from engine.models import IncidentStatus, InstanceStatus
 
-from .conftest import MODELS
+from .conftest import MODELS, T0
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 KEY = "0737546-2"
 
 REVIEW_FORM = [

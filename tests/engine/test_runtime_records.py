@@ -11,19 +11,13 @@ the history page) rely on, not from the code.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from engine import audit, external, inbox, runtime
 from engine.errors import TaskNotAvailable
 from engine.models import ExternalTask, ExternalTaskState
 
-from .conftest import T0
-
-
-def at(seconds: float):
-    return T0 + timedelta(seconds=seconds)
+from .conftest import T0, at
 
 
 @pytest.fixture

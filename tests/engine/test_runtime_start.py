@@ -12,7 +12,7 @@ The model is tests/engine/bpmn/intake.bpmn (the start form above, then two user 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -21,9 +21,7 @@ from engine import deploy as deploy_mod
 from engine.audit import EventKind
 from engine.errors import FormInvalid, InvalidInput
 
-from .conftest import MODELS
-
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+from .conftest import MODELS, T0
 
 
 @pytest.fixture
@@ -34,6 +32,20 @@ def trainer(sessions, deploy) -> int:
         users.add_user(s, "sami", "salasana-123456", ["supervisor"])
         return providers.create_provider(s, {"name": "Koulutus Oy", "business_id": "1234567-1", "kind": "training"},
                                          by="sami", now=T0).id
+
+
+def _deploy_with_first_script(sessions, script: str) -> None:
+    """Deploy intake.bpmn again with a script task `first` between its start event and `hand_over`."""
+    model = (MODELS / "intake.bpmn").read_text().replace(
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_over" />',
+        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="first" />'
+        '<bpmn:scriptTask id="first" name="First"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing>'
+        f'<bpmn:script>{script}</bpmn:script></bpmn:scriptTask>'
+        '<bpmn:sequenceFlow id="f0" sourceRef="first" targetRef="hand_over" />').replace(
+        '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>',
+        '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>')
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"intake.bpmn": model.encode()}, by="designer")
 
 
 def _refusals(sessions, data, *, now=T0) -> dict[str, str]:
@@ -89,16 +101,7 @@ def test_the_start_is_recorded_in_full(sessions, trainer):
 
 
 def test_a_process_reading_the_office_settings_starts_with_the_engines_snapshot(sessions, trainer):
-    model = (MODELS / "intake.bpmn").read_text().replace(
-        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_over" />',
-        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="look" />'
-        '<bpmn:scriptTask id="look" name="Look"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing>'
-        '<bpmn:script>seen = office["reminder_lead_days"]</bpmn:script></bpmn:scriptTask>'
-        '<bpmn:sequenceFlow id="f0" sourceRef="look" targetRef="hand_over" />').replace(
-        '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>',
-        '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>')
-    with sessions.begin() as s:
-        deploy_mod.deploy_files(s, {"intake.bpmn": model.encode()}, by="designer")
+    _deploy_with_first_script(sessions, 'seen = office["reminder_lead_days"]')
     with sessions.begin() as s:
         snapshot = office.snapshot(s)
         instance_id = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False,
@@ -121,21 +124,12 @@ def test_a_named_version_is_started_as_that_version(sessions, trainer):
 
 
 def test_a_start_whose_first_script_fails_keeps_the_case_with_an_incident(sessions, trainer):
-    model = (MODELS / "intake.bpmn").read_text().replace(
-        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="hand_over" />',
-        '<bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="count" />'
-        '<bpmn:scriptTask id="count" name="Count"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f0</bpmn:outgoing>'
-        '<bpmn:script>total = visits + 1</bpmn:script></bpmn:scriptTask>'
-        '<bpmn:sequenceFlow id="f0" sourceRef="count" targetRef="hand_over" />').replace(
-        '<bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>',
-        '<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>')
-    with sessions.begin() as s:
-        deploy_mod.deploy_files(s, {"intake.bpmn": model.encode()}, by="designer")
+    _deploy_with_first_script(sessions, "total = visits + 1")
     with sessions.begin() as s:
         instance_id = runtime.start_instance(s, "intake", by="anna", now=T0, validate_form=False).id
     with sessions.begin() as s:
         [incident] = runtime.open_incidents(s, instance_id)
-        assert (incident.element_id, runtime.get_instance(s, instance_id).status) == ("count", "running")
+        assert (incident.element_id, runtime.get_instance(s, instance_id).status) == ("first", "running")
         incident_id = incident.id
     with sessions.begin() as s:
         runtime.retry_incident(s, incident_id, by="admin", data={"visits": 2}, now=T0)

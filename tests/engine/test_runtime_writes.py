@@ -20,7 +20,7 @@ from engine import audit, external, inbox, runtime
 from engine.deploy import deploy_files
 from engine.models import Variable
 
-from .conftest import T0
+from .conftest import T0, at
 
 WRITES = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -49,9 +49,6 @@ del gone</bpmn:script>
 </bpmn:definitions>
 """
 
-
-def at(seconds: float):
-    return T0 + timedelta(seconds=seconds)
 
 
 def _events(sessions, instance_id, kind):

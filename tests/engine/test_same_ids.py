@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,8 @@ from engine import actions, audit, deploy, inbox, migrate, runtime
 from engine.errors import FormInvalid, NotAllowed, NotFound, TaskNotAvailable
 from engine.models import Task
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-MODELS = Path(__file__).parent / "bpmn"
+from .conftest import MODELS, T0
+
 FILES = ("same_ids_main.bpmn", "same_ids_sub.bpmn")
 MAIN = {"process_id": "same_ids_main", "name": "Main review", "role": "expert", "assignee": None,
         "form": ["verdict"], "documentation": "Read the main file.", "actions": []}
@@ -54,6 +53,15 @@ def _open_task(sessions, iid: int) -> str:
     with sessions.begin() as s:
         [task] = inbox.tasks(s, instance_id=iid)
         return task.id
+
+
+def _at_the_called_task(sessions) -> int:
+    """Deploy, start a case and complete its main review: the case then waits at the called process's review."""
+    _deploy(sessions)
+    iid = _start(sessions)
+    with sessions.begin() as s:
+        runtime.complete_task(s, _open_task(sessions, iid), {"verdict": "fine"}, by="anna", now=T0)
+    return iid
 
 
 def _seen(sessions, task_id: str) -> dict:
@@ -142,10 +150,7 @@ def test_task_actions_are_those_of_the_tasks_own_process(sessions, step):
 
 
 def test_new_case_data_reassigns_by_the_tasks_own_expression(sessions, step):
-    _deploy(sessions)
-    iid = _start(sessions)
-    with sessions.begin() as s:
-        runtime.complete_task(s, _open_task(sessions, iid), {"verdict": "fine"}, by="anna", now=T0)
+    iid = _at_the_called_task(sessions)
     step()
     sub = _open_task(sessions, iid)
     with sessions.begin() as s:  # the message the sub task's action waits for, with a new owner
@@ -156,10 +161,7 @@ def test_new_case_data_reassigns_by_the_tasks_own_expression(sessions, step):
 
 def test_rows_without_a_process_take_the_first_process_that_has_the_element(sessions):
     """Rows written before task rows named their process (NULL) keep the lookup they had."""
-    _deploy(sessions)
-    iid = _start(sessions)
-    with sessions.begin() as s:
-        runtime.complete_task(s, _open_task(sessions, iid), {"verdict": "fine"}, by="anna", now=T0)
+    iid = _at_the_called_task(sessions)
     sub = _open_task(sessions, iid)
     with sessions.begin() as s:
         s.execute(update(Task).where(Task.id == sub).values(process_id=None))
@@ -169,10 +171,7 @@ def test_rows_without_a_process_take_the_first_process_that_has_the_element(sess
 
 
 def test_migration_retitles_each_task_from_its_own_process(sessions):
-    _deploy(sessions)
-    iid = _start(sessions)
-    with sessions.begin() as s:
-        runtime.complete_task(s, _open_task(sessions, iid), {"verdict": "fine"}, by="anna", now=T0)
+    iid = _at_the_called_task(sessions)
     sub = _open_task(sessions, iid)
     with sessions.begin() as s:
         created = deploy.deploy_files(s, _files(('"Main review"', '"Main review, 2"'), ('"Sub review"', '"Sub review, 2"')),
@@ -185,10 +184,7 @@ def test_migration_retitles_each_task_from_its_own_process(sessions):
 
 
 def test_migration_checks_the_form_of_each_tasks_own_process(sessions):
-    _deploy(sessions)
-    iid = _start(sessions)
-    with sessions.begin() as s:
-        runtime.complete_task(s, _open_task(sessions, iid), {"verdict": "fine"}, by="anna", now=T0)
+    iid = _at_the_called_task(sessions)
     with sessions.begin() as s:
         created = deploy.deploy_files(s, _files(('id="ruling"', 'id="decision"')), by="designer").created
         target = next(v.id for v in created if v.process_id == "same_ids_main")
