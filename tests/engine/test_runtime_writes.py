@@ -50,7 +50,6 @@ del gone</bpmn:script>
 """
 
 
-
 def _events(sessions, instance_id, kind):
     """The instance's events of one kind, without their id, sequence number and hash."""
     with sessions.begin() as s:
