@@ -13,6 +13,7 @@ import threading
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from engine.db import WriteInReadTransaction, begin_writing, make_sessions, reader, utcnow
 from engine.models import Customer
@@ -151,3 +152,27 @@ def test_a_write_on_the_cursor_in_a_read_transaction_is_refused_too(db_engine, s
     with sessions.begin() as s:
         assert s.get(Customer, customer_id).name == "Acme Oy"
         assert rename.execute(s) == 1  # a writing transaction may
+
+
+def test_a_writer_that_cannot_get_the_lock_gets_sqlalchemys_error_and_rolls_back(db_engine, sessions):
+    """BEGIN IMMEDIATE runs on the driver's connection; its failure still comes as SQLAlchemy's OperationalError."""
+    customer_id = _add_customer(sessions)
+    holder = sqlite3.connect(db_engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with db_engine.connect() as conn:
+            driver = conn.connection.driver_connection  # (a statement on `conn` would begin first)
+            driver.execute("PRAGMA busy_timeout=50")  # give up after 50 ms instead of 30 s
+            with pytest.raises(OperationalError, match="database is locked") as caught:
+                conn.begin()
+            assert isinstance(caught.value.orig, sqlite3.OperationalError)
+            assert caught.value.statement == "BEGIN IMMEDIATE"
+            assert not conn.in_transaction()
+            driver.execute("PRAGMA busy_timeout=30000")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with sessions.begin() as s:  # the pool's connection works on
+        s.get(Customer, customer_id).name = "After"
+    with make_sessions(reader(db_engine))() as s:
+        assert s.get(Customer, customer_id).name == "After"
