@@ -1,7 +1,7 @@
 """engine.fastsql inside savepoints: a statement on the cursor is undone with its savepoint.
 
-The timer sweep fires each instance in a savepoint of its own and relies on a rollback undoing
-that instance's writes, however many of them run on the cursor before SQLAlchemy itself runs one.
+The notice, schedule and aftercare jobs handle each item in a savepoint of its own and rely on a rollback
+undoing that item's writes, however many of them run on the cursor before SQLAlchemy itself runs one.
 """
 
 from __future__ import annotations
