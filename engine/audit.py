@@ -146,15 +146,20 @@ def write_pending(session: Session) -> None:
     pending = session.info.pop("audit_pending", None)
     if pending:
         _INSERT_EVENTS.executemany(session, pending)
+    moved, new = [], []  # one statement each, however many streams moved (a timer sweep's chunk moves 25)
     for key, head in session.info.get("audit_heads", {}).items():
         if not head.dirty:
             continue
         if head.exists:
-            _UPDATE_HEAD.execute(session, {"b_key": key, "seq": head.seq, "head": head.head})
+            moved.append({"b_key": key, "seq": head.seq, "head": head.head})
         else:
-            _INSERT_HEAD.execute(session, {"key": key, "seq": head.seq, "head": head.head})
+            new.append({"key": key, "seq": head.seq, "head": head.head})
             head.exists = True
         head.dirty = False
+    if moved:
+        _UPDATE_HEAD.executemany(session, moved)
+    if new:
+        _INSERT_HEAD.executemany(session, new)
 
 
 def assume_head(session: Session, key: str, seq: int, head: str) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import runtime
+from . import audit, runtime
 from .dbfaults import is_transient
 from .errors import Conflict
 from .models import Instance, InstanceStatus, Timer
@@ -142,6 +142,7 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
     fired = handled = 0
     try:
         with sessions.begin() as session:
+            runtime.hold_instances(session, instance_ids)  # locked and read in two statements, not three each
             for instance_id in instance_ids:
                 if handled and stop.is_set():
                     break
@@ -151,9 +152,24 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
                     raise _InstanceFailed(handled, err) from err
                 fired += count
                 handled += 1
+            try:  # the chunk's audit events and stream heads: a lost race here is the whole chunk's
+                audit.write_pending(session)
+            except Exception as err:
+                if _lost_race(err):
+                    raise _ChunkLostRace from err
+                raise
     except _InstanceFailed as failed:  # the whole transaction was rolled back
         return _after_failure(sessions, instance_ids, failed.position, failed.error, now, worker_id, stop)
+    except _ChunkLostRace:
+        log.info("instances %s changed meanwhile; their timers are taken up again on the next sweep",
+                 ", ".join(map(str, instance_ids[:handled])))
+        _release(sessions, instance_ids[:handled], worker_id)
+        return 0, handled
     return fired, handled
+
+
+class _ChunkLostRace(Exception):
+    """Writing a chunk's audit events lost a race (a deadlock): the chunk's transaction is rolled back."""
 
 
 def _after_failure(sessions: sessionmaker, instance_ids: list[int], position: int, err: Exception,

@@ -3,10 +3,12 @@ again without it (once in all), its timer is held back and the audit chain stays
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from engine import audit, runtime, timers
 from engine.models import AuditEvent, Instance, Timer
@@ -110,3 +112,34 @@ def test_a_stop_while_the_rest_of_a_failed_chunk_fires_again_hands_everything_le
         # all three back at once, the failing one too (not held five minutes: it was not judged on this stop)
         assert len(rest) == 3 and all(t.lease_owner is None and t.lease_until is None for t in rest)
         assert audit.verify(s).ok
+
+
+def test_a_lost_race_when_the_chunks_events_are_written_hands_the_chunk_back_at_once(sessions, deploy,
+                                                                                    monkeypatch, caplog):
+    ids = _reminders(sessions, deploy, 3)
+    runtime.forget_cache()
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 3)
+    writes: list[int] = []
+
+    class RacingAudit:  # the chunk's audit write loses a deadlock the first time (PostgreSQL's 40P01)
+        @staticmethod
+        def write_pending(session):
+            writes.append(1)
+            if len(writes) == 1:
+                raise DBAPIError("UPDATE audit_stream", {}, _Deadlock())
+            audit.write_pending(session)
+
+    monkeypatch.setattr(timers, "audit", RacingAudit)
+    caplog.set_level(logging.INFO, logger="engine.timers")
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 3
+    assert len(writes) == 2  # claimed again at once in the same sweep, not held
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1, 1, 1]
+        assert s.scalar(select(func.count()).select_from(Timer)) == 0
+        assert audit.verify(s).ok
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        f"instances {ids[0]}, {ids[1]}, {ids[2]} changed meanwhile; their timers are taken up again on the next sweep"]
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"

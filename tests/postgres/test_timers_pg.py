@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from engine import runtime, timers
 from engine.db import make_engine, make_sessions
@@ -120,3 +121,19 @@ def test_timers_of_instances_waiting_for_an_incident_do_not_wake_the_worker(sess
     assert timers.fire_due_timers(sessions, now=LATE) == 0
     with sessions.begin() as s:
         assert timers.next_due(s) == LATE + timedelta(days=1)
+
+
+def test_a_chunk_locks_all_its_instances_before_firing_the_first(sessions):
+    """hold_instances takes every row lock of the chunk in one statement (in id order, as every writer does)."""
+    ids = _start(sessions, 3)
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        runtime.hold_instances(s, ids)
+        # another connection cannot take the last one's lock
+        with make_sessions(s.get_bind()).begin() as other, pytest.raises(OperationalError, match="obtain lock"):
+            other.execute(select(Instance.id).where(Instance.id == ids[-1]).with_for_update(nowait=True)).all()
+        assert runtime.fire_instance_timers(s, ids[0], now=LATE) == ["late"]
+        assert runtime.fire_instance_timers(s, ids[2], now=LATE) == ["late"]
+    with sessions.begin() as s:  # the third fires on its own, the locks gone with the transaction
+        assert runtime.fire_instance_timers(s, ids[1], now=LATE) == ["late"]
+    assert sorted(f[0] for f in _fired(sessions)) == ids
