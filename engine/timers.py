@@ -25,7 +25,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -142,7 +144,7 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
     fired = handled = 0
     try:
         with sessions.begin() as session:
-            runtime.hold_instances(session, instance_ids)  # locked and read in two statements, not three each
+            _chunk_step(runtime.hold_instances, session, instance_ids)  # locked and read in two statements
             for instance_id in instance_ids:
                 if handled and stop.is_set():
                     break
@@ -152,24 +154,29 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
                     raise _InstanceFailed(handled, err) from err
                 fired += count
                 handled += 1
-            try:  # the chunk's audit events and stream heads: a lost race here is the whole chunk's
-                audit.write_pending(session)
-            except Exception as err:
-                if _lost_race(err):
-                    raise _ChunkLostRace from err
-                raise
+            _chunk_step(audit.write_pending, session)  # the chunk's audit events and stream heads
     except _InstanceFailed as failed:  # the whole transaction was rolled back
         return _after_failure(sessions, instance_ids, failed.position, failed.error, now, worker_id, stop)
-    except _ChunkLostRace:
+    except _ChunkLostRace:  # rolled back too: the whole chunk goes back for the next claim, at once
         log.info("instances %s changed meanwhile; their timers are taken up again on the next sweep",
-                 ", ".join(map(str, instance_ids[:handled])))
-        _release(sessions, instance_ids[:handled], worker_id)
-        return 0, handled
+                 ", ".join(map(str, instance_ids)))
+        _release(sessions, instance_ids, worker_id)
+        return 0, len(instance_ids)
     return fired, handled
 
 
 class _ChunkLostRace(Exception):
-    """Writing a chunk's audit events lost a race (a deadlock): the chunk's transaction is rolled back."""
+    """A step for the whole chunk (its locks, its audit events) lost a race: the transaction is rolled back."""
+
+
+def _chunk_step(step: Callable[..., None], *args: Any) -> None:
+    """Run a step for the whole chunk; a lost race there (a deadlock) is the chunk's, not one instance's."""
+    try:
+        step(*args)
+    except Exception as err:
+        if _lost_race(err):
+            raise _ChunkLostRace from err
+        raise
 
 
 def _after_failure(sessions: sessionmaker, instance_ids: list[int], position: int, err: Exception,

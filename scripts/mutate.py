@@ -40,7 +40,7 @@ PLAN: dict[str, list[str]] = {
     # test_timers_worker_loop.py runs Worker.run, start_thread and run_worker in the test process (mutmut sees them)
     "engine/timers.py": ["tests/engine/test_timers.py", "tests/engine/test_timers_spec.py", "tests/engine/test_boundaries.py",
                          "tests/engine/test_timer_batches.py", "tests/faults/test_worker_faults.py",
-                         "tests/engine/test_timers_worker_loop.py"],
+                         "tests/engine/test_timers_worker_loop.py", "tests/engine/test_hold_instances.py"],
     # the test_cli_* tests drive `polku` in new processes: mutmut cannot see what they cover, and they cost minutes
     "engine/external.py": ["tests/engine/test_external.py", "tests/engine/test_external_spec.py", "-k=not test_cli_"],
     "engine/sandbox.py": ["tests/engine/test_sandbox.py", "tests/engine/test_sandbox_limits.py",
@@ -64,7 +64,8 @@ PLAN: dict[str, list[str]] = {
                           "tests/engine/test_cache.py", "tests/engine/test_jsonable.py", "tests/engine/test_forms.py",
                           "tests/engine/test_inbox_spec.py", "tests/engine/test_timers.py",
                           "tests/engine/test_timers_spec.py", "tests/engine/test_timer_batches.py",
-                          "tests/engine/test_runtime_firing.py", "tests/engine/test_runtime_writes.py", "-k=not test_cli_"],
+                          "tests/engine/test_runtime_firing.py", "tests/engine/test_runtime_writes.py",
+                          "tests/engine/test_hold_instances.py", "-k=not test_cli_"],
 }
 COPIED = ("engine", "webui", "tests", "bpmn", "pyproject.toml")
 

@@ -143,3 +143,25 @@ def test_a_lost_race_when_the_chunks_events_are_written_hands_the_chunk_back_at_
 
 class _Deadlock(Exception):
     sqlstate = "40P01"
+
+
+def test_a_lost_race_when_the_chunk_is_locked_hands_all_of_it_back_at_once(sessions, deploy, monkeypatch):
+    ids = _reminders(sessions, deploy, 5)
+    runtime.forget_cache()
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 3)
+    hold, holds = runtime.hold_instances, []
+
+    def deadlocking(session, instance_ids):  # the first chunk's lock loses a deadlock (PostgreSQL's 40P01)
+        holds.append(list(instance_ids))
+        if len(holds) == 1:
+            raise DBAPIError("SELECT instance FOR UPDATE", {}, _Deadlock())
+        hold(session, instance_ids)
+
+    monkeypatch.setattr(runtime, "hold_instances", deadlocking)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 5
+    # the first chunk went back whole (not only what it had handled: nothing), the second fired, then a
+    # new claim took the first chunk's three again
+    assert holds == [ids[:3], ids[3:], ids[:3]]
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1] * 5
+        assert audit.verify(s).ok
