@@ -7,12 +7,13 @@ the instance, and a state that cannot be read must fail in its own action, not i
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select, update
 
-from engine import audit, inbox, runtime
+from engine import audit, inbox, runtime, spiff
 from engine.models import AuditEvent, Instance, Timer
 
 from .conftest import T0
@@ -88,13 +89,17 @@ def test_an_instance_changed_earlier_in_the_transaction_is_read_again(sessions, 
     assert "timer_fired" not in kinds and kinds[-1] == "instance_completed"
 
 
-def test_a_state_that_cannot_be_read_fails_in_its_own_action(sessions, deploy):
+def test_a_state_that_cannot_be_read_fails_in_its_own_action(sessions, deploy, caplog):
     good, broken = _reminders(sessions, deploy, 2)
     with sessions.begin() as s:
         s.execute(update(Instance).where(Instance.id == broken).values(state='{"not": "a workflow"}'))
     runtime.forget_cache()
+    caplog.set_level(logging.DEBUG, logger="engine.runtime")
     with sessions.begin() as s:
         runtime.hold_instances(s, [good, broken])  # the chunk's read does not fail for it
+        [record] = [r for r in caplog.records if r.name == "engine.runtime" and r.levelno == logging.DEBUG]
+        assert record.getMessage() == f"instance {broken}: its state is read again by its action"
+        assert record.exc_info and isinstance(record.exc_info[1], KeyError)
         assert runtime.fire_instance_timers(s, good, now=DUE) == ["late"]
         with pytest.raises(KeyError):
             runtime.fire_instance_timers(s, broken, now=DUE)
@@ -115,3 +120,20 @@ def test_what_a_transaction_held_is_gone_after_it(sessions, deploy):
     with sessions.begin() as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent)
                         .where(AuditEvent.kind == "timer_fired")) == 1
+
+
+def test_a_workflow_held_in_memory_at_the_same_revision_is_not_read_again(sessions, deploy, monkeypatch):
+    ids = _reminders(sessions, deploy, 3)  # the starts leave them held in this process
+    with sessions.begin() as s:  # one changes behind the cache's back: a newer revision in the database
+        s.execute(update(Instance).where(Instance.id == ids[2]).values(revision=Instance.revision + 1))
+    loads: list[int] = []
+    load = spiff.load_state
+    monkeypatch.setattr(spiff, "load_state", lambda text, bundle: loads.append(1) or load(text, bundle))
+    with sessions.begin() as s:
+        s.get(Instance, ids[1])  # already in the session, at the revision the database holds
+        runtime.hold_instances(s, ids)
+        assert len(loads) == 1  # only the one whose revision moved
+        assert [runtime.fire_instance_timers(s, i, now=DUE) for i in ids] == [["late"]] * 3
+        assert len(loads) == 1  # each firing took what the chunk's read held
+    with sessions.begin() as s:
+        assert audit.verify(s).ok
