@@ -76,6 +76,17 @@ def _wait_for_fired(sessions, target: int, workers: list) -> int:
     return fired
 
 
+def _wait_until_leasing(sessions, pid: int) -> None:
+    """Return as soon as the worker with this pid holds a lease (its claimed batch, not yet fired)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with sessions.begin() as s:
+            if s.scalar(select(func.count()).select_from(Timer).where(Timer.lease_owner.endswith(f":{pid}"))):
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"worker {pid} never held a lease")
+
+
 def _stop(workers) -> list[str]:
     problems = []
     for proc, log in workers:
@@ -123,6 +134,7 @@ def test_killed_worker_loses_nothing_and_fires_nothing_twice(sessions, fresh_pg_
     try:
         assert _wait_for_fired(sessions, INSTANCES // 4, workers) >= INSTANCES // 4
         victim = workers[0][0]
+        _wait_until_leasing(sessions, victim.pid)  # a batch takes a worker a fraction of a second: catch it in one
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         with sessions.begin() as s:
