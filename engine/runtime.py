@@ -231,8 +231,9 @@ def _load(session: Session, instance_id: int) -> _Loaded:
     instance = lock_instance(session, instance_id)
     version = deploy.version_by_id(session, instance.version_id)
     bundle = deploy.bundle_for(session, version)
-    cached = session.info.get(_HELD_AHEAD, {}).pop(instance_id, None) or _cache.pop(_cache_key(session, instance_id),
-                                                                               None)
+    # what hold_instances read for this transaction, else what this process holds
+    ahead = session.info.get(_HELD_AHEAD, {}).pop(instance_id, None)
+    cached = ahead or _cache.pop(_cache_key(session, instance_id), None)
     if cached is not None and cached[0] == instance.revision:
         if cached[1].audit_head is not None:
             audit.assume_head(session, audit.instance_stream(instance_id), *cached[1].audit_head)

@@ -171,15 +171,7 @@ def test_the_instances_fired_again_after_a_failure_fire_at_the_sweeps_instant(se
     # `polku fire-timers --now`: the sweep's instant, not the real time, for the second try too
     ids = _reminders(sessions, deploy, 3)
     monkeypatch.setattr(timers, "FIRE_CHUNK", 3)
-    fire, calls = runtime.fire_instance_timers, []
-
-    def failing_once(session, iid, **kwargs):
-        calls.append(iid)
-        if iid == ids[2] and calls.count(iid) == 1:
-            raise ValueError("broken")
-        return fire(session, iid, **kwargs)
-
-    monkeypatch.setattr(runtime, "fire_instance_timers", failing_once)
+    calls = _fail_on(monkeypatch, {(ids[2], 1): ValueError("broken")})
     when = T0 + timedelta(days=15)
     assert timers.fire_due_timers(sessions, now=when, worker_id="w1") == 2
     assert calls == [ids[0], ids[1], ids[2], ids[0], ids[1]]
@@ -191,17 +183,10 @@ def test_the_instances_fired_again_after_a_failure_fire_at_the_sweeps_instant(se
 def test_a_lost_race_while_the_others_fire_again_hands_that_one_back_at_once(sessions, deploy, monkeypatch):
     ids = _reminders(sessions, deploy, 3)
     monkeypatch.setattr(timers, "FIRE_CHUNK", 3)
-    fire, calls = runtime.fire_instance_timers, []
-
-    def failing(session, iid, **kwargs):
-        calls.append(iid)
-        if iid == ids[1] and calls.count(iid) == 1:
-            raise ValueError("broken")  # held back five minutes
-        if iid == ids[0] and calls.count(iid) == 2:  # its second try, in the new transaction, loses a race
-            raise DBAPIError("UPDATE instance", {}, _Deadlock())
-        return fire(session, iid, **kwargs)
-
-    monkeypatch.setattr(runtime, "fire_instance_timers", failing)
+    calls = _fail_on(monkeypatch, {
+        (ids[1], 1): ValueError("broken"),  # held back five minutes
+        (ids[0], 2): DBAPIError("UPDATE instance", {}, _Deadlock()),  # its second try, in the new transaction
+    })
     assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 2
     # the lost one is handed back by this worker at once and claimed again in the same sweep
     assert calls == [ids[0], ids[1], ids[0], ids[2], ids[0]]
@@ -209,3 +194,18 @@ def test_a_lost_race_while_the_others_fire_again_hands_that_one_back_at_once(ses
         assert [_fired(s, i) for i in ids] == [1, 0, 1]
         [held] = s.scalars(select(Timer).where(Timer.instance_id == ids[1])).all()
         assert held.lease_owner is None and held.lease_until > datetime.now(UTC) + timedelta(minutes=4)
+
+
+def _fail_on(monkeypatch, failures: dict[tuple[int, int], Exception]) -> list[int]:
+    """Make the n-th firing of an instance raise, per (instance id, n); return the ids fired, in order."""
+    fire, calls = runtime.fire_instance_timers, []
+
+    def failing(session, iid, **kwargs):
+        calls.append(iid)
+        error = failures.get((iid, calls.count(iid)))
+        if error is not None:
+            raise error
+        return fire(session, iid, **kwargs)
+
+    monkeypatch.setattr(runtime, "fire_instance_timers", failing)
+    return calls
