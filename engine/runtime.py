@@ -84,7 +84,7 @@ class _Held:
     workflow: spiff.Workflow
     variables: dict[str, Any]
     ready: dict[str, str]            # spiff task id -> element id of READY task rows
-    timers: dict[str, tuple[str, datetime]]  # spiff task id -> (element id, due)
+    timers: dict[str, tuple[str, datetime]]  # timer_key(task id, element id) -> (element id, due)
     messages: dict[str, str]         # spiff task id -> message name
     audit_head: tuple[int, str] | None = None  # (seq, hash) of the instance's audit stream
     externals: set[str] = field(default_factory=set)  # spiff task ids of open external_task rows
@@ -296,6 +296,11 @@ def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -
     return _held_from_rows(session, instance, bundle, _HELD_ALL.all(session, key))  # one round trip
 
 
+def timer_key(task_id: str, element_id: str) -> str:
+    """Name a waiting timer: the timers after an event-based gateway share the gateway's task."""
+    return task_id + "|" + element_id
+
+
 def _held_from_rows(session: Session, instance: Instance, bundle: spiff.SpecBundle,
                     rows: Sequence[Sequence[Any]]) -> _Held:
     """Build what an instance holds from its state and its `_HELD_ALL` rows (kind, a, b, value, due_at)."""
@@ -312,7 +317,7 @@ def _held_from_rows(session: Session, instance: Instance, bundle: spiff.SpecBund
         elif kind == 2:
             ready[a] = b
         elif kind == 3:
-            timers[a] = (b, due_at)
+            timers[timer_key(a, b)] = (b, due_at)
         elif kind == 4:
             messages[a + "|" + b] = b
         elif kind == 5:
@@ -493,7 +498,7 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     held.variables = current
 
     # timers and messages
-    timers = {t.task_id: t for t in survey.timers}
+    timers = {timer_key(t.task_id, t.element_id): t for t in survey.timers}
     # timer and message-wait rows are replaced by plain statements: an ORM select here would also
     # flush the buffered audit events early (two more statements per timer firing)
     if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
@@ -1178,7 +1183,7 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     """Fire every timer of one instance that is due at `now`; return the fired element ids."""
     loaded = _load(session, instance_id)
     loaded_timers = dict(loaded.held.timers)
-    due = {tid: eid for tid, (eid, at) in loaded_timers.items() if at <= now}
+    due = {key: eid for key, (eid, at) in loaded_timers.items() if at <= now}
     if not due:
         _after_commit_cache(session, instance_id, loaded.instance.revision, loaded.held)
         return []
@@ -1195,15 +1200,15 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     finally:
         session.info.pop("polku_audit_later", None)
     waiting = loaded.survey.timers if loaded.survey is not None else spiff.waiting_timers(loaded.held.workflow)
-    still = {t.task_id for t in waiting if t.due_at <= now}
+    still = {timer_key(t.task_id, t.element_id) for t in waiting if t.due_at <= now}
     fired = []
-    for tid, eid in due.items():
-        if tid in still:
+    for key, eid in due.items():
+        if key in still:
             continue
         fired.append(eid)
-        due_at = loaded_timers[tid][1]
+        due_at = loaded_timers[key][1]
         audit.append(session, EventKind.TIMER_FIRED, actor=actor, instance_id=instance_id,
-                     version_id=loaded.instance.version_id, element_id=eid, task_id=tid,
+                     version_id=loaded.instance.version_id, element_id=eid, task_id=key.partition("|")[0],
                      data={"due_at": due_at.isoformat(), "lag_seconds": round((now - due_at).total_seconds(), 3)},
                      at=now)
     return fired

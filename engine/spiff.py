@@ -627,6 +627,7 @@ class ParseResult:
 # subprocesses). Its end event parser ignored signal definitions: a signal end event threw nothing.
 from SpiffWorkflow.bpmn.parser import event_parsers as _event_parsers
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent as _EndEvent
+from SpiffWorkflow.bpmn.specs.defaults import EventBasedGateway as _DefaultEventBasedGateway
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent as _StartEvent
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaEndEventParser as _CamundaEndParser
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser as _CamundaStartParser
@@ -1332,22 +1333,130 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
 
 
 def _waiting_timer(task: Any, definition: Any, element_id: str) -> WaitingTimer | None:
-    value = task.internal_data.get("event_value")
+    # a gateway's timer stored before each had its own clock: its value is the shared one
+    value = task.internal_data.get(_timer_value_key(task, element_id), task.internal_data.get("event_value"))
+    due = _timer_due(definition, value)
+    if due is None:
+        return None
+    if isinstance(definition, CycleTimerEventDefinition):
+        kind = "cycle"
+    else:
+        kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
+    return WaitingTimer(str(task.id), element_id, kind, due)
+
+
+def _timer_due(definition: Any, value: Any) -> datetime | None:
+    """When a timer whose running value (SpiffWorkflow's `event_value`) is `value` is due, in UTC."""
     if value is None:
         return None
     if isinstance(definition, CycleTimerEventDefinition):
         if not isinstance(value, dict) or value.get("cycles") == 0:
             return None
         due: datetime = datetime.fromisoformat(value["next"])
-        kind = "cycle"
     else:
         if str(value)[:1] == "P":  # not yet turned into an instant
             return None
         due = TimerEventDefinition.get_datetime(value)
-        kind = "duration" if isinstance(definition, DurationTimerEventDefinition) else "date"
     if due.tzinfo is None:
         due = due.replace(tzinfo=UTC)
-    return WaitingTimer(str(task.id), element_id, kind, due.astimezone(UTC))
+    return due.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timers after an event-based gateway. SpiffWorkflow moves the catch events' definitions onto the
+# gateway's task and keeps a timer's running value under one key of that task: the timers after one
+# gateway all took the due time of whichever was looked at first (a one-hour reminder beside a
+# two-day deadline fired after two days), and when several were due at one look, every one of their
+# ways ran. Here each timer keeps its value under its catch event's id, and of the timers due at one
+# look only the one due first fires: the gateway takes exactly one way, as BPMN says.
+
+_GATEWAY_TIMER_KEY = "event_value:"
+
+
+def _timer_value_key(task: Any, element_id: str) -> str:
+    """The key of `task.internal_data` that holds the running value of the timer `element_id`."""
+    return _GATEWAY_TIMER_KEY + element_id if isinstance(task.task_spec, EventBasedGateway) else "event_value"
+
+
+class _GatewayEvents(MultipleEventDefinition):
+    """The events an event-based gateway waits for (any one of them), each timer with its own clock."""
+
+    def has_fired(self, my_task: Any) -> bool:
+        data = my_task.internal_data
+        if data.get("seen_events"):  # a message or signal was caught: that way is taken
+            return True
+        timers = self._timers(my_task)
+        shared = data.pop("event_value", None)
+        if shared is not None:  # stored before each timer had its own clock: every timer had this value
+            for _index, _definition, key in timers:
+                data.setdefault(key, deepcopy(shared))
+        due_now = [(_timer_due(definition, data.get(key)) or datetime.min.replace(tzinfo=UTC), index, definition)
+                   for index, definition, key in timers if _own_clock_fired(definition, my_task, key)]
+        if not due_now:
+            return False
+        _due, _index, first = min(due_now, key=lambda item: (item[0], item[1]))
+        data["seen_events"] = [BpmnEvent(first)]
+        return True
+
+    def _timers(self, my_task: Any) -> list[tuple[int, Any, str]]:
+        """(index, definition, internal-data key) of each timer; the index is that of the gateway's way."""
+        outputs = my_task.task_spec.outputs
+        return [(index, definition, _GATEWAY_TIMER_KEY + outputs[index].bpmn_id)
+                for index, definition in enumerate(self.event_definitions)
+                if isinstance(definition, TimerEventDefinition) and index < len(outputs)]
+
+    def reset(self, my_task: Any) -> None:
+        for key in [k for k in my_task.internal_data if k.startswith(_GATEWAY_TIMER_KEY)]:
+            del my_task.internal_data[key]
+        super().reset(my_task)
+
+
+def _own_clock_fired(definition: Any, my_task: Any, key: str) -> bool:
+    """Ask a timer whether it fired, with its value under `key` put where SpiffWorkflow's timer code
+    looks (`has_fired` above has taken any shared value away first)."""
+    data = my_task.internal_data
+    if key in data:
+        data["event_value"] = data[key]
+    try:
+        return bool(definition.has_fired(my_task))
+    finally:
+        value = data.pop("event_value", None)
+        if value is None:  # a cycle that ran out drops its value
+            data.pop(key, None)
+        else:
+            data[key] = value
+
+
+class _EventGateway(_DefaultEventBasedGateway):
+    """SpiffWorkflow's event-based gateway with `_GatewayEvents`; the caught event's way found by identity.
+
+    SpiffWorkflow finds the way by equality, and two timers with the same name are equal: the second
+    one's way would never run.
+    """
+
+    def _run_hook(self, my_task: Any) -> bool:
+        seen = my_task.internal_data.get("seen_events", [])
+        definitions = self.event_definition.event_definitions
+        matches = []
+        for event in seen:
+            index = next((i for i, d in enumerate(definitions) if d is event.event_definition), None)
+            if index is None:
+                index = definitions.index(event.event_definition)
+            definitions[index].catch(my_task, event)
+            definitions[index].update_task_data(my_task)
+            matches.append(my_task.children[index].task_spec)
+        my_task._sync_children(matches, TaskState.FUTURE)
+        for child in my_task.children:
+            child.task_spec._predict(child, mask=TaskState.FUTURE | TaskState.PREDICTED_MASK)
+        return True
+
+
+class _EventGatewayParser(_event_parsers.EventBasedGatewayParser):
+    def create_task(self) -> Any:
+        return self._create_task(_GatewayEvents())
+
+
+CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("eventBasedGateway")] = (_EventGatewayParser, _EventGateway)
 
 
 def _pending_events(workflow: BpmnWorkflow) -> Iterator[tuple[Any, Any, str]]:
@@ -1378,7 +1487,7 @@ def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
     now = engine_now()
     for task in list(workflow.event_manager.tasks.values()):
         definition = task.task_spec.event_definition
-        value = task.internal_data.get("event_value")
+        value = task.internal_data.get("event_value")  # a gateway's timers: see _GatewayEvents
         if not (isinstance(definition, CycleTimerEventDefinition) and isinstance(value, dict) and value.get("cycles")):
             continue
         nxt = datetime.fromisoformat(value["next"])

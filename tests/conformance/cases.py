@@ -145,6 +145,15 @@ CASES: list[Case] = [
     Case("gateway_event_based_timer", "Event-based gateway: timer first", ["gateway_event_based.bpmn"],
          [start("gateway_event_based", key="EB2"), check(status="running", path=["start"]), fire(after=2 * H)],
          Expect("completed", ["start", "wait", "deadline", "timed_out", "end_timeout"], {"outcome": "timeout"})),
+    Case("gateway_event_two_timers", "Event-based gateway, two timers (1 hour first in the file, 30 minutes): the earlier fires",
+         ["gateway_event_two_timers.bpmn"],
+         [start("gateway_event_two_timers", key="EB3"), fire(after=timedelta(minutes=20)), check(status="running", path=["start"]),
+          fire(after=timedelta(minutes=40))],
+         Expect("completed", ["start", "wait", "reminder", "reminded", "end_reminder"], {"outcome": "reminder"})),
+    Case("gateway_event_two_timers_overdue", "Event-based gateway, two timers both overdue at one look: only the earlier's way",
+         ["gateway_event_two_timers.bpmn"],
+         [start("gateway_event_two_timers", key="EB4"), fire(after=3 * H)],
+         Expect("completed", ["start", "wait", "reminder", "reminded", "end_reminder"], {"outcome": "reminder"})),
 
     # ---- loops and multi-instance
     Case("loop_maximum", "Standard loop: loopMaximum (user task, 3 rounds)", ["loop_maximum.bpmn"],

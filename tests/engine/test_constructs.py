@@ -333,6 +333,86 @@ def test_event_based_gateway_timer_first_cancels_the_message(drive):
     assert drive.summary(iid)["status"] == "completed" and "end_late" in drive.path(iid)
 
 
+def _timers_of(drive, iid):
+    return sorted((t["element_id"], t["due_at"]) for t in drive.summary(iid)["timers"])
+
+
+def test_event_based_gateway_keeps_a_clock_per_timer_and_the_earlier_wins(drive):
+    drive.deploy("c_event_gateway_timers.bpmn")
+    iid = drive.start("c_event_gateway_timers")
+    t0 = drive.started_at(iid)
+    assert _timers_of(drive, iid) == [("deadline", (t0 + timedelta(days=2)).isoformat()),
+                                      ("nudge", (t0 + timedelta(hours=1)).isoformat())]
+    drive.fire_timers(t0 + timedelta(minutes=59))
+    assert drive.tasks(iid) == [] and len(_timers_of(drive, iid)) == 2
+    drive.fire_timers(t0 + timedelta(hours=1))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["call"]
+    assert _timers_of(drive, iid) == []  # the gateway took one way: the other timer and the message went
+    drive.fire_timers(t0 + timedelta(days=3))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["call"]
+    drive.do_all(iid, "call")
+    path = drive.path(iid)
+    assert drive.summary(iid)["status"] == "completed" and "nudge" in path and "deadline" not in path
+
+
+def test_event_based_gateway_both_timers_overdue_runs_only_the_earlier(drive):
+    drive.deploy("c_event_gateway_timers.bpmn")
+    iid = drive.start("c_event_gateway_timers")
+    drive.fire_timers(drive.started_at(iid) + timedelta(days=5))  # the worker was down past both
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["call"]
+    assert _timers_of(drive, iid) == [] and "deadline" not in drive.path(iid)
+
+
+def test_event_based_gateway_with_two_timers_a_message_first_cancels_both(drive):
+    drive.deploy("c_event_gateway_timers.bpmn")
+    iid = drive.start("c_event_gateway_timers")
+    assert drive.message("reply", {"reply": "ok"}) == [iid]
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["read_reply"] and _timers_of(drive, iid) == []
+    drive.fire_timers(drive.started_at(iid) + timedelta(days=3))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["read_reply"]
+
+
+def test_event_based_gateway_timers_with_one_name_each_take_their_own_way(drive_in_process):
+    drive = drive_in_process  # SpiffWorkflow tells two timers with one name apart by name only
+    xml = (MODELS / "c_event_gateway_timers.bpmn").read_text(encoding="utf-8")
+    xml = xml.replace('name="Two days"', 'name="Wait"').replace('name="One hour"', 'name="Wait"')
+    with drive.sessions.begin() as s:
+        deploy.deploy_files(s, {"same_name.bpmn": xml.encode()}, by="designer")
+    iid = drive.start("c_event_gateway_timers")
+    drive.fire_timers(drive.started_at(iid) + timedelta(hours=1))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["call"] and "deadline" not in drive.path(iid)
+
+
+def _rename_keys(node: Any, old: str, new: str) -> int:
+    """Rename a key wherever it is in a JSON tree; return how many were renamed."""
+    count = 0
+    if isinstance(node, dict):
+        if old in node:
+            node[new] = node.pop(old)
+            count += 1
+        for value in node.values():
+            count += _rename_keys(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            count += _rename_keys(value, old, new)
+    return count
+
+
+def test_event_based_gateway_stored_with_one_shared_timer_value_keeps_its_due_time(drive_in_process):
+    drive = drive_in_process  # a case that reached the gateway before each timer had its own clock
+    drive.deploy("c_event_gateway.bpmn")
+    iid = drive.start("c_event_gateway")
+    t0 = drive.started_at(iid)
+    with drive.sessions.begin() as s:
+        instance = s.get(Instance, iid)
+        state = json.loads(instance.state)
+        assert _rename_keys(state, "event_value:too_late", "event_value") == 1
+        instance.state = json.dumps(state)
+        runtime.forget_instance(s, iid)
+    drive.fire_timers(t0 + timedelta(days=2))  # as stored: not two days from now
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["remind"] and "too_late" in drive.path(iid)
+
+
 def test_inclusive_gateway_without_a_true_condition_is_an_incident(drive):
     drive.deploy("c_inclusive.bpmn")
     iid = drive.start("c_inclusive", {"want_a": False, "want_b": False})
