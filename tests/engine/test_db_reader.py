@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
+from engine import db
 from engine.db import WriteInReadTransaction, begin_writing, make_sessions, reader, utcnow
 from engine.models import Customer
 
@@ -154,21 +156,23 @@ def test_a_write_on_the_cursor_in_a_read_transaction_is_refused_too(db_engine, s
         assert rename.execute(s) == 1  # a writing transaction may
 
 
-def test_a_writer_that_cannot_get_the_lock_gets_sqlalchemys_error_and_rolls_back(db_engine, sessions):
+def test_a_writer_that_cannot_get_the_lock_gets_sqlalchemys_error_and_rolls_back(db_engine, sessions, monkeypatch):
     """BEGIN IMMEDIATE runs on the driver's connection; its failure still comes as SQLAlchemy's OperationalError."""
     customer_id = _add_customer(sessions)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.05)  # give up after 50 ms instead of 30 s
     holder = sqlite3.connect(db_engine.url.database, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
         with db_engine.connect() as conn:
             driver = conn.connection.driver_connection  # (a statement on `conn` would begin first)
-            driver.execute("PRAGMA busy_timeout=50")  # give up after 50 ms instead of 30 s
+            started = time.monotonic()
             with pytest.raises(OperationalError, match="database is locked") as caught:
                 conn.begin()
+            assert time.monotonic() - started >= 0.05  # it tried again until the timeout
             assert isinstance(caught.value.orig, sqlite3.OperationalError)
             assert caught.value.statement == "BEGIN IMMEDIATE"
             assert not conn.in_transaction()
-            driver.execute("PRAGMA busy_timeout=30000")
+            assert driver.execute("PRAGMA busy_timeout").fetchone() == (50,)  # every other statement waits as before
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -176,3 +180,40 @@ def test_a_writer_that_cannot_get_the_lock_gets_sqlalchemys_error_and_rolls_back
         s.get(Customer, customer_id).name = "After"
     with make_sessions(reader(db_engine))() as s:
         assert s.get(Customer, customer_id).name == "After"
+
+
+class _Driver:
+    """A stand-in for the sqlite3 connection that fails BEGIN IMMEDIATE with the given errors first."""
+
+    def __init__(self, *errors: sqlite3.OperationalError):
+        self.errors, self.statements = list(errors), []
+
+    def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+        if statement == "BEGIN IMMEDIATE" and self.errors:
+            raise self.errors.pop(0)
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    err = sqlite3.OperationalError(message)
+    err.sqlite_errorcode = code
+    return err
+
+
+def test_a_busy_write_lock_is_tried_again_without_sqlites_busy_handler():
+    busy = _sqlite_error("database is locked", sqlite3.SQLITE_BUSY)
+    driver = _Driver(busy, busy, busy)
+    db._take_write_lock(driver)
+    assert driver.statements == ["PRAGMA busy_timeout=0", *["BEGIN IMMEDIATE"] * 4, "PRAGMA busy_timeout=30000"]
+
+
+def test_an_error_other_than_busy_is_raised_at_once_and_the_busy_timeout_comes_back():
+    driver = _Driver(_sqlite_error("disk I/O error", sqlite3.SQLITE_IOERR))
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        db._take_write_lock(driver)
+    assert driver.statements == ["PRAGMA busy_timeout=0", "BEGIN IMMEDIATE", "PRAGMA busy_timeout=30000"]
+
+
+def test_the_busy_timeout_is_the_connections_again_inside_a_write_transaction(db_engine):
+    with db_engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
