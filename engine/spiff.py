@@ -1405,11 +1405,6 @@ class _GatewayEvents(MultipleEventDefinition):
                 for index, definition in enumerate(self.event_definitions)
                 if isinstance(definition, TimerEventDefinition) and index < len(outputs)]
 
-    def reset(self, my_task: Any) -> None:
-        for key in [k for k in my_task.internal_data if k.startswith(_GATEWAY_TIMER_KEY)]:
-            del my_task.internal_data[key]
-        super().reset(my_task)
-
 
 def _own_clock_fired(definition: Any, my_task: Any, key: str) -> bool:
     """Ask a timer whether it fired, with its value under `key` put where SpiffWorkflow's timer code
@@ -1457,6 +1452,8 @@ class _EventGatewayParser(_event_parsers.EventBasedGatewayParser):
 
 
 CamundaParser.OVERRIDE_PARSER_CLASSES[_full_tag("eventBasedGateway")] = (_EventGatewayParser, _EventGateway)
+_config[_DefaultEventBasedGateway](_EventGateway, _registry)  # migration diffs convert specs
+_config[MultipleEventDefinition](_GatewayEvents, _registry)
 
 
 def _pending_events(workflow: BpmnWorkflow) -> Iterator[tuple[Any, Any, str]]:
@@ -1894,6 +1891,8 @@ def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
     # a waiting timer whose expression did not change keeps running from when it started
     timers = {t.id: (_timer_expression(t.task_spec), dict(t.internal_data)) for t in live
               if t.has_state(TaskState.WAITING) and _timer_expression(t.task_spec) is not None}
+    gateways = {t.id: _gateway_clocks(t) for t in live
+                if t.has_state(TaskState.WAITING) and isinstance(t.task_spec.event_definition, _GatewayEvents)}
     top, subs = _diff_workflow(_registry, workflow, bundle.spec, bundle.subprocess_specs)
     _migrate_workflow(top, workflow, bundle.spec)
     for sp_id, diff in subs.items():
@@ -1905,6 +1904,21 @@ def migrate(workflow: BpmnWorkflow, bundle: SpecBundle) -> None:
             task.data.update(kept[task.id])
         if task.id in timers and timers[task.id][0] == _timer_expression(task.task_spec):
             task.internal_data.update(timers[task.id][1])
+        if task.id in gateways and isinstance(task.task_spec.event_definition, _GatewayEvents):
+            before = gateways[task.id]  # each timer after the gateway whose expression did not change
+            task.internal_data.pop("event_value", None)
+            for key, (expression, _value) in _gateway_clocks(task).items():
+                if key in before and before[key][0] == expression and before[key][1] is not None:
+                    task.internal_data[key] = before[key][1]
+
+
+def _gateway_clocks(task: Any) -> dict[str, tuple[str, Any]]:
+    """The timers after a waiting event-based gateway: internal-data key -> (expression, running value).
+
+    A value stored before each timer had its own clock is the shared one (see `_GatewayEvents`)."""
+    data = task.internal_data
+    return {key: (definition.expression, data.get(key, data.get("event_value")))
+            for _index, definition, key in task.task_spec.event_definition._timers(task)}
 
 
 def _timer_expression(spec: Any) -> str | None:

@@ -413,6 +413,48 @@ def test_event_based_gateway_stored_with_one_shared_timer_value_keeps_its_due_ti
     assert [t["element_id"] for t in drive.tasks(iid)] == ["remind"] and "too_late" in drive.path(iid)
 
 
+def test_event_based_gateway_stored_with_one_shared_value_keeps_its_timer_through_a_migration(drive_in_process):
+    drive = drive_in_process  # a migration persists without looking at the timers again
+    from engine import migrate
+
+    drive.deploy("c_event_gateway.bpmn")
+    iid = drive.start("c_event_gateway")
+    t0 = drive.started_at(iid)
+    with drive.sessions.begin() as s:
+        instance = s.get(Instance, iid)
+        state = json.loads(instance.state)
+        assert _rename_keys(state, "event_value:too_late", "event_value") == 1
+        instance.state = json.dumps(state)
+        runtime.forget_instance(s, iid)
+    renamed = (MODELS / "c_event_gateway.bpmn").read_text(encoding="utf-8").replace('name="Remind"', 'name="Call"')
+    with drive.sessions.begin() as s:
+        deploy.deploy_files(s, {"c_event_gateway.bpmn": renamed.encode()}, by="designer")
+        target = deploy.latest_version(s, "c_event_gateway").id
+    with drive.sessions.begin() as s:
+        migrate.migrate_instance(s, iid, target, by="dora")
+    assert drive.summary(iid)["timers"] == [
+        {"element_id": "too_late", "kind": "duration", "due_at": (t0 + timedelta(days=2)).isoformat()}]
+    drive.fire_timers(t0 + timedelta(days=2))
+    assert [t["element_id"] for t in drive.tasks(iid)] == ["remind"]
+
+
+def test_a_migration_keeps_each_unchanged_gateway_timer_and_restarts_a_changed_one(drive_in_process):
+    drive = drive_in_process
+    from engine import migrate
+
+    drive.deploy("c_event_gateway_timers.bpmn")
+    iid = drive.start("c_event_gateway_timers")
+    t0 = drive.started_at(iid)
+    changed = (MODELS / "c_event_gateway_timers.bpmn").read_text(encoding="utf-8").replace('"PT1H"', '"PT3H"')
+    with drive.sessions.begin() as s:
+        deploy.deploy_files(s, {"c_event_gateway_timers.bpmn": changed.encode()}, by="designer")
+        target = deploy.latest_version(s, "c_event_gateway_timers").id
+    with drive.sessions.begin() as s:
+        migrate.migrate_instance(s, iid, target, by="dora", now=t0 + timedelta(minutes=30))
+    assert _timers_of(drive, iid) == [("deadline", (t0 + timedelta(days=2)).isoformat()),
+                                      ("nudge", (t0 + timedelta(minutes=30, hours=3)).isoformat())]
+
+
 def test_inclusive_gateway_without_a_true_condition_is_an_incident(drive):
     drive.deploy("c_inclusive.bpmn")
     iid = drive.start("c_inclusive", {"want_a": False, "want_b": False})
