@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,7 +85,8 @@ class _Held:
     workflow: spiff.Workflow
     variables: dict[str, Any]
     ready: dict[str, str]            # spiff task id -> element id of READY task rows
-    timers: dict[str, tuple[str, datetime]]  # timer_key(task id, element id) -> (element id, due)
+    timers: dict[tuple[str, str], datetime]  # (spiff task id, element id) -> due; the task id alone is not
+    # enough: the timers after an event-based gateway share the gateway's task
     messages: dict[str, str]         # spiff task id -> message name
     audit_head: tuple[int, str] | None = None  # (seq, hash) of the instance's audit stream
     externals: set[str] = field(default_factory=set)  # spiff task ids of open external_task rows
@@ -296,11 +298,6 @@ def _read_held(session: Session, instance: Instance, bundle: spiff.SpecBundle) -
     return _held_from_rows(session, instance, bundle, _HELD_ALL.all(session, key))  # one round trip
 
 
-def timer_key(task_id: str, element_id: str) -> str:
-    """Name a waiting timer: the timers after an event-based gateway share the gateway's task."""
-    return task_id + "|" + element_id
-
-
 def _held_from_rows(session: Session, instance: Instance, bundle: spiff.SpecBundle,
                     rows: Sequence[Sequence[Any]]) -> _Held:
     """Build what an instance holds from its state and its `_HELD_ALL` rows (kind, a, b, value, due_at)."""
@@ -308,7 +305,7 @@ def _held_from_rows(session: Session, instance: Instance, bundle: spiff.SpecBund
     stream = audit.instance_stream(instance.id)
     variables: dict[str, Any] = {}
     ready: dict[str, str] = {}
-    timers: dict[str, tuple[str, datetime]] = {}
+    timers: dict[tuple[str, str], datetime] = {}
     messages: dict[str, str] = {}
     externals: set[str] = set()
     for kind, a, b, value, due_at in rows:
@@ -317,7 +314,7 @@ def _held_from_rows(session: Session, instance: Instance, bundle: spiff.SpecBund
         elif kind == 2:
             ready[a] = b
         elif kind == 3:
-            timers[timer_key(a, b)] = (b, due_at)
+            timers[(a, b)] = due_at
         elif kind == 4:
             messages[a + "|" + b] = b
         elif kind == 5:
@@ -498,16 +495,16 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     held.variables = current
 
     # timers and messages
-    timers = {timer_key(t.task_id, t.element_id): t for t in survey.timers}
+    timers = {(t.task_id, t.element_id): t for t in survey.timers}
     # timer and message-wait rows are replaced by plain statements: an ORM select here would also
     # flush the buffered audit events early (two more statements per timer firing)
-    if {k: v[1] for k, v in held.timers.items()} != {k: t.due_at for k, t in timers.items()}:
+    if held.timers != {k: t.due_at for k, t in timers.items()}:
         _DELETE_TIMERS.execute(session, {"b_instance": instance.id})
         if timers:
             _INSERT_TIMER.executemany(session, [
                 {"instance_id": instance.id, "task_id": t.task_id, "element_id": t.element_id, "kind": t.kind,
                  "due_at": t.due_at} for t in timers.values()])
-        held.timers = {k: (t.element_id, t.due_at) for k, t in timers.items()}
+        held.timers = {k: t.due_at for k, t in timers.items()}
     waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in survey.messages}
     waits |= {m.element_id + "|" + SIGNAL_PREFIX + m.name: (SIGNAL_PREFIX + m.name, m.element_id)
               for m in survey.signals}
@@ -1183,13 +1180,16 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     """Fire every timer of one instance that is due at `now`; return the fired element ids."""
     loaded = _load(session, instance_id)
     loaded_timers = dict(loaded.held.timers)
-    due = {key: eid for key, (eid, at) in loaded_timers.items() if at <= now}
+    due = [key for key, at in loaded_timers.items() if at <= now]
     if not due:
         _after_commit_cache(session, instance_id, loaded.instance.revision, loaded.held)
         return []
 
+    ran: list[str] = []
+
     def fire(workflow: spiff.Workflow) -> None:
-        loaded.path.extend(spiff.fire_timers(workflow))  # the steps the timers ran are path events too
+        ran.extend(spiff.fire_timers(workflow))
+        loaded.path.extend(ran)  # the steps the timers ran are path events too
 
     # the action's audit events stay buffered and go out in one insert with the timer_fired events
     # below (at the caller's write_pending or commit, which every transaction reaches): two statements
@@ -1200,15 +1200,17 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     finally:
         session.info.pop("polku_audit_later", None)
     waiting = loaded.survey.timers if loaded.survey is not None else spiff.waiting_timers(loaded.held.workflow)
-    still = {timer_key(t.task_id, t.element_id) for t in waiting if t.due_at <= now}
+    still = {(t.task_id, t.element_id) for t in waiting if t.due_at <= now}
     fired = []
-    for key, eid in due.items():
-        if key in still:
-            continue
-        fired.append(eid)
-        due_at = loaded_timers[key][1]
+    sharing = Counter(task_id for task_id, _element_id in due)  # the timers after an event-based gateway
+    for key in due:
+        task_id, element_id = key
+        if key in still or (sharing[task_id] > 1 and element_id not in ran):
+            continue  # still waiting, or the gateway took the way of another timer due at once
+        fired.append(element_id)
+        due_at = loaded_timers[key]
         audit.append(session, EventKind.TIMER_FIRED, actor=actor, instance_id=instance_id,
-                     version_id=loaded.instance.version_id, element_id=eid, task_id=key.partition("|")[0],
+                     version_id=loaded.instance.version_id, element_id=element_id, task_id=task_id,
                      data={"due_at": due_at.isoformat(), "lag_seconds": round((now - due_at).total_seconds(), 3)},
                      at=now)
     return fired

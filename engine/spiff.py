@@ -1484,7 +1484,7 @@ def collapse_missed_cycles(workflow: BpmnWorkflow) -> None:
     now = engine_now()
     for task in list(workflow.event_manager.tasks.values()):
         definition = task.task_spec.event_definition
-        value = task.internal_data.get("event_value")  # a gateway's timers: see _GatewayEvents
+        value = task.internal_data.get("event_value")  # (a gateway's timers fire once: nothing to collapse)
         if not (isinstance(definition, CycleTimerEventDefinition) and isinstance(value, dict) and value.get("cycles")):
             continue
         nxt = datetime.fromisoformat(value["next"])

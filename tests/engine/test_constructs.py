@@ -23,7 +23,7 @@ from sqlalchemy import select
 from engine import audit, deploy, inbox, runtime
 from engine.db import make_engine, make_sessions, upgrade
 from engine.errors import NotFound
-from engine.models import Incident, IncidentStatus, Instance
+from engine.models import AuditEvent, Incident, IncidentStatus, Instance
 
 MODELS = Path(__file__).parent / "bpmn"
 POLKU = Path(sys.executable).parent / "polku"
@@ -361,6 +361,9 @@ def test_event_based_gateway_both_timers_overdue_runs_only_the_earlier(drive):
     drive.fire_timers(drive.started_at(iid) + timedelta(days=5))  # the worker was down past both
     assert [t["element_id"] for t in drive.tasks(iid)] == ["call"]
     assert _timers_of(drive, iid) == [] and "deadline" not in drive.path(iid)
+    with drive.sessions.begin() as s:  # the audit trail says which timer fired, not both
+        assert list(s.scalars(select(AuditEvent.element_id).where(
+            AuditEvent.instance_id == iid, AuditEvent.kind == "timer_fired"))) == ["nudge"]
 
 
 def test_event_based_gateway_with_two_timers_a_message_first_cancels_both(drive):
@@ -372,8 +375,8 @@ def test_event_based_gateway_with_two_timers_a_message_first_cancels_both(drive)
     assert [t["element_id"] for t in drive.tasks(iid)] == ["read_reply"]
 
 
-def test_event_based_gateway_timers_with_one_name_each_take_their_own_way(drive_in_process):
-    drive = drive_in_process  # SpiffWorkflow tells two timers with one name apart by name only
+def test_event_based_gateway_timers_with_one_name_each_take_their_own_way(drive):
+    # SpiffWorkflow tells two timers with one name apart by name only
     xml = (MODELS / "c_event_gateway_timers.bpmn").read_text(encoding="utf-8")
     xml = xml.replace('name="Two days"', 'name="Wait"').replace('name="One hour"', 'name="Wait"')
     with drive.sessions.begin() as s:
@@ -398,34 +401,31 @@ def _rename_keys(node: Any, old: str, new: str) -> int:
     return count
 
 
-def test_event_based_gateway_stored_with_one_shared_timer_value_keeps_its_due_time(drive_in_process):
-    drive = drive_in_process  # a case that reached the gateway before each timer had its own clock
+def _start_as_stored_before_own_clocks(drive) -> tuple[int, datetime]:
+    """Start c_event_gateway and store its gateway's timer as it was stored before each timer had its
+    own clock (one shared value); return the instance id and when it started."""
     drive.deploy("c_event_gateway.bpmn")
     iid = drive.start("c_event_gateway")
-    t0 = drive.started_at(iid)
     with drive.sessions.begin() as s:
         instance = s.get(Instance, iid)
         state = json.loads(instance.state)
         assert _rename_keys(state, "event_value:too_late", "event_value") == 1
         instance.state = json.dumps(state)
         runtime.forget_instance(s, iid)
+    return iid, drive.started_at(iid)
+
+
+def test_event_based_gateway_stored_with_one_shared_timer_value_keeps_its_due_time(drive):
+    iid, t0 = _start_as_stored_before_own_clocks(drive)
     drive.fire_timers(t0 + timedelta(days=2))  # as stored: not two days from now
     assert [t["element_id"] for t in drive.tasks(iid)] == ["remind"] and "too_late" in drive.path(iid)
 
 
 def test_event_based_gateway_stored_with_one_shared_value_keeps_its_timer_through_a_migration(drive_in_process):
-    drive = drive_in_process  # a migration persists without looking at the timers again
+    drive = drive_in_process  # a migration (no CLI command) persists without looking at the timers again
     from engine import migrate
 
-    drive.deploy("c_event_gateway.bpmn")
-    iid = drive.start("c_event_gateway")
-    t0 = drive.started_at(iid)
-    with drive.sessions.begin() as s:
-        instance = s.get(Instance, iid)
-        state = json.loads(instance.state)
-        assert _rename_keys(state, "event_value:too_late", "event_value") == 1
-        instance.state = json.dumps(state)
-        runtime.forget_instance(s, iid)
+    iid, t0 = _start_as_stored_before_own_clocks(drive)
     renamed = (MODELS / "c_event_gateway.bpmn").read_text(encoding="utf-8").replace('name="Remind"', 'name="Call"')
     with drive.sessions.begin() as s:
         deploy.deploy_files(s, {"c_event_gateway.bpmn": renamed.encode()}, by="designer")
