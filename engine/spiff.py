@@ -2000,6 +2000,29 @@ class _ExternalBusinessRuleTaskParser(_BusinessRuleTaskParser):
         return _BusinessRuleTaskParser.get_decision_ref(node)
 
 
+_spiff_decide = _BusinessRuleTask._run_hook
+
+
+def _decide_plain(self: Any, my_task: Any) -> bool:
+    """Run a business rule task's decision, keeping its result only if it is plain data.
+
+    A decision's outputs are expressions: what they give becomes case data, so it is checked like a
+    script's result (a set, NaN, a date object or text with a lone surrogate would break the case's
+    storage later): an incident on the task instead.
+    """
+    before = deepcopy(my_task.data)
+    done = _spiff_decide(self, my_task)
+    # (SpiffWorkflow's merge compared these values already: comparing them cannot fail here)
+    changed = {k: v for k, v in my_task.data.items() if k not in before or v != before[k]}
+    try:
+        values.check_plain(changed, what="decision result", max_bytes=limits.current().max_bytes)
+    except DataInvalid as err:
+        raise _WorkflowTaskException(str(err), task=my_task, exception=err) from None
+    return done
+
+
+_BusinessRuleTask._run_hook = _decide_plain  # type: ignore[method-assign]
+
 # Every parser made here (CamundaParser instances read this class attribute) knows external tasks.
 CamundaParser.OVERRIDE_PARSER_CLASSES.update({
     _full_tag("serviceTask"): (_ServiceTaskParser, _ServiceTask),

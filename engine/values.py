@@ -80,6 +80,8 @@ def _walk(data: dict, max_depth: int, what: str) -> Iterator[tuple[Path, Any, in
                 if not isinstance(key, str):
                     raise _refuse(what, path, f"has a key {key!r} that is not text; "
                                                   "object keys must be text")
+                if not key.isascii():
+                    _utf8_size(key, what, path)
                 if key in RESERVED_KEYS:
                     raise _refuse(what, (*path, key), f'uses the reserved key "{key}" '
                                                           "(the engine's storage format reads it)")
@@ -96,7 +98,7 @@ def _size(value: Any, path: Path, what: str) -> int:
     if kind is str or isinstance(value, str):
         if value.isascii():
             return len(value) + 2 + (value.count("\n") + value.count('"') + value.count("\\"))
-        return len(value.encode("utf-8", "surrogatepass")) + 2
+        return _utf8_size(value, what, path) + 2
     if kind is bool or value is None:
         return 5
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
@@ -113,6 +115,15 @@ def _size(value: Any, path: Path, what: str) -> int:
         raise _refuse(what, path, f"is a {kind_of(value)}; store dates and times as text, e.g. "
                                   "with .isoformat()")
     raise _refuse(what, path, f"is a {kind_of(value)}; {_PLAIN_HINT}")
+
+
+def _utf8_size(text: str, what: str, path: Path) -> int:
+    """Return the UTF-8 size of text; refuse a lone surrogate, which no database text column takes."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise _refuse(what, path, f"holds {text[err.start]!r}, half of a character (a lone surrogate), "
+                                  "which stored text cannot hold") from None
 
 
 def _refuse(what: str, path: Path, rule: str) -> DataInvalid:

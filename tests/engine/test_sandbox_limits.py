@@ -404,6 +404,42 @@ def test_hostile_dmn_cell_becomes_an_incident_on_the_business_rule_task(sessions
     assert took < BOUND
 
 
+@pytest.mark.parametrize(("output", "words"), [
+    ("float('nan')", "verdict is nan, which JSON cannot hold"),
+    ("{1, 2}", "verdict is a set"),
+    ("now()", "verdict is a datetime"),
+    ("'\\ud800'", "verdict holds '\\ud800', half of a character"),
+])
+def test_a_decision_result_that_is_not_plain_becomes_an_incident_on_the_business_rule_task(sessions, output,
+                                                                                          words):
+    rules = _decision("-").replace(b'<text>"yes"</text>', f"<text>{escape(output)}</text>".encode())
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"deciding.bpmn": DECIDING, "hostile_rules.dmn": rules}, by="designer")
+    with sessions.begin() as s:
+        instance_id = runtime.start_instance(s, "deciding", by="anna", data={"amount": 5}, now=T0,
+                                             validate_form=False).id
+    [(element, message)] = _incidents(sessions, instance_id)
+    assert element == "hostile" and f"decision result: {words}" in message, message
+    runtime.forget_cache()
+    with sessions.begin() as s:  # the case is kept as it was before the decision, readable
+        assert runtime.instance_variables(s, instance_id) == {"amount": 5}
+        assert runtime.get_instance(s, instance_id).status == "running"
+
+
+def test_a_plain_decision_result_is_case_data(sessions):
+    rules = _decision("-").replace(b'<text>"yes"</text>', b"<text>{'score': 0.5, 'tags': ['a']}</text>")
+    with sessions.begin() as s:
+        deploy_mod.deploy_files(s, {"deciding.bpmn": DECIDING, "hostile_rules.dmn": rules}, by="designer")
+    with sessions.begin() as s:
+        instance_id = runtime.start_instance(s, "deciding", by="anna", data={"amount": 5}, now=T0,
+                                             validate_form=False).id
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        assert runtime.open_incidents(s, instance_id) == []
+        assert runtime.instance_variables(s, instance_id) == {"amount": 5,
+                                                              "verdict": {"score": 0.5, "tags": ["a"]}}
+
+
 def _thrower(expression: str) -> bytes:
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"

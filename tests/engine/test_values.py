@@ -22,6 +22,8 @@ def test_plain_data_is_returned_unchanged():
     ({"typename": "x"}, "typename", "reserved key"),
     ({"a b": [float("nan")]}, "'a b'[0]", "JSON cannot hold"),
     ({"big": 10 ** 5000}, "big", "digits"),
+    ({"name": "Äi\ud800ti"}, "name", "lone surrogate"),
+    ({"d": {"k\udfff": 1}}, "d", "lone surrogate"),
     ({"s": "x" * 2_000_000}, "s", "larger than 1,000,000 bytes"),
 ])
 def test_data_that_is_not_plain_is_refused_naming_the_variable(data, variable, words):
