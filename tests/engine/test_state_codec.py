@@ -1,7 +1,8 @@
 """The state codec: engine.spiff writes and reads task trees as SpiffWorkflow's own converters do.
 
 `spiff.dump_state` / `load_state` build the task mapping themselves (a cold load is mostly this);
-the JSON they write must be byte for byte what SpiffWorkflow's converters write, and what they read
+the JSON they write must be the same JSON as SpiffWorkflow's converters write (orjson writes it,
+marked as such; a state orjson cannot write exactly goes to the standard encoder), and what they read
 back must be the same tasks, so states stay readable by either. Each case below drives a model
 with subprocesses, multi-instances, timers, events or loops through a few steps and compares.
 """
@@ -104,13 +105,57 @@ def _states(name: str):
             yield bundle, wf
 
 
+MARK = '{"polku.json":"orjson",'
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_states_are_written_as_spiffworkflow_writes_them(name):
     compared = 0
     for _bundle_, wf in _states(name):
-        assert spiff.dump_state(wf) == _stock_state(wf)
+        state = spiff.dump_state(wf)
+        assert state.startswith(MARK)
+        assert json.loads(state) == {"polku.json": "orjson", **json.loads(_stock_state(wf))}
         compared += 1
     assert compared >= 1
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_state_written_by_the_standard_encoder_is_read_as_before(name):
+    """States stored before orjson wrote them (and those it cannot write) carry no mark."""
+    for bundle, wf in _states(name):
+        stock = _stock_state(wf)
+        loaded = spiff.load_state(stock, bundle)
+        assert _tasks(loaded) == _tasks(wf)
+        assert json.loads(spiff.dump_state(loaded)) == {"polku.json": "orjson", **json.loads(stock)}
+
+
+@pytest.mark.parametrize("value", [2 ** 64, -(2 ** 63) - 1, {"a": [10 ** 30]}, "x\ud800y"])
+def test_data_orjson_cannot_write_exactly_goes_to_the_standard_encoder_and_comes_back_unchanged(value):
+    bundle = _bundle("order")
+    with spiff.clock(T0):
+        wf = spiff.new_workflow(bundle, {"big": value, "n": 2 ** 63 - 1})
+        spiff.run_engine(wf)
+    state = spiff.dump_state(wf)
+    assert not state.startswith(MARK) and state == _stock_state(wf)
+    data = _task_data(spiff.load_state(state, bundle))
+    assert repr(data) == repr(_task_data(wf)) and any(d.get("big") == value for d in data)  # repr: 2**64 == float
+    assert all(type(d["n"]) is int for d in data if "n" in d)
+
+
+def test_the_largest_64_bit_integers_are_written_by_orjson_and_read_back_exactly():
+    bundle = _bundle("order")
+    with spiff.clock(T0):
+        wf = spiff.new_workflow(bundle, {"high": 2 ** 64 - 1, "low": -(2 ** 63), "x": 0.1 + 0.2})
+        spiff.run_engine(wf)
+    state = spiff.dump_state(wf)
+    assert state.startswith(MARK)
+    data = _task_data(spiff.load_state(state, bundle))
+    assert repr(data) == repr(_task_data(wf))
+    assert {(d["high"], d["low"], d["x"]) for d in data if "high" in d} == {(2 ** 64 - 1, -(2 ** 63), 0.1 + 0.2)}
+
+
+def _task_data(wf) -> list[dict]:
+    return [t.data for t in sorted(wf.get_tasks(), key=lambda t: str(t.id))]
 
 
 @pytest.mark.parametrize("name", CASES)
