@@ -481,12 +481,10 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
                for name, (_old, new) in changes.items() if name in held.variables]
     added = [{"instance_id": instance.id, "name": name, "value": new, "updated_at": now}
              for name, (_old, new) in changes.items() if name not in held.variables]
-    if updated:
-        _UPDATE_VARIABLE.executemany(session, updated)
-    if added:
-        _INSERT_VARIABLE.executemany(session, added)
-    if removed:
-        _DELETE_VARIABLE.executemany(session, [{"b_instance": instance.id, "b_name": n} for n in removed])
+    write = _writer(session)
+    write(_UPDATE_VARIABLE, updated)
+    write(_INSERT_VARIABLE, added)
+    write(_DELETE_VARIABLE, [{"b_instance": instance.id, "b_name": n} for n in removed])
     for name in removed:
         changes[name] = [held.variables[name], None]
     if changes:
@@ -499,26 +497,22 @@ def _write(session: Session, loaded: _Loaded, *, actor: str, now: datetime) -> N
     # timer and message-wait rows are replaced by plain statements: an ORM select here would also
     # flush the buffered audit events early (two more statements per timer firing)
     if held.timers != {k: t.due_at for k, t in timers.items()}:
-        _DELETE_TIMERS.execute(session, {"b_instance": instance.id})
-        if timers:
-            _INSERT_TIMER.executemany(session, [
-                {"instance_id": instance.id, "task_id": t.task_id, "element_id": t.element_id, "kind": t.kind,
-                 "due_at": t.due_at} for t in timers.values()])
+        write(_DELETE_TIMERS, [{"b_instance": instance.id}])
+        write(_INSERT_TIMER, [
+            {"instance_id": instance.id, "task_id": t.task_id, "element_id": t.element_id, "kind": t.kind,
+             "due_at": t.due_at} for t in timers.values()])
         held.timers = {k: t.due_at for k, t in timers.items()}
     waits = {m.element_id + "|" + m.name: (m.name, m.element_id) for m in survey.messages}
     waits |= {m.element_id + "|" + SIGNAL_PREFIX + m.name: (SIGNAL_PREFIX + m.name, m.element_id)
               for m in survey.signals}
     if set(waits) != set(held.messages):
-        _DELETE_WAITS.execute(session, {"b_instance": instance.id})
-        if waits:
-            _INSERT_WAIT.executemany(session, [
-                {"instance_id": instance.id, "name": name, "element_id": element_id}
-                for name, element_id in waits.values()])
+        write(_DELETE_WAITS, [{"b_instance": instance.id}])
+        write(_INSERT_WAIT, [{"instance_id": instance.id, "name": name, "element_id": element_id}
+                             for name, element_id in waits.values()])
         held.messages = {k: name for k, (name, _e) in waits.items()}
     _write_external_tasks(session, loaded, survey.external, actor=actor, now=now)
 
-    if new_rows:
-        _INSERT_TASK.executemany(session, new_rows)
+    write(_INSERT_TASK, new_rows)
     if survey.completed and instance.status == InstanceStatus.RUNNING:
         row_values.update(status=InstanceStatus.COMPLETED, ended_at=now)
         audit.append(session, EventKind.INSTANCE_COMPLETED, actor=actor, instance_id=instance.id,
@@ -543,6 +537,27 @@ _DELETE_TIMERS = Fast(delete(_TIMERS).where(_TIMERS.c.instance_id == bindparam("
 _INSERT_TIMER = Fast(insert(_TIMERS))
 _DELETE_WAITS = Fast(delete(_WAITS).where(_WAITS.c.instance_id == bindparam("b_instance")))
 _INSERT_WAIT = Fast(insert(_WAITS))
+
+# While session.info[_WRITE_LATER] is set (the timer sweep: its chunk's instances are locked for the
+# transaction) an action's writes are queued and run together, one executemany per statement, before
+# the next other statement or the commit (engine.fastsql, Fast.later). They run in this order, the
+# order `_write` makes them in: an instance's timers and waits are deleted before its new ones go in.
+_WRITE_LATER = "polku_write_later"
+_LATER_RANKS = {statement: rank for rank, statement in enumerate((
+    _UPDATE_VARIABLE, _INSERT_VARIABLE, _DELETE_VARIABLE, _DELETE_TIMERS, _INSERT_TIMER, _DELETE_WAITS,
+    _INSERT_WAIT, _INSERT_TASK, _UPDATE_INSTANCE))}
+
+
+def _writer(session: Session) -> Callable[[Fast, list[dict[str, Any]]], None]:
+    """Return how `_write` writes rows: at once, or queued while the session says so."""
+    later = bool(session.info.get(_WRITE_LATER))
+
+    def write(statement: Fast, rows: list[dict[str, Any]]) -> None:
+        if later:
+            statement.later(session, rows, rank=_LATER_RANKS[statement])
+        else:
+            statement.executemany(session, rows)
+    return write
 
 
 def _write_external_tasks(session: Session, loaded: _Loaded, external: list[spiff.OpenExternalTask], *,
@@ -606,9 +621,10 @@ def _save_instance(session: Session, instance: Instance, values: dict[str, Any])
     """Write the instance row with its revision check in one statement (the optimistic lock)."""
     session.flush()  # pending ORM changes (of this row too) go first, with their own check
     revision = instance.revision
-    count = _UPDATE_INSTANCE.execute(
-        session, {"b_id": instance.id, "b_revision": revision, "revision": revision + 1, **values})
-    if count != 1:
+    row = {"b_id": instance.id, "b_revision": revision, "revision": revision + 1, **values}
+    if session.info.get(_WRITE_LATER):  # the row is locked for the transaction: the check runs with the batch
+        _UPDATE_INSTANCE.later(session, [row], rank=_LATER_RANKS[_UPDATE_INSTANCE], exact=True)
+    elif _UPDATE_INSTANCE.execute(session, row) != 1:
         raise Conflict("someone else changed this case at the same time; reload and try again")
     for key, value in {**values, "revision": revision + 1}.items():
         set_committed_value(instance, key, value)
@@ -1194,11 +1210,12 @@ def fire_instance_timers(session: Session, instance_id: int, *, now: datetime, a
     # the action's audit events stay buffered and go out in one insert with the timer_fired events
     # below (at the caller's write_pending or commit, which every transaction reaches): two statements
     # fewer per firing; the hash chain is built as events are appended, so their order is unchanged
-    session.info["polku_audit_later"] = True
+    session.info["polku_audit_later"] = session.info[_WRITE_LATER] = True  # the rows too (see _WRITE_LATER)
     try:
         loaded = _act(session, loaded, fire, actor=actor, now=now, retry_kind="timers", steps=False)
     finally:
         session.info.pop("polku_audit_later", None)
+        session.info.pop(_WRITE_LATER, None)
     waiting = loaded.survey.timers if loaded.survey is not None else spiff.waiting_timers(loaded.held.workflow)
     still = {(t.task_id, t.element_id) for t in waiting if t.due_at <= now}
     fired = []

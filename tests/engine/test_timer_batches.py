@@ -209,3 +209,42 @@ def _fail_on(monkeypatch, failures: dict[tuple[int, int], Exception]) -> list[in
 
     monkeypatch.setattr(runtime, "fire_instance_timers", failing)
     return calls
+
+
+def test_a_chunk_writes_its_instances_rows_with_one_statement_each(sessions, deploy, monkeypatch):
+    """Each firing's timer, task and instance rows are queued and run together for the chunk."""
+    from engine import fastsql
+
+    ids = _reminders(sessions, deploy, 6)
+    runtime.forget_cache()
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 3)
+    writes: list[tuple[str, int]] = []
+    real = fastsql._run
+
+    def run(conn, plan, params, *, many, fetch):
+        if not fetch and plan.sql.split()[0] in ("INSERT", "UPDATE", "DELETE"):
+            writes.append((" ".join(plan.sql.split()[:3]), len(params) if many else 1))
+        return real(conn, plan, params, many=many, fetch=fetch)
+    monkeypatch.setattr(fastsql, "_run", run)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 6
+    for statement in ("DELETE FROM timer", "INSERT INTO task", "UPDATE instance SET"):
+        assert [n for s, n in writes if s == statement] == [3, 3], (statement, writes)
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1] * 6
+        assert s.scalar(select(func.count()).select_from(Timer)) == 0
+        assert audit.verify(s).ok
+
+
+def test_what_a_firing_queued_is_read_back_in_its_transaction(sessions, deploy):
+    from engine import inbox
+
+    [iid] = _reminders(sessions, deploy, 1)
+    runtime.forget_cache()
+    with sessions.begin() as s:
+        before = s.scalar(select(Instance.revision).where(Instance.id == iid))
+        assert runtime.fire_instance_timers(s, iid, now=T0 + timedelta(days=15))
+        assert "polku_fast_later" in s.info  # queued, not yet run
+        assert s.scalar(select(Instance.revision).where(Instance.id == iid)) == before + 1
+        assert s.scalar(select(func.count()).select_from(Timer).where(Timer.instance_id == iid)) == 0
+        assert [t.name for t in inbox.tasks(s, instance_id=iid)]  # the task the timer opened
+        assert "polku_fast_later" not in s.info
