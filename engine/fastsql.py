@@ -37,7 +37,7 @@ from .db import refuse_write_when_reading
 __all__ = ["Fast", "run_later"]
 
 _NO_VALUE = object()
-_LATER = "polku_fast_later"  # session.info: rank -> (statement, rows, every row must match one)
+_LATER = "polku_fast_later"  # session.info: rank -> (statement, every row must match one, rows by their names)
 
 
 @dataclass(frozen=True)
@@ -85,20 +85,26 @@ class Fast:
         """Queue rows for this statement, to run before the session's next statement (see the module).
 
         Queued statements run in the order of their `rank` (each statement one rank), so a caller that
-        queues a delete before an insert into the same table ranks the delete first. `exact`: every
-        row must match one row in the table (an update's optimistic lock), else StaleDataError.
+        queues a delete before an insert into the same table ranks the delete first; rows naming other
+        columns than earlier ones of the same statement run as their own executemany. `exact`: every
+        row must match one row in the table (an update's optimistic lock), else StaleDataError. Inside
+        a savepoint nothing is queued: the rows run at once (a savepoint's rollback must undo them).
         """
         if not rows:
+            return
+        if session.in_nested_transaction():
+            _run_rows(session, self, list(rows), exact)
             return
         _connection(session)  # the transaction's own connection, now: a savepoint begun later must not take them
         queued = session.info.setdefault(_LATER, {})
         entry = queued.get(rank)
         if entry is None:
-            queued[rank] = (self, list(rows), exact)
+            entry = queued[rank] = (self, exact, {})
         elif entry[0] is not self:
             raise ValueError(f"rank {rank} is taken by another statement")
-        else:
-            entry[1].extend(rows)
+        groups: dict[frozenset[str], list[dict[str, Any]]] = entry[2]
+        for row in rows:
+            groups.setdefault(frozenset(row), []).append(row)
 
     def execute(self, session: Session, params: dict[str, Any] | None = None) -> int:
         """Run the statement once; return the driver's rowcount."""
@@ -116,7 +122,10 @@ class Fast:
         if _LATER in session.info:
             run_later(session)
         conn = _connection(session)
-        plan = self._plan(conn.dialect, frozenset(rows[0]))
+        names = frozenset(rows[0])
+        if any(row.keys() != names for row in rows):  # the statement is built from the first row's names
+            raise ValueError("every row of an executemany must name the same columns")
+        plan = self._plan(conn.dialect, names)
         if len(rows) == 1:  # psycopg runs executemany in a pipeline: entering and syncing it costs more for one row
             return _run(conn, plan, plan.params(rows[0]), many=False, fetch=False)[0]
         return _run(conn, plan, [plan.params(row) for row in rows], many=True, fetch=False)[0]
@@ -151,10 +160,15 @@ def run_later(session: Session) -> None:
     if not queued:
         return
     for rank in sorted(queued):
-        statement, rows, exact = queued[rank]
-        count = statement.executemany(session, rows)
-        if exact and count != len(rows):
-            raise StaleDataError(f"{len(rows) - count} of {len(rows)} rows changed meanwhile")
+        statement, exact, groups = queued[rank]
+        for rows in groups.values():
+            _run_rows(session, statement, rows, exact)
+
+
+def _run_rows(session: Session, statement: Fast, rows: list[dict[str, Any]], exact: bool) -> None:
+    count = statement.executemany(session, rows)
+    if exact and count != len(rows):
+        raise StaleDataError(f"{len(rows) - count} of {len(rows)} rows changed meanwhile")
 
 
 @event.listens_for(Session, "do_orm_execute")

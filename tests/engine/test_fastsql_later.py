@@ -114,3 +114,31 @@ def test_a_savepoint_does_not_take_what_was_queued_before_it(sessions):
         savepoint.rollback()
     with sessions.begin() as session:
         assert [key for key, _seq in _KEYS.all(session)] == ["q:before"]
+
+
+def test_rows_naming_other_columns_run_as_their_own_statement(sessions):
+    with sessions.begin() as session:
+        _INSERT.execute(session, _rows("q:a")[0])
+        _INSERT.execute(session, _rows("q:b")[0])
+    with sessions.begin() as session:
+        _MOVE.later(session, [{"b_key": "q:a", "b_seq": 1, "seq": 5}], rank=1, exact=True)
+        _MOVE.later(session, [{"b_key": "q:b", "b_seq": 1, "seq": 6, "head": "y"}], rank=1, exact=True)
+    with sessions.begin() as session:
+        assert session.execute(select(_STREAMS.c.key, _STREAMS.c.seq, _STREAMS.c.head).where(
+            _STREAMS.c.key.like("q:%")).order_by(_STREAMS.c.key)).all() == [("q:a", 5, "x"), ("q:b", 6, "y")]
+
+
+def test_an_executemany_refuses_rows_naming_other_columns(sessions):
+    with sessions.begin() as session, pytest.raises(ValueError, match="must name the same columns"):
+        _INSERT.executemany(session, [*_rows("q:a"), {"key": "q:b", "seq": 1}])
+
+
+def test_inside_a_savepoint_rows_run_at_once_and_its_rollback_undoes_them(sessions):
+    with sessions.begin() as session:
+        savepoint = session.begin_nested()
+        _INSERT.later(session, _rows("q:inside"), rank=1)
+        assert "polku_fast_later" not in session.info
+        savepoint.rollback()
+        _INSERT.later(session, _rows("q:after"), rank=1)
+    with sessions.begin() as session:
+        assert [key for key, _seq in _KEYS.all(session)] == ["q:after"]

@@ -248,3 +248,23 @@ def test_what_a_firing_queued_is_read_back_in_its_transaction(sessions, deploy):
         assert s.scalar(select(func.count()).select_from(Timer).where(Timer.instance_id == iid)) == 0
         assert [t.name for t in inbox.tasks(s, instance_id=iid)]  # the task the timer opened
         assert "polku_fast_later" not in s.info
+
+
+def test_a_chunk_with_cases_that_end_and_cases_that_go_on_writes_each_as_it_should(sessions, deploy, monkeypatch):
+    """An ending case's instance row also sets its status and end: its update names more columns."""
+    deploy("c_timer_then_end_or_task.bpmn")
+    ends = [False, True, False, True, True, False]  # ending cases before and after going-on ones
+    ids = []
+    for done in ends:
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "c_timer_then_end_or_task", by="anna", data={"done": done},
+                                              now=T0, validate_form=False).id)
+    runtime.forget_cache()
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 6)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=2), worker_id="w1") == 6
+    with sessions.begin() as s:
+        rows = [s.get(Instance, i) for i in ids]
+        assert [(r.status, r.ended_at is not None) for r in rows] == [
+            ("completed", True) if done else ("running", False) for done in ends]
+        assert all(r.revision == rows[0].revision for r in rows)
+        assert audit.verify(s).ok
