@@ -201,7 +201,7 @@ def _connection(session: Session) -> Connection:
 def _savepoint_first(session: Session, transaction: Any) -> None:
     # SQLAlchemy emits a nested transaction's SAVEPOINT when the session is first asked for its connection
     # in it; statements on the cursor never ask. Forgetting the connection makes the next one ask, so the
-    # SAVEPOINT comes before it and a savepoint rollback undoes it (the timer sweep's per-instance isolation)
+    # SAVEPOINT comes before it and a savepoint rollback undoes it (the jobs' per-item isolation)
     if transaction.nested:
         if _LATER in session.info:  # queued writes belong to the transaction outside the savepoint
             run_later(session)

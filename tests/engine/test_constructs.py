@@ -643,3 +643,19 @@ def test_an_endless_loop_of_scripts_becomes_an_incident_not_a_hang(drive):
     assert summary["status"] == "running", summary
     [incident] = summary["incidents"]
     assert "without waiting" in incident["message"] and "endless loop" in incident["message"]
+
+
+@pytest.mark.parametrize("ends", [[False, True, False, True], [True, False, True, False]],
+                         ids=["going-on-first", "ending-first"])
+def test_timer_chunk_mixing_cases_that_end_and_go_on(drive, ends):
+    """One sweep fires all four (one chunk): each ending case is completed with its end time, each other
+    case waits at its follow-up call; the rows of the chunk are written together (engine.fastsql)."""
+    drive.deploy("c_timer_then_end_or_task.bpmn")
+    ids = [drive.start("c_timer_then_end_or_task", {"done": done}) for done in ends]
+    drive.fire_timers(max(drive.started_at(i) for i in ids) + timedelta(days=2))
+    for iid, done in zip(ids, ends, strict=True):
+        summary = drive.summary(iid)
+        assert (summary["status"], summary["ended_at"] is not None) == (("completed", True) if done
+                                                                         else ("running", False))
+        assert [t["element_id"] for t in drive.tasks(iid)] == ([] if done else ["follow_up"])
+        assert len(drive.events(iid, "timer_fired")) == 1 and drive.incidents(iid) == []

@@ -426,6 +426,21 @@ def test_a_decision_result_that_is_not_plain_becomes_an_incident_on_the_business
         assert runtime.get_instance(s, instance_id).status == "running"
 
 
+def test_a_decision_result_that_is_not_plain_is_an_incident_through_the_cli_too(tmp_path):
+    """Each `polku` command a new OS process: the check does not depend on anything a test process holds."""
+    (tmp_path / "deciding.bpmn").write_bytes(DECIDING)
+    (tmp_path / "hostile_rules.dmn").write_bytes(
+        _decision("-").replace(b'<text>"yes"</text>', b"<text>float('nan')</text>"))
+    env = {**os.environ, "POLKU_DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
+    polku = [str(Path(sys.executable).parent / "polku"), "--json"]
+    for argv in (["deploy", str(tmp_path / "deciding.bpmn"), str(tmp_path / "hostile_rules.dmn")],
+                 ["start", "deciding", "--data", '{"amount": 5}', "--by", "anna"]):
+        subprocess.run([*polku, *argv], env=env, capture_output=True, text=True, check=True)
+    listed = subprocess.run([*polku, "incidents"], env=env, capture_output=True, text=True, check=True)
+    [incident] = json.loads(listed.stdout)
+    assert incident["element_id"] == "hostile" and "decision result: verdict is nan" in incident["message"]
+
+
 def test_a_plain_decision_result_is_case_data(sessions):
     rules = _decision("-").replace(b'<text>"yes"</text>', b"<text>{'score': 0.5, 'tags': ['a']}</text>")
     with sessions.begin() as s:
