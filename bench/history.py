@@ -4,7 +4,8 @@ Run: .venv/bin/python bench/history.py [--instances 100000] [--database-url URL]
 
 Fills a fresh database (SQLite file by default; any SQLAlchemy URL, e.g. the PostgreSQL of
 `scripts/postgres.sh`) with finished instances of a 5-task process — their task rows, variables
-and audit events, written with bulk inserts rather than through the engine, which would take hours
+(the responsible expert and what their aftercare left: service line and end, outcome, contact day or
+attempts) and audit events, written with bulk inserts rather than through the engine, which would take hours
 — plus 2,000 open tasks, then prints the median time of the queries behind the inbox and the
 auditor's pages. It prints figures; it asserts nothing.
 """
@@ -64,6 +65,8 @@ def fill(sessions, instances: int, *, open_rows: int = 2000, version_id: int | N
             expert = experts[n % len(experts)]
             variables.append({"instance_id": iid, "name": "responsible_expert", "value": expert,
                               "updated_at": started})
+            if done:  # what a finished case's aftercare leaves: the supervisor's and dashboard's figures read it
+                variables += _aftercare_variables(iid, n, started)
             for k in range(1, 6):
                 finished = done or k < 5
                 tasks.append({"id": str(uuid.uuid4()), "instance_id": iid, "element_id": f"t{k}",
@@ -83,6 +86,22 @@ def fill(sessions, instances: int, *, open_rows: int = 2000, version_id: int | N
             s.execute(insert(Task), tasks)
             s.execute(insert(Variable), variables)
             s.connection().execute(insert(AuditEvent.__table__), events)
+
+
+def _aftercare_variables(iid: int, n: int, started: datetime) -> list[dict]:
+    """The aftercare variables of finished case n: its service ended 20 days after it started, and
+    9 in 10 customers were reached 0–9 days later (the rest after two attempts), before the case ended."""
+    ended_on = (started + timedelta(days=20)).date()
+    reached = n % 10 != 0
+    contact = ended_on + timedelta(days=n % 10)
+    values = {"service_line": "recruitment", "service_ended_on": ended_on.isoformat(), "aftercare_target_days": 14,
+              "aftercare_started_at": (started + timedelta(days=20)).isoformat(),
+              "aftercare_outcome": "reached" if reached else "not_reached",
+              "aftercare_attempts": [] if reached else [{"on": contact.isoformat(), "channel": "phone", "note": ""}] * 2}
+    if reached:
+        values["aftercare_contacted_on"] = contact.isoformat()
+    return [{"instance_id": iid, "name": name, "value": value, "updated_at": started + timedelta(days=30)}
+            for name, value in values.items()]
 
 
 def business_key(k: int) -> str:

@@ -1,7 +1,7 @@
 """Server time of the busiest pages on a large office: 100,000 finished cases, 2,000 open tasks, 100 versions.
 
 Run: .venv/bin/python bench/pages.py [--dbs sqlite,postgresql] [--instances 100000] [--open 2000]
-     [--versions 100] [--requests 200]
+     [--versions 100] [--requests 200] [--keep DIR]
 
 Per database, a fresh migrated database is filled:
 - the shipped models (`bpmn/`) deployed again and again, each round a new `camunda:versionTag` on every
@@ -11,13 +11,17 @@ Per database, a fresh migrated database is filled:
   through the engine);
 - `--open` cases of the bench's five-task process started through the engine, each waiting at its
   first task, for 25 experts (the demo's among them), half of them assigned;
-- `--instances` finished cases with their tasks, variables and 15 audit events each, bulk-inserted
-  (`bench/history.py`), belonging to 5,000 customers (20 each).
+- `--instances` finished cases with their tasks, variables (their aftercare's too) and 15 audit events
+  each, bulk-inserted (`bench/history.py`), belonging to 5,000 customers (20 each).
 Then the real web app (`webui.create_app`, in this process, Flask's test client) serves each page
 `--requests` times to a signed-in user of the page's role, after a few warm-up requests; printed
 per page: server time p50 / p95 / p99 (wall clock, from the request entering the app to its response),
 the median CPU time of this process per request (SQLite's work included, PostgreSQL's server not) and
 the SQL statements one request runs (median). The load average is printed: a busy machine inflates every figure.
+With `--keep DIR` the filled databases are kept (SQLite: a file in DIR; PostgreSQL: the database
+`polku_pages_kept`) with what the pages will be asked for (a JSON file in DIR), and a later run with the
+same DIR measures them again without filling: for comparing code changes on the same data. Delete DIR
+(and drop that database) to fill anew.
 This measures; it asserts nothing.
 """
 
@@ -32,6 +36,7 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _FOLDER]
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -68,6 +74,7 @@ http_bench = _bench_module("http")
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 PROCESS_TAG = re.compile(rb'(<bpmn:process id="[^"]+")')
 EXPERT = "asiantuntija"  # a demo expert: signs in as "asiantuntija" / "asiantuntija-demo"
+KEPT_PG = "polku_pages_kept"  # the PostgreSQL database `--keep` fills once and measures again
 BULK_EXPERTS = [EXPERT, "expert2", *(f"bench-expert{n}" for n in range(3, 26))]
 
 
@@ -217,6 +224,24 @@ def measure(url: str, found: dict[str, Any], requests: int) -> Iterator[dict[str
     app.extensions["polku"].engine.dispose()
 
 
+def _kept_database(kind: str, folder: Path) -> tuple[str, str | None]:
+    """A database to fill and keep for `--keep`; the name to drop if filling it fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "sqlite":
+        path = folder / "pages.db"
+        path.unlink(missing_ok=True)
+        return f"sqlite:///{path.resolve()}", None
+    url, name = http_bench._new_database(kind, folder)
+    assert name is not None
+    http_bench._drop_database(KEPT_PG)
+    import psycopg
+
+    admin = make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" RENAME TO {KEPT_PG}')
+    return make_url(url).set(database=KEPT_PG).render_as_string(hide_password=False), KEPT_PG
+
+
 def main() -> None:
     """Fill a database per kind, measure the pages, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -225,12 +250,22 @@ def main() -> None:
     parser.add_argument("--open", type=int, default=2000)
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--keep", type=Path, help="keep the filled databases here and measure them again next time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.dbs.split(","):
-            url, dropname = http_bench._new_database(kind, Path(tmp))
+            kept = args.keep / f"pages-{kind}.json" if args.keep else None
+            if kept is not None and kept.exists():
+                found = json.loads(kept.read_text())
+                url, dropname = found["url"], None
+            else:
+                url, dropname = _kept_database(kind, args.keep) if args.keep else http_bench._new_database(kind, Path(tmp))
             try:
-                found = fill(url, args.instances, args.open, args.versions)
+                if kept is None or not kept.exists():
+                    found = fill(url, args.instances, args.open, args.versions)
+                    if kept is not None:
+                        kept.write_text(json.dumps({**found, "url": url}))
+                        dropname = None
                 took = found["took"]
                 load = os.getloadavg()[0]
                 print(f"{kind}: {took['instances']:,} instances, {took['open_tasks']:,} open tasks, "

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, union_all
 from sqlalchemy.orm import Session
 
 from .db import utcnow
@@ -240,9 +240,8 @@ def aftercare_on_time(session: Session, start: datetime, end: datetime, timezone
         midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
         return start <= midnight < end
 
-    ids = session.scalars(select(Variable.instance_id).where(
-        Variable.name.in_(("aftercare_contacted_on", "aftercare_outcome"))).distinct()).all()
     done = good = missed = 0
+    ids = _ran_since(session, start, ("aftercare_contacted_on", "aftercare_outcome"))
     for case_ in aftercare_cases(session, ids, timezone).values():
         if case_.reached and within(case_.contacted_on):
             done += 1
@@ -250,6 +249,20 @@ def aftercare_on_time(session: Session, start: datetime, end: datetime, timezone
         elif case_.not_reached and within(case_.last_attempt_on):
             missed += 1
     return OnTime(done, good, missed)
+
+
+def _ran_since(session: Session, start: datetime, names: tuple[str, ...]) -> list[int]:
+    """Return the instances holding any of these variables that were still running at `start` or later.
+
+    A contact or an attempt is recorded while its case runs, and its day cannot be later than the day
+    it is recorded (the contact forms' date fields are `not_future`): a case that ended before `start`
+    has none on a day from `start` on. So the month's figures read the cases open in the month, found
+    by the instance's end time (indexed), instead of every aftercare case the office ever had.
+    """
+    held = select(Variable.instance_id).where(Variable.instance_id == Instance.id, Variable.name.in_(names)).exists()
+    running = select(Instance.id).where(Instance.ended_at.is_(None), held)
+    ended = select(Instance.id).where(Instance.ended_at >= start, held)
+    return list(session.scalars(union_all(running, ended)))
 
 
 def aftercare_tasks(session: Session, assignee: str) -> list[tuple[Task, Instance]]:

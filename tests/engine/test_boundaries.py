@@ -17,7 +17,7 @@ from sqlalchemy import select
 from engine import external, inbox, kpi, runtime, timers
 from engine.errors import FormInvalid, TaskNotAvailable
 from engine.forms import LONG_MAX, LONG_MIN, Field, parse_form, validate
-from engine.models import Task, TaskStatus, Timer, Variable
+from engine.models import Instance, Task, TaskStatus, Timer, Variable
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -199,6 +199,26 @@ def test_not_reached_is_counted_apart_neither_done_nor_late(sessions, deploy):
         figures = kpi.aftercare_on_time(s, *MARCH)
         assert (figures.done, figures.on_time, figures.late, figures.not_reached) == (0, 0, 0, 1)
         assert figures.share is None
+
+
+@pytest.mark.parametrize("ended, read", [(MARCH[0] - TICK, False), (MARCH[0], True), (None, True)])
+def test_the_on_time_share_reads_the_cases_running_in_its_period_only(sessions, deploy, monkeypatch, ended, read):
+    """A case that ended before the period cannot hold a contact made in it (a contact's day is never
+    after the day it is recorded): the figure reads cases running at the period's start or later, however
+    many the office finished before (kpi._ran_since), and still counts a case ending on the first instant."""
+    iid = _aftercare_contact(sessions, deploy, ended_on="2026-02-20", target=14, contacted_on="2026-03-02",
+                             outcome="reached")
+    if ended is not None:
+        with sessions.begin() as s:
+            [call] = inbox.tasks(s, instance_id=iid)
+            runtime.complete_task(s, call.id, {"reached": True}, by="anna", now=ended)
+    seen: list[int] = []
+    real = kpi.aftercare_cases
+    monkeypatch.setattr(kpi, "aftercare_cases", lambda s, ids, tz=kpi.ZONE: seen.extend(ids) or real(s, ids, tz))
+    with sessions.begin() as s:
+        assert s.get(Instance, iid).status == ("running" if ended is None else "completed")
+        assert kpi.aftercare_on_time(s, *MARCH).done == int(read)
+    assert seen == ([iid] if read else [])
 
 
 @pytest.mark.parametrize("day, overdue", [("2026-03-12", False), ("2026-03-13", True)])

@@ -83,6 +83,16 @@ def test_the_aftercare_contact_form_writes_what_the_on_time_share_needs(shipped)
     assert any(v.endswith("_ended_on") for v in written), "no service writes its end day (*_ended_on)"
 
 
+def test_a_contact_or_attempt_day_cannot_be_in_the_future():
+    """kpi.aftercare_on_time reads only the cases still running in its period: that holds because the day
+    of a contact or an attempt is never later than the day it is recorded (while its case runs)."""
+    tree = etree.fromstring((BPMN / "aftercare.bpmn").read_bytes())
+    for field_id in ("aftercare_contacted_on", "aftercare_attempt_on"):
+        [field] = [f for f in tree.iter("{*}formField") if f.get("id") == field_id]
+        checks = {c.get("name"): c.get("config") for c in field.iter("{*}constraint")}
+        assert checks.get("not_future") == "true", field_id
+
+
 OUTCOME = re.compile(r"^\s*aftercare_outcome\s*=\s*['\"](\w+)['\"]", re.MULTILINE)
 
 
