@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -258,9 +258,12 @@ def search_customers(session: Session, q: str = "", page: int = 1, per_page: int
     return Page(list(items), total, page, per_page)
 
 
-def customers_without_expert(session: Session) -> list[Customer]:
-    """Return customers with no responsible expert, or whose expert is no longer an active expert."""
-    active = {u.username for u in experts(session)}
+def customers_without_expert(session: Session, active: Iterable[str] | None = None) -> list[Customer]:
+    """Return customers with no responsible expert, or whose expert is no longer an active expert.
+
+    `active`: the usernames of the active experts, when the caller has read them (`engine.users.experts`).
+    """
+    active = {u.username for u in experts(session)} if active is None else set(active)
     # the holders from the responsible_expert index, then those customers: not a NOT IN over every customer
     holders = session.scalars(select(Customer.responsible_expert).where(Customer.responsible_expert.is_not(None))
                               .distinct())

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .models import LoginFailure, StashedForm, UserSession
+from .models import LoginFailure, StashedForm, User, UserSession
 
 AUDIT_STREAM = "signin"
 KEEP_FAILURES = timedelta(days=1)
@@ -59,6 +59,15 @@ def start_session(session: Session, user_id: int, *, now: datetime, lifetime: ti
 def find_session(session: Session, token: str) -> UserSession | None:
     """Return the session row a cookie's token names, live or not, or None."""
     return session.get(UserSession, _digest(token)) if token else None
+
+
+def find_session_and_user(session: Session, token: str) -> tuple[UserSession | None, User | None]:
+    """Return the session row a cookie's token names (live or not) and its user, read in one statement."""
+    if not token:
+        return None, None
+    found = session.execute(select(UserSession, User).outerjoin(User, User.id == UserSession.user_id)
+                            .where(UserSession.id == _digest(token))).first()
+    return (None, None) if found is None else (found[0], found[1])
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:

@@ -147,12 +147,13 @@ def _load_user() -> None:
     if not token or request.endpoint == "static":
         return
     db, now = get_session(), current_time()
-    row = signin.find_session(db, token)
+    row, user = signin.find_session_and_user(db, token)  # one statement on every request
     if row is not None and _writes(row, now):
-        db = write_session()  # a GET too: the touch or the end is written; read the row again under the lock
+        db = write_session()  # a GET too: the touch or the end is written; read the rows again under the lock
         db.refresh(row)
+        user = users.find_user(db, row.user_id)
     why = None if row is None else signin.why_not_live(row, now=now, idle=current_app.config["POLKU_IDLE_TIMEOUT"])
-    user = None if row is None or why is not None else users.find_user(db, row.user_id)
+    user = None if why is not None else user
     if row is None or why is not None or user is None or not user.active:
         session.pop(SID_KEY, None)
         if row is not None and why in (signin.EndReason.IDLE, signin.EndReason.EXPIRED):

@@ -57,5 +57,6 @@ def overview() -> str:
     context["names"].update(display_names(session, [n for a in context["cover_rows"] for n in (a.username, a.substitute)]))
     return render_template("supervisor/overview.html", loads=loads, overdue=overdue,
                            unassigned=figures["unassigned"], on_time=figures["on_time"],
-                           without_expert=customers.customers_without_expert(session),
+                           without_expert=customers.customers_without_expert(
+                               session, [u.username for u in request_experts()]),
                            experts=request_experts(), **context)
