@@ -406,10 +406,9 @@ def _kpi_variables(session: Session, ids: list[int]) -> dict[int, dict[str, Any]
 
 def _completed(session: Session, ids: list[int], element_id: str) -> set[int]:
     done: set[int] = set()
-    for part in _chunks(ids):
-        done |= set(session.scalars(select(AuditEvent.instance_id).where(
-            AuditEvent.kind == "task_completed", AuditEvent.element_id == element_id,
-            AuditEvent.instance_id.in_(part))))
+    for part in _chunks(ids):  # the kind is compared here: in SQL it led SQLite to walk every completion (kind index)
+        done |= {iid for iid, kind in session.execute(select(AuditEvent.instance_id, AuditEvent.kind).where(
+            AuditEvent.instance_id.in_(part), AuditEvent.element_id == element_id)) if kind == "task_completed"}
     return done
 
 
@@ -473,7 +472,12 @@ def aftercare_report(session: Session, f: AftercareFilter, timezone: str = "Euro
                      now: datetime | None = None) -> AftercareReport:
     """Compute the aftercare dashboard from instance variables and audit events (`now` decides what is
     overdue)."""
-    started = session.scalars(select(Variable.instance_id).where(Variable.name == "aftercare_started_at")).all()
+    if f.start is None:
+        started = list(session.scalars(select(Variable.instance_id).where(Variable.name == "aftercare_started_at")))
+    else:  # a line that ended from the period's first day on: its case ran then (its end day is not_future)
+        first = f.start.astimezone(ZoneInfo(timezone)).date()
+        started = sorted(_ran_since(session, datetime(first.year, first.month, first.day, tzinfo=ZoneInfo(timezone)),
+                                    ("aftercare_started_at",)))
     values = _kpi_variables(session, list(started))
     cases = {iid: AftercareCase.from_values(iid, values[iid], timezone) for iid in started}
     ids = [iid for iid in started if _kept(values[iid], f, cases[iid].ended_on, timezone)]

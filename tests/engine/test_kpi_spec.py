@@ -471,6 +471,29 @@ def test_follow_up_days_done_are_the_periods_cases_with_a_completed_follow_up_da
         assert kpi.aftercare_report(s, march, now=NOW).follow_up_done == 2
 
 
+MARCH_1 = datetime(2026, 3, 1, tzinfo=kpi.ZoneInfo(kpi.ZONE))  # Helsinki midnight
+
+
+@pytest.mark.parametrize("ended, read", [(MARCH_1 - timedelta(microseconds=1), False), (MARCH_1, True), (None, True)])
+def test_the_dashboard_of_a_period_reads_only_the_cases_running_from_its_first_day(sessions, case, monkeypatch,
+                                                                                     ended, read):
+    """A line that ended in the period was recorded while its case ran (its end day is not_future): the
+    dashboard reads the cases running at the period's first local midnight or later, not the office's
+    whole history, even when the period starts in the middle of that day."""
+    iid = case(contract("2026-03-01", aftercare_outcome="reached", aftercare_contacted_on="2026-03-05"))
+    if ended is not None:
+        with sessions.begin() as s:
+            s.get(Instance, iid).status, s.get(Instance, iid).ended_at = "completed", ended
+    seen: list[int] = []
+    real = kpi._kpi_variables
+    monkeypatch.setattr(kpi, "_kpi_variables", lambda s, ids: seen.extend(ids) or real(s, ids))
+    march = kpi.AftercareFilter(start=MARCH_1 + timedelta(hours=12), end=MARCH_1 + 31 * DAY)
+    with sessions.begin() as s:
+        report = kpi.aftercare_report(s, march, now=NOW)
+    assert (report.finished, report.done) == (int(read), int(read))
+    assert seen == ([iid] if read else [])
+
+
 def test_a_contact_recorded_before_the_line_ended_is_in_the_first_bar():
     # every contact with days is in exactly one bar, also one made a day or five days before the recorded end
     report = kpi.AftercareReport()
