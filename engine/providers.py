@@ -27,13 +27,13 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, forms
+from . import audit, deploy, forms, lru
 from .access import Reader, instance_clause
 from .customers import PHONE_PATTERN, clean_name_and_business_id
 from .customers import field_text as _text
 from .db import utcnow
 from .errors import FormInvalid, ProviderNotFound
-from .models import AuditEvent, Instance, ProcessVersion, Variable
+from .models import AuditEvent, Instance, ProcessVersion, Task, Variable
 from .provider_models import Provider, ProviderFeedback
 from .users import N_
 
@@ -334,12 +334,53 @@ def provider_fields(session: Session) -> dict[tuple[int, str], tuple[str, str]]:
     """Return {(version id, element id): (process id, field id)} of every deployed task whose form has
     a provider field."""
     found: dict[tuple[int, str], tuple[str, str]] = {}
-    for version_id, catalogue in session.execute(select(ProcessVersion.id, ProcessVersion.catalogue)):
-        for process_id, elements in (catalogue or {}).get("processes", {}).items():
-            for element_id, entry in elements.items():
-                for item in (entry or {}).get("form", []) if isinstance(entry, dict) else []:
-                    if item.get("type", "string") == "string" and "provider" in item.get("properties", {}):
-                        found[(version_id, element_id)] = (process_id, item["id"])
+    database = deploy.database_key(session)
+    versions = list(session.scalars(select(ProcessVersion.id)))
+    unknown = [v for v in versions if (database, v) not in _fields_of_version]
+    for part in (unknown[n:n + 500] for n in range(0, len(unknown), 500)):
+        for version_id, catalogue in session.execute(select(ProcessVersion.id, ProcessVersion.catalogue)
+                                                     .where(ProcessVersion.id.in_(part))):
+            _fields_of_version[(database, version_id)] = _provider_fields_of(catalogue)
+    for version_id in versions:
+        fields = _fields_of_version.get((database, version_id))
+        if fields is None:  # evicted meanwhile: read it again
+            catalogue = session.scalar(select(ProcessVersion.catalogue).where(ProcessVersion.id == version_id))
+            fields = _provider_fields_of(catalogue)
+        for process_id, element_id, field_id in fields:
+            found[(version_id, element_id)] = (process_id, field_id)
+    return found
+
+
+# Versions never change: each version's provider fields are found once per process (its catalogue is
+# large; the providers pages asked for every version's on every request). LRU, bounded: engine.lru.
+_fields_of_version: lru.BoundedCache[tuple[str, int], tuple[tuple[str, str, str], ...]] = lru.BoundedCache(
+    "provider fields", max_entries=20000, byte_share=0.01, sizeof=lambda v: 100 + 200 * len(v))
+
+
+def _provider_fields_of(catalogue: Any) -> tuple[tuple[str, str, str], ...]:
+    """Return (process id, element id, field id) of each task form's provider field in a version's catalogue."""
+    found = []
+    for process_id, elements in (catalogue or {}).get("processes", {}).items():
+        for element_id, entry in elements.items():
+            for item in (entry or {}).get("form", []) if isinstance(entry, dict) else []:
+                if item.get("type", "string") == "string" and "provider" in item.get("properties", {}):
+                    found.append((process_id, element_id, item["id"]))
+    return tuple(found)
+
+
+def _completions(session: Session, fields: Mapping[tuple[int, str], Any]) -> list[AuditEvent]:
+    """Return the task_completed events of the tasks that have a provider field.
+
+    The cases come from the task rows of those elements (indexed by element), then their events by
+    case: asked for by kind and element, the database walked every task completion of the office.
+    """
+    elements = sorted({element for _v, element in fields})
+    ids = sorted(set(session.scalars(select(Task.instance_id).where(Task.element_id.in_(elements)))))
+    found: list[AuditEvent] = []
+    for first in range(0, len(ids), 500):
+        query = select(AuditEvent).where(AuditEvent.instance_id.in_(ids[first:first + 500]),
+                                         AuditEvent.element_id.in_(elements))
+        found += [e for e in session.scalars(query) if e.kind == audit.EventKind.TASK_COMPLETED]
     return found
 
 
@@ -365,13 +406,10 @@ def deliveries(session: Session, provider_id: int) -> list[Delivery]:
     fields = provider_fields(session)
     if not fields:
         return []
-    elements = {element for _v, element in fields}
-    query = (select(AuditEvent).where(AuditEvent.kind == audit.EventKind.TASK_COMPLETED,
-                                      AuditEvent.element_id.in_(elements))
-             .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
+    events = sorted(_completions(session, fields), key=lambda e: (e.at, e.id), reverse=True)
     found: list[Delivery] = []
     keys: dict[int, str | None] = {}
-    for event in session.scalars(query):
+    for event in events:
         where = fields.get((event.version_id or 0, event.element_id or ""))
         if where is None:
             continue
@@ -449,10 +487,8 @@ def summary_counts(session: Session) -> dict[int, tuple[int, int]]:
         counts[p_id] = [0, 0]
     fields = provider_fields(session)
     if fields:
-        query = select(AuditEvent.version_id, AuditEvent.element_id, AuditEvent.data).where(
-            AuditEvent.kind == audit.EventKind.TASK_COMPLETED,
-            AuditEvent.element_id.in_({element for _v, element in fields}))
-        for version_id, element_id, data in session.execute(query):
+        for event in _completions(session, fields):
+            version_id, element_id, data = event.version_id, event.element_id, event.data
             where = fields.get((version_id or 0, element_id or ""))
             number = _as_id(json.loads(data).get("submitted", {}).get(where[1])) if where else None
             if number in counts:
