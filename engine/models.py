@@ -108,7 +108,6 @@ class Task(Base):
         Index("ix_task_state_assignee", "state", "assignee"),
         Index("ix_task_state_role", "state", "candidate_role"),
         Index("ix_task_state_due", "state", "due_at"),
-        Index("ix_task_element", "element_id"),  # the cases that had a task of an element (provider reports)
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
