@@ -91,11 +91,32 @@ def make_engine(url: str) -> Engine:
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "handle_error", _connection_lost)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
     return engine
+
+
+def _connection_lost(context: Any) -> None:
+    """Treat a psycopg error that says the connection is gone as a disconnect, however it surfaced.
+
+    SQLAlchemy asks psycopg whether the connection is closed or broken. An executemany runs in a
+    pipeline, and when the server goes away just as the pipeline syncs, psycopg raises "the
+    connection is lost" while the connection does not say so yet: SQLAlchemy then kept it, and the
+    pool's rollback on return failed and logged a traceback (seen once while PostgreSQL was
+    restarted under the timer sweep). A driver error without a server state (raised by the client:
+    sending, flushing or reading failed) or of the classes 08 (connection exception) and 57P
+    (operator intervention: shutdown, terminated) ends that connection.
+    """
+    error = context.original_exception
+    if context.is_disconnect or type(error).__module__.split(".")[0] != "psycopg":
+        return
+    state = getattr(error, "sqlstate", None)
+    if (type(error).__name__ == "OperationalError" and state is None) or (state or "").startswith(("08", "57P")):
+        context.is_disconnect = True
 
 
 class WriteInReadTransaction(RuntimeError):
