@@ -17,6 +17,7 @@ from engine import absences, access, contacts, inbox, notices, office
 from engine.db import utcnow
 from engine.errors import FormInvalid, InvalidInput
 from engine.models import User
+from engine.paging import Page
 from engine.users import display_names, list_users
 
 from .auth import current_user, login_required
@@ -53,6 +54,7 @@ SETTING_HELP = {"aftercare_target": _l(
     "follow_up_lead_days": _l("The office's own choice: time for the expert to agree the day with the customer "
                               "and the consultant. A change applies to cases that start after it.")}
 MAX_IMPORT_BYTES = 2_000_000
+WORKLIST_PAGE = 50  # customers to contact per page: an office's whole list (thousands) is no page to read
 
 
 def _me() -> User:
@@ -91,9 +93,13 @@ def worklists() -> str:
     session, user = get_session(), _me()
     everyone = bool(user.role_set & {"supervisor", "admin"}) and request.args.get("mine") != "1"
     rows = contacts.customers_to_contact(session, _today(), expert=None if everyone else user.username)
-    return render_template("outreach/worklists.html", rows=rows, reasons=REASONS, everyone=everyone,
-                           companies=contacts.new_web_companies(session),
-                           names=display_names(session, (r.customer.responsible_expert for r in rows)))
+    pages = max(1, -(-len(rows) // WORKLIST_PAGE))
+    text = request.args.get("page", "1")
+    number = min(int(text), pages) if text.isdigit() and 0 < int(text) < 1_000_000 else 1
+    page = Page(rows[(number - 1) * WORKLIST_PAGE:number * WORKLIST_PAGE], len(rows), number, WORKLIST_PAGE)
+    return render_template("outreach/worklists.html", page=page, reasons=REASONS, everyone=everyone,
+                           mine=request.args.get("mine") == "1", companies=contacts.new_web_companies(session),
+                           names=display_names(session, (r.customer.responsible_expert for r in page.rows)))
 
 
 @bp.route("/worklists/import", methods=["POST"])

@@ -4,8 +4,13 @@ office settings, the admin's e-mail outbox."""
 from __future__ import annotations
 
 import io
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import insert
 
 from engine import customers, notices
+from engine.models import Customer
 from engine.outreach_models import Contact
 
 
@@ -44,6 +49,29 @@ def test_worklist_import_and_notification_badge(client, login_as, sessions):
     assert 'id="unread-badge"' in page and "Tehtävä sinulle" in page
     client.post("/notifications/read", data={})
     assert 'id="unread-badge"' not in client.get("/notifications").get_data(as_text=True)
+
+
+def test_the_worklist_is_paged_fifty_customers_a_page_keeping_the_filter(client, login_as, sessions):
+    me = login_as("supervisor")
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)  # never contacted since: all of them are due, by name
+    with sessions.begin() as s:
+        s.execute(insert(Customer), [{"business_id": f"{1000000 + k}-{k % 10}", "name": f"Asiakas {k:03d} Oy",
+                                      "responsible_expert": me if k % 2 else None, "created_at": long_ago,
+                                      "updated_at": long_ago} for k in range(120)])
+
+    def names(url):
+        page = client.get(url).get_data(as_text=True)
+        return re.findall(r"Asiakas (\d{3}) Oy", page), page
+
+    first, page = names("/worklists")
+    assert first == [f"{k:03d}" for k in range(50)]
+    assert "Yhteydenottoa odottaa 120 asiakasta." in page and 'href="/worklists?page=2" rel="next"' in page
+    assert names("/worklists?page=3")[0] == [f"{k:03d}" for k in range(100, 120)]
+    assert names("/worklists?page=99")[0] == names("/worklists?page=3")[0]  # past the end: the last page
+    assert names("/worklists?page=x")[0] == first
+    mine, page = names("/worklists?mine=1&page=2")
+    assert mine == [f"{k:03d}" for k in range(101, 120, 2)]  # 60 of mine: the second page holds the last 10
+    assert "Yhteydenottoa odottaa 60 asiakasta." in page and "mine=1" in re.search(r'rel="prev"[^>]*|href="[^"]*" rel="prev"', page)[0]
 
 
 def test_office_settings_page_changes_the_visit_target(client, login_as):
