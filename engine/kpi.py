@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from .db import utcnow
 from .models import AuditEvent, Customer, Instance, Task, TaskStatus, Variable
@@ -184,7 +184,8 @@ def open_aftercare(session: Session, now: datetime, timezone: str = ZONE) -> lis
 
     A page showing several figures reads this once and passes it on (`open_rows=`)."""
     rows = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
-                           .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))).all()
+                           .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))
+                           .options(defer(Instance.state))).all()  # the serialized workflow: not shown
     cases = aftercare_cases(session, [i.id for t, i in rows if t.element_id == AFTERCARE_CONTACT], timezone)
     day = today(now, timezone)
     found = []
@@ -259,7 +260,10 @@ def _ran_since(session: Session, start: datetime, names: tuple[str, ...]) -> lis
     has none on a day from `start` on. So the month's figures read the cases open in the month, found
     by the instance's end time (indexed), instead of every aftercare case the office ever had.
     """
-    held = select(Variable.instance_id).where(Variable.instance_id == Instance.id, Variable.name.in_(names)).exists()
+    # a correlated IN rather than EXISTS: PostgreSQL planned EXISTS as a parallel semi-join, 7-8 ms
+    # against 2.5 ms for 2,000 running cases (SQLite: the same plan either way)
+    held = Instance.id.in_(select(Variable.instance_id).where(Variable.instance_id == Instance.id,
+                                                              Variable.name.in_(names)))
     running = select(Instance.id).where(Instance.ended_at.is_(None), held)
     ended = select(Instance.id).where(Instance.ended_at >= start, held)
     return list(session.scalars(union_all(running, ended)))
@@ -270,7 +274,7 @@ def aftercare_tasks(session: Session, assignee: str) -> list[tuple[Task, Instanc
     query = (select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
              .where(Task.state == TaskStatus.READY, Task.assignee == assignee,
                     Task.element_id.in_(AFTERCARE_ELEMENTS))
-             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at))
+             .order_by(Task.due_at.is_(None), Task.due_at, Task.created_at).options(defer(Instance.state)))
     return [(t, i) for t, i in session.execute(query).all()]
 
 
