@@ -21,7 +21,9 @@ __all__ = ["MAX_BYTES", "MAX_DEPTH", "RESERVED_KEYS", "check_plain", "describe_p
 
 MAX_BYTES = 1_000_000  # JSON size of all the data in one check
 MAX_DEPTH = 32  # lists and objects inside each other
-MAX_INT_DIGITS = 4_300  # Python's own limit for turning an int into text (json.dumps fails past it)
+# Whole numbers are 64-bit, as Camunda's `long`: SQLite's variable column turned a bigger one into a
+# float (its numeric affinity reads the JSON text as a REAL), so the stored value lost digits.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 RESERVED_KEYS = frozenset({"typename"})  # SpiffWorkflow's DictionaryConverter.restore reads it
 _PLAIN_HINT = "only text, numbers, true/false, null, lists and objects with text keys can be stored"
 
@@ -102,8 +104,9 @@ def _size(value: Any, path: Path, what: str) -> int:
     if kind is bool or value is None:
         return 5
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
-        if value.bit_length() > MAX_INT_DIGITS * 3.3219:
-            raise _refuse(what, path, f"is a number of more than {MAX_INT_DIGITS:,} digits")
+        if not INT_MIN <= value <= INT_MAX:
+            raise _refuse(what, path, "is a whole number beyond 64 bits (more than 9,223,372,036,854,775,807 "
+                                      "either way), which a case variable cannot hold exactly; store it as text")
         return value.bit_length() // 3 + 2
     if kind is float or isinstance(value, float):
         if not math.isfinite(value):

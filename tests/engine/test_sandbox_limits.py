@@ -252,6 +252,7 @@ def test_a_lower_time_limit_is_honoured(sessions):
     ("x = {'typename': 'datetime', 'value': '2026'}", "x.typename", "reserved key"),
     ("x = {1: 'a'}", "x", "not text"),
     ("x = float('nan')", "x", "JSON cannot hold"),
+    ("big = 9223372036854775807 + 1", "big", "beyond 64 bits"),
 ])
 def test_script_result_that_is_not_plain_becomes_an_incident_naming_the_variable(sessions, source, variable, words):
     _deploy(sessions, "unplain", "script", source)

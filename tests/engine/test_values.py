@@ -21,7 +21,9 @@ def test_plain_data_is_returned_unchanged():
     ({"x": {"typename": "datetime", "value": "2026"}}, "x.typename", "reserved key"),
     ({"typename": "x"}, "typename", "reserved key"),
     ({"a b": [float("nan")]}, "'a b'[0]", "JSON cannot hold"),
-    ({"big": 10 ** 5000}, "big", "digits"),
+    ({"big": 10 ** 5000}, "big", "beyond 64 bits"),
+    ({"n": [2 ** 63]}, "n[0]", "beyond 64 bits"),
+    ({"n": -(2 ** 63) - 1}, "n", "beyond 64 bits"),
     ({"name": "Äi\ud800ti"}, "name", "lone surrogate"),
     ({"d": {"k\udfff": 1}}, "d", "lone surrogate"),
     ({"s": "x" * 2_000_000}, "s", "larger than 1,000,000 bytes"),
@@ -32,6 +34,11 @@ def test_data_that_is_not_plain_is_refused_naming_the_variable(data, variable, w
     assert caught.value.variable == variable
     assert words in str(caught.value) and str(caught.value).startswith("retry data: ")
     assert isinstance(caught.value, InvalidInput)
+
+
+def test_whole_numbers_are_64_bit_at_both_ends():
+    edges = {"high": 2 ** 63 - 1, "low": -(2 ** 63), "small": [0, -1, 1]}
+    assert check_plain(edges, what="retry data") == edges
 
 
 def test_depth_and_size_limits_can_be_set():
