@@ -33,10 +33,11 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from .errors import FormInvalid
+from .values import INT_MAX, INT_MIN, whole_number
 
 CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
 FIELD_TYPES = ("string", "long", "boolean", "date", "enum")
-LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+LONG_MIN, LONG_MAX = INT_MIN, INT_MAX  # a Camunda long: 64 bits, as every whole number of case data
 PROVIDER_KINDS = ("training", "consultant", "partner")  # engine.providers.ProviderKind, for the deploy check
 OFFICE_TIMEZONE = "Europe/Helsinki"  # the office's calendar: what "today" means for a date field
 DATE_CHECKS = ("not_future", "not_before", "after", "max_span")
@@ -284,10 +285,10 @@ def _coerce(item: Field, raw: Any) -> Any:
         if isinstance(raw, int):
             value = raw
         else:
-            text = str(raw).strip().replace("\u00a0", "").replace(" ", "")
-            if not text.removeprefix("-").isdigit():  # one sign only: int() would fail on "--5"
+            number = whole_number(str(raw).strip().replace("\u00a0", "").replace(" ", ""), signed=True)
+            if number is None:
                 raise ValueError("enter a whole number")
-            value = int(text)
+            value = number
         if not LONG_MIN <= value <= LONG_MAX:
             raise ValueError("the number is too large")
         return value

@@ -15,6 +15,13 @@ class Page:
     page: int
     per_page: int
 
+    @classmethod
+    def of(cls, rows: list[Any], page: int, per_page: int) -> Page:
+        """Return page `page` of rows held in memory (a page past the end: the last page)."""
+        last = max(1, -(-len(rows) // per_page))
+        page = min(max(1, page), last)
+        return cls(rows[(page - 1) * per_page:page * per_page], len(rows), page, per_page)
+
     @property
     def items(self) -> list[Any]:
         """Return the rows (the name the customer search uses)."""

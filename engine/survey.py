@@ -26,6 +26,7 @@ from .db import utcnow
 from .errors import FormInvalid, InvalidInput
 from .survey_models import SurveyResult
 from .users import N_
+from .values import whole_number
 
 AUDIT_STREAM = "survey"
 RECORDED = "survey_result_recorded"
@@ -81,9 +82,10 @@ def parse_answers(text: Any) -> int | None:
     cleaned = str(text if text is not None else "").strip().replace(" ", "").replace("\u00a0", "")
     if not cleaned:
         return None
-    if not cleaned.isdigit() or not 1 <= int(cleaned) <= MAX_ANSWERS:
+    number = whole_number(cleaned)
+    if number is None or not 1 <= number <= MAX_ANSWERS:
         raise InvalidInput(N_("The number of answers must be a whole number of at least 1."))
-    return int(cleaned)
+    return number
 
 
 def _values(row: SurveyResult | None) -> dict[str, Any] | None:

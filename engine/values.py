@@ -46,6 +46,19 @@ def describe_path(path: Path) -> str:
 _limits = {"max_bytes": MAX_BYTES, "max_depth": MAX_DEPTH}
 
 
+def whole_number(text: str, *, signed: bool = False) -> int | None:
+    """Return the whole number `text` writes in ASCII digits (after one '-' when `signed`), else None.
+
+    `str.isdigit` also takes '²' and other Unicode digits, which `int()` refuses, and `int()` refuses
+    more than 4,300 digits: text checked with `isdigit` and then given to `int()` failed inside it
+    (a 500 on a page number, Python's own words under a form field).
+    """
+    digits = text[1:] if signed and text.startswith("-") else text
+    if not (0 < len(digits) <= 4000 and digits.isascii() and digits.isdigit()):
+        return None
+    return int(text)
+
+
 def configure(*, max_bytes: int, max_depth: int) -> None:
     """Set this process's default limits (POLKU_DATA_MAX_BYTES, POLKU_DATA_MAX_DEPTH)."""
     _limits.update(max_bytes=max_bytes, max_depth=max_depth)

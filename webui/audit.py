@@ -26,6 +26,7 @@ from .auth import current_time, login_required
 from .db import get_session
 from .downloads import attachment
 from .i18n import label
+from .inputs import page_number, whole_number
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 ROLES = ("auditor", "admin")
@@ -76,15 +77,10 @@ def _filter() -> history.InstanceFilter:
     version = args.get("version", "")
     status = args.get("status", "")
     return history.InstanceFilter(
-        process_id=args.get("process") or None, version=int(version) if version.isdigit() else None,
+        process_id=args.get("process") or None, version=whole_number(version),
         status=status if status in history.STATUSES else None, customer=args.get("customer", "").strip() or None,
         expert=args.get("expert") or None, started_from=_day("started_from"), started_to=_day("started_to", end=True),
         ended_from=_day("ended_from"), ended_to=_day("ended_to", end=True))
-
-
-def _page_number() -> int:
-    text = request.args.get("page", "1")
-    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 @bp.app_template_filter("shown_json")
@@ -103,7 +99,7 @@ def _processes() -> dict[str, str]:
 def index() -> str:
     """Search instances by process, version, status, customer, expert and dates."""
     session = get_session()
-    page = history.search_instances(session, _filter(), page=_page_number(), per_page=PER_PAGE)
+    page = history.search_instances(session, _filter(), page=page_number(), per_page=PER_PAGE)
     args = {k: request.args.get(k, "") for k in FILTER_ARGS}
     return render_template("audit/index.html", page=page, args=args, processes=_processes(),
                            statuses={k: label(v) for k, v in STATUS_LABELS.items()}, experts=experts(session),

@@ -19,6 +19,7 @@ from . import formfields, modeltexts
 from .auth import current_user, login_required, restore_form
 from .db import get_session
 from .i18n import label
+from .inputs import page_number
 from .tasks import due_state, next_task, process_names, reader
 
 EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
@@ -80,18 +81,13 @@ def labels() -> dict[str, Any]:
             "turnover_bands": TURNOVER_BANDS}
 
 
-def _page_number() -> int:
-    text = request.args.get("page", "1")
-    return int(text) if text.isdigit() and int(text) > 0 else 1
-
-
 @bp.route("/")
 @login_required(*ROLES)
 def index() -> str:
     """List customers, searched by name or business ID, one page at a time."""
     q = request.args.get("q", "").strip()
     session = get_session()
-    page = customers.search_customers(session, q, _page_number(), PER_PAGE, reader=reader())
+    page = customers.search_customers(session, q, page_number(), PER_PAGE, reader=reader())
     names = display_names(session, (c.responsible_expert for c in page.items))
     return render_template("customers/index.html", q=q, page=page, names=names, **labels())
 

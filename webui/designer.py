@@ -40,6 +40,7 @@ from . import modeltexts
 from .auth import current_user, login_required
 from .db import get_session
 from .downloads import attachment
+from .inputs import whole_number
 
 bp = Blueprint("designer", __name__, url_prefix="/designer")
 ROLES = ("designer", "admin")
@@ -147,7 +148,7 @@ def _posted_model() -> tuple[str, str, int | None]:
     if len(content.encode()) > _max_bytes():
         raise InvalidInput(_("The model is larger than the upload limit."))
     base = str(values.get("base_version_id") or "")
-    return filename, content, int(base) if base.isdigit() else None
+    return filename, content, whole_number(base)
 
 
 @bp.route("/drafts", methods=["POST"])
@@ -332,7 +333,7 @@ def migration(process_id: str) -> str:
 def migrate_instances(process_id: str) -> Response:
     """Migrate the chosen instances, each in its own transaction; blocked ones stay as they are."""
     _versions, source, target = _migration_versions(process_id)
-    chosen = [int(i) for i in request.form.getlist("instance") if i.isdigit()]
+    chosen = [n for i in request.form.getlist("instance") if (n := whole_number(i)) is not None]
     if source is None or target is None or not chosen:
         flash(_("Choose the instances to migrate."), "error")
         return redirect(url_for("designer.migration", process_id=process_id))

@@ -19,7 +19,9 @@ from flask import Flask, Response, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
-__all__ = ["REPLACEMENT", "init_app", "refuse"]
+from engine.values import whole_number
+
+__all__ = ["REPLACEMENT", "init_app", "page_number", "refuse", "whole_number"]
 
 REPLACEMENT = "\ufffd"  # what werkzeug's multipart parser makes of bytes that are not UTF-8
 
@@ -31,6 +33,15 @@ class InvalidText(BadRequest):
 def refuse(message: str) -> None:
     """Answer 400 with a clear message."""
     raise InvalidText(description=message)
+
+
+MAX_PAGE = 1_000_000
+
+
+def page_number() -> int:
+    """Return the page asked for by the query's `page` (1 when it is absent or not 1 to 1,000,000)."""
+    number = whole_number(request.args.get("page", "").strip())
+    return number if number is not None and 1 <= number <= MAX_PAGE else 1
 
 
 

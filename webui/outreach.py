@@ -22,6 +22,7 @@ from engine.users import display_names, list_users
 
 from .auth import current_user, login_required
 from .db import get_session
+from .inputs import page_number, whole_number
 from .tasks import reader
 
 bp = Blueprint("outreach", __name__)
@@ -93,10 +94,7 @@ def worklists() -> str:
     session, user = get_session(), _me()
     everyone = bool(user.role_set & {"supervisor", "admin"}) and request.args.get("mine") != "1"
     rows = contacts.customers_to_contact(session, _today(), expert=None if everyone else user.username)
-    pages = max(1, -(-len(rows) // WORKLIST_PAGE))
-    text = request.args.get("page", "1")
-    number = min(int(text), pages) if text.isdigit() and 0 < int(text) < 1_000_000 else 1
-    page = Page(rows[(number - 1) * WORKLIST_PAGE:number * WORKLIST_PAGE], len(rows), number, WORKLIST_PAGE)
+    page = Page.of(rows, page_number(), WORKLIST_PAGE)
     return render_template("outreach/worklists.html", page=page, reasons=REASONS, everyone=everyone,
                            mine=request.args.get("mine") == "1", companies=contacts.new_web_companies(session),
                            names=display_names(session, (r.customer.responsible_expert for r in page.rows)))
@@ -153,7 +151,7 @@ def notifications() -> str:
 def mark_read() -> Any:
     """Mark one notice (or all) read."""
     text = request.form.get("notice_id", "")
-    notices.mark_read(get_session(), _me().username, int(text) if text.isdigit() else None)
+    notices.mark_read(get_session(), _me().username, whole_number(text))
     return redirect(url_for(".notifications"))
 
 
@@ -245,7 +243,7 @@ def mail_outbox() -> Any:
     session = get_session()
     if request.method == "POST":
         text = request.form.get("mail_id", "")
-        count = notices.retry_failed(session, int(text) if text.isdigit() else None)
+        count = notices.retry_failed(session, whole_number(text))
         flash(_("%(count)s e-mails queued again.", count=count), "success")
         return redirect(url_for(".mail_outbox"))
     return render_template("outreach/mail.html", mails=notices.outbox(session),

@@ -32,6 +32,7 @@ from . import formfields, modeltexts
 from .auth import current_user, has_role, login_required, restore_form, safe_next
 from .db import get_session, write_session
 from .errors import keep_unsaved
+from .inputs import page_number
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 bp.add_app_template_global(modeltexts.text, "model_text")  # model texts in the user's language
@@ -151,11 +152,6 @@ def _cover(user: User, now: datetime) -> tuple[Any, ...]:
     return absences.cover_windows(get_session(), user.username, now.astimezone(ZoneInfo(tz)).date(), tz)
 
 
-def _page_number() -> int:
-    text = request.args.get("page", "1")
-    return int(text) if text.isdigit() and int(text) > 0 else 1
-
-
 @bp.route("/")
 @login_required(*ROLES)
 def inbox() -> str:
@@ -167,7 +163,7 @@ def inbox() -> str:
         tab = "mine"
     sort = request.args.get("sort", "due")
     sort = sort if sort in SORTS else "due"
-    page = list_tasks(get_session(), _filter(tab, user, now), sort=sort, page=_page_number(), per_page=PER_PAGE)
+    page = list_tasks(get_session(), _filter(tab, user, now), sort=sort, page=page_number(), per_page=PER_PAGE)
     args = {k: request.args.get(k, "") for k in ("customer", "process", "due")}
     if tab == "all" and request.args.get("assignee"):
         args["assignee"] = request.args["assignee"]

@@ -18,6 +18,7 @@ from engine.errors import EngineError, UserNotFound
 from .admin import ROLE_LABELS
 from .auth import current_time, current_user, has_role, login_required
 from .db import get_session
+from .inputs import whole_number
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 ROLES = ("expert", "supervisor", "designer", "admin")
@@ -48,10 +49,11 @@ def index() -> Any:
     form = request.form
     try:
         if form.get("revoke"):
-            if not form["revoke"].isdigit():
+            revoke = whole_number(form["revoke"])
+            if revoke is None:
                 return _page(400, error=_("No such token."))
             owner = None if has_role("admin") else user.username
-            tokens.revoke_token(session, int(form["revoke"]), by=user.username, owner=owner, now=now)
+            tokens.revoke_token(session, revoke, by=user.username, owner=owner, now=now)
             flash(_("The token was revoked."), "success")
             return _page()
         name = form.get("name", "").strip()
@@ -59,11 +61,12 @@ def index() -> Any:
             return _page(422, error=_("Give the token a name that says what it is for."))
         owner_name = form.get("username", "").strip() if has_role("admin") else ""
         days = form.get("days", "").strip() or str(tokens.DEFAULT_DAYS)
-        if not days.isdigit():
+        expires_days = whole_number(days)
+        if expires_days is None:
             return _page(422, error=_("Enter the days as a whole number."))
         roles = form.getlist("roles") or None
         row, secret = tokens.create_token(session, owner_name or user.username, by=user.username, name=name,
-                                          roles=roles, expires_days=int(days), now=now)
+                                          roles=roles, expires_days=expires_days, now=now)
     except EngineError as exc:
         return _page(422 if not isinstance(exc, UserNotFound) else 404, error=_(str(exc)))
     return _page(secret=secret, made=row.id)

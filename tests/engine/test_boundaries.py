@@ -95,7 +95,7 @@ def test_whole_numbers_as_people_type_them(typed, number):
     assert validate([Field("n", "N", type="long")], {"n": typed}) == {"n": number}
 
 
-@pytest.mark.parametrize("typed", ["1.5", "12a", "--5", True])
+@pytest.mark.parametrize("typed", ["1.5", "12a", "--5", True, "\u00b2", "-\u0663", "9" * 5000])  # ², Arabic 3
 def test_whole_numbers_refuse_anything_else(typed):
     assert _error([Field("n", "N", type="long")], {"n": typed}) == {"n": "enter a whole number"}
 

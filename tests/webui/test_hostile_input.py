@@ -187,3 +187,24 @@ def test_a_form_too_large_for_process_data_is_refused_at_the_form(client, login_
     assert started.status_code == 413 and "liian suuren" in started.get_data(as_text=True)
     with sessions.begin() as s:
         assert [t.id for t in open_tasks(s)] == [task_id]
+
+
+NUMBERS = ["%C2%B2", "%D9%A3", "9" * 5000, "0", "-1", "1.5"]  # ², Arabic-Indic 3: isdigit() says yes, int() no
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+@pytest.mark.parametrize("role, url", [("expert", "/tasks/?page="), ("expert", "/customers/?page="),
+                                       ("auditor", "/audit/?page="), ("auditor", "/audit/?version="),
+                                       ("supervisor", "/worklists?page=")])
+def test_a_number_in_the_query_that_is_not_one_is_ignored_not_a_500(client, login_as, role, url, number):
+    login_as(role)
+    reply = client.get(url + number)
+    assert reply.status_code == 200, reply.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("days", ["\u00b2", "9" * 5000])
+def test_token_days_that_are_not_a_number_are_refused_with_a_message(client, login_as, days):
+    login_as("expert")
+    reply = client.post("/tokens/", data={"name": "integration", "days": days})
+    assert reply.status_code == 422
+    assert "Anna päivät kokonaislukuna." in reply.get_data(as_text=True)

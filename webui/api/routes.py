@@ -36,6 +36,7 @@ from engine.models import Customer, Instance, TaskStatus
 from ..auth import current_time
 from ..db import get_session
 from ..downloads import attachment
+from ..inputs import whole_number
 from . import schemas as s
 from .base import api, bp, caller, need, reader
 
@@ -65,9 +66,10 @@ def _if_match() -> int | None:
     if not value or value == "*":
         return None
     text = value.removeprefix("W/").strip('"')
-    if not text.isdigit():
+    revision = whole_number(text)
+    if revision is None:
         raise InvalidInput('If-Match must be an instance revision as an ETag: "3"')
-    return int(text)
+    return revision
 
 
 # --- me -----------------------------------------------------------------------------------------
