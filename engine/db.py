@@ -111,11 +111,11 @@ def _connection_lost(context: Any) -> None:
     sending, flushing or reading failed) or of the classes 08 (connection exception) and 57P
     (operator intervention: shutdown, terminated) ends that connection.
     """
-    error = context.original_exception
-    if context.is_disconnect or type(error).__module__.split(".")[0] != "psycopg":
+    error, dbapi = context.original_exception, context.dialect.dbapi
+    if context.is_disconnect or not isinstance(error, dbapi.Error):
         return
-    state = getattr(error, "sqlstate", None)
-    if (type(error).__name__ == "OperationalError" and state is None) or (state or "").startswith(("08", "57P")):
+    state = error.sqlstate or ""
+    if (type(error) is dbapi.OperationalError and not state) or state.startswith(("08", "57P")):
         context.is_disconnect = True
 
 

@@ -333,22 +333,15 @@ class ProviderReport:
 def provider_fields(session: Session) -> dict[tuple[int, str], tuple[str, str]]:
     """Return {(version id, element id): (process id, field id)} of every deployed task whose form has
     a provider field."""
-    found: dict[tuple[int, str], tuple[str, str]] = {}
     database = deploy.database_key(session)
-    versions = list(session.scalars(select(ProcessVersion.id)))
-    unknown = [v for v in versions if (database, v) not in _fields_of_version]
+    of_version = {v: _fields_of_version.get((database, v)) for v in session.scalars(select(ProcessVersion.id))}
+    unknown = [v for v, fields in of_version.items() if fields is None]
     for part in (unknown[n:n + 500] for n in range(0, len(unknown), 500)):
         for version_id, catalogue in session.execute(select(ProcessVersion.id, ProcessVersion.catalogue)
                                                      .where(ProcessVersion.id.in_(part))):
-            _fields_of_version[(database, version_id)] = _provider_fields_of(catalogue)
-    for version_id in versions:
-        fields = _fields_of_version.get((database, version_id))
-        if fields is None:  # evicted meanwhile: read it again
-            catalogue = session.scalar(select(ProcessVersion.catalogue).where(ProcessVersion.id == version_id))
-            fields = _provider_fields_of(catalogue)
-        for process_id, element_id, field_id in fields:
-            found[(version_id, element_id)] = (process_id, field_id)
-    return found
+            of_version[version_id] = _fields_of_version[(database, version_id)] = _provider_fields_of(catalogue)
+    return {(version_id, element_id): (process_id, field_id)
+            for version_id, fields in of_version.items() for process_id, element_id, field_id in fields or ()}
 
 
 # Versions never change: each version's provider fields are found once per process (its catalogue is
