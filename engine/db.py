@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
 
+import orjson
 from sqlalchemy import JSON, DateTime, Engine, String, TypeDecorator, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
@@ -79,13 +81,33 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# 19 digits in a row: a number orjson might not read exactly (it reads an integer beyond 64 bits as a float).
+_LONG_DIGITS, _LONG_DIGITS_BYTES = re.compile(r"\d{19}"), re.compile(rb"\d{19}")
+
+
+def _loads(text: str | bytes) -> Any:
+    """Read a JSON column's text: what the standard decoder gives, by orjson where that is the same.
+
+    orjson reads the same values several times faster (the aftercare dashboard decodes hundreds of
+    thousands of variables). Where the two differ, the standard decoder reads: a run of 19 digits (an
+    integer beyond 64 bits would become an inexact float; case data holds none since whole numbers
+    are 64-bit, older rows may) and what orjson refuses (NaN, infinities, a lone surrogate).
+    """
+    if (_LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGITS_BYTES.search(text)) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def make_engine(url: str) -> Engine:
     """Create an SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs: dict[str, Any] = {"json_serializer": _dumps}
+    kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT, "check_same_thread": False}
     else:

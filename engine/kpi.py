@@ -18,10 +18,10 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select, union_all
+from sqlalchemy import Table, case, func, select, union_all
 from sqlalchemy.orm import Session, defer
 
 from .db import utcnow
@@ -400,10 +400,11 @@ def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
 
 def _kpi_variables(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {i: {} for i in ids}
-    named = Variable.name.in_(_KPI_VARIABLES) | Variable.name.like("%\\_ended\\_on", escape="\\")
+    table = cast(Table, Variable.__table__).c  # the table's columns, not the entity's: no ORM loading per row
+    named = table.name.in_(_KPI_VARIABLES) | table.name.like("%\\_ended\\_on", escape="\\")
     for part in _chunks(ids):
-        for iid, name, value in session.execute(select(Variable.instance_id, Variable.name, Variable.value)
-                                                .where(Variable.instance_id.in_(part), named)):
+        for iid, name, value in session.execute(select(table.instance_id, table.name, table.value)
+                                                .where(table.instance_id.in_(part), named)):
             found[iid][name] = value
     return found
 
@@ -437,15 +438,14 @@ def _nearest_rank(values: list[int], share: float) -> float:
     return float(ordered[max(0, math.ceil(share * len(ordered)) - 1)])
 
 
-def _contact_figures(report: AftercareReport, done: list[dict[str, Any]], timezone: str) -> None:
-    """Add the figures of the made contacts (their variables): days, on time by `AftercareCase`, channels,
-    ratings where given, the experts' recorded impressions, new needs."""
+def _contact_figures(report: AftercareReport, done: list[tuple[AftercareCase, dict[str, Any]]]) -> None:
+    """Add the figures of the made contacts (each case and its variables): days, on time by
+    `AftercareCase`, channels, ratings where given, the experts' recorded impressions, new needs."""
     days: list[int] = []
     channels: dict[str, int] = {}
     ratings: dict[str, int] = {str(n): 0 for n in range(1, 6)}
     scores: list[int] = []
-    for values in done:
-        case_ = AftercareCase.from_values(0, values, timezone)
+    for case_, values in done:
         if case_.days is not None:
             days.append(case_.days)
         report.within_target += int(case_.on_time is True)
@@ -490,7 +490,7 @@ def aftercare_report(session: Session, f: AftercareFilter, timezone: str = "Euro
     report.done, report.not_reached = len(contacted), sum(1 for i in ids if cases[i].not_reached)
     day = today(now or utcnow(), timezone)
     report.overdue = sum(1 for i in ids if cases[i].overdue(day))
-    _contact_figures(report, [values[i] for i in ids if i in contacted], timezone)
+    _contact_figures(report, [(cases[i], values[i]) for i in ids if i in contacted])
     for part in _chunks(ids):
         report.new_processes += session.scalar(select(func.count()).select_from(Instance)
                                                .where(Instance.parent_instance_id.in_(part))) or 0

@@ -236,7 +236,7 @@ def test_a_contact_on_exactly_the_target_day_is_within_target(contact_day, withi
     report = kpi.AftercareReport()
     values = {"business_development_ended_on": "2026-03-02", "aftercare_contacted_on": contact_day,
               "aftercare_target_days": 10}
-    kpi._contact_figures(report, [values], "Europe/Helsinki")
+    kpi._contact_figures(report, [(kpi.AftercareCase.from_values(0, values, "Europe/Helsinki"), values)])
     assert report.within_target == within
     assert report.with_days == 1
 
@@ -304,8 +304,8 @@ def test_wrong_date_and_choice_texts():
 def test_day_bucket_edges_of_the_kpi_chart(days, bucket):
     report = kpi.AftercareReport()
     contact = (datetime(2026, 3, 2) + timedelta(days=days)).date().isoformat()
-    kpi._contact_figures(report, [{"business_development_ended_on": "2026-03-02", "aftercare_contacted_on": contact}],
-                         "Europe/Helsinki")
+    values = {"business_development_ended_on": "2026-03-02", "aftercare_contacted_on": contact}
+    kpi._contact_figures(report, [(kpi.AftercareCase.from_values(0, values, "Europe/Helsinki"), values)])
     chart = dict(report.charts["days"])
     assert list(chart) == ["0-7", "8-14", "15-21", "22-30", "31+"]
     assert chart == {label: int(label == bucket) for label in chart}

@@ -432,7 +432,7 @@ def test_the_90th_percentile_is_the_nearest_rank(days, p90):
     report = kpi.AftercareReport()
     rows = [{"service_ended_on": "2026-03-01", "aftercare_contacted_on": (datetime(2026, 3, 1) + d * DAY).date().isoformat()}
             for d in days]
-    kpi._contact_figures(report, rows, kpi.ZONE)
+    kpi._contact_figures(report, [(kpi.AftercareCase.from_values(0, v, kpi.ZONE), v) for v in rows])
     assert report.days_p90 == p90
 
 
@@ -441,7 +441,7 @@ def test_equal_ratings_add_up_and_contact_days_are_counted_in_the_given_zone():
     rows = [{"service_ended_on": "2026-03-01T22:30:00+00:00", "aftercare_contacted_on": "2026-03-03T21:30:00+00:00",
              "service_rating": 4}, {"service_ended_on": "2026-03-01", "aftercare_contacted_on": "2026-03-03",
                                     "service_rating": 4}]
-    kpi._contact_figures(report, rows, "UTC")
+    kpi._contact_figures(report, [(kpi.AftercareCase.from_values(0, v, "UTC"), v) for v in rows])
     assert dict(report.charts["ratings"])["4"] == 2 and (report.rated, report.rating_mean) == (2, 4.0)
     assert (report.days_median, report.with_days) == (2.0, 2)  # in Helsinki the first would be 1 day
 
@@ -499,7 +499,7 @@ def test_a_contact_recorded_before_the_line_ended_is_in_the_first_bar():
     report = kpi.AftercareReport()
     rows = [{"service_ended_on": "2026-03-10", "aftercare_target_days": 14, "aftercare_contacted_on": day}
             for day in ("2026-03-09", "2026-03-05", "2026-03-10")]
-    kpi._contact_figures(report, rows, kpi.ZONE)
+    kpi._contact_figures(report, [(kpi.AftercareCase.from_values(0, v, kpi.ZONE), v) for v in rows])
     assert report.charts["days"] == [("0-7", 3), ("8-14", 0), ("15-21", 0), ("22-30", 0), ("31+", 0)]
     assert (report.with_days, report.days_median, report.within_target, report.late) == (3, -1.0, 3, 0)
 
