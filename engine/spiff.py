@@ -253,6 +253,7 @@ def _throw_plain_payload(self: Any, my_task: Any) -> None:
     try:
         values.check_plain(payload if isinstance(payload, dict) else {"payload": payload},
                            what=f"message payload of '{self.name}'", max_bytes=limits.current().max_bytes)
+        sent_correlations(self, payload)
     except DataInvalid as err:
         raise _WorkflowTaskException(str(err), task=my_task, exception=err) from None
     _spiff_message_throw(self, my_task)
@@ -311,9 +312,27 @@ def message_correlations(definition: Any, data: Any) -> dict[str, dict[str, Any]
     return found
 
 
+def sent_correlations(definition: Any, data: Any) -> dict[str, dict[str, Any]]:
+    """Return the correlation keys a message carries (`message_correlations` of its payload).
+
+    Raises:
+        DataInvalid: a retrieval expression gave what case data cannot hold (a set, NaN, an integer
+            beyond 64 bits…): the keys are kept in the receiving case's state and compared after a
+            reload, where such a value would not be what it was (NaN is read back as null).
+    """
+    found = message_correlations(definition, data)
+    for key, props in found.items():
+        values.check_plain(props, what=f"correlation key '{key}' of message '{definition.name}'")
+    return found
+
+
 def message_correlates(workflow: BpmnWorkflow, name: str, payload: Any) -> bool:
-    """Tell whether a message from outside matches the correlation keys of what waits for it here."""
-    waits = [(message_correlations(d, payload), message_correlations(d, t.data))
+    """Tell whether a message from outside matches the correlation keys of what waits for it here.
+
+    Raises:
+        DataInvalid: the payload gives a correlation value that is not plain data (`sent_correlations`).
+    """
+    waits = [(sent_correlations(d, payload), message_correlations(d, t.data))
              for t, d, _e in _pending_events(workflow) if isinstance(d, MessageEventDefinition) and d.name == name]
     return not waits or any(not sent or correlations_match(sent, mine) for sent, mine in waits)
 
@@ -1576,7 +1595,7 @@ def deliver_message(workflow: BpmnWorkflow, name: str, payload: dict[str, Any],
     correlation properties of the events waiting for it, as if the sender had computed them.
     """
     if correlations is None:
-        computed = (message_correlations(d, payload) for _t, d, _e in _pending_events(workflow)
+        computed = (sent_correlations(d, payload) for _t, d, _e in _pending_events(workflow)
                     if isinstance(d, MessageEventDefinition) and d.name == name)
         correlations = next((c for c in computed if c), None)
     definition = _CamundaMessage(name)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from engine import audit, deploy, inbox, runtime
 from engine.db import make_engine, make_sessions, upgrade
-from engine.errors import NotFound
+from engine.errors import InvalidInput, NotFound
 from engine.models import AuditEvent, Incident, IncidentStatus, Instance
 
 MODELS = Path(__file__).parent / "bpmn"
@@ -319,6 +319,18 @@ def test_event_based_gateway_message_first_cancels_the_timer(drive):
     summary = drive.summary(iid)
     assert summary["status"] == "completed" and summary["variables"]["answer"] == "yes"
     assert "end_answer" in drive.path(iid) and "too_late" not in drive.path(iid)
+
+
+def test_a_correlation_key_case_data_cannot_hold_is_an_incident_and_a_refusal(drive):
+    drive.deploy("c_corr_set.bpmn")
+    shop = drive.start("c_corrset_shop", {"order_id": "A-1"})
+    store = drive.start("c_corrset_store", {"order_id": "A-1", "parcel": "P9"})
+    (incident,) = drive.incidents(store)
+    assert "correlation key 'order_key' of message 'shipped': order_id_prop is a set" in incident
+    assert drive.summary(store)["status"] == "running" and drive.events(store, "message_thrown") == []
+    with pytest.raises((CliFailed, InvalidInput), match="order_id_prop is a set"):
+        drive.message("shipped", {"order_id": "A-1"})
+    assert drive.tasks(shop) == [] and drive.summary(shop)["status"] == "running"
 
 
 def test_event_based_gateway_timer_first_cancels_the_message(drive):

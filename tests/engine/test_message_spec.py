@@ -220,3 +220,22 @@ def test_a_message_sent_from_outside_reaches_only_the_cases_its_keys_correlate_w
             runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "A-1", "parcel": {1}}, now=later)
     with sessions.begin() as s:  # the case the keys skipped is as it was, and still takes its own message
         assert runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "A-1"}, now=later) == [shop_a]
+
+
+@pytest.mark.parametrize("expression, kind", [("{order_id}", "a set"), ("float('nan')", "is nan"),
+                                              ("2 ** 70", "beyond 64 bits")])
+def test_a_correlation_value_json_cannot_hold_is_an_incident_of_the_throw_and_a_refusal_from_outside(
+        sessions, expression, kind):
+    xml = (MODELS / "c_correlation.bpmn").read_bytes().replace(
+        b"<bpmn:messagePath>order_id</bpmn:messagePath>", f"<bpmn:messagePath>{expression}</bpmn:messagePath>".encode())
+    with sessions.begin() as s:
+        deploy_files(s, {"c_correlation.bpmn": xml}, by="designer")
+    shop = _start(sessions, "c_corr_shop", {"order_id": "A-1"}, key=ACME)
+    store = _start(sessions, "c_corr_store", {"order_id": "A-1", "parcel": "P9"}, key=BETA)
+    with sessions.begin() as s:
+        [incident] = runtime.open_incidents(s, store)
+        assert "order_id_prop" in incident.message and kind in incident.message and incident.element_id == "ship"
+        assert runtime.get_instance(s, store).status == "running"
+        with pytest.raises(InvalidInput, match=f"order_id_prop.*{kind}"):
+            runtime.deliver_message(s, "shipped", by="bank", data={"order_id": "A-1"}, now=T0)
+    assert _ready(sessions, shop) == []
