@@ -18,7 +18,9 @@ each writing the same few statements, and on PostgreSQL each statement is a roun
 rows run as one executemany per statement (one pipeline on psycopg) before anything else touches
 the database in that session: the next statement on the cursor, any ORM statement or flush, a
 savepoint, the commit. So every read in the transaction sees them, as if they had run at once; a
-rollback drops them with the rest.
+rollback drops them with the rest. A queued write that fails raises `QueuedWriteFailed` (the
+driver's error as `error`) wherever the queue ran: the statement that set it off is not the one
+that failed, and the caller must not blame the work it was doing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy.sql import ClauseElement
 
 from .db import refuse_write_when_reading
 
-__all__ = ["Fast", "run_later"]
+__all__ = ["Fast", "QueuedWriteFailed", "run_later"]
 
 _NO_VALUE = object()
 _LATER = "polku_fast_later"  # session.info: rank -> (statement, every row must match one, rows by their names)
@@ -150,19 +152,31 @@ class Fast:
         return rows[0] if rows else None
 
 
+class QueuedWriteFailed(Exception):
+    """Queued writes failed when the queue ran; `error` is why (a `DBAPIError`, a `StaleDataError`…)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(f"queued writes failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        self.error = error
+
+
 def run_later(session: Session) -> None:
     """Run the session's queued writes now, one executemany per statement, in rank order.
 
     Raises:
-        StaleDataError: an `exact` statement matched fewer rows than it was given.
+        QueuedWriteFailed: a statement failed, or an `exact` one matched fewer rows than it was given
+            (`error`: `StaleDataError`). The transaction must be rolled back.
     """
     queued = session.info.pop(_LATER, None)
     if not queued:
         return
-    for rank in sorted(queued):
-        statement, exact, groups = queued[rank]
-        for rows in groups.values():
-            _run_rows(session, statement, rows, exact)
+    try:
+        for rank in sorted(queued):
+            statement, exact, groups = queued[rank]
+            for rows in groups.values():
+                _run_rows(session, statement, rows, exact)
+    except Exception as err:
+        raise QueuedWriteFailed(err) from err
 
 
 def _run_rows(session: Session, statement: Fast, rows: list[dict[str, Any]], exact: bool) -> None:

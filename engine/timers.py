@@ -37,6 +37,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from . import audit, runtime
 from .dbfaults import is_transient
 from .errors import Conflict
+from .fastsql import QueuedWriteFailed, run_later
 from .models import Instance, InstanceStatus, Timer
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,14 @@ class _InstanceFailed(Exception):
         self.position, self.error = position, error
 
 
+class _QueueFailed(Exception):
+    """The queued writes of the chunk's first `count` instances failed with `error`; whose is not known."""
+
+    def __init__(self, count: int, error: Exception):
+        super().__init__(count, error)
+        self.count, self.error = count, error
+
+
 def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime | None, worker_id: str,
                 stop: threading.Event) -> tuple[int, int]:
     """Fire instances in one transaction; return (timers fired, instances handled) - a stop may end it early.
@@ -150,13 +159,21 @@ def _fire_chunk(sessions: sessionmaker, instance_ids: list[int], now: datetime |
                     break
                 try:  # in real time, fire at the instant of firing (the audit's `at` and lag say when it happened)
                     count = len(runtime.fire_instance_timers(session, instance_id, now=now or _real_now()))
+                except QueuedWriteFailed as err:  # the rows of an instance before this one
+                    raise _QueueFailed(handled, err.error) from err
                 except Exception as err:  # one broken instance must not stop the others
                     raise _InstanceFailed(handled, err) from err
                 fired += count
                 handled += 1
-            _chunk_step(audit.write_pending, session)  # the chunk's audit events and stream heads
+            try:
+                run_later(session)  # the last instance's rows, here rather than at the commit
+                _chunk_step(audit.write_pending, session)  # the chunk's audit events and stream heads
+            except QueuedWriteFailed as err:
+                raise _QueueFailed(handled, err.error) from err
     except _InstanceFailed as failed:  # the whole transaction was rolled back
         return _after_failure(sessions, instance_ids, failed.position, failed.error, now, worker_id, stop)
+    except _QueueFailed as failed:  # rolled back too
+        return _after_queue_failure(sessions, instance_ids[:failed.count], failed.error, now, worker_id, stop)
     except _ChunkLostRace:  # rolled back too: the whole chunk goes back for the next claim, at once
         log.info("instances %s changed meanwhile; their timers are taken up again on the next sweep",
                  ", ".join(map(str, instance_ids)))
@@ -202,6 +219,37 @@ def _after_failure(sessions: sessionmaker, instance_ids: list[int], position: in
         log.error("firing the timers of instance %s failed", instance_id, exc_info=err)
         _release(sessions, [instance_id], worker_id, hold=timedelta(minutes=5))
     return fired, position + 1
+
+
+def _after_queue_failure(sessions: sessionmaker, suspects: list[int], err: Exception, now: datetime | None,
+                         worker_id: str, stop: threading.Event) -> tuple[int, int]:
+    """Deal with queued writes that failed: the rows of one of `suspects` (a chunk's first instances).
+
+    The failure surfaced at a later statement, so it names none of them. A lost race hands them back
+    for the next sweep and a database fault goes up, as for one instance; otherwise each fires again in
+    a transaction of its own, where its rows run before its commit and a failure is its own: its
+    timers are held back five minutes and logged (without this, such a row, say a text too long for
+    its column on PostgreSQL, failed the chunk at every sweep and the other instances never fired).
+    Return (timers fired, instances handled).
+    """
+    if not _lost_race(err) and is_transient(err):
+        raise err
+    if _lost_race(err):
+        log.info("instances %s changed meanwhile; their timers are taken up again on the next sweep",
+                 ", ".join(map(str, suspects)))
+        _release(sessions, suspects, worker_id)
+        return 0, len(suspects)
+    if len(suspects) == 1:
+        log.error("writing what firing the timers of instance %s changed failed", suspects[0], exc_info=err)
+        _release(sessions, suspects, worker_id, hold=timedelta(minutes=5))
+        return 0, 1
+    fired = handled = 0
+    for instance_id in suspects:
+        if handled and stop.is_set():
+            break
+        done, count = _fire_chunk(sessions, [instance_id], now, worker_id, stop)
+        fired, handled = fired + done, handled + count
+    return fired, handled
 
 
 # PostgreSQL's "serialization failure" and "deadlock detected": the other transaction went on

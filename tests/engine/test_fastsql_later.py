@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine import fastsql
-from engine.fastsql import Fast
+from engine.fastsql import Fast, QueuedWriteFailed
 from engine.models import AuditStream
 
 _STREAMS = cast(Table, AuditStream.__table__)
@@ -88,9 +88,11 @@ def test_a_rank_belongs_to_one_statement(sessions):
 def test_an_exact_update_that_misses_a_row_fails_the_transaction(sessions):
     with sessions.begin() as session:
         _INSERT.execute(session, _rows("q:a")[0])
-    with pytest.raises(StaleDataError, match="1 of 2 rows changed meanwhile"), sessions.begin() as session:
+    with pytest.raises(QueuedWriteFailed, match="1 of 2 rows changed meanwhile") as failed, \
+            sessions.begin() as session:
         _MOVE.later(session, [{"b_key": "q:a", "b_seq": 1, "seq": 5}, {"b_key": "q:a", "b_seq": 4, "seq": 6}],
                     rank=1, exact=True)
+    assert isinstance(failed.value.error, StaleDataError)
     with sessions.begin() as session:
         assert _KEYS.all(session) == [("q:a", 1)]  # rolled back whole
 

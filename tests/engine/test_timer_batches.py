@@ -7,6 +7,7 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
@@ -268,3 +269,32 @@ def test_a_chunk_with_cases_that_end_and_cases_that_go_on_writes_each_as_it_shou
             ("completed", True) if done else ("running", False) for done in ends]
         assert all(r.revision == rows[0].revision for r in rows)
         assert audit.verify(s).ok
+
+
+@pytest.mark.parametrize("position", [1, 3])  # its rows fail as the next instance fires / at the chunk's end
+def test_an_instance_whose_queued_rows_fail_is_held_back_alone(sessions, deploy, monkeypatch, caplog, position):
+    ids = _reminders(sessions, deploy, 6)
+    broken = ids[position]
+    new_task_row = runtime._new_task_row
+
+    def bad_row_for_broken(loaded, ready, now):  # a row the database refuses (NOT NULL), for one instance only
+        row, warning = new_task_row(loaded, ready, now)
+        return ({**row, "name": None} if loaded.instance.id == broken else row), warning
+
+    monkeypatch.setattr(runtime, "_new_task_row", bad_row_for_broken)
+    monkeypatch.setattr(timers, "FIRE_CHUNK", 4)
+    with caplog.at_level(logging.ERROR, logger="engine.timers"):
+        assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        f"writing what firing the timers of instance {broken} changed failed"]
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [int(i != broken) for i in ids]
+        [held] = s.scalars(select(Timer).where(Timer.instance_id == broken)).all()
+        assert held.lease_until > datetime.now(UTC) + timedelta(minutes=4)
+        assert audit.verify(s).ok
+    monkeypatch.setattr(runtime, "_new_task_row", new_task_row)  # mended: it fires once its hold is over
+    with sessions.begin() as s:
+        s.execute(update(Timer).where(Timer.instance_id == broken).values(lease_owner=None, lease_until=None))
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=15), worker_id="w1") == 1
+    with sessions.begin() as s:
+        assert [_fired(s, i) for i in ids] == [1] * 6 and audit.verify(s).ok
