@@ -13,6 +13,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, intpk, str40, str200, utcnow
+from .values import NAME_MAX
 
 
 class ModelKind(enum.StrEnum):
@@ -132,7 +133,7 @@ class Variable(Base):
     __tablename__ = "variable"
     __table_args__ = (Index("ix_variable_name", "name", "instance_id"),)  # KPIs and filters by variable name
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), primary_key=True)  # longer names refused (check_plain)
     value: Mapped[Any] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -392,6 +392,9 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
     return text
 
 
+_ASSIGNEE_MAX = cast(String, cast(Table, Task.__table__).c.assignee.type).length or 200
+
+
 def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[dict[str, Any], str | None]:
     """Return a new task row's columns (every column of `task`) and a warning about its expressions."""
     entry = deploy.catalogue_entry(loaded.version, ready.element_id, ready.process_id)
@@ -401,6 +404,9 @@ def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tup
         due = spiff.due_from(_evaluate_template(entry.get("due_date"), ready.data), now)
     except Exception as err:  # noqa: BLE001 - a bad assignee/due expression must not stop the case: say so
         assignee, due, warning = None, None, f"assignee or due date could not be evaluated: {err}"
+    if assignee and len(str(assignee)) > _ASSIGNEE_MAX:  # no user name is that long (PostgreSQL refuses the row)
+        warning = f"the assignee expression gave a text of {len(str(assignee)):,} characters, not a user name"
+        assignee = None
     row = {"id": ready.id, "instance_id": loaded.instance.id, "element_id": ready.element_id,
            "process_id": ready.process_id, "name": entry.get("name") or ready.name,
            "lane": ready.lane or entry.get("lane"), "candidate_role": entry.get("role", "expert"),
@@ -1050,6 +1056,8 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
         except Exception:  # noqa: BLE001, S112 - keep the current assignee when the expression cannot be evaluated
             continue
         new = str(new) if new else None
+        if new is not None and len(new) > _ASSIGNEE_MAX:  # not a user name: keep the current assignee
+            continue
         if new != row.assignee:
             audit.append(session, EventKind.TASK_ASSIGNED, actor=actor, instance_id=row.instance_id,
                          version_id=loaded.instance.version_id, element_id=row.element_id, task_id=row.id,

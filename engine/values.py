@@ -17,13 +17,14 @@ from typing import Any
 
 from engine.errors import DataInvalid
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "RESERVED_KEYS", "check_plain", "describe_path", "kind_of"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "NAME_MAX", "RESERVED_KEYS", "check_plain", "describe_path", "kind_of"]
 
 MAX_BYTES = 1_000_000  # JSON size of all the data in one check
 MAX_DEPTH = 32  # lists and objects inside each other
 # Whole numbers are 64-bit, as Camunda's `long`: SQLite's variable column turned a bigger one into a
 # float (its numeric affinity reads the JSON text as a REAL), so the stored value lost digits.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+NAME_MAX = 200  # characters of a variable's name: the `variable` table's name column (PostgreSQL refuses more)
 RESERVED_KEYS = frozenset({"typename"})  # SpiffWorkflow's DictionaryConverter.restore reads it
 _PLAIN_HINT = "only text, numbers, true/false, null, lists and objects with text keys can be stored"
 
@@ -74,6 +75,10 @@ def check_plain(data: dict, *, what: str, max_bytes: int | None = None, max_dept
         raise _refuse(what, (), f"is a {kind_of(data)}; the data must be an object of named variables")
     max_bytes = _limits["max_bytes"] if max_bytes is None else max_bytes
     max_depth = _limits["max_depth"] if max_depth is None else max_depth
+    for key in data:
+        if isinstance(key, str) and len(key) > NAME_MAX:
+            raise _refuse(what, (key[:40] + "…",), f"is a name of {len(key):,} characters; a variable's name "
+                                                   f"can have at most {NAME_MAX}")
     total = 0
     for path, value, depth in _walk(data, max_depth, what):
         total += _size(value, path, what)

@@ -171,3 +171,16 @@ def test_a_thrown_message_goes_by_its_keys_and_reaches_the_receiver_at_the_throw
     assert _events(sessions, shop_a, "message_received") == []
     [received] = _events(sessions, shop_b, "message_received")
     assert (received["at"], received["actor"]) == (at(30).isoformat(), "bert")
+
+
+def test_an_assignee_longer_than_any_user_name_leaves_the_task_to_the_group_and_says_why(sessions):
+    with sessions.begin() as s:
+        deploy_files(s, {"writes.bpmn": WRITES.encode()}, by="designer")
+    with sessions.begin() as s:
+        iid = runtime.start_instance(s, "writes", by="anna", now=T0, data={"owner": "o" * 201, "n": 1}).id
+    [ask] = [e for e in _events(sessions, iid, "task_created") if e["element_id"] == "ask"]
+    assert ask["data"]["assignee"] is None
+    assert ask["data"]["warning"] == "the assignee expression gave a text of 201 characters, not a user name"
+    with sessions.begin() as s:
+        [task] = [t for t in inbox.tasks(s, instance_id=iid) if t.element_id == "ask"]
+        assert task.assignee is None

@@ -41,6 +41,13 @@ def test_whole_numbers_are_64_bit_at_both_ends():
     assert check_plain(edges, what="retry data") == edges
 
 
+def test_a_variable_name_fits_its_column():
+    check_plain({"v" * 200: 1, "nested": {"k" * 500: 1}}, what="script result")  # only variables are rows
+    with pytest.raises(DataInvalid, match=r"^script result: 'v{40}…' is a name of 201 characters; a variable's "
+                                          r"name can have at most 200$"):
+        check_plain({"ok": 1, "v" * 201: 1}, what="script result")
+
+
 def test_depth_and_size_limits_can_be_set():
     deep = inner = {}
     for _ in range(10):

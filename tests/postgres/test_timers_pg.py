@@ -13,9 +13,10 @@ from sqlalchemy.exc import OperationalError
 
 from engine import runtime, timers
 from engine.db import make_engine, make_sessions
+from engine.deploy import deploy_files
 from engine.models import AuditEvent, AuditStream, Instance, Timer
 
-from .conftest import deploy_models
+from .conftest import MODELS, deploy_models
 
 pytestmark = pytest.mark.postgres
 
@@ -137,3 +138,22 @@ def test_a_chunk_locks_all_its_instances_before_firing_the_first(sessions):
     with sessions.begin() as s:  # the third fires on its own, the locks gone with the transaction
         assert runtime.fire_instance_timers(s, ids[1], now=LATE) == ["late"]
     assert sorted(f[0] for f in _fired(sessions)) == ids
+
+
+def test_a_script_naming_a_variable_longer_than_its_column_is_an_incident_not_a_stuck_sweep(sessions):
+    """PostgreSQL refuses a variable name over 200 characters: the whole sweep failed at every turn."""
+    model = (MODELS / "timer_script.bpmn").read_text().replace(
+        "share = 100 / parts", "share = 1\nif parts == 0:\n    " + "v" * 250 + " = 1")
+    with sessions.begin() as s:
+        deploy_files(s, {"timer_script.bpmn": model.encode()}, by="designer")
+    ids = []
+    for parts in (1, 0, 1, 1):
+        with sessions.begin() as s:
+            ids.append(runtime.start_instance(s, "timer_script", by="anna", data={"parts": parts}, now=T0).id)
+    assert timers.fire_due_timers(sessions, now=T0 + timedelta(days=2), worker_id="w1") == 3  # not the broken one
+    with sessions.begin() as s:
+        assert [len(runtime.open_incidents(s, i)) for i in ids] == [0, 1, 0, 0]
+        assert s.scalar(select(func.count()).select_from(Timer)) == 1  # its timer kept for the retry
+        [incident] = runtime.open_incidents(s, ids[1])
+        assert "is a name of 250 characters; a variable's name can have at most 200" in incident.message
+        assert [runtime.instance_summary(s, i)["status"] for i in ids] == ["running"] * 4
