@@ -118,7 +118,7 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-        event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
+    event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
     return engine
 
 
@@ -150,9 +150,15 @@ _READS = ("select", "with", "pragma", "explain", "begin", "commit", "rollbac", "
 
 
 def reader(engine: Engine) -> Engine:
-    """Return an engine for read-only transactions: deferred on SQLite (writes refused), `engine` elsewhere."""
-    if engine.dialect.name != "sqlite":
-        return engine
+    """Return an engine for read-only work, its writes refused: on SQLite deferred transactions, on
+    PostgreSQL autocommit.
+
+    PostgreSQL reads at READ COMMITTED, where each statement sees the data as committed when it
+    began, inside a transaction or not: a read-only transaction gives nothing autocommit does not,
+    and costs two round trips more (psycopg's BEGIN, the COMMIT).
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(**{READ_ONLY: True}, isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READ_ONLY: True})
 
 
