@@ -1116,8 +1116,10 @@ def _translate(err: Exception) -> ScriptError:
     inner = err.__cause__ or err.__context__
     message = str(err).split("\n")[0] if not isinstance(err, SpiffWorkflowException) or not err.args \
         else str(err.args[0])
-    if isinstance(inner, sandbox.SandboxViolation) and str(inner) not in message:
-        message = f"{message}: {inner}"
+    if isinstance(inner, sandbox.SandboxViolation):
+        message = message.removeprefix(f"{type(inner).__name__}:")  # Spiff names the class: not for the office
+        if str(inner) not in message:
+            message = f"{message}: {inner}"
     notes = [n for n in getattr(err, "notes", []) if n and "Did you mean" in n]
     if notes:
         message += " " + " ".join(notes)

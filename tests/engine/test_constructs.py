@@ -321,6 +321,17 @@ def test_event_based_gateway_message_first_cancels_the_timer(drive):
     assert "end_answer" in drive.path(iid) and "too_late" not in drive.path(iid)
 
 
+def test_a_script_result_beyond_64_bits_is_an_incident_and_the_edge_is_kept(drive):
+    drive.deploy("c_big_number.bpmn")
+    over = drive.start("c_big_number", {"start_value": 2 ** 63 - 1})
+    (incident,) = drive.incidents(over)
+    assert incident.startswith("script result: total is a whole number beyond 64 bits")
+    assert drive.summary(over)["status"] == "running" and drive.tasks(over) == []
+    edge = drive.start("c_big_number", {"start_value": 2 ** 63 - 2})
+    assert drive.incidents(edge) == [] and drive.summary(edge)["variables"]["total"] == 2 ** 63 - 1
+    assert [t["element_id"] for t in drive.tasks(edge)] == ["check"]
+
+
 def test_a_correlation_key_case_data_cannot_hold_is_an_incident_and_a_refusal(drive):
     drive.deploy("c_corr_set.bpmn")
     shop = drive.start("c_corrset_shop", {"order_id": "A-1"})
