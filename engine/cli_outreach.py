@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import absences, contacts, jobs, notices, office, schedules
+from .cli_args import person
 from .config import Settings
 from .errors import InvalidInput, NotAllowed
 
@@ -124,24 +125,24 @@ def register(add: Callable[[str, Callable[..., Any], str], argparse.ArgumentPars
     p.add_argument("--next", help="next contact date YYYY-MM-DD (becomes a reminder)")
     p.add_argument("--prospecting", action="store_true", help="a company visit with no active customership")
     p.add_argument("--start-process", action="store_true", help="start a service process from the contact")
-    p.add_argument("--by", default="cli")
+    p.add_argument("--by", type=person, default="cli")
     p = add("to-contact", cmd_to_contact, "list the customers to contact")
     p.add_argument("--expert")
     p.add_argument("--today", help="YYYY-MM-DD")
     p = add("import-companies", cmd_import_companies, "import companies from a CSV file onto the group's worklist")
     p.add_argument("file")
-    p.add_argument("--by", default="cli")
+    p.add_argument("--by", type=person, default="cli")
     p = add("office-setting", cmd_office_setting, "show office settings, or change one: office-setting KEY VALUE")
     p.add_argument("key", nargs="?", choices=sorted(office.SETTINGS))
     p.add_argument("value", nargs="?")
-    p.add_argument("--by", default="cli")
+    p.add_argument("--by", type=person, default="cli")
     p = add("absence", cmd_absence, "record an absence: absence USER SUBSTITUTE FROM UNTIL; alone: list")
     p.add_argument("username", nargs="?")
     p.add_argument("substitute", nargs="?")
     p.add_argument("starts_on", nargs="?")
     p.add_argument("ends_on", nargs="?")
     p.add_argument("--note")
-    p.add_argument("--by", default="cli")
+    p.add_argument("--by", type=person, default="cli")
     p = add("run-jobs", cmd_run_jobs, "one worker round: scheduled starts, notices, e-mail")
     p.add_argument("--now", help="ISO 8601 instant (not in production); default: the real time")
     add("schedules", cmd_schedules, "list timer start events and their next due time")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import providers
+from .cli_args import person
 from .config import Settings
 from .provider_models import Provider
 
@@ -91,7 +92,7 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
         else:
             q.add_argument("--active", dest="active", action="store_true", default=None, help="take it into use")
             q.add_argument("--inactive", dest="active", action="store_false", help="no longer offered in forms")
-        q.add_argument("--by", default="cli")
+        q.add_argument("--by", type=person, default="cli")
     q = sub.add_parser("list", help="list providers by name")
     q.add_argument("--q", help="part of the name, or the start of the business ID")
     q.add_argument("--kind", choices=kinds)
@@ -100,6 +101,6 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     q.add_argument("provider_id", type=int)
     q.add_argument("--text", required=True)
     q.add_argument("--given-on", dest="given_on", help="the day it was given (default today)")
-    q.add_argument("--by", default="cli")
+    q.add_argument("--by", type=person, default="cli")
     q = sub.add_parser("report", help="services delivered, customers' ratings and feedback, new needs, own feedback")
     q.add_argument("provider_id", type=int)

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import kpi, survey
+from .cli_args import person
 from .config import Settings
 from .errors import InvalidInput
 from .survey_models import SurveyResult
@@ -77,10 +78,10 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     q.add_argument("percent", help="share of positive experiences, percent")
     q.add_argument("--answers")
     q.add_argument("--note")
-    q.add_argument("--by", default="cli")
+    q.add_argument("--by", type=person, default="cli")
     q = sub.add_parser("import", help="import results from CSV (period;positive_percent[;answers;note])")
     q.add_argument("file")
-    q.add_argument("--by", default="cli")
+    q.add_argument("--by", type=person, default="cli")
     sub.add_parser("list", help="list the recorded results, earliest first")
     p = add("kpi", cmd_kpi, "print the aftercare figures and the national survey series")
     p.add_argument("--from", dest="start", help="services ended from this day (YYYY-MM-DD)")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tokens
+from .cli_args import person
 from .config import Settings
 
 
@@ -43,9 +44,9 @@ def add_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help=f"days until it expires (1-{tokens.MAX_DAYS}, default {tokens.DEFAULT_DAYS})")
     q.add_argument("--roles", help="comma-separated, a subset of the user's roles (default: all of them)")
     q.add_argument("--name", help="what the token is for, e.g. 'registry worker'")
-    q.add_argument("--by", default="cli")
+    q.add_argument("--by", type=person, default="cli")
     q = sub.add_parser("list", help="list tokens (never their secrets)")
     q.add_argument("username", nargs="?")
     q = sub.add_parser("revoke", help="revoke a token at once")
     q.add_argument("token_id", type=int)
-    q.add_argument("--by", default="cli")
+    q.add_argument("--by", type=person, default="cli")

@@ -333,7 +333,7 @@ def import_companies(session: Session, text: str, *, by: str, source: str = "web
             continue
         seen.add(business_id)
         handled = find_by_business_id(session, business_id) is not None  # already a customer
-        session.add(ImportedCompany(business_id=business_id, name=name, first_posting_on=posted, source=source,
+        session.add(ImportedCompany(business_id=business_id, name=name, first_posting_on=posted, source=source[:200],
                                     imported_at=now, imported_by=by,
                                     handled_at=now if handled else None, handled_by="registry" if handled else None))
         added += 1

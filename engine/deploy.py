@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import audit, forms, juel, lru, model_texts, prepare, sandbox, spiff, xmlcheck
 from .errors import InvalidModel, Problem, VersionNotFound
-from .models import Deployment, ModelFile, ModelKind, ProcessVersion
+from .models import Deployment, ExternalTask, ModelFile, ModelKind, ProcessVersion, Task
+from .outreach_models import StartSchedule
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA = forms.CAMUNDA
@@ -73,6 +74,8 @@ def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYT
         checked.problems.extend(problems)
         if tree is not None and kind is not None and not problems:
             checked.documents.append((base, kind, tree))
+    for base, _kind, tree in checked.documents:
+        checked.problems.extend(_length_problems(base, tree))
     if checked.problems:
         return checked
     checked.problems.extend(_reference_problems(checked.documents))
@@ -89,6 +92,47 @@ def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYT
         checked.problems.extend(_not_executable(checked.documents) or [Problem(
             next(iter(files)), None, None, "The files contain no executable process (isExecutable=\"true\").")])
     return checked
+
+
+# What Polku keeps of a model in columns of a fixed length (the database refuses a longer text, PostgreSQL
+# at once): ids (of tasks, timers, message waits, incidents, history entries) and names (of processes,
+# tasks, lanes, messages, signals) 200 characters, an external task's topic 200, a candidate group (the
+# task's inbox role) 40, a timer start event's date or cycle 300, a file's name 200.
+def _column_length(model: Any, column: str) -> int:
+    length = cast(String, model.__table__.c[column].type).length
+    assert length is not None, column
+    return length
+
+
+ID_MAX, NAME_MAX, ROLE_MAX = (_column_length(Task, c) for c in ("element_id", "name", "candidate_role"))
+TOPIC_MAX, SCHEDULE_MAX = _column_length(ExternalTask, "topic"), _column_length(StartSchedule, "expression")
+FILENAME_MAX = _column_length(ModelFile, "filename")
+
+
+def _length_problems(name: str, tree: etree._ElementTree) -> list[Problem]:
+    """Name each id, name, topic, candidate group and timer start text longer than Polku can keep."""
+    problems = []
+    if len(name) > FILENAME_MAX:
+        problems.append(Problem(name[:60] + "…", None, None, f"The file's name has {len(name):,} characters; "
+                                f"at most {FILENAME_MAX} can be kept. Rename the file."))
+
+    def too_long(el: etree._Element, what: str, text: str, limit: int) -> None:
+        if len(text) > limit:
+            problems.append(Problem(name, el.sourceline, (el.get("id") or "")[:60] or None,
+                                    f"The {what} has {len(text):,} characters; Polku keeps at most {limit}."))
+
+    for el in tree.getroot().iter(etree.Element):
+        if "/MODEL" not in (etree.QName(el).namespace or ""):
+            continue  # diagram interchange (shapes, edges): drawn, never stored
+        too_long(el, "id", el.get("id") or "", ID_MAX)
+        too_long(el, "name", el.get("name") or "", NAME_MAX)
+        too_long(el, "camunda:topic", el.get(f"{{{CAMUNDA}}}topic") or "", TOPIC_MAX)
+        for group in (el.get(f"{{{CAMUNDA}}}candidateGroups") or "").split(","):
+            too_long(el, f"candidate group '{group.strip()[:40]}…'", group.strip(), ROLE_MAX)
+        event = el.getparent().getparent() if _local(el) in ("timeDate", "timeCycle") else None
+        if event is not None and _local(event) == "startEvent":
+            too_long(el, f"timer start event's {_local(el)}", (el.text or "").strip(), SCHEDULE_MAX)
+    return problems
 
 
 def _not_executable(documents: list[tuple[str, str, etree._ElementTree]]) -> list[Problem]:

@@ -392,7 +392,9 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
     return text
 
 
-_ASSIGNEE_MAX = cast(String, cast(Table, Task.__table__).c.assignee.type).length or 200
+_BUSINESS_KEY_MAX = cast(String, _INSTANCE_TABLE.c.business_key.type).length or 200
+# an assignee is a user name: no longer than the user table's column (the notices' recipient column too)
+_ASSIGNEE_MAX = cast(String, cast(Table, User.__table__).c.username.type).length or 80
 
 
 def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[dict[str, Any], str | None]:
@@ -818,6 +820,8 @@ def start_instance(session: Session, process_id: str, *, by: str, data: dict[str
         FormInvalid: the start data breaks the start form.
     """
     now = now or utcnow()
+    if business_key is not None and len(business_key) > _BUSINESS_KEY_MAX:
+        raise InvalidInput(f"a business key has at most {_BUSINESS_KEY_MAX} characters, not {len(business_key):,}")
     pv = deploy.get_version(session, process_id, version)
     if pv.kind != "process":
         raise InvalidInput(f"'{process_id}' is a decision, not a process")

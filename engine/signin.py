@@ -17,9 +17,9 @@ import enum
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -143,6 +143,9 @@ def audit_attempt(session: Session, kind: audit.EventKind, username: str, addres
 def clear_failures(session: Session, key: str) -> None:
     """Forget a key's failures after a successful sign-in."""
     session.execute(delete(LoginFailure).where(LoginFailure.key == key))
+
+
+STASH_PATH_MAX = cast(String, cast(Table, StashedForm.__table__).c.path.type).length or 500  # no page's path is longer
 
 
 def stash_form(session: Session, owner_id: int, path: str, values: dict[str, Any], *, now: datetime,

@@ -26,7 +26,8 @@ from .models import User
 ROLES = ("expert", "supervisor", "designer", "auditor", "admin")
 LOCALES = ("fi", "en")
 MIN_PASSWORD_LENGTH = 8  # said in a message below too
-USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,79}")
+USERNAME_MAX = 80  # the user table's username column
+USERNAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9._-]{{1,{USERNAME_MAX - 1}}}")
 PASSWORD_METHOD = "scrypt"
 AUDIT_STREAM = "users"
 
@@ -108,7 +109,7 @@ def add_user(session: Session, username: str, password: str, roles: Iterable[str
     _check_locale(locale)
     if session.scalar(select(func.count()).select_from(User).where(User.username == name)):
         raise InvalidInput(N_("This username is already taken."))
-    user = User(username=name, display_name=(display_name or "").strip() or name,
+    user = User(username=name, display_name=(display_name or "").strip()[:200] or name,
                 password_hash=generate_password_hash(password, method=PASSWORD_METHOD),
                 roles=",".join(role_list), locale=locale, active=True)
     session.add(user)

@@ -99,7 +99,7 @@ def login_required(*roles: str) -> Callable[[F], F]:
 def stash_form() -> None:
     """Keep the posted form of a user whose sign-in expired, for `restore_form` after sign-in."""
     owner = g.get("expired_user_id")
-    if owner is None:
+    if owner is None or len(request.path) > signin.STASH_PATH_MAX:  # a path no page has: nothing to keep
         return
     values = {k: v for k, v in request.form.to_dict(flat=False).items() if not SECRET_FIELD.search(k)}
     session[STASH_KEY] = current_app.extensions["polku"].stash.put(write_session(), owner, request.path, values)

@@ -7,6 +7,7 @@ page (or JSON for the API blueprint and clients that ask for JSON) with the stat
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, render_template, request, session
 from flask_babel import gettext as _
@@ -123,13 +124,31 @@ def error_response(exc: BaseException) -> Response:
             body["problems"] = [p.as_dict() for p in exc.problems]
         response = jsonify(body)
     else:
-        response = Response(render_template("errors/error.html", status=status, title=title,
-                                            explanation=explanation, detail=detail, exc=exc,
-                                            resend=_typed() if status == 503 else []))
+        response = Response(_error_page(status=status, title=title, explanation=explanation, detail=detail,
+                                        exc=exc, resend=_typed() if status == 503 else []))
     response.status_code = status
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response
+
+
+def _error_page(**context: Any) -> str:
+    """Render the error page, even when the request's database session failed.
+
+    After a failed flush the session must be rolled back before anything is read again, and the page
+    reads the signed-in user (the menu): it is rolled back here. When even that read fails (the
+    database is away), the page is shown without the user's menu rather than as a bare 500.
+    """
+    db_session = g.get("db_session")
+    if db_session is not None and not db_session.is_active:
+        db_session.rollback()
+    try:
+        return render_template("errors/error.html", **context)
+    except sa_exc.SQLAlchemyError:
+        if db_session is not None:
+            db_session.rollback()
+        g.user = None
+        return render_template("errors/error.html", **context)
 
 
 def keep_unsaved(page: str, undo: Callable[[], object] | None = None) -> None:

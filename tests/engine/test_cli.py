@@ -62,6 +62,11 @@ def test_deploy_start_complete_history_verify(polku):
     (["complete", "no-such-task", "--by", "x"], 1, "no task"),
     (["instance", "99"], 1, "no instance 99"),
     (["message", "payment_received"], 1, "no running instance"),
+    (["start", "order", "--by", "b" * 81], 2, "argument --by: a user name has at most 80 characters, not 81"),
+    (["assign", "t", "--by", "anna", "--to", "t" * 90], 2, "argument --to: a user name has at most 80"),
+    (["contact", "1", "--channel", "phone", "--topic", "t", "--by", "c" * 81], 2, "argument --by: a user name has at most 80"),
+    (["start", "order", "--data", '{"customer": "A", "amount": 1}', "--business-key", "k" * 201], 2,
+     "a business key has at most 200 characters, not 201"),
 ])
 def test_bad_input_exits_non_zero_with_one_line(polku, argv, code, phrase):
     polku("deploy", str(MODELS / "order.bpmn"))

@@ -260,3 +260,13 @@ def test_english_user_gets_english_notices(sessions):
     with sessions.begin() as s:
         subjects = [n.subject for n in s.query(Notice).filter_by(kind="assigned")]
     assert subjects and subjects[0].startswith("A task was assigned to you")
+
+
+def test_long_texts_are_kept_as_long_as_their_columns(sessions):
+    with sessions.begin() as s:
+        contacts.import_companies(s, "business_id;name\n0737546-2;Konepaja Oy\n", by="esko", source="s" * 250)
+        user = users.add_user(s, "pitka", "salasana-123", ["expert"], display_name="D" * 300)
+        assert user.display_name == "D" * 200
+    with sessions.begin() as s:
+        [row] = contacts.new_web_companies(s)
+        assert row.source == "s" * 200

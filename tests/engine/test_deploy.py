@@ -103,3 +103,57 @@ def test_a_file_deploys_alone_with_what_it_calls_resolved_transitively(sessions)
     with sessions.begin() as s:
         result = deploy_mod.deploy_files(s, {"customer_service.bpmn": changed}, by="d")
         assert [(v.process_id, v.version) for v in result.created] == [("customer_service", 2)]
+
+
+LONG_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="Defs_long" targetNamespace="http://polku.test/long">
+  <bpmn:message id="m" name="{message}" />
+  <bpmn:process id="long_p" name="{process}" isExecutable="true">
+    <bpmn:laneSet id="ls"><bpmn:lane id="lane" name="{lane}"><bpmn:flowNodeRef>work</bpmn:flowNodeRef></bpmn:lane>
+    </bpmn:laneSet>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="t"><bpmn:timeCycle>{cycle}</bpmn:timeCycle></bpmn:timerEventDefinition>
+    </bpmn:startEvent>
+    <bpmn:userTask id="{task}" name="Work" camunda:candidateGroups="{group}">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:serviceTask id="ext" camunda:type="external" camunda:topic="{topic}">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m" /></bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="{task}" />
+    <bpmn:sequenceFlow id="f2" sourceRef="{task}" targetRef="ext" />
+    <bpmn:sequenceFlow id="f3" sourceRef="ext" targetRef="wait" />
+    <bpmn:sequenceFlow id="f4" sourceRef="wait" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+FITS = {"message": "m" * 200, "process": "p" * 200, "lane": "l" * 200, "cycle": "R/2026-01-01T00:00:00Z/P1D",
+        "task": "w" * 200, "group": "g" * 40, "topic": "t" * 200}
+
+
+def test_ids_and_names_that_fit_their_columns_deploy():
+    xml = LONG_MODEL.format(**{**FITS, "cycle": "R/2026-01-01T00:00:00Z/PT" + "0" * 271 + "1H"})  # 300 characters
+    assert deploy_mod.validate_files({"f" * 195 + ".bpmn": xml.encode()}).problems == []
+
+
+@pytest.mark.parametrize("key, length, words", [
+    ("message", 201, "The name has 201 characters; Polku keeps at most 200."),
+    ("process", 250, "The name has 250 characters"),
+    ("lane", 201, "The name has 201 characters"),
+    ("task", 201, "The id has 201 characters"),
+    ("group", 41, "The candidate group 'gggg"),
+    ("topic", 201, "The camunda:topic has 201 characters"),
+    ("cycle", 301, "The timer start event's timeCycle has 301 characters; Polku keeps at most 300."),
+])
+def test_a_text_longer_than_polku_keeps_is_named_at_deploy_with_its_line(key, length, words):
+    value = "R/2026-01-01T00:00:00Z/PT" + "0" * (length - 27) + "1H" if key == "cycle" else key[0] * length
+    xml = LONG_MODEL.format(**{**FITS, key: value})
+    [problem] = deploy_mod.validate_files({"long.bpmn": xml.encode()}).problems
+    assert problem.file == "long.bpmn" and problem.line is not None and words in problem.message
+
+
+def test_a_file_name_longer_than_polku_keeps_is_named():
+    [problem] = deploy_mod.validate_files({"f" * 196 + ".bpmn": LONG_MODEL.format(**FITS).encode()}).problems
+    assert "The file's name has 201 characters; at most 200 can be kept." in problem.message

@@ -101,3 +101,21 @@ def test_unexpected_exception_rolls_back_and_shows_a_friendly_500(raising_app, c
 def test_abort_403_uses_the_same_page(app, client):
     app.add_url_rule("/test/forbidden", view_func=lambda: abort(403))
     assert "Sinulla ei ole pääsyä" in client.get("/test/forbidden").get_data(as_text=True)
+
+
+def test_a_failed_write_after_a_reread_still_shows_the_friendly_500_with_the_users_menu(app, client, login_as):
+    """The page reads the signed-in user again; the failed flush must not turn it into a bare 500."""
+    from engine.models import Customer
+
+    def failing_write():
+        session = write_session(reread=True)  # every row read so far expired: the user too
+        session.add(Customer(business_id=None, name="No business ID"))
+        session.flush()  # NOT NULL: the flush fails and the session must be rolled back
+        return "never"
+
+    app.add_url_rule("/test/failing-write", view_func=failing_write, methods=["POST"])
+    app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False, WTF_CSRF_ENABLED=False)
+    login_as("expert")
+    response = client.post("/test/failing-write")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "Jokin meni vikaan" in page and "Test expert" in page

@@ -283,3 +283,13 @@ def test_polku_sessions_end_in_another_process_ends_the_web_sign_in(app, client,
     assert json.loads(done.stdout) == {"username": "aino", "ended": 1}
     for who in (client, thief):
         assert who.get("/customers/").status_code == 302
+
+
+def test_a_post_to_a_path_no_page_has_is_not_stashed_when_the_sign_in_expired(client, clock, login_as, sessions):
+    login_as("expert")
+    token = client.csrf_token()
+    clock.move(hours=1)
+    response = client.post("/tasks/" + "x" * 600, data={"csrf_token": token, "note": "typed"})
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    with sessions.begin() as s:
+        assert s.scalars(select(StashedForm)).all() == []
