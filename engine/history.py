@@ -93,8 +93,15 @@ def search_instances(session: Session, f: InstanceFilter, *, page: int = 1, per_
     total = session.scalar(select(func.count()).select_from(_filtered(base, f).subquery())) or 0
     expert = (select(Variable.value).where(Variable.instance_id == Instance.id, Variable.name == EXPERT)
               .correlate(Instance).scalar_subquery())
-    query = _filtered(select(Instance, ProcessVersion.version, expert).options(defer(Instance.state))
-                      .join(ProcessVersion, ProcessVersion.id == Instance.version_id), f)  # no state: a list
+    # the version number by a subquery, not a join: prepared (psycopg prepares a statement run five times),
+    # PostgreSQL planned the join once for all parameters, walking every instance by version (26 ms
+    # against 2 ms for a month's cases); a filter on the version number still needs the join
+    number = (select(ProcessVersion.version).where(ProcessVersion.id == Instance.version_id)
+              .correlate(Instance).scalar_subquery())
+    query = select(Instance, number, expert).options(defer(Instance.state))  # no state: a list
+    if f.version is not None:
+        query = query.join(ProcessVersion, ProcessVersion.id == Instance.version_id)
+    query = _filtered(query, f)
     query = query.order_by(Instance.started_at.desc(), Instance.id.desc()).limit(per_page).offset((page - 1) * per_page)
     rows = [(i, v, e if isinstance(e, str) or e is None else str(e)) for i, v, e in session.execute(query)]
     return Page(rows, total, page, per_page)

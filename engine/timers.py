@@ -232,7 +232,7 @@ def _after_queue_failure(sessions: sessionmaker, suspects: list[int], err: Excep
     its column on PostgreSQL, failed the chunk at every sweep and the other instances never fired).
     Return (timers fired, instances handled).
     """
-    if not _lost_race(err) and is_transient(err):
+    if not suspects or (not _lost_race(err) and is_transient(err)):  # (none: nothing was queued by them)
         raise err
     if _lost_race(err):
         log.info("instances %s changed meanwhile; their timers are taken up again on the next sweep",
