@@ -39,6 +39,7 @@ from .config import Settings
 from .db import utcnow
 from .models import AuditEvent, Customer, Task, TaskStatus, User
 from .outreach_models import MailOutbox, Notice, OfficeSetting, UserSetting
+from .users import USERNAME_MAX
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def notify(session: Session, key: str, username: str, kind: str, subject: str, b
            link: str | None = None, now: datetime | None = None, digest: bool = False) -> Notice | None:
     """Add a notice (and its e-mail) unless one with this key exists; return it, or None if it did."""
     now = now or utcnow()
+    if len(username) > USERNAME_MAX:  # no user has that name (a free-text --by of an older release): nobody to tell
+        return None
     if session.scalar(select(Notice.id).where(Notice.key == key)) is not None:
         return None
     try:

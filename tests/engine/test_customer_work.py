@@ -270,3 +270,9 @@ def test_long_texts_are_kept_as_long_as_their_columns(sessions):
     with sessions.begin() as s:
         [row] = contacts.new_web_companies(s)
         assert row.source == "s" * 200
+
+
+def test_a_notice_for_a_name_no_user_can_have_is_skipped_not_a_failed_jobs_round(sessions):
+    with sessions.begin() as s:
+        assert notices.notify(s, "k-long", "x" * 100, "reminder", "Soita", "Soita asiakkaalle") is None
+        assert notices.notify(s, "k-ok", "anna", "reminder", "Soita", "Soita asiakkaalle") is not None
