@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, office, runtime
 from .customers import find_by_business_id, get_customer, validate_business_id
-from .db import utcnow
+from .db import column_length, utcnow
 from .errors import FormInvalid, InvalidInput
 from .models import Customer, Instance, InstanceStatus
 from .outreach_models import Contact, ImportedCompany
@@ -333,7 +333,7 @@ def import_companies(session: Session, text: str, *, by: str, source: str = "web
             continue
         seen.add(business_id)
         handled = find_by_business_id(session, business_id) is not None  # already a customer
-        session.add(ImportedCompany(business_id=business_id, name=name, first_posting_on=posted, source=source[:200],
+        session.add(ImportedCompany(business_id=business_id, name=name, first_posting_on=posted, source=source[:column_length(ImportedCompany, "source")],
                                     imported_at=now, imported_by=by,
                                     handled_at=now if handled else None, handled_by="registry" if handled else None))
         added += 1

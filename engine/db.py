@@ -68,6 +68,14 @@ class Base(DeclarativeBase):
     }
 
 
+def column_length(model: Any, column: str) -> int:
+    """Return how many characters a text column of `model` holds (PostgreSQL refuses a longer text;
+    SQLite keeps it, so a check against this is what makes both refuse it)."""
+    length = cast(String, model.__table__.c[column].type).length
+    assert length is not None, f"{model.__tablename__}.{column} has no length"
+    return int(length)
+
+
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(UTC)

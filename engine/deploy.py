@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lxml import etree
-from sqlalchemy import String, func, select
+from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from . import audit, forms, juel, lru, model_texts, prepare, sandbox, spiff, xmlcheck
+from .db import column_length
 from .errors import InvalidModel, Problem, VersionNotFound
 from .models import Deployment, ExternalTask, ModelFile, ModelKind, ProcessVersion, Task
 from .outreach_models import StartSchedule
@@ -98,15 +99,9 @@ def validate_files(files: dict[str, bytes], *, max_bytes: int = xmlcheck.MAX_BYT
 # at once): ids (of tasks, timers, message waits, incidents, history entries) and names (of processes,
 # tasks, lanes, messages, signals) 200 characters, an external task's topic 200, a candidate group (the
 # task's inbox role) 40, a timer start event's date or cycle 300, a file's name 200.
-def _column_length(model: Any, column: str) -> int:
-    length = cast(String, model.__table__.c[column].type).length
-    assert length is not None, column
-    return length
-
-
-ID_MAX, NAME_MAX, ROLE_MAX = (_column_length(Task, c) for c in ("element_id", "name", "candidate_role"))
-TOPIC_MAX, SCHEDULE_MAX = _column_length(ExternalTask, "topic"), _column_length(StartSchedule, "expression")
-FILENAME_MAX = _column_length(ModelFile, "filename")
+ID_MAX, NAME_MAX, ROLE_MAX = (column_length(Task, c) for c in ("element_id", "name", "candidate_role"))
+TOPIC_MAX, SCHEDULE_MAX = column_length(ExternalTask, "topic"), column_length(StartSchedule, "expression")
+FILENAME_MAX = column_length(ModelFile, "filename")
 
 
 def _length_problems(name: str, tree: etree._ElementTree) -> list[Problem]:

@@ -41,9 +41,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
-from . import audit, deploy, forms, juel, lru, office, sandbox, spiff, values
+from . import audit, deploy, forms, juel, lru, office, sandbox, spiff, users, values
 from .audit import EventKind
-from .db import UTCDateTime, utcnow
+from .db import UTCDateTime, column_length, utcnow
 from .errors import (
     Conflict,
     InstanceNotFound,
@@ -392,9 +392,8 @@ def _evaluate_template(value: str | None, data: dict[str, Any]) -> Any:
     return text
 
 
-_BUSINESS_KEY_MAX = cast(String, _INSTANCE_TABLE.c.business_key.type).length or 200
-# an assignee is a user name: no longer than the user table's column (the notices' recipient column too)
-_ASSIGNEE_MAX = cast(String, cast(Table, User.__table__).c.username.type).length or 80
+_BUSINESS_KEY_MAX = column_length(Instance, "business_key")
+_ASSIGNEE_MAX = users.USERNAME_MAX  # an assignee is a user name (the notices' recipient column too)
 
 
 def _new_task_row(loaded: _Loaded, ready: spiff.ReadyTask, now: datetime) -> tuple[dict[str, Any], str | None]:

@@ -17,12 +17,13 @@ import enum
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import String, Table, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
+from .db import column_length
 from .models import LoginFailure, StashedForm, User, UserSession
 
 AUDIT_STREAM = "signin"
@@ -145,7 +146,7 @@ def clear_failures(session: Session, key: str) -> None:
     session.execute(delete(LoginFailure).where(LoginFailure.key == key))
 
 
-STASH_PATH_MAX = cast(String, cast(Table, StashedForm.__table__).c.path.type).length or 500  # no page's path is longer
+STASH_PATH_MAX = column_length(StashedForm, "path")  # no page's path is longer
 
 
 def stash_form(session: Session, owner_id: int, path: str, values: dict[str, Any], *, now: datetime,

@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import audit, signin
-from .db import utcnow
+from .db import column_length, utcnow
 from .errors import InvalidInput, UserNotFound
 from .models import User
 
 ROLES = ("expert", "supervisor", "designer", "auditor", "admin")
 LOCALES = ("fi", "en")
 MIN_PASSWORD_LENGTH = 8  # said in a message below too
-USERNAME_MAX = 80  # the user table's username column
+USERNAME_MAX, DISPLAY_NAME_MAX = column_length(User, "username"), column_length(User, "display_name")
 USERNAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9._-]{{1,{USERNAME_MAX - 1}}}")
 PASSWORD_METHOD = "scrypt"
 AUDIT_STREAM = "users"
@@ -109,7 +109,7 @@ def add_user(session: Session, username: str, password: str, roles: Iterable[str
     _check_locale(locale)
     if session.scalar(select(func.count()).select_from(User).where(User.username == name)):
         raise InvalidInput(N_("This username is already taken."))
-    user = User(username=name, display_name=(display_name or "").strip()[:200] or name,
+    user = User(username=name, display_name=(display_name or "").strip()[:DISPLAY_NAME_MAX] or name,
                 password_hash=generate_password_hash(password, method=PASSWORD_METHOD),
                 roles=",".join(role_list), locale=locale, active=True)
     session.add(user)
@@ -169,7 +169,7 @@ def set_profile(session: Session, username: str, *, display_name: str | None = N
         _check_locale(locale)
     changes: dict[str, Any] = {}
     if display_name is not None and display_name.strip() and display_name.strip() != user.display_name:
-        user.display_name = changes["display_name"] = display_name.strip()[:200]
+        user.display_name = changes["display_name"] = display_name.strip()[:DISPLAY_NAME_MAX]
     if locale is not None and locale != user.locale:
         user.locale = changes["locale"] = locale
     if active is not None and active != user.active:
