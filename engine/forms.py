@@ -285,7 +285,8 @@ def _coerce(item: Field, raw: Any) -> Any:
         if isinstance(raw, int):
             value = raw
         else:
-            number = whole_number(str(raw).strip().replace("\u00a0", "").replace(" ", ""), signed=True)
+            number = whole_number(str(raw).strip().replace("\u00a0", "").replace(" ", ""), signed=True,
+                                  any_size=True)
             if number is None:
                 raise ValueError("enter a whole number")
             value = number

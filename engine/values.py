@@ -47,17 +47,20 @@ def describe_path(path: Path) -> str:
 _limits = {"max_bytes": MAX_BYTES, "max_depth": MAX_DEPTH}
 
 
-def whole_number(text: str, *, signed: bool = False) -> int | None:
+def whole_number(text: str, *, signed: bool = False, any_size: bool = False) -> int | None:
     """Return the whole number `text` writes in ASCII digits (after one '-' when `signed`), else None.
 
     `str.isdigit` also takes '²' and other Unicode digits, which `int()` refuses, and `int()` refuses
     more than 4,300 digits: text checked with `isdigit` and then given to `int()` failed inside it
-    (a 500 on a page number, Python's own words under a form field).
+    (a 500 on a page number, Python's own words under a form field). Beyond 64 bits (every id, count
+    and number Polku keeps) None too, unless `any_size` (a form says "too large" itself): SQLite's
+    driver cannot even compare a column with a bigger one (an id of 31 digits was a 500).
     """
     digits = text[1:] if signed and text.startswith("-") else text
     if not (0 < len(digits) <= 4000 and digits.isascii() and digits.isdigit()):
         return None
-    return int(text)
+    number = int(text)
+    return number if any_size or INT_MIN <= number <= INT_MAX else None
 
 
 def configure(*, max_bytes: int, max_depth: int) -> None:

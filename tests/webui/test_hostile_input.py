@@ -189,7 +189,8 @@ def test_a_form_too_large_for_process_data_is_refused_at_the_form(client, login_
         assert [t.id for t in open_tasks(s)] == [task_id]
 
 
-NUMBERS = ["%C2%B2", "%D9%A3", "9" * 5000, "0", "-1", "1.5"]  # ², Arabic-Indic 3: isdigit() says yes, int() no
+# ², Arabic-Indic 3: isdigit() says yes, int() no; 31 digits: int() yes, SQLite's driver no (beyond 64 bits)
+NUMBERS = ["%C2%B2", "%D9%A3", "9" * 5000, "9" * 31, "0", "-1", "1.5"]
 
 
 @pytest.mark.parametrize("number", NUMBERS)
@@ -200,6 +201,14 @@ def test_a_number_in_the_query_that_is_not_one_is_ignored_not_a_500(client, logi
     login_as(role)
     reply = client.get(url + number)
     assert reply.status_code == 200, reply.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("role, url, field", [("expert", "/notifications/read", "notice_id"),
+                                              ("admin", "/admin/mail", "mail_id"), ("expert", "/tokens/", "revoke")])
+def test_an_id_beyond_64_bits_in_a_form_is_no_such_row_not_a_500(client, login_as, role, url, field):
+    login_as(role)
+    reply = client.post(url, data={field: "9" * 31})
+    assert reply.status_code in (302, 400), reply.get_data(as_text=True)[:300]
 
 
 @pytest.mark.parametrize("days", ["\u00b2", "9" * 5000])
