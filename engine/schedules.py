@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import runtime
-from .db import utcnow
+from .db import column_length, utcnow
 from .models import ModelFile, ProcessVersion
 from .outreach_models import OfficeSetting, StartSchedule
 
@@ -143,6 +143,10 @@ def sync(session: Session, *, now: datetime | None = None, force: bool = False) 
             older = session.scalar(select(StartSchedule).where(
                 StartSchedule.process_id == pv.process_id, StartSchedule.element_id == element_id,
                 StartSchedule.expression == value).order_by(StartSchedule.id.desc()).limit(1))
+            too_long = _too_long(pv.process_id, element_id, value)
+            if too_long:  # a model deployed before deploy checked lengths: PostgreSQL would refuse the row
+                log.warning("timer start event %s of %s is not scheduled: %s", element_id[:200], pv.process_id, too_long)
+                continue
             try:
                 due = older.next_due_at if older is not None else next_occurrence(kind, value, now, inclusive=True)
             except ValueError as err:
@@ -164,6 +168,15 @@ def sync(session: Session, *, now: datetime | None = None, force: bool = False) 
     else:
         mark.value, mark.updated_at = top, now
     return added
+
+
+def _too_long(process_id: str, element_id: str, expression: str) -> str | None:
+    """Say which of a schedule's texts is longer than its column holds, or None when all fit."""
+    for column, text in (("process_id", process_id), ("element_id", element_id), ("expression", expression)):
+        limit = column_length(StartSchedule, column)
+        if len(text) > limit:
+            return f"its {column.replace('_', ' ')} has {len(text):,} characters, more than {limit}"
+    return None
 
 
 def _real_now() -> datetime:

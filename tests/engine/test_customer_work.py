@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from engine import (
     absences,
@@ -23,7 +25,7 @@ from engine import (
 )
 from engine.config import Settings
 from engine.errors import FormInvalid, InvalidInput
-from engine.models import Instance
+from engine.models import Instance, ModelFile
 from engine.outreach_models import MailOutbox, Notice
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,6 +139,20 @@ def test_a_newer_version_replaces_the_older_schedule(sessions):
     with sessions.begin() as s:
         [row] = schedules.list_schedules(s)
         assert row.version_id == deploy.get_version(s, "annual_customer_plan").id
+
+
+def test_a_timer_start_of_an_older_release_too_long_for_its_column_is_skipped_with_a_warning(sessions, caplog):
+    """A model deployed before deploy checked lengths: its schedule is not written (PostgreSQL would
+    refuse the row and every worker round would fail), the reason is logged, start_due goes on."""
+    _deploy_shipped(sessions, "annual_customer_plan.bpmn")
+    with sessions.begin() as s:
+        stored = s.scalars(select(ModelFile)).one()
+        stored.content = stored.content.replace('"start_new_year"', '"' + "s" * 250 + '"')
+    with caplog.at_level(logging.WARNING, logger="engine.schedules"):
+        assert schedules.start_due(sessions, now=JAN1) == []
+    with sessions.begin() as s:
+        assert schedules.list_schedules(s) == []
+    assert "is not scheduled: its element id has 250 characters, more than 200" in caplog.text
 
 
 def test_contact_reminder_and_assignment_notice_are_mailed_once_through_real_smtp(sessions, smtp):

@@ -4,6 +4,7 @@ processes), and a due reminder becomes one notice and one e-mail however many wo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,10 +12,12 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
 from engine import contacts, customers, deploy, jobs, notices, runtime, schedules
 from engine.config import Settings
 from engine.db import make_engine, make_sessions
-from engine.models import Instance
+from engine.models import Instance, ModelFile
 from engine.outreach_models import MailOutbox, Notice
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +53,26 @@ def test_four_worker_threads_start_the_annual_plan_once(fresh_pg_url):
         assert sorted(len(r) for r in results) == [0, 0, 0, 1]
         with sessions.begin() as s:
             assert s.query(Instance).filter_by(process_id="annual_customer_plan").count() == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_timer_start_too_long_for_its_column_does_not_stop_the_rounds(fresh_pg_url, caplog):
+    """PostgreSQL refuses a text longer than its column: a schedule of a model deployed before
+    deploy checked lengths is skipped with a warning instead of failing every round."""
+    engine = make_engine(fresh_pg_url)
+    sessions = make_sessions(engine)
+    runtime.forget_cache()
+    try:
+        _deploy_plan(sessions)
+        with sessions.begin() as s:
+            stored = s.scalars(select(ModelFile)).one()
+            stored.content = stored.content.replace('"start_new_year"', '"' + "s" * 250 + '"')
+        with caplog.at_level(logging.WARNING, logger="engine.schedules"):
+            assert schedules.start_due(sessions, now=JAN1) == []
+        with sessions.begin() as s:
+            assert schedules.list_schedules(s) == []
+        assert "its element id has 250 characters" in caplog.text
     finally:
         engine.dispose()
 
