@@ -1056,10 +1056,15 @@ def _reassign_by_expression(session: Session, loaded: _Loaded, *, actor: str, no
             continue
         try:
             new = _evaluate_template(template, ready[row.id].data)
-        except Exception:  # noqa: BLE001, S112 - keep the current assignee when the expression cannot be evaluated
+        except Exception as err:  # noqa: BLE001 - keep the current assignee when the expression cannot be evaluated
+            log.warning("instance %s, task %s: after the case data changed the assignee expression could not be "
+                        "evaluated, the assignee stays %s: %s", row.instance_id, row.element_id, row.assignee, err)
             continue
         new = str(new) if new else None
         if new is not None and len(new) > _ASSIGNEE_MAX:  # not a user name: keep the current assignee
+            log.warning("instance %s, task %s: after the case data changed the assignee expression gave a text of "
+                        "%s characters, not a user name; the assignee stays %s", row.instance_id, row.element_id,
+                        f"{len(new):,}", row.assignee)
             continue
         if new != row.assignee:
             audit.append(session, EventKind.TASK_ASSIGNED, actor=actor, instance_id=row.instance_id,

@@ -13,6 +13,7 @@ c_signal_start.bpmn), not from the code.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -68,6 +69,20 @@ def test_a_new_expert_in_the_case_data_takes_over_the_task_their_expression_name
     assert (event.actor, event.at, event.instance_id, event.version_id, event.element_id, event.task_id) == (
         "sami", LATER, case, version_id, "work", work.id)
     assert json.loads(event.data) == {"previous": "aino", "assignee": "bea", "reason": "case data changed"}
+
+
+def test_an_assignee_that_cannot_be_evaluated_or_is_no_user_name_stays_and_the_log_says_why(
+        sessions, reassign, caplog):
+    case = _start(sessions)
+    with caplog.at_level(logging.WARNING, logger="engine.runtime"):
+        _changed(sessions, case, responsible_expert="x" * 201, backups=[])
+    assert _assignees(sessions, case) == {"work": "aino", "plain": "carl", "backup": "ben"}
+    assert _events(sessions, case, "task_assigned") == []
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"instance {case}, task work: " in m and "gave a text of 201 characters, not a user name; "
+               "the assignee stays aino" in m for m in said), said
+    assert any(f"instance {case}, task backup: " in m and "could not be evaluated, the assignee stays ben" in m
+               for m in said), said
 
 
 def test_the_same_expert_again_changes_nothing_and_writes_no_event(sessions, reassign):
