@@ -185,3 +185,26 @@ def test_cancel_ends_a_running_instance_with_its_reason(polku):
         == [("sanna", "Asiakas luopui")]
     code, _, err = polku("cancel", str(inst["id"]), "--reason", "again")
     assert code != 0 and "already cancelled" in err
+
+
+def test_a_database_fault_in_writes_queued_by_timer_firings_is_said_as_that_fault(polku, monkeypatch):
+    """seed-demo fires timers, whose rows are written later (engine.fastsql): a locked or lost database
+    there is the same "try again later" (exit 75) as anywhere else, not an internal error."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from engine import demo
+    from engine.fastsql import QueuedWriteFailed
+
+    fault: list[Exception] = [OperationalError("INSERT INTO timer_fire …", {}, Exception("database is locked"))]
+
+    def seed_office(session):
+        raise QueuedWriteFailed(fault[0])
+
+    monkeypatch.setattr(demo, "models_deployed", lambda session: True)
+    monkeypatch.setattr(demo, "seed_office", seed_office)
+    code, _out, err = polku("seed-demo")
+    assert code == 75 and err.startswith("polku: the database is not available just now"), err
+    assert "database is locked" in err and "QueuedWriteFailed" not in err
+    fault[0] = IntegrityError("INSERT INTO audit_event …", {}, Exception("UNIQUE constraint failed"))
+    code, _out, err = polku("seed-demo")
+    assert code == 70 and err.startswith("polku: database error:") and "UNIQUE constraint failed" in err, err
