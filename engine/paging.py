@@ -8,12 +8,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Page:
-    """One page of rows with the total count."""
+    """One page of rows with the total count.
+
+    `more`: the count stopped at `total` (a search counts at most so many rows; see
+    `history.search_instances`), so there are more rows and more pages than it says.
+    """
 
     rows: list[Any]
     total: int
     page: int
     per_page: int
+    more: bool = False
 
     @classmethod
     def of(cls, rows: list[Any], page: int, per_page: int) -> Page:

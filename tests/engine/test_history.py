@@ -53,6 +53,21 @@ def test_search_pages_newest_first_with_the_total(sessions, deploy):
         assert [i.id for i, _v, _e in page.rows] == [made[2], made[1]]
 
 
+def test_search_counts_up_to_the_cap_or_the_page_asked_for_then_says_more(sessions, deploy, monkeypatch):
+    deploy("loop.bpmn")
+    made = [_run_loop(sessions, 0, start=T0 + timedelta(hours=n)) for n in range(5)]
+    monkeypatch.setattr(history, "COUNT_CAP", 3)
+    with sessions.begin() as s:
+        def search(page, **kw):
+            found = history.search_instances(s, history.InstanceFilter(**kw), page=page, per_page=2)
+            return found.total, found.more, found.pages, [i.id for i, _v, _e in found.rows]
+
+        assert search(1) == (3, True, 2, [made[4], made[3]])  # counted to the cap: more than 3
+        assert search(2) == (4, True, 2, [made[2], made[1]])  # to the end of page 2: more than 4
+        assert search(3) == (5, False, 3, [made[0]])  # the end reached: exact
+        assert search(1, started_from=T0 + timedelta(hours=2)) == (3, False, 2, [made[4], made[3]])  # exactly 3
+
+
 def test_element_data_counts_the_loop_and_marks_the_waiting_task(sessions, deploy):
     deploy("loop.bpmn")
     iid = _run_loop(sessions, 3)

@@ -49,6 +49,24 @@ def test_search_lists_instances_and_filters_by_status_and_expert(client, login_a
     assert f'/audit/instances/{done}"' in page and f'/audit/instances/{waiting}"' not in page
 
 
+def test_search_past_the_count_cap_says_more_than_and_pages_on(client, login_as, loops, monkeypatch):
+    from engine import history
+    from webui import audit as audit_pages
+
+    done, waiting = loops
+    monkeypatch.setattr(history, "COUNT_CAP", 1)
+    monkeypatch.setattr(audit_pages, "PER_PAGE", 1)
+    login_as("auditor")
+    first = client.get("/audit/").get_data(as_text=True)
+    assert "Yli 1 instanssia: rajaa hakua, niin määrä lasketaan." in first and "Sivu 1 / yli 1" in first
+    assert f'/audit/instances/{waiting}"' in first and re.search(r'href="/audit/\?page=2[^"]*" rel="next"', first)
+    second = client.get("/audit/?page=2").get_data(as_text=True)
+    assert "2 instanssia." in second and "Sivu 2 / 2" in second and 'rel="next"' not in second
+    assert f'/audit/instances/{done}"' in second
+    narrowed = client.get("/audit/?status=running").get_data(as_text=True)
+    assert "1 instanssi." in narrowed and "Yli" not in narrowed
+
+
 def test_instance_page_shows_header_changes_chain_and_element_data(client, login_as, loops):
     done, _waiting = loops
     login_as("auditor")
