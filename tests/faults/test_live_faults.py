@@ -83,12 +83,19 @@ def _serve(url: str, port: int, log: Path) -> subprocess.Popen:
            "POLKU_EMBEDDED_WORKER": "0", "POLKU_INSECURE_COOKIES": "1"}
     with log.open("wb") as err:
         proc = subprocess.Popen([str(POLKU), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=err)
+                                stderr=err, start_new_session=True)  # its own group: killed whole, as a service is
     deadline = time.monotonic() + BOUND
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return proc
+    while time.monotonic() < deadline:  # ready when it answers a page (an open port alone is not: a web
+        assert proc.poll() is None, log.read_text()  # process may still be starting, or the port another's)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/login")
+            if conn.getresponse().status == 200:
+                return proc
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
         time.sleep(0.2)
     raise AssertionError("polku serve did not start")
 
@@ -201,7 +208,9 @@ def test_web_process_killed_while_customers_are_registered(office, tmp_path):
     deadline = time.monotonic() + BOUND
     while len(confirmed) < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
-    server.send_signal(signal.SIGKILL)  # kill -9 in the middle of the writes
+    # kill -9 in the middle of the writes, the master and its web processes at once (as systemd stops a
+    # service): a master killed alone leaves its web processes serving on the port until they notice
+    os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=15)
     stop.set()
     for thread in threads:
