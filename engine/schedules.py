@@ -140,13 +140,13 @@ def sync(session: Session, *, now: datetime | None = None, force: bool = False) 
             continue
         content = session.scalar(select(ModelFile.content).where(ModelFile.id == pv.file_id)) or ""
         for element_id, kind, value in timer_starts(content, pv.process_id):
-            older = session.scalar(select(StartSchedule).where(
-                StartSchedule.process_id == pv.process_id, StartSchedule.element_id == element_id,
-                StartSchedule.expression == value).order_by(StartSchedule.id.desc()).limit(1))
             too_long = _too_long(pv.process_id, element_id, value)
             if too_long:  # a model deployed before deploy checked lengths: PostgreSQL would refuse the row
                 log.warning("timer start event %s of %s is not scheduled: %s", element_id[:200], pv.process_id, too_long)
                 continue
+            older = session.scalar(select(StartSchedule).where(
+                StartSchedule.process_id == pv.process_id, StartSchedule.element_id == element_id,
+                StartSchedule.expression == value).order_by(StartSchedule.id.desc()).limit(1))
             try:
                 due = older.next_due_at if older is not None else next_occurrence(kind, value, now, inclusive=True)
             except ValueError as err:
