@@ -710,13 +710,19 @@ _NEWEST_NAMES = select(ProcessVersion.id, ProcessVersion.process_id, ProcessVers
     .order_by(ProcessVersion.process_id)
 
 
-def newest_process_versions(session: Session) -> list[tuple[int, str, str]]:
+def last_version_id() -> Any:
+    """Return the highest version id as a scalar subquery (pages read it with the sign-in's row)."""
+    return _LAST_VERSION.scalar_subquery()
+
+
+def newest_process_versions(session: Session, last_version: int | None = None) -> list[tuple[int, str, str]]:
     """Return (version id, process id, name) of the newest version of each deployed process.
 
     Pages call this on every request: the answer is kept per database until a version is added
     (versions are only ever added, so the highest version id tells; that lookup is the primary key's).
+    `last_version`: that id when the caller read it already in this transaction (`last_version_id`).
     """
-    key = (database_key(session), session.scalar(_LAST_VERSION) or 0)
+    key = (database_key(session), (session.scalar(_LAST_VERSION) if last_version is None else last_version) or 0)
     found = _newest.get(key)
     if found is None:
         found = tuple((row.id, row.process_id, row.name) for row in session.execute(_NEWEST_NAMES))

@@ -264,6 +264,12 @@ def generate(session: Session, *, now: datetime | None = None, tz: str = "Europe
 # Reading
 
 
+def unread_count_of_user() -> Any:
+    """Return the count of `User`'s unread notices as a scalar subquery (read with the sign-in's row)."""
+    return (select(func.count(Notice.id)).where(Notice.username == User.username, Notice.read_at.is_(None))
+            .correlate(User).scalar_subquery())
+
+
 def unread_count(session: Session, username: str) -> int:
     """Return how many of the user's notices are unread."""
     return session.scalar(select(func.count(Notice.id)).where(Notice.username == username,

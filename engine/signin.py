@@ -62,13 +62,19 @@ def find_session(session: Session, token: str) -> UserSession | None:
     return session.get(UserSession, _digest(token)) if token else None
 
 
-def find_session_and_user(session: Session, token: str) -> tuple[UserSession | None, User | None]:
-    """Return the session row a cookie's token names (live or not) and its user, read in one statement."""
+def find_session_and_user(session: Session, token: str, *also: Any
+                          ) -> tuple[UserSession | None, User | None, tuple[Any, ...]]:
+    """Return the session row a cookie's token names (live or not), its user and the values of `also`,
+    read in one statement.
+
+    `also`: scalar subqueries every page needs (the user's unread notices, the newest version id),
+    which may refer to `User`: one round trip instead of one each, on every request.
+    """
     if not token:
-        return None, None
-    found = session.execute(select(UserSession, User).outerjoin(User, User.id == UserSession.user_id)
+        return None, None, ()
+    found = session.execute(select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
                             .where(UserSession.id == _digest(token))).first()
-    return (None, None) if found is None else (found[0], found[1])
+    return (None, None, ()) if found is None else (found[0], found[1], tuple(found[2:]))
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:

@@ -42,7 +42,7 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
-from engine import audit, signin, users
+from engine import audit, deploy, notices, signin, users
 from engine.db import utcnow
 from engine.models import User, UserSession
 from engine.production import refuse_unsafe_start
@@ -147,7 +147,10 @@ def _load_user() -> None:
     if not token or request.endpoint == "static":
         return
     db, now = get_session(), current_time()
-    row, user = signin.find_session_and_user(db, token)  # one statement on every request
+    # one statement on every request, with what every page shows: the unread badge, the process names
+    row, user, read_along = signin.find_session_and_user(db, token, notices.unread_count_of_user(),
+                                                         deploy.last_version_id())
+    unread, last_version = read_along or (None, None)
     if row is not None and _writes(row, now):
         db = write_session()  # a GET too: the touch or the end is written; read the rows again under the lock
         db.refresh(row)
@@ -162,6 +165,7 @@ def _load_user() -> None:
         return
     signin.touch_session(row, now=now)
     g.user = user
+    g.unread_notices, g.last_version_id = unread, last_version  # as read with the sign-in, at the request's start
 
 
 def _start_login(user: User) -> None:

@@ -152,6 +152,7 @@ def mark_read() -> Any:
     """Mark one notice (or all) read."""
     text = request.form.get("notice_id", "")
     notices.mark_read(get_session(), _me().username, whole_number(text))
+    g.pop("unread_notices", None)  # the count read with the sign-in is not this page's any more
     return redirect(url_for(".notifications"))
 
 
@@ -254,6 +255,9 @@ def _unread() -> dict[str, Any]:
     user = g.get("user")
     if user is None:
         return {}
+    known = g.get("unread_notices")  # read with the sign-in (webui.auth); a page that marks some read says again
+    if known is not None:
+        return {"unread_notices": known}
     try:
         return {"unread_notices": notices.unread_count(get_session(), user.username)}
     except Exception:  # noqa: BLE001 - a badge must never break a page (e.g. an error page)

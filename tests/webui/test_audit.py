@@ -67,6 +67,16 @@ def test_search_past_the_count_cap_says_more_than_and_pages_on(client, login_as,
     assert "1 instanssi." in narrowed and "Yli" not in narrowed
 
 
+def test_a_version_deployed_between_two_pages_names_the_process_on_the_next(client, login_as, loops, sessions):
+    login_as("auditor")
+    assert '<option value="loop">Loop</option>' in client.get("/audit/").get_data(as_text=True)
+    renamed = (MODELS / "loop.bpmn").read_text().replace('name="Loop"', 'name="Kierros"')
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"loop.bpmn": renamed.encode()}, by="designer")
+    page = client.get("/audit/").get_data(as_text=True)
+    assert '<option value="loop">Kierros</option>' in page and ">Loop<" not in page
+
+
 def test_instance_page_shows_header_changes_chain_and_element_data(client, login_as, loops):
     done, _waiting = loops
     login_as("auditor")

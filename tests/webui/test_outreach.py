@@ -51,6 +51,22 @@ def test_worklist_import_and_notification_badge(client, login_as, sessions):
     assert 'id="unread-badge"' not in client.get("/notifications").get_data(as_text=True)
 
 
+def test_the_badge_counts_only_the_signed_in_users_unread_notices_on_every_page(client, login_as, sessions):
+    expert = login_as("expert")
+    with sessions.begin() as s:
+        for n in range(3):
+            notices.notify(s, f"test:{n}", expert, "assigned", f"Tehtävä {n}", "body")
+        notices.notify(s, "test:other", "someone-else", "assigned", "Ei sinulle", "body")
+    for path in ("/tasks/", "/customers/", "/notifications"):
+        page = client.get(path).get_data(as_text=True)
+        assert re.search(r'id="unread-badge"[^>]*>3</span>', page), path
+    with sessions.begin() as s:
+        first = min(n.id for n in notices.for_user(s, expert))
+    client.post("/notifications/read", data={"notice_id": str(first)})
+    page = client.get("/tasks/").get_data(as_text=True)
+    assert re.search(r'id="unread-badge"[^>]*>2</span>', page)
+
+
 def test_the_worklist_is_paged_fifty_customers_a_page_keeping_the_filter(client, login_as, sessions):
     me = login_as("supervisor")
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)  # never contacted since: all of them are due, by name
