@@ -918,8 +918,7 @@ def task_form(session: Session, task_id: str) -> list[forms.Field]:
     """Return the form fields of a task."""
     row = _task_row(session, task_id)
     instance = get_instance(session, row.instance_id)
-    version = session.get(ProcessVersion, instance.version_id)
-    assert version is not None
+    version = deploy.version_by_id(session, instance.version_id)  # kept per process: versions never change
     return forms.fields_from_catalogue(deploy.catalogue_entry(version, row.element_id, row.process_id))
 
 
@@ -927,8 +926,7 @@ def task_details(session: Session, task_id: str) -> dict[str, Any]:
     """Return what a task page shows: the row, its form, documentation and the instance data."""
     row = _task_row(session, task_id)
     instance = get_instance(session, row.instance_id)
-    version = session.get(ProcessVersion, instance.version_id)
-    assert version is not None
+    version = deploy.version_by_id(session, instance.version_id)  # kept per process: versions never change
     entry = deploy.catalogue_entry(version, row.element_id, row.process_id)
     variables = instance_variables(session, instance.id)
     return {"task": row, "instance": instance, "version": version,
@@ -1362,8 +1360,7 @@ def open_incidents(session: Session, instance_id: int | None = None) -> list[Inc
 def instance_summary(session: Session, instance_id: int) -> dict[str, Any]:
     """Return an instance as plain data: row, version, variables, open tasks, timers, incidents."""
     instance = get_instance(session, instance_id)
-    version = session.get(ProcessVersion, instance.version_id)
-    assert version is not None
+    version = deploy.version_by_id(session, instance.version_id)
     tasks = session.scalars(select(Task).where(Task.instance_id == instance_id).order_by(Task.created_at))
     timers = session.scalars(select(Timer).where(Timer.instance_id == instance_id).order_by(Timer.due_at))
     return {
