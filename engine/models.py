@@ -9,7 +9,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, intpk, str40, str200, utcnow
@@ -84,6 +84,9 @@ class Instance(Base):
     __table_args__ = (
         Index("ix_instance_status_started", "status", "started_at"),  # auditor search by status + period
         Index("ix_instance_parent", "parent_instance_id"),  # new processes started from aftercare
+        # the running cases' ids, read without their rows (the supervisor's on-time share, kpi._ran_since)
+        Index("ix_instance_running", "id", sqlite_where=text("ended_at IS NULL"),
+              postgresql_where=text("ended_at IS NULL")),
     )
     id: Mapped[intpk]
     version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"), index=True)
