@@ -140,7 +140,7 @@ def sync(session: Session, *, now: datetime | None = None, force: bool = False) 
             continue
         content = session.scalar(select(ModelFile.content).where(ModelFile.id == pv.file_id)) or ""
         for element_id, kind, value in timer_starts(content, pv.process_id):
-            too_long = _too_long(pv.process_id, element_id, value)
+            too_long = _too_long(element_id, value)
             if too_long:  # a model deployed before deploy checked lengths: PostgreSQL would refuse the row
                 log.warning("timer start event %s of %s is not scheduled: %s", element_id[:200], pv.process_id, too_long)
                 continue
@@ -170,9 +170,10 @@ def sync(session: Session, *, now: datetime | None = None, force: bool = False) 
     return added
 
 
-def _too_long(process_id: str, element_id: str, expression: str) -> str | None:
-    """Say which of a schedule's texts is longer than its column holds, or None when all fit."""
-    for column, text in (("process_id", process_id), ("element_id", element_id), ("expression", expression)):
+def _too_long(element_id: str, expression: str) -> str | None:
+    """Say which of a schedule's texts from the model is longer than its column holds, or None when both
+    fit (the process id comes from its version's row, a column of the same size)."""
+    for column, text in (("element_id", element_id), ("expression", expression)):
         limit = column_length(StartSchedule, column)
         if len(text) > limit:
             return f"its {column.replace('_', ' ')} has {len(text):,} characters, more than {limit}"

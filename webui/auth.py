@@ -168,6 +168,13 @@ def _load_user() -> None:
     g.unread_notices, g.last_version_id = unread, last_version  # as read with the sign-in, at the request's start
 
 
+def read_with_signin(name: str) -> Any:
+    """Return a value `_load_user` read with this request's sign-in (`unread_notices`, `last_version_id`),
+    or None when the caller must read it itself: not signed in, or a POST, which may change it before
+    its page is drawn."""
+    return g.get(name) if request.method in ("GET", "HEAD") else None
+
+
 def _start_login(user: User) -> None:
     kept = {k: session[k] for k in (STASH_KEY, LANG_KEY) if k in session}
     session.clear()  # a fresh session (and CSRF token) for the signed-in user

@@ -12,13 +12,14 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from flask import g, request
+from flask import g
 from flask_babel import gettext as _
 
 from engine import deploy, model_texts, runtime, summary
 from engine.errors import VersionNotFound
 from engine.forms import Field
 
+from .auth import read_with_signin
 from .db import get_session
 from .i18n import language, localdate, number
 
@@ -83,8 +84,7 @@ def option_names(process_id: str, field_id: str) -> dict[str, str]:
 def process_names() -> dict[str, str]:
     """Return {process id: name in the user's language} of the newest deployed versions (once per request)."""
     if "process_names" not in g:
-        # the newest version id read with the sign-in (webui.auth) holds for a GET, which deploys nothing
-        known = g.get("last_version_id") if request.method in ("GET", "HEAD") else None
+        known = read_with_signin("last_version_id")
         g.process_names = {process_id: text(name, version_id) for version_id, process_id, name
                            in deploy.newest_process_versions(get_session(), last_version=known)}
     return dict(g.process_names)

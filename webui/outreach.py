@@ -20,7 +20,7 @@ from engine.models import User
 from engine.paging import Page
 from engine.users import display_names, list_users
 
-from .auth import current_user, login_required
+from .auth import current_user, login_required, read_with_signin
 from .db import get_session
 from .inputs import page_number, whole_number
 from .tasks import reader
@@ -152,7 +152,6 @@ def mark_read() -> Any:
     """Mark one notice (or all) read."""
     text = request.form.get("notice_id", "")
     notices.mark_read(get_session(), _me().username, whole_number(text))
-    g.pop("unread_notices", None)  # the count read with the sign-in is not this page's any more
     return redirect(url_for(".notifications"))
 
 
@@ -255,7 +254,7 @@ def _unread() -> dict[str, Any]:
     user = g.get("user")
     if user is None:
         return {}
-    known = g.get("unread_notices")  # read with the sign-in (webui.auth); a page that marks some read says again
+    known = read_with_signin("unread_notices")
     if known is not None:
         return {"unread_notices": known}
     try:

@@ -153,6 +153,11 @@ def test_a_timer_start_of_an_older_release_too_long_for_its_column_is_skipped_wi
     with sessions.begin() as s:
         assert schedules.list_schedules(s) == []
     assert "is not scheduled: its element id has 250 characters, more than 200" in caplog.text
+    # what docs/operations.md tells the operator: deploy a corrected version, and it is scheduled
+    corrected = (ROOT / "bpmn" / "annual_customer_plan.bpmn").read_text().replace("Uusi vuosi alkaa", "Vuosi alkaa")
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"annual_customer_plan.bpmn": corrected.encode()}, by="designer")
+    assert len(schedules.start_due(sessions, now=JAN1)) == 1
 
 
 def test_contact_reminder_and_assignment_notice_are_mailed_once_through_real_smtp(sessions, smtp):
