@@ -19,7 +19,7 @@ from . import formfields, modeltexts
 from .auth import current_user, login_required, restore_form
 from .db import get_session
 from .i18n import label
-from .inputs import page_number
+from .inputs import page_number, whole_number
 from .tasks import due_state, next_task, process_names, reader
 
 EVENT_LABELS = {"instance_started": _l("Service process started"), "task_completed": _l("Task completed"),
@@ -38,6 +38,9 @@ MESSAGE_LABELS = {"service_line_ended": _l("a service line ended, its aftercare 
                   "responsible_expert_changed": _l("the responsible expert changed")}
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
+
+TIMELINE_PAGE = 25  # timeline entries per page, newest first
+TIMELINE_PAGES = 400  # the deepest page: 10,000 entries, older ones are in the auditor's history
 ROLES = ("expert", "supervisor", "admin")
 PER_PAGE = 25
 SERVICE_PROCESS = "customer_service"  # the process the customer page starts
@@ -134,10 +137,9 @@ def show(customer_id: int, expert_error: str | None = None, status: int = 200) -
     access.require_customer(session, me, customer_id)
     customer = customers.get_customer(session, customer_id)
     processes = kpi.process_steps(session, customers.customer_processes(session, customer, reader=me))
-    timeline = customers.customer_timeline(session, customer, reader=me)
     feedback = customers.customer_feedback(session, [p.instance.id for p in processes])
     contact_log = outreach_contacts.customer_contacts(session, customer.id)
-    timeline = _with_contacts(timeline, contact_log)
+    timeline, timeline_page = _timeline_page(session, customer, me, contact_log)
     people = [customer.responsible_expert] + [t.assignee or t.completed_by for p in processes
                                               for t in p.open_tasks + p.aftercare] + [e.actor for e in timeline]
     user = current_user()
@@ -146,7 +148,8 @@ def show(customer_id: int, expert_error: str | None = None, status: int = 200) -
         if can_change else []
     return render_template("customers/show.html", customer=customer, processes=processes,
                            names=display_names(session, people), process_names=process_names(),
-                           due_state=due_state, now=utcnow(), timeline=timeline, feedback=feedback,
+                           due_state=due_state, now=utcnow(), timeline=timeline, timeline_page=timeline_page,
+                           feedback=feedback,
                            event_labels=EVENT_LABELS, event_data=_event_data, contact_log=contact_log,
                            timeline_texts=_timeline_texts(session, timeline),
                            contact_channels=_contact_channels(), today=now_local_date(),
@@ -186,6 +189,24 @@ def now_local_date() -> str:
     from flask import current_app
 
     return utcnow().astimezone(ZoneInfo(current_app.extensions["polku"].settings.timezone)).date().isoformat()
+
+
+def _timeline_page(session: Any, customer: Any, me: Any, contact_log: list[Any]) -> tuple[list[Any], dict[str, int]]:
+    """Return one page of the customer's timeline (the query's `timeline`, 1 the newest) and where it stands.
+
+    The page's events and the customer's logged contacts, merged newest first. The newest `page x
+    TIMELINE_PAGE + 1` events hold every event of the page and tell whether an older page follows.
+    """
+    asked = whole_number(request.args.get("timeline", "").strip())
+    page = asked if asked is not None and 1 <= asked <= TIMELINE_PAGES else 1
+    end = page * TIMELINE_PAGE
+    merged = _with_contacts(customers.customer_timeline(session, customer, limit=end + 1, reader=me), contact_log)
+    start = min((page - 1) * TIMELINE_PAGE, max(0, (len(merged) - 1) // TIMELINE_PAGE * TIMELINE_PAGE))
+    shown = start // TIMELINE_PAGE + 1
+    return merged[start:start + TIMELINE_PAGE], {"page": shown, "first": start + 1,
+                                                  "last": min(len(merged), start + TIMELINE_PAGE),
+                                                  "older": int(len(merged) > start + TIMELINE_PAGE),
+                                                  "deepest": int(shown == TIMELINE_PAGES)}
 
 
 def _with_contacts(timeline: list[Any], contact_log: list[Any]) -> list[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import customers, users
@@ -109,3 +111,58 @@ def test_missing_customer_is_a_friendly_404(client, expert):
     response = client.get("/customers/999")
     assert response.status_code == 404
     assert "Sivua ei löydy" in response.get_data(as_text=True)
+
+
+def _timeline_of(page: str) -> str:
+    """Return the timeline section of a customer page (the contact log above it names the contacts too)."""
+    return page.split('id="timeline-heading"', 1)[1].split("</section>", 1)[0]
+
+
+def test_the_customer_timeline_pages_through_every_entry_newest_first(client, login_as, sessions):
+    """A long history is not cut at the newest entries: the timeline shows 25 at a time, process events and
+    logged contacts merged, and pages back to the oldest; a page past the end shows the last one."""
+    from datetime import UTC, datetime
+
+    from engine import contacts, deploy, runtime
+    from webui.customers import TIMELINE_PAGE
+
+    loop = (Path(__file__).parent.parent / "engine" / "bpmn" / "loop.bpmn").read_bytes()
+    expert = login_as("expert")
+    with sessions.begin() as s:
+        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
+        for day in range(1, 31):  # contacts on 1-30 January, the oldest entries
+            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
+                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+        deploy.deploy_files(s, {"loop.bpmn": loop}, by="test")
+        runtime.start_instance(s, "loop", by=expert, business_key="0737546-2",  # newer than every contact
+                               now=datetime(2026, 2, 1, 8, 0, tzinfo=UTC), data={"responsible_expert": expert})
+    assert TIMELINE_PAGE == 25
+    first = _timeline_of(client.get(f"/customers/{customer_id}").get_data(as_text=True))
+    assert first.count("<li>") == 25 and "Tapahtumat 1–25, uusin ensin" in first
+    assert "Loop alkoi" in first and "Soitto 30" in first and "Soitto 07" in first and "Soitto 06" not in first
+    assert f'href="/customers/{customer_id}?timeline=2#timeline-heading"' in first and "Uudemmat" not in first
+    second = _timeline_of(client.get(f"/customers/{customer_id}?timeline=2").get_data(as_text=True))
+    assert second.count("<li>") == 6 and "Tapahtumat 26–31, uusin ensin" in second
+    assert "Soitto 06" in second and "Soitto 01" in second and "Soitto 07" not in second
+    assert second.index("Soitto 06") < second.index("Soitto 01")
+    assert f'href="/customers/{customer_id}?timeline=1#timeline-heading"' in second and "Vanhemmat" not in second
+    assert _timeline_of(client.get(f"/customers/{customer_id}?timeline=9").get_data(as_text=True)) == second
+    for wrong in ("0", "-1", "x", "9" * 40):
+        assert _timeline_of(client.get(f"/customers/{customer_id}?timeline={wrong}").get_data(as_text=True)) == first
+
+
+def test_the_deepest_timeline_page_says_that_older_entries_are_not_shown(client, login_as, sessions, monkeypatch):
+    from engine import contacts
+    from webui import customers as customer_pages
+
+    monkeypatch.setattr(customer_pages, "TIMELINE_PAGES", 1)
+    expert = login_as("expert")
+    with sessions.begin() as s:
+        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
+        for day in range(1, 28):
+            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
+                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+    for asked in ("", "?timeline=2"):
+        shown = _timeline_of(client.get(f"/customers/{customer_id}{asked}").get_data(as_text=True))
+        assert shown.count("<li>") == 25 and "Soitto 27" in shown and "Soitto 02" not in shown
+        assert "Vanhempia tapahtumia ei näytetä tällä sivulla." in shown and "timeline=2" not in shown
