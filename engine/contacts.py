@@ -154,23 +154,25 @@ def customer_contacts(session: Session, customer_id: int) -> list[Contact]:
 
 def visits_in_year(session: Session, year: int) -> int:
     """Return how many company visits were logged with a contact date in this calendar year."""
-    return session.scalar(select(func.count(Contact.id)).where(
-        Contact.channel == "visit", Contact.contacted_on >= date(year, 1, 1),
-        Contact.contacted_on <= date(year, 12, 31))) or 0
+    return session.scalar(select(func.count(Contact.id)).where(*_visits_in(year))) or 0
+
+
+def _visits_in(year: int) -> tuple[Any, ...]:
+    return (Contact.channel == "visit", Contact.contacted_on >= date(year, 1, 1),
+            Contact.contacted_on <= date(year, 12, 31))
 
 
 def visits_by_expert(session: Session, year: int) -> dict[str, int]:
     """Return this year's logged visits per expert who logged them."""
-    query = (select(Contact.created_by, func.count(Contact.id))
-             .where(Contact.channel == "visit", Contact.contacted_on >= date(year, 1, 1),
-                    Contact.contacted_on <= date(year, 12, 31)).group_by(Contact.created_by))
+    query = select(Contact.created_by, func.count(Contact.id)).where(*_visits_in(year)).group_by(Contact.created_by)
     return {who: count for who, count in session.execute(query).all()}
 
 
 def visit_progress(session: Session, today: date) -> dict[str, Any]:
     """Return the year's visits against the office target, and the share expected by today."""
-    target = office.get(session, "visit_target")
-    done = visits_in_year(session, today.year)
+    done, stored = session.execute(select(func.count(Contact.id), office.stored("visit_target"))
+                                   .where(*_visits_in(today.year))).one()  # one statement: the count and the target
+    target = office.value_of("visit_target", stored)
     start, end = date(today.year, 1, 1), date(today.year, 12, 31)
     expected = round(target * ((today - start).days + 1) / ((end - start).days + 1))
     return {"year": today.year, "target": target, "done": done, "expected": expected,

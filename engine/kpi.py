@@ -182,11 +182,26 @@ def open_aftercare(session: Session, now: datetime, timezone: str = ZONE) -> lis
     """Return every open aftercare task with its instance and whether it is overdue: a contact by the
     case's definition, the follow-up day (and a contact without the case's days) by its due date.
 
-    A page showing several figures reads this once and passes it on (`open_rows=`)."""
-    rows = session.execute(select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
-                           .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))
-                           .options(defer(Instance.state))).all()  # the serialized workflow: not shown
-    cases = aftercare_cases(session, [i.id for t, i in rows if t.element_id == AFTERCARE_CONTACT], timezone)
+    A page showing several figures reads this once and passes it on (`open_rows=`), or takes it from
+    `summary`, which reads it with the month's figures."""
+    rows = _open_aftercare_rows(session)
+    return _lateness(rows, aftercare_cases(session, _contact_ids(rows), timezone), now, timezone)
+
+
+def _open_aftercare_rows(session: Session) -> list[tuple[Task, Instance]]:
+    return [(t, i) for t, i in session.execute(
+        select(Task, Instance).join(Instance, Instance.id == Task.instance_id)
+        .where(Task.state == TaskStatus.READY, Task.element_id.in_(AFTERCARE_ELEMENTS))
+        .options(defer(Instance.state))).all()]  # the serialized workflow: not shown
+
+
+def _contact_ids(rows: list[tuple[Task, Instance]]) -> list[int]:
+    """Return the instances of the open aftercare contacts among the rows (their case decides lateness)."""
+    return [i.id for t, i in rows if t.element_id == AFTERCARE_CONTACT]
+
+
+def _lateness(rows: list[tuple[Task, Instance]], cases: dict[int, AftercareCase], now: datetime,
+              timezone: str) -> list[tuple[Task, Instance, bool]]:
     day = today(now, timezone)
     found = []
     for task, instance in rows:
@@ -200,16 +215,14 @@ def open_aftercare(session: Session, now: datetime, timezone: str = ZONE) -> lis
 
 
 def expert_loads(session: Session, now: datetime | None = None, timezone: str = ZONE, *,
-                 open_rows: list[tuple[Task, Instance, bool]] | None = None) -> list[ExpertLoad]:
+                 open_rows: list[tuple[Task, Instance, bool]] | None = None,
+                 counts: ReadyCounts | None = None) -> list[ExpertLoad]:
     """Return the open task counts of every assignee holding open tasks, by assignee (aftercare
-    overdue by the one definition of `AftercareCase`)."""
+    overdue by the one definition of `AftercareCase`). `counts`: `ready_counts`, when read already."""
     now = now or utcnow()
-    overdue = (Task.due_at.is_not(None)) & (Task.due_at < now)
-    aftercare = Task.element_id.in_(AFTERCARE_ELEMENTS)
-    query = (select(Task.assignee, func.count(), func.sum(case((overdue & ~aftercare, 1), else_=0)))
-             .where(Task.state == TaskStatus.READY, Task.assignee.is_not(None))
-             .group_by(Task.assignee).order_by(Task.assignee))
-    loads = {a: ExpertLoad(a, n, int(o or 0)) for a, n, o in session.execute(query)}
+    counts = ready_counts(session, now) if counts is None else counts
+    loads = {a: ExpertLoad(a, n, late) for a, (n, late, _any) in sorted(
+        (a, c) for a, c in counts.items() if a is not None)}
     for task, _instance, late in open_rows if open_rows is not None else open_aftercare(session, now, timezone):
         load = loads.get(task.assignee) if task.assignee else None
         if load is None:
@@ -220,19 +233,47 @@ def expert_loads(session: Session, now: datetime | None = None, timezone: str = 
     return list(loads.values())
 
 
-def unassigned_open(session: Session, now: datetime | None = None) -> tuple[int, int]:
-    """Return (open, overdue) counts of tasks nobody holds yet."""
-    now = now or utcnow()
+ReadyCounts = dict[str | None, tuple[int, int, int]]
+
+
+def ready_counts(session: Session, now: datetime) -> ReadyCounts:
+    """Return {assignee (None: nobody yet): (open tasks, overdue ones but aftercare, overdue ones)}, one statement.
+
+    Aftercare tasks are late by their case (`open_aftercare`), not by their due date, for an expert's
+    load; the unassigned count takes every due date as it is."""
     overdue = (Task.due_at.is_not(None)) & (Task.due_at < now)
-    query = select(func.count(), func.sum(case((overdue, 1), else_=0))).where(
-        Task.state == TaskStatus.READY, Task.assignee.is_(None))
-    total, late = session.execute(query).one()
-    return int(total or 0), int(late or 0)
+    aftercare = Task.element_id.in_(AFTERCARE_ELEMENTS)
+    query = (select(Task.assignee, func.count(), func.sum(case((overdue & ~aftercare, 1), else_=0)),
+                    func.sum(case((overdue, 1), else_=0)))
+             .where(Task.state == TaskStatus.READY).group_by(Task.assignee))
+    return {a: (int(n), int(late or 0), int(late_any or 0)) for a, n, late, late_any in session.execute(query)}
+
+
+def unassigned_open(session: Session, now: datetime | None = None, *,
+                    counts: ReadyCounts | None = None) -> tuple[int, int]:
+    """Return (open, overdue) counts of tasks nobody holds yet. `counts`: `ready_counts`, when read already."""
+    now = now or utcnow()
+    if counts is None:
+        overdue = (Task.due_at.is_not(None)) & (Task.due_at < now)
+        query = select(func.count(), func.sum(case((overdue, 1), else_=0))).where(
+            Task.state == TaskStatus.READY, Task.assignee.is_(None))
+        total, late = session.execute(query).one()
+        return int(total or 0), int(late or 0)
+    total, _late, late_any = counts.get(None, (0, 0, 0))
+    return total, late_any
+
+
+ON_TIME_VARIABLES = ("aftercare_contacted_on", "aftercare_outcome")  # a contact made, or closed as not reached
 
 
 def aftercare_on_time(session: Session, start: datetime, end: datetime, timezone: str = ZONE) -> OnTime:
     """Count the aftercare contacts made on a day that begins in [start, end) (Helsinki midnight) and those
     within the office's target; customers whose last attempt fell in it and who were not reached, apart."""
+    return _on_time(aftercare_cases(session, _ran_since(session, start, ON_TIME_VARIABLES), timezone).values(),
+                    start, end, timezone)
+
+
+def _on_time(cases: Iterable[AftercareCase], start: datetime, end: datetime, timezone: str) -> OnTime:
     zone = ZoneInfo(timezone)
 
     def within(day: date | None) -> bool:
@@ -242,8 +283,7 @@ def aftercare_on_time(session: Session, start: datetime, end: datetime, timezone
         return start <= midnight < end
 
     done = good = missed = 0
-    ids = _ran_since(session, start, ("aftercare_contacted_on", "aftercare_outcome"))
-    for case_ in aftercare_cases(session, ids, timezone).values():
+    for case_ in cases:
         if case_.reached and within(case_.contacted_on):
             done += 1
             good += int(case_.on_time is True)
@@ -322,11 +362,22 @@ def month_start(now: datetime, timezone: str = "Europe/Helsinki") -> datetime:
 
 def summary(session: Session, now: datetime | None = None, timezone: str = "Europe/Helsinki", *,
             open_rows: list[tuple[Task, Instance, bool]] | None = None) -> dict[str, Any]:
-    """Return the supervisor's headline figures: expert loads, unassigned work, this month's on-time share."""
+    """Return the supervisor's headline figures: expert loads, unassigned work, this month's on-time share,
+    and the open aftercare tasks they count (`open_rows`, as `open_aftercare` gives them, or as given).
+
+    Four statements: the month's cases, the open aftercare tasks, the variables of both at once, and the
+    open tasks counted by assignee."""
     now = now or utcnow()
-    return {"loads": expert_loads(session, now, timezone, open_rows=open_rows),
-            "unassigned": unassigned_open(session, now),
-            "on_time": aftercare_on_time(session, month_start(now, timezone), now, timezone)}
+    start = month_start(now, timezone)
+    since = _ran_since(session, start, ON_TIME_VARIABLES)
+    rows = _open_aftercare_rows(session) if open_rows is None else []
+    cases = aftercare_cases(session, [*since, *_contact_ids(rows)], timezone)
+    open_rows = _lateness(rows, cases, now, timezone) if open_rows is None else open_rows
+    counts = ready_counts(session, now)
+    return {"loads": expert_loads(session, now, timezone, open_rows=open_rows, counts=counts),
+            "unassigned": unassigned_open(session, now, counts=counts),
+            "on_time": _on_time((cases[i] for i in dict.fromkeys(since)), start, now, timezone),
+            "open_rows": open_rows}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -63,9 +63,19 @@ class Change:
 
 def get(session: Session, key: str) -> int:
     """Return the current value of a setting (its default when never set)."""
-    default = SETTINGS[key][0]
     row = session.get(OfficeSetting, key)
-    return default if row is None or row.value is None else int(row.value)
+    return value_of(key, None if row is None else row.value)
+
+
+def stored(key: str) -> ScalarSelect[Any]:
+    """Return a scalar subquery of a setting's stored value (NULL when never set), to read with another
+    statement: pass what it gives to `value_of`."""
+    return select(OfficeSetting.value).where(OfficeSetting.key == key).scalar_subquery()
+
+
+def value_of(key: str, value: Any) -> int:
+    """Return a setting's current value from its stored value (None: never set, its default)."""
+    return SETTINGS[key][0] if value is None else int(value)
 
 
 def all_settings(session: Session) -> dict[str, int]:

@@ -12,7 +12,6 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy.orm import Session
 
 from engine import customers, kpi
-from engine.users import display_names
 
 from .auth import current_time, login_required
 from .db import get_session
@@ -46,15 +45,13 @@ def overview() -> str:
     """Show open work per expert, overdue aftercare, customers without an expert and the on-time share."""
     session, now = get_session(), current_time()
     zone = current_app.extensions["polku"].settings.timezone
-    open_rows = kpi.open_aftercare(session, now, zone)  # read once for the loads and the overdue list
-    figures = kpi.summary(session, now, zone, open_rows=open_rows)
+    figures = kpi.summary(session, now, zone)  # with the open aftercare rows, read once for both lists
     loads = _loads(session, figures)
-    overdue = kpi.overdue_aftercare(session, now, zone, open_rows=open_rows)  # by the one definition of kpi.AftercareCase
-    context = row_context(overdue)
-    context["now"] = now
-    context["names"].update(display_names(session, (load.assignee for load in loads)))
-    context.update(_outreach(session, now))
-    context["names"].update(display_names(session, [n for a in context["cover_rows"] for n in (a.username, a.substitute)]))
+    overdue = kpi.overdue_aftercare(session, now, zone, open_rows=figures["open_rows"])  # kpi.AftercareCase's definition
+    outreach = _outreach(session, now)
+    context = row_context(overdue, [*(load.assignee for load in loads),
+                                    *(n for a in outreach["cover_rows"] for n in (a.username, a.substitute))])
+    context.update(outreach, now=now)
     return render_template("supervisor/overview.html", loads=loads, overdue=overdue,
                            unassigned=figures["unassigned"], on_time=figures["on_time"],
                            without_expert=customers.customers_without_expert(

@@ -9,6 +9,7 @@ re-renders the form with everything typed. Claim, release and reassign post to t
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,11 +121,13 @@ def process_names() -> dict[str, str]:
     return modeltexts.process_names()
 
 
-def row_context(rows: list[tuple[Task, Any]]) -> dict[str, Any]:
-    """Return what a task table shows beside the rows: customer, assignee and process names, due states."""
+def row_context(rows: list[tuple[Task, Any]], also_named: Iterable[str | None] = ()) -> dict[str, Any]:
+    """Return what a task table shows beside the rows: customer, assignee and process names, due states.
+
+    `also_named`: other user names the page shows, looked up with the assignees' (one statement)."""
     session = get_session()
     return {"customer_names": kpi.customer_names(session, (i.business_key for _t, i in rows)),
-            "names": display_names(session, (t.assignee for t, _i in rows)),
+            "names": display_names(session, [*(t.assignee for t, _i in rows), *also_named]),
             "processes": process_names(), "now": utcnow(), "due_state": due_state}
 
 

@@ -172,10 +172,43 @@ def test_summary_counts_this_months_contacts_from_local_midnight_of_the_first(se
     case(contract("2026-02-20", aftercare_contacted_on="2026-02-28"))
     with sessions.begin() as s:
         figures = kpi.summary(s, NOW)
-        assert set(figures) == {"loads", "unassigned", "on_time"}
+        assert set(figures) == {"loads", "unassigned", "on_time", "open_rows"}
+        assert figures["open_rows"] == kpi.open_aftercare(s, NOW)
         assert [(x.assignee, x.open_tasks, x.overdue_tasks) for x in figures["loads"]] == [("anna", 1, 1)]
         assert figures["unassigned"] == (0, 0)
         assert figures["on_time"] == kpi.OnTime(done=2, on_time=1, not_reached=0)
+
+
+def test_summary_reads_its_figures_together_and_gives_what_each_function_gives_alone(sessions, case):
+    """`summary` reads the month's cases and the open aftercare in four statements (the variables of both
+    at once, the loads and the unassigned work in one count): every figure is the one its own function gives."""
+    from sqlalchemy import event
+
+    case(contract("2026-03-01"), tasks=[("aftercare_contact", "anna", NOW + DAY)])  # overdue by its case
+    case(contract("2026-03-15"), tasks=[("aftercare_contact", "eero", NOW - DAY)])  # due by its case, not its date
+    case(contract("2026-02-20", aftercare_contacted_on="2026-03-05"))  # on time in March
+    case(contract("2026-02-10", aftercare_contacted_on="2026-03-02"))  # late in March
+    case(contract("2026-02-20", aftercare_outcome="not_reached",
+                  aftercare_attempts=[{"on": "2026-03-04"}]))  # not reached in March
+    case(tasks=[("call", None, NOW - DAY), ("call", None, NOW + DAY), ("hold_follow_up_day", None, NOW - DAY),
+                ("call", "anna", NOW - DAY), ("hold_follow_up_day", "eero", NOW - DAY)])
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+    with sessions.begin() as s:
+        alone = (kpi.expert_loads(s, NOW), kpi.unassigned_open(s, NOW),
+                 kpi.aftercare_on_time(s, kpi.month_start(NOW), NOW), kpi.open_aftercare(s, NOW))
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            figures = kpi.summary(s, NOW)
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+    assert len(statements) == 4, statements
+    assert (figures["loads"], figures["unassigned"], figures["on_time"], figures["open_rows"]) == alone
+    assert [(x.assignee, x.open_tasks, x.overdue_tasks, x.aftercare_due, x.aftercare_overdue)
+            for x in figures["loads"]] == [("anna", 2, 2, 0, 1), ("eero", 2, 1, 1, 1)]
+    assert figures["unassigned"] == (3, 2)
+    assert figures["on_time"] == kpi.OnTime(done=2, on_time=1, not_reached=1)
 
 
 def test_summary_reads_every_figure_at_its_now_in_its_time_zone(sessions, case):
