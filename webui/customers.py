@@ -151,7 +151,8 @@ def show(customer_id: int, expert_error: str | None = None, status: int = 200) -
                            due_state=due_state, now=utcnow(), timeline=timeline, timeline_page=timeline_page,
                            feedback=feedback,
                            event_labels=EVENT_LABELS, event_data=_event_data, contact_log=contact_log,
-                           timeline_texts=_timeline_texts(session, timeline),
+                           timeline_texts=_timeline_texts(timeline, {p.instance.id: p.instance.process_id
+                                                                     for p in processes}),
                            contact_channels=_contact_channels(), today=now_local_date(),
                            can_change_expert=can_change, expert_options=expert_options,
                            expert_error=expert_error, **labels()), status
@@ -223,16 +224,12 @@ def _with_contacts(timeline: list[Any], contact_log: list[Any]) -> list[Any]:
     return sorted([*timeline, *entries], key=lambda e: e.at, reverse=True)
 
 
-def _timeline_texts(session: Any, timeline: list[Any]) -> list[str]:
+def _timeline_texts(timeline: list[Any], of_case: dict[int, str]) -> list[str]:
     """Return what the customer's timeline says of each entry: a case's start and end with its process's
-    name, a message by what it means, a task or contact with its name."""
-    from sqlalchemy import select
+    name, a message by what it means, a task or contact with its name.
 
-    from engine.models import Instance
-
-    ids = {e.instance_id for e in timeline if e.instance_id}
-    query = select(Instance.id, Instance.process_id).where(Instance.id.in_(ids))
-    of_case = {iid: process for iid, process in session.execute(query)} if ids else {}
+    `of_case`: {instance id: process id} of the customer's cases the page lists, which hold every case
+    the timeline names (both are read for the same reader)."""
     names = process_names()
     texts = []
     for e in timeline:
