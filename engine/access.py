@@ -112,6 +112,24 @@ def _customer_check(reader: Reader) -> Select[tuple[int]]:
     return select(Customer.id).where(Customer.id == bindparam("object_id"), customer_clause(reader))
 
 
+@lru_cache(maxsize=512)
+def _customer_row(reader: Reader) -> Select[tuple[Customer]]:
+    return select(Customer).where(Customer.id == bindparam("object_id"), customer_clause(reader))
+
+
+def readable_customer(session: Session, reader: Reader, customer_id: int) -> Customer:
+    """Return the customer if the reader may open its page: the check and the row in one statement.
+
+    Raises:
+        CustomerNotFound: no such customer, or not readable (as `require_customer`).
+    """
+    customer = session.get(Customer, customer_id) if reader.reads_all else \
+        session.scalar(_customer_row(reader), {"object_id": customer_id})
+    if customer is None:
+        raise CustomerNotFound(f"No customer {customer_id}.")
+    return customer
+
+
 def can_read_task(session: Session, reader: Reader, task_id: str) -> bool:
     """Tell whether the reader may open this task's page."""
     return reader.reads_all or session.scalar(_task_check(reader), {"object_id": task_id}) is not None

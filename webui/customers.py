@@ -134,8 +134,7 @@ def create() -> Any:
 def show(customer_id: int, expert_error: str | None = None, status: int = 200) -> tuple[str, int]:
     """Show a customer's details and service processes."""
     session, me = get_session(), reader()
-    access.require_customer(session, me, customer_id)
-    customer = customers.get_customer(session, customer_id)
+    customer = access.readable_customer(session, me, customer_id)
     processes = kpi.process_steps(session, customers.customer_processes(session, customer, reader=me))
     feedback = customers.customer_feedback(session, [p.instance.id for p in processes])
     contact_log = outreach_contacts.customer_contacts(session, customer.id)

@@ -198,9 +198,12 @@ def test_an_expert_opens_a_customer_for_exactly_the_reasons_written(world, what)
         assert (w.customers[what] in listed) is CUSTOMERS[what], what
         if CUSTOMERS[what]:
             access.require_customer(s, ME, w.customers[what])
+            assert access.readable_customer(s, ME, w.customers[what]).id == w.customers[what]
         else:  # refused as if it did not exist
             with pytest.raises(access.CustomerNotFound, match=f"^No customer {w.customers[what]}.$"):
                 access.require_customer(s, ME, w.customers[what])
+            with pytest.raises(access.CustomerNotFound, match=f"^No customer {w.customers[what]}.$"):
+                access.readable_customer(s, ME, w.customers[what])
 
 
 @pytest.mark.parametrize("role", sorted(access.READ_ALL_ROLES))
@@ -211,6 +214,9 @@ def test_supervisors_auditors_and_admins_read_everything(world, role):
         assert all(access.can_read_task(s, reader, t) for t in w.tasks.values())
         assert all(access.can_read_instance(s, reader, i) for i in w.cases.values())
         assert all(access.can_read_customer(s, reader, c) for c in w.customers.values())
+        assert [access.readable_customer(s, reader, c).id for c in w.customers.values()] == list(w.customers.values())
+        with pytest.raises(access.CustomerNotFound, match="^No customer 987654.$"):
+            access.readable_customer(s, reader, 987654)
 
 
 def test_a_reader_without_roles_reads_only_what_is_theirs(world):
