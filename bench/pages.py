@@ -20,8 +20,8 @@ the median CPU time of this process per request (SQLite's work included, Postgre
 the SQL statements one request runs (median). The load average is printed: a busy machine inflates every figure.
 With `--keep DIR` the filled databases are kept (SQLite: a file in DIR; PostgreSQL: the database
 `polku_pages_kept`) with what the pages will be asked for (a JSON file in DIR), and a later run with the
-same DIR measures them again without filling: for comparing code changes on the same data. Delete DIR
-(and drop that database) to fill anew.
+same DIR migrates them to the code's schema and measures them again without filling: for comparing code
+changes on the same data. Delete DIR (and drop that database) to fill anew.
 This measures; it asserts nothing.
 """
 
@@ -258,6 +258,9 @@ def main() -> None:
             if kept is not None and kept.exists():
                 found = json.loads(kept.read_text())
                 url, dropname = found["url"], None
+                kept_engine = make_engine(url)
+                upgrade(kept_engine)  # kept by older code: the schema this code expects (new migrations)
+                kept_engine.dispose()
             else:
                 url, dropname = _kept_database(kind, args.keep) if args.keep else http_bench._new_database(kind, Path(tmp))
             try:
