@@ -166,3 +166,17 @@ def test_the_deepest_timeline_page_says_that_older_entries_are_not_shown(client,
         shown = _timeline_of(client.get(f"/customers/{customer_id}{asked}").get_data(as_text=True))
         assert shown.count("<li>") == 25 and "Soitto 27" in shown and "Soitto 02" not in shown
         assert "Vanhempia tapahtumia ei näytetä tällä sivulla." in shown and "timeline=2" not in shown
+
+
+def test_a_timeline_of_exactly_one_page_offers_no_other_page(client, login_as, sessions):
+    from engine import contacts
+
+    expert = login_as("expert")
+    with sessions.begin() as s:
+        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
+        for day in range(1, 26):
+            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
+                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+    shown = _timeline_of(client.get(f"/customers/{customer_id}").get_data(as_text=True))
+    assert shown.count("<li>") == 25 and "Soitto 01" in shown
+    assert "Vanhemmat" not in shown and "Tapahtumat" not in shown and "timeline=" not in shown
