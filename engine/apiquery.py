@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import access, deploy, forms, history, inbox, runtime
 from .customers import _like_escape
@@ -78,7 +78,7 @@ def instances(session: Session, reader: access.Reader, f: history.InstanceFilter
               limit: int = 50) -> Slice:
     """Return instances matching the auditor's filter that the reader may see, oldest first."""
     ids = history.matching_query(f).where(access.instance_clause(reader))
-    query = select(Instance).where(Instance.id.in_(ids))
+    query = select(Instance).where(Instance.id.in_(ids)).options(defer(Instance.state))  # a list: no workflow
     return _slice(session, query, Instance.id, cursor, limit, int)
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import audit
 from .access import Reader, customer_clause, instance_clause
@@ -281,7 +281,8 @@ def process_count(session: Session, business_id: str) -> int:
 @lru_cache(maxsize=512)
 def _processes_query(reader: Reader | None) -> Select[tuple[Instance]]:
     """Return the customer's cases query for a reader (built once per reader: a customer page's every request)."""
-    query = select(Instance).where(Instance.business_key == bindparam("business_id"))
+    # not the serialized workflow (about 11 KB a case): the page lists the cases, their tasks come from `task`
+    query = select(Instance).where(Instance.business_key == bindparam("business_id")).options(defer(Instance.state))
     if reader is not None:
         query = query.where(instance_clause(reader))
     return query.order_by(Instance.started_at.desc(), Instance.id.desc())

@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from . import audit, deploy, forms, lru
 from .access import Reader, instance_clause
@@ -436,7 +436,7 @@ def aftercare_of(session: Session, provider_id: int) -> list[AftercareOfLine]:
     for row in session.scalars(select(Variable).where(Variable.instance_id.in_(ids),
                                                       Variable.name.in_(AFTERCARE_VARIABLES))):
         values[row.instance_id][row.name] = row.value
-    instances = session.scalars(select(Instance).where(Instance.id.in_(ids))
+    instances = session.scalars(select(Instance).where(Instance.id.in_(ids)).options(defer(Instance.state))
                                 .order_by(Instance.started_at.desc(), Instance.id.desc()))
     return [AftercareOfLine(i.id, i.business_key, str(i.status), values[i.id]) for i in instances]
 
