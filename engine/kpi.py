@@ -252,13 +252,7 @@ def ready_counts(session: Session, now: datetime) -> ReadyCounts:
 def unassigned_open(session: Session, now: datetime | None = None, *,
                     counts: ReadyCounts | None = None) -> tuple[int, int]:
     """Return (open, overdue) counts of tasks nobody holds yet. `counts`: `ready_counts`, when read already."""
-    now = now or utcnow()
-    if counts is None:
-        overdue = (Task.due_at.is_not(None)) & (Task.due_at < now)
-        query = select(func.count(), func.sum(case((overdue, 1), else_=0))).where(
-            Task.state == TaskStatus.READY, Task.assignee.is_(None))
-        total, late = session.execute(query).one()
-        return int(total or 0), int(late or 0)
+    counts = ready_counts(session, now or utcnow()) if counts is None else counts
     total, _late, late_any = counts.get(None, (0, 0, 0))
     return total, late_any
 

@@ -234,7 +234,7 @@ class AuditEvent(Base):
     stream: Mapped[str] = mapped_column(String(60))
     seq: Mapped[int]
     kind: Mapped[str40]
-    at: Mapped[datetime]  # not indexed alone: events are found by kind and time, or by stream
+    at: Mapped[datetime]  # not indexed alone: events are found by instance, by stream or by kind
     actor: Mapped[str200]
     instance_id: Mapped[int | None] = mapped_column(index=True)
     version_id: Mapped[int | None]

@@ -1,6 +1,6 @@
 """Drop the index of the audit events' time alone (`ix_audit_event_at`): no query filters or sorts the
-events by time alone (the KPIs find them by kind and time, `ix_audit_kind_at`; an instance's history by
-its stream). Every event written paid for it: about one and a half of the 22 database pages a task
+events by time alone (the KPIs find them by instance, an instance's history by its stream, the XES
+export its completions by kind, `ix_audit_kind_at`). Every event written paid for it: about one and a half of the 22 database pages a task
 completion writes on SQLite, and an entry per event in the largest table's indexes.
 
 Revision ID: 0015
