@@ -197,7 +197,7 @@ def test_summary_reads_its_figures_together_and_gives_what_each_function_gives_a
     with sessions.begin() as s:
         alone = (kpi.expert_loads(s, NOW), kpi.unassigned_open(s, NOW),
                  kpi.aftercare_on_time(s, kpi.month_start(NOW), NOW), kpi.open_aftercare(s, NOW))
-        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        listen = lambda *args: statements.append(args[2])
         event.listen(engine, "before_cursor_execute", listen)
         try:
             figures = kpi.summary(s, NOW)
