@@ -80,9 +80,8 @@ def value_of(key: str, value: Any) -> int:
 
 def all_settings(session: Session) -> dict[str, int]:
     """Return every setting's current value (one query)."""
-    stored = {row.key: row.value for row in session.scalars(select(OfficeSetting))}
-    return {key: default if stored.get(key) is None else int(stored[key])
-            for key, (default, _low, _high) in SETTINGS.items()}
+    kept = {row.key: row.value for row in session.scalars(select(OfficeSetting))}
+    return {key: value_of(key, kept.get(key)) for key in SETTINGS}
 
 
 def snapshot(session: Session) -> dict[str, int]:

@@ -118,21 +118,31 @@ def _timeline_of(page: str) -> str:
     return page.split('id="timeline-heading"', 1)[1].split("</section>", 1)[0]
 
 
+def _customer_with_calls(sessions, expert: str, days: int) -> int:
+    """Register a customer of the expert with a phone call logged on each of 1..`days` January 2026
+    ("Soitto 01", ...); return its id."""
+    from engine import contacts
+
+    with sessions.begin() as s:
+        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
+        for day in range(1, days + 1):
+            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
+                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+    return customer_id
+
+
 def test_the_customer_timeline_pages_through_every_entry_newest_first(client, login_as, sessions):
     """A long history is not cut at the newest entries: the timeline shows 25 at a time, process events and
     logged contacts merged, and pages back to the oldest; a page past the end shows the last one."""
     from datetime import UTC, datetime
 
-    from engine import contacts, deploy, runtime
+    from engine import deploy, runtime
     from webui.customers import TIMELINE_PAGE
 
     loop = (Path(__file__).parent.parent / "engine" / "bpmn" / "loop.bpmn").read_bytes()
     expert = login_as("expert")
+    customer_id = _customer_with_calls(sessions, expert, 30)  # 1-30 January, the oldest entries
     with sessions.begin() as s:
-        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
-        for day in range(1, 31):  # contacts on 1-30 January, the oldest entries
-            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
-                                                  "topic": f"Soitto {day:02d}"}, by=expert)
         deploy.deploy_files(s, {"loop.bpmn": loop}, by="test")
         runtime.start_instance(s, "loop", by=expert, business_key="0737546-2",  # newer than every contact
                                now=datetime(2026, 2, 1, 8, 0, tzinfo=UTC), data={"responsible_expert": expert})
@@ -152,16 +162,11 @@ def test_the_customer_timeline_pages_through_every_entry_newest_first(client, lo
 
 
 def test_the_deepest_timeline_page_says_that_older_entries_are_not_shown(client, login_as, sessions, monkeypatch):
-    from engine import contacts
     from webui import customers as customer_pages
 
     monkeypatch.setattr(customer_pages, "TIMELINE_PAGES", 1)
     expert = login_as("expert")
-    with sessions.begin() as s:
-        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
-        for day in range(1, 28):
-            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
-                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+    customer_id = _customer_with_calls(sessions, expert, 27)
     for asked in ("", "?timeline=2"):
         shown = _timeline_of(client.get(f"/customers/{customer_id}{asked}").get_data(as_text=True))
         assert shown.count("<li>") == 25 and "Soitto 27" in shown and "Soitto 02" not in shown
@@ -169,14 +174,8 @@ def test_the_deepest_timeline_page_says_that_older_entries_are_not_shown(client,
 
 
 def test_a_timeline_of_exactly_one_page_offers_no_other_page(client, login_as, sessions):
-    from engine import contacts
-
     expert = login_as("expert")
-    with sessions.begin() as s:
-        customer_id = customers.create_customer(s, _form(responsible_expert=expert), by=expert).id
-        for day in range(1, 26):
-            contacts.log_contact(s, customer_id, {"contacted_on": f"2026-01-{day:02d}", "channel": "phone",
-                                                  "topic": f"Soitto {day:02d}"}, by=expert)
+    customer_id = _customer_with_calls(sessions, expert, 25)
     shown = _timeline_of(client.get(f"/customers/{customer_id}").get_data(as_text=True))
     assert shown.count("<li>") == 25 and "Soitto 01" in shown
     assert "Vanhemmat" not in shown and "Tapahtumat" not in shown and "timeline=" not in shown
