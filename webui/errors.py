@@ -14,6 +14,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import InstanceState
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -111,8 +113,14 @@ def error_response(exc: BaseException) -> Response:
         undo = g.pop(UNSAVED_UNDO, None)
         if undo is not None:
             undo()
-        if g.get(UNSAVED_PAGE) is not None and not _wants_json():
-            return Response(g.pop(UNSAVED_PAGE), status=503, headers={"Retry-After": "5"})
+        page = g.pop(UNSAVED_PAGE, None)
+        if page is not None and not _wants_json():
+            try:
+                body = page() if callable(page) else page
+            except Exception:  # the error page below still shows what was typed, to send again
+                current_app.logger.exception("the form page kept for a failed write could not be drawn")
+            else:
+                return Response(body, status=503, headers={"Retry-After": "5"})
     title = TITLES.get(status, TITLES[500] if status >= 500 else TITLES[400])
     explanation = EXPLANATIONS.get(status, "")
     detail = _detail(exc, status)
@@ -151,15 +159,72 @@ def _error_page(**context: Any) -> str:
         return render_template("errors/error.html", **context)
 
 
-def keep_unsaved(page: str, undo: Callable[[], object] | None = None) -> None:
+def keep_unsaved(page: str | Callable[[], str], undo: Callable[[], object] | None = None) -> None:
     """Show `page` (a form re-rendered with what the user typed) if this request's write fails.
 
-    The page is rendered before the write, as a failed write may leave nothing readable (the
-    database server is down); `undo` reverts what the request put in the signed session cookie.
+    `page` is the page itself or a function that draws it without reading the database
+    (`later_page`): a failed write may leave nothing readable (the database server is down);
+    `undo` reverts what the request put in the signed session cookie.
     """
     setattr(g, UNSAVED_PAGE, page)
     if undo is not None:
         setattr(g, UNSAVED_UNDO, undo)
+
+
+class Frozen:
+    """A copy of an ORM row's loaded columns that never reads the database; the model's properties
+    (`User.role_set`) are computed from the copied columns."""
+
+    def __init__(self, row: Any) -> None:
+        state = sa_inspect(row)
+        loaded = state.dict
+        self.__dict__.update({c.key: loaded[c.key] for c in state.mapper.column_attrs if c.key in loaded})
+        self.__dict__["_model"] = type(row)
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.__dict__["_model"], name, None)
+        if isinstance(found, property) and found.fget is not None:
+            return found.fget(self)
+        raise AttributeError(name)
+
+
+def frozen(value: Any) -> Any:
+    """Return `value` with every ORM row in it (in lists, tuples and dicts too) replaced by a `Frozen` copy."""
+    if type(value) in (list, tuple):
+        return type(value)(frozen(item) for item in value)
+    if type(value) is dict:
+        return {key: frozen(item) for key, item in value.items()}
+    if isinstance(sa_inspect(value, raiseerr=False), InstanceState):  # a row, not a mapped class
+        return Frozen(value)
+    return value
+
+
+def later_page(template: str, context: dict[str, Any]) -> Callable[[], str]:
+    """Return a function that draws `template` with `context` later, without reading the database.
+
+    For `keep_unsaved`: drawing the page only when the write fails saves a page's rendering on
+    every write that succeeds. Whatever the page reads must be read before the write (`context`,
+    the template's functions that keep what they read in `g`): the rows in it and the signed-in
+    user are copied now, because a failed write expires them and may leave nothing readable. The
+    context processors (the user's menu, the unread badge, the language) also run now.
+    """
+    user, signed_in = frozen(g.get("user")), g.get("user")
+    g.user = user
+    try:
+        full = dict(context)
+        current_app.update_template_context(full)
+    finally:
+        g.user = signed_in
+    kept = frozen(full)
+
+    def draw() -> str:
+        before = g.get("user")
+        g.user = user
+        try:
+            return current_app.jinja_env.get_template(template).render(kept)
+        finally:
+            g.user = before
+    return draw
 
 
 def _database_error(exc: Exception) -> Response:

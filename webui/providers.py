@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -47,8 +47,13 @@ def init_app(app: Flask) -> None:
 
 
 def provider_choices(kinds: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """Return (id, "Name (kind)") of the active providers of these kinds for a form's provider select."""
-    return [(str(pid), f"{name} ({KINDS.get(kind, kind)})") for pid, name, kind in providers.choices(get_session(), kinds)]
+    """Return (id, "Name (kind)") of the active providers of these kinds for a form's provider select,
+    read once per request."""
+    known = g.setdefault("provider_choices", {})
+    if tuple(kinds) not in known:
+        known[tuple(kinds)] = [(str(pid), f"{name} ({KINDS.get(kind, kind)})")
+                               for pid, name, kind in providers.choices(get_session(), kinds)]
+    return known[tuple(kinds)]
 
 
 def _labels() -> dict[str, Any]:

@@ -9,7 +9,7 @@ re-renders the form with everything typed. Claim, release and reassign post to t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,8 +32,9 @@ from engine.users import display_names, experts
 from . import formfields, modeltexts
 from .auth import current_user, has_role, login_required, restore_form, safe_next
 from .db import get_session, write_session
-from .errors import keep_unsaved
+from .errors import keep_unsaved, later_page
 from .inputs import page_number
+from .providers import provider_choices
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 bp.add_app_template_global(modeltexts.text, "model_text")  # model texts in the user's language
@@ -41,10 +42,15 @@ bp.add_app_template_global(modeltexts.text, "model_text")  # model texts in the 
 
 @bp.app_template_global()
 def users_with_role(role: str) -> list[tuple[str, str]]:
-    """Return (username, "Display name (username)") of the active users holding a role (userRole fields)."""
-    active = runtime.users_of_role(get_session())(role)
-    shown = display_names(get_session(), active)
-    return sorted(((u, f"{shown.get(u, u)} ({u})") for u in active), key=lambda item: item[1].casefold())
+    """Return (username, "Display name (username)") of the active users holding a role (userRole fields),
+    read once per request."""
+    known = g.setdefault("users_with_role", {})
+    if role not in known:
+        active = runtime.users_of_role(get_session())(role)
+        shown = display_names(get_session(), active)
+        known[role] = sorted(((u, f"{shown.get(u, u)} ({u})") for u in active), key=lambda item: item[1].casefold())
+    return known[role]
+
 ROLES = ("expert", "supervisor", "admin")
 SUPERVISORS = ("supervisor", "admin")
 PER_PAGE = 25
@@ -187,14 +193,21 @@ def aftercare() -> str:
 def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str], status: int = 200,
             problem: str | None = None, cancel_error: str | None = None,
             action: tuple[str, dict[str, Any], dict[str, str]] | None = None) -> tuple[str, int]:
+    return render_template("tasks/task.html", **_page(details, values, errors, problem, cancel_error, action)), status
+
+
+def _page(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str], problem: str | None = None,
+          cancel_error: str | None = None,
+          action: tuple[str, dict[str, Any], dict[str, str]] | None = None) -> dict[str, Any]:
+    """Read what the task page shows; return the template's context."""
     session = get_session()
     task, instance = details["task"], details["instance"]
     hidden = details.get("case_hidden", False)  # a task of my role in a case that is not mine: no case data
     customer = customers.find_by_business_id(session, instance.business_key) \
         if instance.business_key and not hidden else None
     user = _me()
-    html = render_template(
-        "tasks/task.html", task=task, instance=instance, fields=modeltexts.fields(details["form"], instance.version_id),
+    return dict(
+        task=task, instance=instance, fields=modeltexts.fields(details["form"], instance.version_id),
         values=values, errors=formfields.messages(errors), problem=problem, customer=customer, case_hidden=hidden,
         documentation=formfields.safe_markdown(modeltexts.text(details["documentation"], instance.version_id)),
         facts=modeltexts.case_facts(instance.version_id, details["variables"]),
@@ -205,7 +218,21 @@ def _render(details: dict[str, Any], values: dict[str, Any], errors: dict[str, s
         coverable=_coverable(details), covered=request.form.getlist("covered_contacts"),
         can_cancel=instance.status == "running" and not hidden
         and customers.may_cancel_case(session, instance, user.username, set(user.role_set)))
-    return html, status
+
+
+def _unsaved_page(details: dict[str, Any], values: dict[str, Any]) -> Callable[[], str]:
+    """Return the function that draws the task page with what was typed and "not saved", if the write fails.
+
+    Everything the page shows is read now, before the write; the page is drawn only if the write
+    fails (`errors.later_page`), not on every completion that succeeds.
+    """
+    context = _page(details, values, {}, problem=formfields.unsaved_message())
+    for item in [*context["fields"], *(f for shown in context["task_actions"] for f in shown["fields"])]:
+        if item.user_role:  # the form's selects of people and providers, kept in g for the drawing
+            users_with_role(item.user_role)
+        if item.provider_kinds is not None:
+            provider_choices(item.provider_kinds)
+    return later_page("tasks/task.html", context)
 
 
 def keep_versions(session: Any) -> None:
@@ -257,7 +284,7 @@ def task(task_id: str) -> Any:
     if too_large:
         return _render(details, values, too_large, 413)
     instance_id, name = details["instance"].id, modeltexts.text(details["task"].name, details["instance"].version_id)
-    keep_unsaved(_render(details, values, {}, 503, problem=formfields.unsaved_message())[0])
+    keep_unsaved(_unsaved_page(details, values))
     keep_versions(session)  # kept across requests: the expiry of what was read must not reach them
     session = write_session(reread=True)  # SQLite: the write lock from here on, every row read again under it
     covered = request.form.getlist("covered_contacts")  # other lines' contacts this one covers (engine.aftercare)

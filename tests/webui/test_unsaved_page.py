@@ -1,0 +1,119 @@
+"""The task page kept for a failed write (`errors.later_page`): read before the write, drawn only when
+the write fails, and then without a single statement to the database.
+
+A completion reads everything its "not saved" page shows before it writes: the case, the people
+and the providers of the form's selects, the signed-in user's menu. Here the write fails and from
+that moment every statement fails too, as when the database server goes away: the page still comes
+back with what was typed. A completion that succeeds does not draw the page at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from flask import template_rendered
+from sqlalchemy import event, select
+from sqlalchemy import exc as sa_exc
+
+from engine import deploy, providers, runtime
+from engine.models import Task, TaskStatus
+
+MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+                  id="Defs_unsaved" targetNamespace="http://polku.test/unsaved">
+  <bpmn:process id="unsaved_page" name="Kirjaus" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="record" name="Kirjaa palvelu" camunda:candidateGroups="expert">
+      <bpmn:extensionElements>
+        <camunda:formData>
+          <camunda:formField id="notes" label="Muistiinpanot" type="string">
+            <camunda:properties><camunda:property id="textarea" value="true" /></camunda:properties>
+          </camunda:formField>
+          <camunda:formField id="handler" label="Vastuuasiantuntija" type="string">
+            <camunda:properties><camunda:property id="userRole" value="expert" /></camunda:properties>
+          </camunda:formField>
+          <camunda:formField id="trainer" label="Kouluttaja" type="string">
+            <camunda:properties><camunda:property id="provider" value="training" /></camunda:properties>
+          </camunda:formField>
+        </camunda:formData>
+      </bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="record" />
+    <bpmn:sequenceFlow id="f2" sourceRef="record" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+NOTES = "Asiakas soitti takaisin <b>"
+
+
+@pytest.fixture
+def task_id(sessions) -> str:
+    with sessions.begin() as s:
+        deploy.deploy_files(s, {"unsaved_page.bpmn": MODEL}, by="test")
+        providers.create_provider(s, {"name": "Koulutus Oy", "business_id": "1234567-1", "kind": "training",
+                                      "active": "true"}, by="test")
+        iid = runtime.start_instance(s, "unsaved_page", by="test").id
+        return s.scalar(select(Task.id).where(Task.instance_id == iid, Task.state == TaskStatus.READY))
+
+
+def _typed(sessions) -> dict[str, str]:
+    with sessions.begin() as s:
+        trainer = providers.choices(s, ("training",))[0][0]
+    return {"notes": NOTES, "handler": "test-expert", "trainer": str(trainer)}
+
+
+def test_a_failed_write_shows_the_page_kept_before_it_without_reading_the_database(app, client, login_as,
+                                                                                 sessions, task_id, monkeypatch):
+    login_as("expert")
+    typed = _typed(sessions)
+    engine = app.extensions["polku"].engine
+    after_failure: list[str] = []
+
+    def gone(conn, cursor, statement, *_args):  # the database server went away
+        after_failure.append(statement)
+        raise sa_exc.OperationalError(statement, {}, sqlite3.OperationalError("disk I/O error"))
+
+    def failing_write(*_args, **_kwargs):
+        event.listen(engine, "before_cursor_execute", gone)
+        raise sa_exc.OperationalError("UPDATE task", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(runtime, "complete_task", failing_write)
+    try:
+        response = client.post(f"/tasks/{task_id}", data=typed)
+    finally:
+        if event.contains(engine, "before_cursor_execute", gone):
+            event.remove(engine, "before_cursor_execute", gone)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503, page[:500]
+    assert after_failure == []
+    assert "Ei tallennettu" in page and "Asiakas soitti takaisin &lt;b&gt;</textarea>" in page
+    assert '<option value="test-expert" selected>Test expert (test-expert)</option>' in page
+    assert f'<option value="{typed["trainer"]}" selected>Koulutus Oy (' in page
+    assert '<span class="user-name">Test expert</span>' in page  # the menu, from the copy of the user
+    assert f'<form method="post" action="/tasks/{task_id}"' in page
+    with sessions.begin() as s:
+        assert s.get(Task, task_id).state == TaskStatus.READY
+
+
+def test_a_completion_that_succeeds_does_not_draw_the_page_kept_for_a_failure(app, client, login_as, sessions,
+                                                                             task_id):
+    login_as("expert")
+    drawn: list[str] = []
+
+    def record(_sender, template, context, **_extra):
+        drawn.append(template.name)
+
+    template_rendered.connect(record, app)
+    try:
+        assert client.get(f"/tasks/{task_id}").status_code == 200
+        response = client.post(f"/tasks/{task_id}", data=_typed(sessions))
+    finally:
+        template_rendered.disconnect(record, app)
+    assert response.status_code == 302
+    assert drawn.count("tasks/task.html") == 1  # the page shown before the post, not one kept for a failure
+    with sessions.begin() as s:
+        assert s.get(Task, task_id).state == TaskStatus.COMPLETED
