@@ -12,18 +12,20 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, defer
 
 from . import access, deploy, forms, history, inbox, runtime
+from . import customers as customers_module
 from .customers import _like_escape
 from .errors import InstanceNotFound, InvalidInput, RevisionMismatch
 from .models import Customer, Incident, IncidentStatus, Instance, Task
 
 __all__ = ["Slice", "check_revision", "customers", "decode_cursor", "encode_cursor", "form_schema",
-           "incident_dict", "incidents", "instances", "model_xml", "readable_instance", "tasks"]
+           "incident_dict", "incidents", "instances", "model_xml", "readable_instance", "tasks", "timeline"]
 
 MAX_LIMIT = 200
 
@@ -137,6 +139,29 @@ def incidents(session: Session, *, status: str | None = "open", instance_id: int
     if instance_id is not None:
         query = query.where(Incident.instance_id == instance_id)
     return _slice(session, query, Incident.id, cursor, limit, int)
+
+
+def timeline(session: Session, reader: access.Reader, customer: Customer, *, cursor: str | None = None,
+             limit: int = 100) -> Slice:
+    """Return the steps of the customer's cases the reader may see, newest first, a page at a time.
+
+    The cursor is the last event's (time, id): events written meanwhile (newer ones) never shift a page.
+    """
+    _check_limit(limit)
+    after = decode_cursor(cursor)
+    before: tuple[datetime, int] | None = None
+    if after is not None:
+        try:
+            at, event_id = after
+            before = (datetime.fromisoformat(at), event_id)
+        except (TypeError, ValueError):
+            raise InvalidInput("the cursor is not one this API gave out") from None
+        if before[0].tzinfo is None or not isinstance(event_id, int) or isinstance(event_id, bool):
+            raise InvalidInput("the cursor is not one this API gave out")
+    rows = customers_module.customer_timeline(session, customer, limit + 1, reader, before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Slice(rows, encode_cursor([rows[-1].at.isoformat(), rows[-1].id]) if more else None)
 
 
 def model_xml(session: Session, process_id: str, version: int) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from . import audit
@@ -304,24 +304,33 @@ FEEDBACK_VARIABLES = ("service_rating", "experience_positive", "feedback_from_cu
 
 
 @lru_cache(maxsize=512)
-def _timeline_query(reader: Reader | None, limit: int) -> Select[tuple[AuditEvent]]:
-    """Return the customer timeline's query for a reader and length (built once per reader and length)."""
+def _timeline_query(reader: Reader | None, limit: int, keyed: bool = False) -> Select[tuple[AuditEvent]]:
+    """Return the customer timeline's query for a reader and length (built once per reader and length);
+    `keyed`: only the events older than (`before_at`, `before_id`), the key of the last event shown."""
     # a join, not `instance_id IN (subquery)`: with the subquery SQLite walked the kind index through
     # every task_completed event of the office (390 ms with 10,000 cases); the join reads this customer's
     query = (select(AuditEvent).join(Instance, AuditEvent.instance_id == Instance.id)
              .where(Instance.business_key == bindparam("business_id"), AuditEvent.kind.in_(TIMELINE_KINDS)))
     if reader is not None:
         query = query.where(instance_clause(reader))
+    if keyed:
+        before_at = bindparam("before_at", type_=AuditEvent.__table__.c.at.type)
+        query = query.where(or_(AuditEvent.at < before_at,
+                                and_(AuditEvent.at == before_at, AuditEvent.id < bindparam("before_id"))))
     return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
 
 
 def customer_timeline(session: Session, customer: Customer, limit: int = 100,
-                      reader: Reader | None = None) -> list[AuditEvent]:
+                      reader: Reader | None = None, before: tuple[datetime, int] | None = None) -> list[AuditEvent]:
     """Return the newest events of the customer's processes that a person would call a step.
 
-    With a `reader`, only events of the cases they may see.
+    With a `reader`, only events of the cases they may see; with `before` (an event's time and id),
+    only the events after it in the timeline's order (newest first): the next page.
     """
-    return list(session.scalars(_timeline_query(reader, limit), {"business_id": customer.business_id}))
+    if before is None:
+        return list(session.scalars(_timeline_query(reader, limit), {"business_id": customer.business_id}))
+    return list(session.scalars(_timeline_query(reader, limit, True), {
+        "business_id": customer.business_id, "before_at": before[0], "before_id": before[1]}))
 
 
 def customer_feedback(session: Session, instance_ids: list[int]) -> dict[int, dict[str, Any]]:

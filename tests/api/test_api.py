@@ -324,6 +324,37 @@ def test_customers_create_search_get_update_timeline(api, bearer, shipped):
         "Recruitment needs"]
 
 
+def test_the_customer_timeline_pages_by_cursor_newest_first_and_a_new_step_shifts_nothing(api, bearer, shipped):
+    expert = api(bearer("expert"))
+    customer = expert.post("/customers", json={"business_id": "0737546-2", "name": "Konepaja Virtanen Oy"}).get_json()
+    at = utcnow().replace(microsecond=0)
+    with shipped.begin() as s:  # seven cases started at one instant: their steps share a time, the id orders them
+        for _ in range(7):
+            runtime.start_instance(s, "customer_service", by="api-expert", data=START,
+                                   business_key=START["business_id"], now=at)
+    whole = expert.get(f"/customers/{customer['id']}/timeline?limit=200").get_json()
+    assert whole["next_cursor"] is None and len(whole["items"]) >= 7
+    keys = [(e["at"], e["id"]) for e in whole["items"]]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+    first = expert.get(f"/customers/{customer['id']}/timeline?limit=3").get_json()
+    assert [e["id"] for e in first["items"]] == [e["id"] for e in whole["items"][:3]] and first["next_cursor"]
+    started(expert)  # a newer step meanwhile: the next page goes on from where the first one ended
+    seen, cursor = [e["id"] for e in first["items"]], first["next_cursor"]
+    while cursor:
+        page = expert.get(f"/customers/{customer['id']}/timeline?limit=3&cursor={cursor}").get_json()
+        assert len(page["items"]) <= 3
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == [e["id"] for e in whole["items"]]
+    newest = expert.get(f"/customers/{customer['id']}/timeline?limit=1").get_json()["items"]
+    assert newest[0]["id"] not in seen and newest[0]["at"] >= whole["items"][0]["at"]
+    for bad in ("%%%", "WzEsMl0", "WyJub3QgYSB0aW1lIiwgMV0", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgMV0",
+                "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgdHJ1ZV0"):
+        # garbage, [1, 2], ["not a time", 1], a time without its zone, [time, true]
+        assert expert.get(f"/customers/{customer['id']}/timeline?cursor={bad}").status_code == 400, bad
+    assert expert.get(f"/customers/{customer['id']}/timeline?limit=201").status_code in (400, 422)
+
+
 def test_kpis_and_streamed_exports(api, bearer, shipped):
     auditor = api(bearer("auditor"))
     started(api(bearer("expert")))

@@ -453,14 +453,15 @@ def update_customer(customer_id: int, json: s.CustomerIn) -> s.CustomerOut:
 
 
 @bp.get("/customers/<int(max=2147483647):customer_id>/timeline")
-@api(resp=resp("HTTP_200", s.Timeline), tags=["customers"])
-def customer_timeline(customer_id: int) -> s.Timeline:
-    """The customer's contact log: the newest steps of their cases the owner may see."""
+@api(query=s.TimelineQuery, resp=resp("HTTP_200", s.Timeline), tags=["customers"])
+def customer_timeline(customer_id: int, query: s.TimelineQuery) -> s.Timeline:
+    """The steps of the customer's cases the owner may see, newest first; cursor-paged."""
     need(*WORKERS)
     session, me = get_session(), reader()
     access.require_customer(session, me, customer_id)
-    events = customers.customer_timeline(session, customers.get_customer(session, customer_id), reader=me)
-    return s.Timeline(items=[s.TimelineEntry(**audit.event_dict(e)) for e in events])
+    page = apiquery.timeline(session, me, customers.get_customer(session, customer_id), cursor=query.cursor,
+                             limit=query.limit)
+    return s.Timeline(items=[s.TimelineEntry(**audit.event_dict(e)) for e in page.rows], next_cursor=page.next_cursor)
 
 
 def _contact_out(c: Any) -> s.ContactOut:

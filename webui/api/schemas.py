@@ -401,6 +401,12 @@ class TimelineEntry(BaseModel):
 
 class Timeline(BaseModel):
     items: list[TimelineEntry]
+    next_cursor: str | None = None
+
+
+class TimelineQuery(Strict):
+    cursor: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=100, ge=1, le=200)
 
 
 # --- KPIs, exports, tokens ----------------------------------------------------------------------
