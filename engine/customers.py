@@ -414,18 +414,27 @@ def change_responsible_expert(session: Session, customer_id: int, new_expert: st
     return delivered
 
 
-def may_cancel_case(session: Session, instance: Instance, by: str, roles: set[str] | None) -> bool:
+def may_cancel_case(session: Session, instance: Instance, by: str, roles: set[str] | None, *,
+                    variables: Mapping[str, Any] | None = None, customer: Customer | None = None) -> bool:
     """Tell whether `by` may cancel a running case: a supervisor (or admin) any, an expert their own
-    (the case's responsible expert, or the customer's); the CLI (no roles) is a trusted operator."""
+    (the case's responsible expert, or the customer's); the CLI (no roles) is a trusted operator.
+
+    `variables` (all of the case's) and `customer` (the case's), when the caller has read them, are
+    not read again.
+    """
     if roles is None or roles & {"supervisor", "admin"}:
         return True
     if "expert" not in roles:
         return False
-    case_expert = session.scalar(select(Variable.value).where(Variable.instance_id == instance.id,
-                                                              Variable.name == "responsible_expert"))
+    if variables is not None:
+        case_expert = variables.get("responsible_expert")
+    else:
+        case_expert = session.scalar(select(Variable.value).where(Variable.instance_id == instance.id,
+                                                                  Variable.name == "responsible_expert"))
     if case_expert == by:
         return True
-    customer = find_by_business_id(session, instance.business_key) if instance.business_key else None
+    if customer is None or customer.business_id != instance.business_key:
+        customer = find_by_business_id(session, instance.business_key) if instance.business_key else None
     return customer is not None and customer.responsible_expert == by
 
 

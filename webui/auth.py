@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
@@ -55,6 +56,7 @@ bp = Blueprint("auth", __name__)
 SID_KEY = "sid"
 STASH_KEY = "form_stash"
 LANG_KEY = "lang"
+AS_AT_START = "polku_as_at_start"  # g key: `read_with_signin` answers a POST too (`as_at_start`)
 F = TypeVar("F", bound=Callable[..., Any])
 SECRET_FIELD = re.compile(r"pass|pwd|salasana|secret|token", re.IGNORECASE)  # never stashed
 
@@ -171,8 +173,20 @@ def _load_user() -> None:
 def read_with_signin(name: str) -> Any:
     """Return a value `_load_user` read with this request's sign-in (`unread_notices`, `last_version_id`),
     or None when the caller must read it itself: not signed in, or a POST, which may change it before
-    its page is drawn."""
-    return g.get(name) if request.method in ("GET", "HEAD") else None
+    its page is drawn (but not before the page it keeps for a failed write: `as_at_start`)."""
+    return g.get(name) if request.method in ("GET", "HEAD") or g.get(AS_AT_START) else None
+
+
+@contextmanager
+def as_at_start() -> Iterator[None]:
+    """Within: a POST's `read_with_signin` gives what was read with its sign-in too, for the page it
+    keeps for a failed write (`errors.keep_unsaved`): when that page is shown nothing of the POST was saved."""
+    before = g.get(AS_AT_START, False)
+    setattr(g, AS_AT_START, True)
+    try:
+        yield
+    finally:
+        setattr(g, AS_AT_START, before)
 
 
 def _start_login(user: User) -> None:

@@ -43,12 +43,15 @@ def write_session(*, reread: bool = False) -> Session:
     """Return this request's session in a write transaction (a read-only one ends first).
 
     Read again, in it, the rows the write depends on: another writer may have changed them since.
-    With `reread`, every row loaded so far is expired when a read-only transaction ended, so it is
-    read again under the lock (detach first what must outlive the request).
+    With `reread`, every row loaded so far but the signed-in user's is expired when a read-only
+    transaction ended, so it is read again under the lock (detach first what must outlive the request).
     """
     session = get_session()
     if begin_writing(session, current_app.extensions["polku"].engine) and reread:
-        session.expire_all()
+        signed_in = g.get("user")  # checked at the request's start, like every access check: kept as read
+        for row in list(session.identity_map.values()):
+            if row is not signed_in:
+                session.expire(row)
     return session
 
 

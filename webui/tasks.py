@@ -30,7 +30,7 @@ from engine.models import ProcessVersion, Task, TaskStatus, User
 from engine.users import display_names, experts
 
 from . import formfields, modeltexts
-from .auth import current_user, has_role, login_required, restore_form, safe_next
+from .auth import as_at_start, current_user, has_role, login_required, restore_form, safe_next
 from .db import get_session, write_session
 from .errors import keep_unsaved, later_page
 from .inputs import page_number
@@ -217,7 +217,8 @@ def _page(details: dict[str, Any], values: dict[str, Any], errors: dict[str, str
         mine=task.assignee == user.username, cancel_error=cancel_error, **_action_context(details, action),
         coverable=_coverable(details), covered=request.form.getlist("covered_contacts"),
         can_cancel=instance.status == "running" and not hidden
-        and customers.may_cancel_case(session, instance, user.username, set(user.role_set)))
+        and customers.may_cancel_case(session, instance, user.username, set(user.role_set),
+                                      variables=details["variables"], customer=customer))
 
 
 def _unsaved_page(details: dict[str, Any], values: dict[str, Any]) -> Callable[[], str]:
@@ -226,13 +227,14 @@ def _unsaved_page(details: dict[str, Any], values: dict[str, Any]) -> Callable[[
     Everything the page shows is read now, before the write; the page is drawn only if the write
     fails (`errors.later_page`), not on every completion that succeeds.
     """
-    context = _page(details, values, {}, problem=formfields.unsaved_message())
-    for item in [*context["fields"], *(f for shown in context["task_actions"] for f in shown["fields"])]:
-        if item.user_role:  # the form's selects of people and providers, kept in g for the drawing
-            users_with_role(item.user_role)
-        if item.provider_kinds is not None:
-            provider_choices(item.provider_kinds)
-    return later_page("tasks/task.html", context)
+    with as_at_start():  # the unread badge and the process names as read with the sign-in
+        context = _page(details, values, {}, problem=formfields.unsaved_message())
+        for item in [*context["fields"], *(f for shown in context["task_actions"] for f in shown["fields"])]:
+            if item.user_role:  # the form's selects of people and providers, kept in g for the drawing
+                users_with_role(item.user_role)
+            if item.provider_kinds is not None:
+                provider_choices(item.provider_kinds)
+        return later_page("tasks/task.html", context)
 
 
 def keep_versions(session: Any) -> None:

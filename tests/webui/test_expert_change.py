@@ -136,3 +136,20 @@ def test_the_assessment_offers_the_active_experts_and_refuses_a_typo(client, log
     assert response.status_code == 422 and "Valitse asiantuntija luettelosta" in response.get_data(as_text=True)
     with sessions.begin() as s:
         assert [t.id for t in open_tasks(s, instance_id=instance_id)] == [task.id]
+
+
+def test_the_case_expert_and_the_customer_expert_may_cancel_and_no_other_expert(client, login_as, sessions, office):
+    instance_id = _assessed_case(sessions)  # the case's responsible expert: test-expert
+    with sessions.begin() as s:
+        users.add_user(s, "third-expert", PASSWORD, ["expert"], display_name="Third Expert")
+        customers.get_customer(s, office).responsible_expert = NEW  # the customer's: NEW
+        [task] = open_tasks(s, instance_id=instance_id)
+        task.assignee = None  # open to every expert
+    for who, may in (("test-expert", True), (NEW, True), ("third-expert", False)):
+        login_as(who, PASSWORD)
+        page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+        assert ('id="cancel-case"' in page) is may, who
+        with sessions.begin() as s:
+            instance = runtime.get_instance(s, instance_id)
+            assert customers.may_cancel_case(s, instance, who, {"expert"}) is may, who
+        client.post("/logout")

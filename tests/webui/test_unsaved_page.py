@@ -16,7 +16,7 @@ from flask import template_rendered
 from sqlalchemy import event, select
 from sqlalchemy import exc as sa_exc
 
-from engine import deploy, providers, runtime
+from engine import deploy, notices, providers, runtime
 from engine.models import Task, TaskStatus
 
 MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -70,6 +70,8 @@ def test_a_failed_write_shows_the_page_kept_before_it_without_reading_the_databa
                                                                                  sessions, task_id, monkeypatch):
     login_as("expert")
     typed = _typed(sessions)
+    with sessions.begin() as s:
+        notices.notify(s, "unsaved-test", "test-expert", "reminder", "Muistutus", "Soita asiakkaalle")
     engine = app.extensions["polku"].engine
     after_failure: list[str] = []
 
@@ -94,6 +96,7 @@ def test_a_failed_write_shows_the_page_kept_before_it_without_reading_the_databa
     assert '<option value="test-expert" selected>Test expert (test-expert)</option>' in page
     assert f'<option value="{typed["trainer"]}" selected>Koulutus Oy (' in page
     assert '<span class="user-name">Test expert</span>' in page  # the menu, from the copy of the user
+    assert 'id="unread-badge"' in page and ">1</span>" in page  # as read with the sign-in: nothing was saved
     assert f'<form method="post" action="/tasks/{task_id}"' in page
     with sessions.begin() as s:
         assert s.get(Task, task_id).state == TaskStatus.READY
@@ -117,3 +120,24 @@ def test_a_completion_that_succeeds_does_not_draw_the_page_kept_for_a_failure(ap
     assert drawn.count("tasks/task.html") == 1  # the page shown before the post, not one kept for a failure
     with sessions.begin() as s:
         assert s.get(Task, task_id).state == TaskStatus.COMPLETED
+
+
+def test_a_completion_reads_the_badge_the_process_names_and_the_user_only_with_its_sign_in(app, client, login_as,
+                                                                                         sessions, task_id):
+    login_as("expert")
+    typed = {**_typed(sessions), "csrf_token": client.csrf_token()}
+    engine = app.extensions["polku"].engine
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *_args):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post(f"/tasks/{task_id}", data=typed)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 302
+    assert statements and statements[0].startswith("SELECT user_session.id")  # the sign-in, with what every page shows
+    assert not [q for q in statements[1:] if "FROM notice" in q or "max(process_version.id)" in q
+                or q.startswith("SELECT user_account.id AS user_account_id") or "FROM variable WHERE variable.instance_id = ? AND" in q], statements
