@@ -62,6 +62,9 @@ def _configure(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=not settings.insecure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),  # a sign-in's absolute end
+        # the cookie is set at sign-in to end with it, and again only when its content changes: not
+        # signed again on every response, as an expiry that slides would outlive the sign-in anyway
+        SESSION_REFRESH_EACH_REQUEST=False,
         POLKU_IDLE_TIMEOUT=timedelta(minutes=settings.idle_minutes),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session cookie
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 100_000,

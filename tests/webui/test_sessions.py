@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,18 @@ def test_sign_in_ends_after_its_absolute_lifetime_however_busy(client, clock, ai
     assert client.get("/customers/").status_code == 302
     with sessions.begin() as s:
         assert [r.ended_reason for r in s.scalars(select(UserSession))] == ["expired"]
+
+
+def test_the_cookie_is_set_at_sign_in_to_end_with_it_and_not_sent_again_with_every_page(app, client, aino):
+    signed = _sign_in(client)
+    [cookie] = [c for c in signed.headers.getlist("Set-Cookie") if c.startswith(COOKIE + "=")]
+    expires = parsedate_to_datetime(cookie.split("Expires=")[1].split(";")[0])
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    assert abs(expires - datetime.now(UTC) - lifetime) < timedelta(minutes=1)
+    assert _signed_in(client.get("/tasks/"))  # the first page after sign-in: the flash read, the form token made
+    for path in ("/tasks/", "/tasks/?tab=group", "/"):
+        page = client.get(path)
+        assert _signed_in(page) and not [c for c in page.headers.getlist("Set-Cookie") if c.startswith(COOKIE)], path
 
 
 def test_lifetimes_are_settings(app_with, clock, aino):
