@@ -29,6 +29,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     literal_column,
     null,
     select,
@@ -185,7 +186,8 @@ def lock_instance(session: Session, instance_id: int) -> Instance:
         found = _LOCK_INSTANCE.first(session, {"b_id": instance_id})
         if found is None:
             raise InstanceNotFound(f"no instance {instance_id}")
-        if held is not None and held.revision != found[_REVISION_AT]:  # this session held an older revision
+        if held is not None and "revision" not in inspect(held).unloaded \
+                and held.revision != found[_REVISION_AT]:  # this session held an older revision
             raise Conflict("someone else changed this case at the same time; reload and try again")
         return _adopt_instance(session, found, refresh=True)
     if session.identity_map.get(identity_key(Instance, instance_id)) is None:
@@ -213,7 +215,7 @@ def _adopt_instance(session: Session, values: Sequence[Any], *, refresh: bool = 
         instance.__dict__.update(zip(_INSTANCE_KEYS, values, strict=True))
         make_transient_to_detached(instance)
         session.add(instance)
-    elif refresh:
+    elif refresh or inspect(instance).expired_attributes:  # expired: its next use would read this row again
         for key, value in zip(_INSTANCE_KEYS, values, strict=True):
             set_committed_value(instance, key, value)
     session.info["polku_held_instance"] = instance  # the identity map holds rows weakly: keep it
@@ -886,6 +888,8 @@ class _TaskRef:
     process_id: str | None
 
 
+_TASK_REF_KEYS = frozenset(("instance_id", "element_id", "name", "state", "assignee", "candidate_role",
+                            "completed_by", "process_id"))
 # the task's columns and its instance's row in one statement on the cursor (engine.fastsql)
 _TASK_FOR_ACTION = Fast(
     select(_TASKS.c.instance_id, _TASKS.c.element_id, _TASKS.c.name, _TASKS.c.state, _TASKS.c.assignee,
@@ -905,7 +909,7 @@ def _task_for_action(session: Session, task_id: str) -> _TaskRef:
     if found is None:
         raise TaskNotFound(f"no task {task_id}")
     held = session.identity_map.get(identity_key(Task, task_id))
-    if held is None:
+    if held is None or not _TASK_REF_KEYS.isdisjoint(inspect(held).unloaded):  # none, or expired: the row
         ref = _TaskRef(task_id, *found[:8])
     else:  # the session's object wins over the row, as in an ORM query (a page read it earlier in the session)
         ref = _TaskRef(task_id, held.instance_id, held.element_id, held.name, held.state, held.assignee,
