@@ -7,6 +7,7 @@ import json
 import re
 from datetime import date, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from engine.models import Instance
 
 BPMN = Path(__file__).parents[2] / "bpmn"
 BUSINESS_ID = "0737546-2"
+HELSINKI = ZoneInfo("Europe/Helsinki")  # the office's day: what an expert types as a date
 
 
 def _values(fields, expert, on=None):
@@ -55,7 +57,7 @@ def drive_to_aftercare(sessions, expert, started, *, complete_aftercare=False) -
             at = utcnow() if row.element_id == "aftercare_contact" else started
             if row.element_id == "aftercare_contact" and not complete_aftercare:
                 return row.id
-            runtime.complete_task(s, row.id, _values(runtime.task_details(s, row.id)["form"], expert, at.date()),
+            runtime.complete_task(s, row.id, _values(runtime.task_details(s, row.id)["form"], expert, at.astimezone(HELSINKI).date()),
                                   by=expert, now=at)
             if row.element_id == "aftercare_contact":
                 return row.id
