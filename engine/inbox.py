@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -118,8 +118,14 @@ def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: in
 def tasks(session: Session, *, instance_id: int | None = None, assignee: str | None = None,
           state: TaskStatus | None = TaskStatus.READY) -> list[Task]:
     """List tasks of an instance or of an assignee (all matching, oldest first)."""
-    query = _query(TaskFilter(assignee=assignee, instance_id=instance_id, state=state))
-    return [t for t, _i in session.execute(query.order_by(Task.created_at)).all()]
+    if instance_id is not None and assignee is None and state is not None:  # a case's open tasks: after every step
+        return list(session.scalars(_TASKS_OF_INSTANCE, {"instance_id": instance_id, "state": state}))
+    query = _query(TaskFilter(assignee=assignee, instance_id=instance_id, state=state), Task, join=False)
+    return list(session.scalars(query.order_by(Task.created_at)))
+
+
+_TASKS_OF_INSTANCE = (select(Task).where(Task.instance_id == bindparam("instance_id"), Task.state == bindparam("state"))
+                      .order_by(Task.created_at))  # built once: the statement and its cache key
 
 
 def overdue(session: Session, now: datetime | None = None) -> list[Task]:

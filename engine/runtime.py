@@ -1349,8 +1349,10 @@ def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str 
 
 def instance_variables(session: Session, instance_id: int) -> dict[str, Any]:
     """Return an instance's current variables."""
-    return {v.name: v.value for v in session.scalars(select(Variable).where(Variable.instance_id == instance_id)
-                                                    .order_by(Variable.name))}
+    return {v.name: v.value for v in session.scalars(_VARIABLES_OF_INSTANCE, {"instance_id": instance_id})}
+
+
+_VARIABLES_OF_INSTANCE = select(Variable).where(Variable.instance_id == bindparam("instance_id")).order_by(Variable.name)
 
 
 def open_incidents(session: Session, instance_id: int | None = None) -> list[Incident]:

@@ -19,7 +19,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -72,9 +72,25 @@ def find_session_and_user(session: Session, token: str, *also: Any
     """
     if not token:
         return None, None, ()
-    found = session.execute(select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
-                            .where(UserSession.id == _digest(token))).first()
+    found = session.execute(_signin_statement(also), {"digest": _digest(token)}).first()
     return (None, None, ()) if found is None else (found[0], found[1], tuple(found[2:]))
+
+
+_SIGNIN_STATEMENTS: dict[tuple[int, ...], tuple[tuple[Any, ...], Select[Any]]] = {}
+
+
+def _signin_statement(also: tuple[Any, ...]) -> Select[Any]:
+    """Return the sign-in's statement with `also`, built once per set of subqueries (every request runs
+    it: building it and its cache key cost more than running it on SQLite)."""
+    key = tuple(map(id, also))
+    known = _SIGNIN_STATEMENTS.get(key)
+    if known is None or any(a is not b for a, b in zip(known[0], also, strict=True)):
+        statement = (select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
+                     .where(UserSession.id == bindparam("digest")))
+        if len(_SIGNIN_STATEMENTS) >= 8:  # callers pass the same few subqueries: never a growing list
+            _SIGNIN_STATEMENTS.clear()
+        known = _SIGNIN_STATEMENTS[key] = (also, statement)  # `also` kept: its objects' ids stay theirs
+    return known[1]
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:
