@@ -7,7 +7,7 @@ commit themselves.
 A page's GET (not the API's, whose token check writes) reads in a read-only transaction: on SQLite
 it runs beside a writer instead of queueing for the write lock (`engine.db.reader`). A GET that
 must write calls `write_session()` before it reads what the write depends on; so does a task's
-completion (`READ_FIRST`), after its access checks and the page kept for a failed write.
+completion (`READ_FIRST`, on SQLite), after its access checks and the page kept for a failed write.
 """
 
 from __future__ import annotations
@@ -21,14 +21,18 @@ from .errors import error_response, status_for
 
 # Posts that read a lot before they write (the access checks, the form page kept for a failed
 # write) and call write_session(reread=True) just before writing: on SQLite the write lock is
-# held for the write only, not for the whole request.
+# held for the write only, not for the whole request. PostgreSQL locks rows, not the database:
+# there such a post reads and writes in one transaction, without a second connection (and its
+# ping) and without reading its rows again.
 READ_FIRST = frozenset({"tasks.task"})
 
 
 def _reads_first() -> bool:
     if not has_request_context() or (request.blueprint or "").startswith("api"):
         return False
-    return request.method in ("GET", "HEAD") or request.endpoint in READ_FIRST
+    if request.method in ("GET", "HEAD"):
+        return True
+    return request.endpoint in READ_FIRST and current_app.extensions["polku"].engine.dialect.name == "sqlite"
 
 
 def get_session() -> Session:
@@ -44,10 +48,14 @@ def write_session(*, reread: bool = False) -> Session:
 
     Read again, in it, the rows the write depends on: another writer may have changed them since.
     With `reread`, every row loaded so far but the signed-in user's is expired when a read-only
-    transaction ended, so it is read again under the lock (detach first what must outlive the request).
+    transaction ended (and always on PostgreSQL), so it is read again under the lock (detach first
+    what must outlive the request).
     """
     session = get_session()
-    if begin_writing(session, current_app.extensions["polku"].engine) and reread:
+    engine = current_app.extensions["polku"].engine
+    # on PostgreSQL a post reads in its write transaction (`_reads_first`), whose statements each see
+    # what was committed when they began: what it read may have changed all the same
+    if begin_writing(session, engine) and reread or reread and engine.dialect.name != "sqlite":
         signed_in = g.get("user")  # checked at the request's start, like every access check: kept as read
         for row in list(session.identity_map.values()):
             if row is not signed_in:
