@@ -151,7 +151,7 @@ def test_supervisor_view_shows_visits_against_the_target_and_who_covers_whom(cli
         users.add_user(s, "maija", "password-1", ["expert"], display_name="Maija Poissa")
         users.add_user(s, "pekka", "password-1", ["expert"], display_name="Pekka Sijainen")
         customer = customers.create_customer(s, {"name": "Konepaja Oy", "business_id": "0737546-2"}, by=boss)
-        today = utcnow().astimezone(ZoneInfo("Europe/Helsinki")).date()  # the office's day (UTC's ends at 22 or 21)
+        today = utcnow().astimezone(ZoneInfo("Europe/Helsinki")).date()  # the office's day, a day ahead of UTC's after 22:00 UTC
         contacts.log_contact(s, customer.id, {"contacted_on": today.isoformat(), "channel": "visit",
                                               "topic": "Käynti"}, by="maija")
         office.set_value(s, "visit_target", 4, by=boss)
