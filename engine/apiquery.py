@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -149,19 +149,28 @@ def timeline(session: Session, reader: access.Reader, customer: Customer, *, cur
     """
     _check_limit(limit)
     after = decode_cursor(cursor)
-    before: tuple[datetime, int] | None = None
-    if after is not None:
-        try:
-            at, event_id = after
-            before = (datetime.fromisoformat(at), event_id)
-        except (TypeError, ValueError):
-            raise InvalidInput("the cursor is not one this API gave out") from None
-        if before[0].tzinfo is None or not isinstance(event_id, int) or isinstance(event_id, bool):
-            raise InvalidInput("the cursor is not one this API gave out")
+    before = None if after is None else _event_key(after)
     rows = customers_module.customer_timeline(session, customer, limit + 1, reader, before)
     more = len(rows) > limit
     rows = rows[:limit]
     return Slice(rows, encode_cursor([rows[-1].at.isoformat(), rows[-1].id]) if more else None)
+
+
+def _event_key(after: Any) -> tuple[datetime, int]:
+    """Return the (time in UTC, id) a timeline cursor holds.
+
+    Raises:
+        InvalidInput: not a key `timeline` gave out (the shape, a time without its zone or outside the
+            calendar in UTC, an id no row can have).
+    """
+    try:
+        at, event_id = after
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None or type(event_id) is not int or not 0 < event_id < 2**63:
+            raise ValueError(after)
+        return when.astimezone(UTC), event_id
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput("the cursor is not one this API gave out") from None
 
 
 def model_xml(session: Session, process_id: str, version: int) -> tuple[str, str]:

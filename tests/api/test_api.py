@@ -349,8 +349,12 @@ def test_the_customer_timeline_pages_by_cursor_newest_first_and_a_new_step_shift
     newest = expert.get(f"/customers/{customer['id']}/timeline?limit=1").get_json()["items"]
     assert newest[0]["id"] not in seen and newest[0]["at"] >= whole["items"][0]["at"]
     for bad in ("%%%", "WzEsMl0", "WyJub3QgYSB0aW1lIiwgMV0", "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgMV0",
-                "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgdHJ1ZV0"):
-        # garbage, [1, 2], ["not a time", 1], a time without its zone, [time, true]
+                "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgdHJ1ZV0",
+                "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgMTAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMF0",
+                "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwgMV0", "WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTA1OjAwIiwgMV0",
+                "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgLTVd"):
+        # garbage, [1, 2], ["not a time", 1], a time without its zone, [time, true], an id of 31 digits,
+        # times that leave the calendar in UTC (year 1 at +05:00, year 9999 at -05:00), a negative id
         assert expert.get(f"/customers/{customer['id']}/timeline?cursor={bad}").status_code == 400, bad
     assert expert.get(f"/customers/{customer['id']}/timeline?limit=201").status_code in (400, 422)
 
