@@ -55,7 +55,8 @@ def write_session(*, reread: bool = False) -> Session:
     engine = current_app.extensions["polku"].engine
     # on PostgreSQL a post reads in its write transaction (`_reads_first`), whose statements each see
     # what was committed when they began: what it read may have changed all the same
-    if begin_writing(session, engine) and reread or reread and engine.dialect.name != "sqlite":
+    began = begin_writing(session, engine)
+    if reread and (began or engine.dialect.name != "sqlite"):
         signed_in = g.get("user")  # checked at the request's start, like every access check: kept as read
         for row in list(session.identity_map.values()):
             if row is not signed_in:

@@ -11,31 +11,13 @@ from engine import audit, inbox, runtime
 from engine.deploy import deploy_files
 from engine.models import Task, TaskStatus
 
-from .conftest import T0
-
-MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
-                  id="Defs_expired" targetNamespace="http://polku.test/expired">
-  <bpmn:process id="two_steps" name="Two steps" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:userTask id="first" name="First" camunda:candidateGroups="expert">
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
-    <bpmn:userTask id="second" name="Second" camunda:candidateGroups="expert">
-      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing></bpmn:userTask>
-    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="first" />
-    <bpmn:sequenceFlow id="f2" sourceRef="first" targetRef="second" />
-    <bpmn:sequenceFlow id="f3" sourceRef="second" targetRef="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+from .conftest import MODELS, T0
 
 
 def completes_expired_rows_without_reading_them_again(sessions) -> None:
     """The check itself, for SQLite here and PostgreSQL in tests/postgres."""
     with sessions.begin() as s:
-        deploy_files(s, {"two_steps.bpmn": MODEL}, by="designer")
+        deploy_files(s, {"two_steps.bpmn": (MODELS / "two_steps.bpmn").read_bytes()}, by="designer")
         iid = runtime.start_instance(s, "two_steps", by="anna", now=T0).id
     [first] = [t.id for t in _open(sessions, iid)]
     engine = sessions.kw["bind"]

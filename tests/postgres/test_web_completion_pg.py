@@ -9,9 +9,8 @@ import pytest
 
 from engine import inbox, runtime
 from engine.config import Settings
-from engine.deploy import deploy_files
 
-from ..engine.test_expired_rows import MODEL
+from .conftest import deploy_models
 
 
 @pytest.fixture
@@ -20,8 +19,8 @@ def settings(pg_url):
 
 
 def _task(sessions) -> str:
+    deploy_models(sessions, "two_steps.bpmn")
     with sessions.begin() as s:
-        deploy_files(s, {"two_steps.bpmn": MODEL}, by="designer")
         iid = runtime.start_instance(s, "two_steps", by="test").id
         return inbox.tasks(s, instance_id=iid)[0].id
 

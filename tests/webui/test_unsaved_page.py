@@ -10,6 +10,7 @@ back with what was typed. A completion that succeeds does not draw the page at a
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from flask import template_rendered
@@ -19,44 +20,17 @@ from sqlalchemy import exc as sa_exc
 from engine import deploy, notices, providers, runtime
 from engine.models import Task, TaskStatus
 
-MODEL = b"""<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
-                  id="Defs_unsaved" targetNamespace="http://polku.test/unsaved">
-  <bpmn:process id="unsaved_page" name="Kirjaus" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:userTask id="record" name="Kirjaa palvelu" camunda:candidateGroups="expert">
-      <bpmn:extensionElements>
-        <camunda:formData>
-          <camunda:formField id="notes" label="Muistiinpanot" type="string">
-            <camunda:properties><camunda:property id="textarea" value="true" /></camunda:properties>
-          </camunda:formField>
-          <camunda:formField id="handler" label="Vastuuasiantuntija" type="string">
-            <camunda:properties><camunda:property id="userRole" value="expert" /></camunda:properties>
-          </camunda:formField>
-          <camunda:formField id="trainer" label="Kouluttaja" type="string">
-            <camunda:properties><camunda:property id="provider" value="training" /></camunda:properties>
-          </camunda:formField>
-        </camunda:formData>
-      </bpmn:extensionElements>
-      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
-    </bpmn:userTask>
-    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="record" />
-    <bpmn:sequenceFlow id="f2" sourceRef="record" targetRef="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+MODEL = Path(__file__).parents[1] / "engine" / "bpmn" / "record_service.bpmn"  # people and providers in its form
 NOTES = "Asiakas soitti takaisin <b>"
 
 
 @pytest.fixture
 def task_id(sessions) -> str:
     with sessions.begin() as s:
-        deploy.deploy_files(s, {"unsaved_page.bpmn": MODEL}, by="test")
+        deploy.deploy_files(s, {MODEL.name: MODEL.read_bytes()}, by="test")
         providers.create_provider(s, {"name": "Koulutus Oy", "business_id": "1234567-1", "kind": "training",
                                       "active": "true"}, by="test")
-        iid = runtime.start_instance(s, "unsaved_page", by="test").id
+        iid = runtime.start_instance(s, "record_service", by="test").id
         return s.scalar(select(Task.id).where(Task.instance_id == iid, Task.state == TaskStatus.READY))
 
 
