@@ -18,7 +18,7 @@ POLKU_MAX_UPLOAD       max bytes of one model file  5000000
 POLKU_WORKER_POLL      worker poll interval, seconds 1.0
 POLKU_EMBEDDED_WORKER  run the timer worker inside the web server (1/0)  1
 POLKU_WEB_WORKERS      web processes of `polku serve` (gunicorn workers)  2
-POLKU_WEB_THREADS      request threads per web process (1: gunicorn's sync worker)  4
+POLKU_WEB_THREADS      request threads per web process (1: gunicorn's sync worker)  2
 POLKU_WEB_TIMEOUT      seconds a web process may spend on one request before it is restarted  60
 POLKU_CACHE_INSTANCES  running instances each process keeps in memory (LRU)  2000
 POLKU_CACHE_MB         approximate megabytes of that instance cache (LRU)    64
@@ -67,7 +67,7 @@ class Settings:
     worker_poll_seconds: float = 1.0
     embedded_worker: bool = True
     web_workers: int = 2
-    web_threads: int = 4
+    web_threads: int = 2  # 4 shared each interpreter's lock: a fifth fewer completions (docs/performance.md)
     web_timeout: float = 60.0
     cache_instances: int = 2000
     cache_mb: float = 64.0
