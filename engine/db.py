@@ -27,7 +27,7 @@ from typing import Annotated, Any, cast
 
 import orjson
 from sqlalchemy import JSON, DateTime, Engine, String, TypeDecorator, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 
@@ -83,6 +83,8 @@ def utcnow() -> datetime:
 
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for a lock another connection holds, then "database is locked"
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.0005, 0.004  # seconds between tries for the write lock
+PING_AFTER_IDLE = 2.0  # seconds: a pooled PostgreSQL connection idle longer is pinged before it is used
+_USED_AT = "polku_used_at"  # a pooled connection's info: time.monotonic() when it was last returned
 
 
 def _dumps(value: Any) -> str:
@@ -118,16 +120,52 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT, "check_same_thread": False}
-    else:
-        kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "postgresql":
         event.listen(engine, "handle_error", _connection_lost)
+        _ping_when_idle(engine)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     event.listen(engine, "before_cursor_execute", _refuse_writes_when_reading)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before its use only when it sat idle for `PING_AFTER_IDLE` seconds.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: a round trip per request, about a tenth of
+    a task completion's. A connection returned a moment ago is as alive as its last statement
+    showed, and a new one needs no ping. One that waited longer (the server may have restarted, or a
+    firewall cut it) is pinged; when it does not answer, the whole pool is dropped (as the pre-ping
+    does) and a new connection is made before anyone uses it. What remains: a connection used within
+    the last two seconds before the server went away fails its first statement. That is the
+    transient error a request or timer sweep already meets when the server goes away mid-transaction,
+    and SQLAlchemy then drops the whole pool too (`_connection_lost`).
+    """
+
+    def connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_USED_AT] = None  # new: no ping on its first checkout
+
+    def checked_in(dbapi_conn: Any, record: Any) -> None:
+        if dbapi_conn is not None:  # None: the connection was invalidated
+            record.info[_USED_AT] = time.monotonic()
+
+    def checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        used = record.info.get(_USED_AT, 0.0)
+        if used is None:
+            record.info[_USED_AT] = 0.0
+            return
+        if time.monotonic() - used < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:  # the pool connects anew (up to three tries)
+            raise InvalidatePoolError(f"a pooled connection did not answer: {err}") from err
+
+    event.listen(engine, "connect", connected)
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
 
 
 def _connection_lost(context: Any) -> None:
