@@ -66,10 +66,11 @@ def instance_clause(reader: Reader) -> ColumnElement[bool]:
     """Return a WHERE clause on `Instance` that keeps the cases this reader may see."""
     if reader.reads_all:
         return true()
+    # correlated to the case only: in a statement that reads a task too, any task of the case counts
     worked = select(Task.id).where(Task.instance_id == Instance.id, or_(
         Task.assignee == reader.username, Task.completed_by == reader.username,
         and_(Task.state == TaskStatus.READY, Task.assignee.is_(None),
-             Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false()))).exists()
+             Task.candidate_role.in_(sorted(reader.roles)) if reader.roles else false()))).correlate(Instance).exists()
     return or_(worked, _responsible_cases(reader))
 
 
@@ -115,6 +116,27 @@ def _customer_check(reader: Reader) -> Select[tuple[int]]:
 @lru_cache(maxsize=512)
 def _customer_row(reader: Reader) -> Select[tuple[Customer]]:
     return select(Customer).where(Customer.id == bindparam("object_id"), customer_clause(reader))
+
+
+@lru_cache(maxsize=512)
+def _task_page_rows(reader: Reader) -> Select[tuple[Task, Instance, bool]]:
+    case = true() if reader.reads_all else instance_clause(reader)
+    return (select(Task, Instance, case.label("case_readable")).join(Instance, Instance.id == Task.instance_id)
+            .where(Task.id == bindparam("object_id"), task_clause(reader)))
+
+
+def readable_task(session: Session, reader: Reader, task_id: str) -> tuple[Task, Instance, bool]:
+    """Return a task the reader may open, its case, and whether the case's data is readable too.
+
+    One statement does what `require_task`, loading both rows and `can_read_instance` do.
+
+    Raises:
+        TaskNotFound: no such task, or not readable (as `require_task`).
+    """
+    found = session.execute(_task_page_rows(reader), {"object_id": task_id}).first()
+    if found is None:
+        raise TaskNotFound(f"no task {task_id}")
+    return found[0], found[1], bool(found[2])
 
 
 def readable_customer(session: Session, reader: Reader, customer_id: int) -> Customer:

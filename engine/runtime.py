@@ -926,16 +926,25 @@ def task_form(session: Session, task_id: str) -> list[forms.Field]:
     return forms.fields_from_catalogue(deploy.catalogue_entry(version, row.element_id, row.process_id))
 
 
-def task_details(session: Session, task_id: str) -> dict[str, Any]:
-    """Return what a task page shows: the row, its form, documentation and the instance data."""
-    row = _task_row(session, task_id)
-    instance = get_instance(session, row.instance_id)
+def task_details(session: Session, task_id: str, rows: tuple[Task, Instance] | None = None, *,
+                 variables: bool = True) -> dict[str, Any]:
+    """Return what a task page shows: the row, its form, documentation and the instance data.
+
+    `rows`: the task and its instance, read already (`access.readable_task`); `variables=False`
+    leaves the instance data out (a case the reader may not see): {}.
+    """
+    if rows is None:
+        row = _task_row(session, task_id)
+        instance = get_instance(session, row.instance_id)
+    else:
+        row, instance = rows
+        session.info["polku_held_instance"] = instance  # as _task_row: the identity map holds rows weakly
     version = deploy.version_by_id(session, instance.version_id)  # kept per process: versions never change
     entry = deploy.catalogue_entry(version, row.element_id, row.process_id)
-    variables = instance_variables(session, instance.id)
+    data = instance_variables(session, instance.id) if variables else {}
     return {"task": row, "instance": instance, "version": version,
             "form": forms.fields_from_catalogue(entry), "documentation": entry.get("documentation"),
-            "variables": variables}
+            "variables": data}
 
 
 def complete_task(session: Session, task_id: str, data: dict[str, Any] | None = None, *, by: str,

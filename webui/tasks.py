@@ -248,10 +248,13 @@ def keep_versions(session: Any) -> None:
 
 
 def _details(session: Any, task_id: str) -> dict[str, Any]:
-    details = runtime.task_details(session, task_id)
-    if not access.can_read_instance(session, reader(), details["instance"].id):
-        details = {**details, "variables": {}, "case_hidden": True}
-    return details
+    """Read what the task page shows; a task that is not mine to see is a 404 (TaskNotFound).
+
+    One statement checks the task, reads it and its case, and tells whether the case is mine to see.
+    """
+    task, instance, case_readable = access.readable_task(session, reader(), task_id)
+    details = runtime.task_details(session, task_id, (task, instance), variables=case_readable)
+    return details if case_readable else {**details, "case_hidden": True}
 
 
 def _refused(task: Task) -> str:
@@ -271,8 +274,7 @@ def _refused(task: Task) -> str:
 def task(task_id: str) -> Any:
     """Show a task with its form; complete it and go on to the case's next task of mine."""
     session, user = get_session(), _me()
-    access.require_task(session, reader(), task_id)  # 404 for a task that is not mine to see
-    details = _details(session, task_id)
+    details = _details(session, task_id)  # 404 for a task that is not mine to see
     fields = details["form"]
     initial = formfields.initial_values(fields, details["variables"])
     if request.method == "GET":
@@ -405,8 +407,7 @@ def cancel_case(task_id: str) -> Any:
     if request.method == "GET":
         return redirect(url_for(".task", task_id=task_id))
     session, user = get_session(), _me()
-    access.require_task(session, reader(), task_id)
-    details = _details(session, task_id)
+    details = _details(session, task_id)  # 404 for a task that is not mine to see
     instance = details["instance"]
     try:
         customers.cancel_case(session, instance.id, request.form.get("reason", ""), by=user.username,
@@ -476,8 +477,7 @@ def run_action(task_id: str, action_id: str) -> Any:
     if request.method == "GET":
         return redirect(url_for(".task", task_id=task_id))
     session, user = get_session(), _me()
-    access.require_task(session, reader(), task_id)
-    details = _details(session, task_id)
+    details = _details(session, task_id)  # 404 for a task that is not mine to see
     instance = details["instance"]
     row = details["task"]
     action = next((a for a in actions.task_actions(details["version"], row.element_id, row.process_id)

@@ -98,6 +98,11 @@ def world(tmp_path_factory):
         w.tasks["of her role, unassigned"] = w.case("free review")[1]
         w.tasks["of her role, a colleague's"] = t = w.case("colleague review")[1]
         inbox.claim(s, t, by="muu", roles={"expert"})
+        w.tasks["of her role, a colleague's, in a case she worked on"] = t = w.case("worked on")[1]
+        inbox.claim(s, t, by="muu", roles={"expert"})
+        s.add(Task(id="earlier-step-of-worked-on", instance_id=w.cases["worked on"], element_id="earlier",
+                   process_id="order", name="Earlier step", state=TaskStatus.COMPLETED, completed_at=T0,
+                   completed_by="oma"))  # another task of the case, hers: the case is hers to see
         w.tasks["of another role, nobody's"] = w.at_approve("other")
         w.tasks["of another role, a colleague's"] = t = w.at_approve("colleague's approve")
         inbox.assign(s, t, "muu", by="esimies")
@@ -132,6 +137,7 @@ TASKS = {  # oma (expert) reads the task page?
     "in a case she is responsible for": True,
     "of her role, unassigned": True,
     "of her role, a colleague's": True,  # her group's work: readable, without the case's data
+    "of her role, a colleague's, in a case she worked on": True,  # with the case's data
     "of another role, nobody's": False,
     "of another role, a colleague's": False,
     "of another role, done by a colleague": False,
@@ -146,6 +152,7 @@ CASES = {  # oma sees the case's data?
     "responsible variable": True,
     "free review": True,  # it waits on an unassigned task of her role
     "colleague review": False,  # its task of her role is a colleague's
+    "worked on": True,  # the same, but another task of it she completed
     "other": False,
     "colleague's approve": False,
     "done by colleague": False,
@@ -180,6 +187,21 @@ def test_an_expert_reads_a_task_for_exactly_the_reasons_written(world, what):
         else:  # refused as if it did not exist, the message naming what was asked for
             with pytest.raises(access.TaskNotFound, match=f"^no task {w.tasks[what]}$"):
                 access.require_task(s, ME, w.tasks[what])
+
+
+@pytest.mark.parametrize("what", sorted(TASKS))
+def test_the_task_page_reads_a_task_its_case_and_whether_the_case_is_readable_in_one_statement(world, what):
+    sessions, w = world
+    with sessions.begin() as s:
+        if not TASKS[what]:
+            with pytest.raises(access.TaskNotFound, match=f"^no task {w.tasks[what]}$"):
+                access.readable_task(s, ME, w.tasks[what])
+            return
+        task, instance, case_readable = access.readable_task(s, ME, w.tasks[what])
+        assert (task.id, instance.id) == (w.tasks[what], task.instance_id)
+        assert case_readable is access.can_read_instance(s, ME, instance.id), what
+        supervisor = access.Reader.of("someone", ["supervisor"])
+        assert access.readable_task(s, supervisor, w.tasks[what])[2] is True
 
 
 @pytest.mark.parametrize("what", sorted(CASES))
