@@ -265,11 +265,16 @@ def customers_without_expert(session: Session, active: Iterable[str] | None = No
     """
     active = {u.username for u in experts(session)} if active is None else set(active)
     # the holders from the responsible_expert index, then those customers: not a NOT IN over every customer
-    holders = session.scalars(select(Customer.responsible_expert).where(Customer.responsible_expert.is_not(None))
-                              .distinct())
+    holders = session.scalars(_HOLDERS)
     gone = sorted(h for h in holders if h is not None and h not in active)
-    query = select(Customer).where(or_(Customer.responsible_expert.is_(None), Customer.responsible_expert.in_(gone)))
-    return list(session.scalars(query.order_by(Customer.name, Customer.id)))
+    return list(session.scalars(_WITHOUT_EXPERT, {"b_gone": gone}))
+
+
+# built once (the supervisor view's every request)
+_HOLDERS = select(Customer.responsible_expert).where(Customer.responsible_expert.is_not(None)).distinct()
+_WITHOUT_EXPERT = (select(Customer).where(or_(Customer.responsible_expert.is_(None),
+                                              Customer.responsible_expert.in_(bindparam("b_gone", expanding=True))))
+                   .order_by(Customer.name, Customer.id))
 
 
 def process_count(session: Session, business_id: str) -> int:
