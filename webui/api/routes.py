@@ -250,8 +250,8 @@ def _readable_task(task_id: str) -> dict[str, Any]:
     session = get_session()
     if len(task_id) > 100:
         raise TaskNotFound(f"no task {task_id[:100]}")
-    access.require_task(session, reader(), task_id)
-    return runtime.task_details(session, task_id)
+    task, instance, _case_readable = access.readable_task(session, reader(), task_id)  # the check and both rows
+    return runtime.task_details(session, task_id, (task, instance), variables=False)  # no route shows case data
 
 
 @bp.get("/tasks/<task_id>")
