@@ -163,7 +163,7 @@ def _pct(values: list[int], share: float) -> float:
 
 
 def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: int, instances: int,
-        scratch: Path) -> dict:
+        scratch: Path, think: float = 0.2) -> dict:
     """One Locust run against a fresh database; return the figures."""
     url, dropname = _new_database(kind, scratch)
     try:
@@ -172,7 +172,7 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
         log = scratch / f"access-{kind}-{users_count}.log"
         env = {**os.environ, "POLKU_DATABASE_URL": url, "POLKU_EMBEDDED_WORKER": "0",
                "POLKU_SECRET_KEY": "bench-" + secrets.token_hex(24), "POLKU_WEB_WORKERS": str(web_workers),
-               "POLKU_WEB_THREADS": str(threads), "POLKU_BENCH_USERS": accounts}
+               "POLKU_WEB_THREADS": str(threads), "POLKU_BENCH_USERS": accounts, "POLKU_BENCH_THINK": str(think)}
         server = subprocess.Popen([str(BIN / "polku"), "serve", "--port", str(port), "--access-log", str(log)],
                                   env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -210,7 +210,8 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
             figures["server_p50"] = _pct(measured, 0.50)
             figures["server_p95"] = _pct(measured, 0.95)
         expert_requests = sum(pages.get(p, {}).get("count", 0) for p in ("inbox", "task page", "complete task"))
-        return {"kind": kind, "users": users_count, "pages": pages, "http_rate": completed / elapsed,
+        return {"kind": kind, "users": users_count, "think": think, "workers": web_workers, "threads": threads,
+                "pages": pages, "http_rate": completed / elapsed,
                 "steady_rate": (completed - 1) / span if completed > 1 and span > 0 else float("nan"),
                 "api_rate": api_rate, "load": load, "seconds": elapsed, "completed": completed,
                 "per_completion": expert_requests / completed if completed else float("nan")}
@@ -220,7 +221,8 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
 
 def print_run(result: dict) -> None:
     """Print one run's table."""
-    print(f"{result['kind']}, {result['users']} experts + 1 supervisor, {result['seconds']:.0f} s,"
+    print(f"{result['kind']}, {result['users']} experts + 1 supervisor (pausing 0-{result['think']:g} s before a task),"
+          f" {result['workers']} web processes x {result['threads']} threads, {result['seconds']:.0f} s,"
           f" load average {result['load']:.1f} at the start")
     print(f"  {'page':<16}{'req/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'server p50':>12}{'server p95':>12}"
           f"{'fails':>7}")
@@ -312,6 +314,8 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=Settings.web_threads)
     parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--think", type=float, default=0.2,
+                        help="an expert's pause before each task, 0 to this many seconds (0: none)")
     parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
@@ -319,7 +323,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.dbs.split(","):
             for level in levels:
-                result = run(kind, level, args.seconds, args.web_workers, args.threads, args.instances, Path(tmp))
+                result = run(kind, level, args.seconds, args.web_workers, args.threads, args.instances, Path(tmp),
+                             args.think)
                 print_run(result)
                 results.append(result)
     if args.chart:

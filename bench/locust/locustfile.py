@@ -22,6 +22,7 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 TASK_LINK = re.compile(r'href="/tasks/([0-9a-f-]{36})"')
 NEXT_TASK = re.compile(r"/tasks/([0-9a-f-]{36})$")  # a completion's redirect to the case's next task
 ACCOUNTS = [pair.split(":", 1) for pair in os.environ.get("POLKU_BENCH_USERS", "").split(",") if pair]
+THINK = float(os.environ.get("POLKU_BENCH_THINK", "0.2"))  # an expert's pause between tasks: 0 to THINK seconds
 _lock = threading.Lock()
 _next = {"expert": 1}
 
@@ -39,7 +40,7 @@ class Expert(FastHttpUser):
     """Inbox, task, complete; over and over."""
 
     weight = 20
-    wait_time = between(0.0, 0.2)
+    wait_time = between(0.0, THINK)
 
     def on_start(self) -> None:
         with _lock:
