@@ -313,7 +313,8 @@ def main() -> None:
     parser.add_argument("--dbs", default="sqlite,postgresql")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=Settings.web_threads)
-    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--instances", type=int, default=3000,
+                        help="cases waiting at their first task (five tasks each: enough for 150 completions/s for 100 s)")
     parser.add_argument("--think", type=float, default=0.2,
                         help="an expert's pause before each task, 0 to this many seconds (0: none)")
     parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
