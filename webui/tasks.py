@@ -247,14 +247,20 @@ def keep_versions(session: Any) -> None:
         session.expunge(row)
 
 
-def _details(session: Any, task_id: str) -> dict[str, Any]:
+def _details(session: Any, task_id: str, *, again: bool = False) -> dict[str, Any]:
     """Read what the task page shows; a task that is not mine to see is a 404 (TaskNotFound).
 
     One statement checks the task, reads it and its case, and tells whether the case is mine to see.
+    `again`: the page once more after a refused write, in a request whose check passed: the task
+    is shown as it is now, whoever holds it, so that what was typed comes back with the reason.
     """
-    task, instance, case_readable = access.readable_task(session, reader(), task_id)
-    details = runtime.task_details(session, task_id, (task, instance), variables=case_readable)
-    return details if case_readable else {**details, "case_hidden": True}
+    if again:
+        details = runtime.task_details(session, task_id)
+        case_readable = access.can_read_instance(session, reader(), details["instance"].id)
+    else:
+        task, instance, case_readable = access.readable_task(session, reader(), task_id)
+        details = runtime.task_details(session, task_id, (task, instance), variables=case_readable)
+    return details if case_readable else {**details, "case_hidden": True, "variables": {}}
 
 
 def _refused(task: Task) -> str:
@@ -306,12 +312,12 @@ def task(task_id: str) -> Any:
     except TaskNotAvailable:
         keep_versions(session)
         session.rollback()
-        details = _details(session, task_id)
+        details = _details(session, task_id, again=True)
         return _render(details, values, {}, 409, problem=_refused(details["task"]))
     except Conflict:
         keep_versions(session)
         session.rollback()
-        details = _details(session, task_id)
+        details = _details(session, task_id, again=True)
         return _render(details, values, {}, 409, problem=_(
             "Someone else changed this case at the same moment. What you typed is kept: try again."))
     return _go_on(instance_id, name)
@@ -496,7 +502,7 @@ def run_action(task_id: str, action_id: str) -> Any:
     except (TaskNotAvailable, Conflict):
         keep_versions(session)
         session.rollback()
-        details = _details(session, task_id)
+        details = _details(session, task_id, again=True)
         return _render(details, values, {}, 409, problem=_refused(details["task"]))
     flash(_("Recorded: %(name)s.", name=modeltexts.text(action.name, instance.version_id)), "success")
     return _go_on(instance.id)
