@@ -711,12 +711,8 @@ _NEWEST_NAMES = select(ProcessVersion.id, ProcessVersion.process_id, ProcessVers
 
 
 def last_version_id() -> Any:
-    """Return the highest version id as a scalar subquery (pages read it with the sign-in's row; the same
-    object every time, so a statement built with it is built once)."""
-    return _LAST_VERSION_OF_ALL
-
-
-_LAST_VERSION_OF_ALL = _LAST_VERSION.scalar_subquery()
+    """Return the highest version id as a scalar subquery (pages read it with the sign-in's row)."""
+    return _LAST_VERSION.scalar_subquery()
 
 
 def newest_process_versions(session: Session, last_version: int | None = None) -> list[tuple[int, str, str]]:

@@ -265,13 +265,9 @@ def generate(session: Session, *, now: datetime | None = None, tz: str = "Europe
 
 
 def unread_count_of_user() -> Any:
-    """Return the count of `User`'s unread notices as a scalar subquery (read with the sign-in's row; the
-    same object every time, so a statement built with it is built once)."""
-    return _UNREAD_OF_USER
-
-
-_UNREAD_OF_USER = (select(func.count(Notice.id)).where(Notice.username == User.username, Notice.read_at.is_(None))
-                   .correlate(User).scalar_subquery())
+    """Return the count of `User`'s unread notices as a scalar subquery (read with the sign-in's row)."""
+    return (select(func.count(Notice.id)).where(Notice.username == User.username, Notice.read_at.is_(None))
+            .correlate(User).scalar_subquery())
 
 
 def unread_count(session: Session, username: str) -> int:

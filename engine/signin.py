@@ -62,35 +62,29 @@ def find_session(session: Session, token: str) -> UserSession | None:
     return session.get(UserSession, _digest(token)) if token else None
 
 
-def find_session_and_user(session: Session, token: str, *also: Any
-                          ) -> tuple[UserSession | None, User | None, tuple[Any, ...]]:
-    """Return the session row a cookie's token names (live or not), its user and the values of `also`,
-    read in one statement.
+def signin_statement(*also: Any) -> Select[Any]:
+    """Return the statement `find_session_and_user` runs: the session row a cookie's token names, its
+    user and the values of `also`, in one round trip.
 
     `also`: scalar subqueries every page needs (the user's unread notices, the newest version id),
-    which may refer to `User`: one round trip instead of one each, on every request.
+    which may refer to `User`. Build it once and pass it on every request: building a statement and
+    its cache key cost more than running this one on SQLite.
     """
+    return (select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
+            .where(UserSession.id == bindparam("digest")))
+
+
+_SESSION_AND_USER = signin_statement()
+
+
+def find_session_and_user(session: Session, token: str, statement: Select[Any] = _SESSION_AND_USER
+                          ) -> tuple[UserSession | None, User | None, tuple[Any, ...]]:
+    """Return the session row a cookie's token names (live or not), its user and the values of the
+    statement's other columns (`signin_statement(*also)`; none by default), read in one statement."""
     if not token:
         return None, None, ()
-    found = session.execute(_signin_statement(also), {"digest": _digest(token)}).first()
+    found = session.execute(statement, {"digest": _digest(token)}).first()
     return (None, None, ()) if found is None else (found[0], found[1], tuple(found[2:]))
-
-
-_SIGNIN_STATEMENTS: dict[tuple[int, ...], tuple[tuple[Any, ...], Select[Any]]] = {}
-
-
-def _signin_statement(also: tuple[Any, ...]) -> Select[Any]:
-    """Return the sign-in's statement with `also`, built once per set of subqueries (every request runs
-    it: building it and its cache key cost more than running it on SQLite)."""
-    key = tuple(map(id, also))
-    known = _SIGNIN_STATEMENTS.get(key)
-    if known is None or any(a is not b for a, b in zip(known[0], also, strict=True)):
-        statement = (select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
-                     .where(UserSession.id == bindparam("digest")))
-        if len(_SIGNIN_STATEMENTS) >= 8:  # callers pass the same few subqueries: never a growing list
-            _SIGNIN_STATEMENTS.clear()
-        known = _SIGNIN_STATEMENTS[key] = (also, statement)  # `also` kept: its objects' ids stay theirs
-    return known[1]
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:

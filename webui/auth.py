@@ -143,6 +143,10 @@ def _writes(row: UserSession, now: datetime) -> bool:
     return signin.why_not_live(row, now=now, idle=idle) is not None or now - row.last_seen_at >= signin.TOUCH_EVERY
 
 
+# the sign-in's statement, built once, with what every page shows: the unread badge, the process names
+_SIGNIN = signin.signin_statement(notices.unread_count_of_user(), deploy.last_version_id())
+
+
 def _load_user() -> None:
     g.user = None
     token = session.get(SID_KEY)
@@ -150,8 +154,7 @@ def _load_user() -> None:
         return
     db, now = get_session(), current_time()
     # one statement on every request, with what every page shows: the unread badge, the process names
-    row, user, read_along = signin.find_session_and_user(db, token, notices.unread_count_of_user(),
-                                                         deploy.last_version_id())
+    row, user, read_along = signin.find_session_and_user(db, token, _SIGNIN)
     unread, last_version = read_along or (None, None)
     if row is not None and _writes(row, now):
         db = write_session()  # a GET too: the touch or the end is written; read the rows again under the lock

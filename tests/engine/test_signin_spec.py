@@ -209,18 +209,13 @@ def test_stashing_forgets_stashes_whose_end_has_come(session):
     assert gone != kept != new
 
 
-def test_the_sign_in_reads_its_row_user_and_the_pages_values_with_one_statement_built_once(session, aino):
+def test_the_sign_in_reads_its_row_user_and_the_pages_values_with_one_statement(session, aino):
     from engine import deploy, notices
 
     token, row = _start(session, aino)
-    also = (notices.unread_count_of_user(), deploy.last_version_id())
-    assert also == (notices.unread_count_of_user(), deploy.last_version_id())  # the same objects each time
-    found, user, (unread, newest) = signin.find_session_and_user(session, token, *also)
+    statement = signin.signin_statement(notices.unread_count_of_user(), deploy.last_version_id())
+    found, user, (unread, newest) = signin.find_session_and_user(session, token, statement)
     assert (found, user, unread, newest) == (row, aino, 0, None)
-    assert signin._signin_statement(also) is signin._signin_statement(also)
-    other = (notices.unread_count_of_user(),)
-    assert signin._signin_statement(other) is not signin._signin_statement(also)
-    assert signin.find_session_and_user(session, "not-a-token", *also) == (None, None, ())
-    for _ in range(20):  # callers that build their subqueries anew never grow the kept statements
-        signin.find_session_and_user(session, token, select(func.count(UserSession.id)).scalar_subquery())
-    assert len(signin._SIGNIN_STATEMENTS) <= 8
+    assert signin.find_session_and_user(session, token) == (row, aino, ())  # by default the row and user alone
+    assert signin.find_session_and_user(session, "not-a-token", statement) == (None, None, ())
+    assert signin.find_session_and_user(session, "", statement) == (None, None, ())
