@@ -98,12 +98,6 @@ def customer_clause(reader: Reader) -> ColumnElement[bool]:
 # once (the object's id a bound parameter), so SQLAlchemy neither rebuilds it nor recomputes its
 # cache key per request. Only the statement's shape is kept; every check reads the database.
 @lru_cache(maxsize=512)
-def _task_check(reader: Reader) -> Select[tuple[str]]:
-    return (select(Task.id).join(Instance, Instance.id == Task.instance_id)
-            .where(Task.id == bindparam("object_id"), task_clause(reader)))
-
-
-@lru_cache(maxsize=512)
 def _instance_check(reader: Reader) -> Select[tuple[int]]:
     return select(Instance.id).where(Instance.id == bindparam("object_id"), instance_clause(reader))
 
@@ -126,12 +120,11 @@ def _task_page_rows(reader: Reader) -> Select[tuple[Task, Instance, bool]]:
 
 
 def readable_task(session: Session, reader: Reader, task_id: str) -> tuple[Task, Instance, bool]:
-    """Return a task the reader may open, its case, and whether the case's data is readable too.
-
-    One statement does what `require_task`, loading both rows and `can_read_instance` do.
+    """Return a task the reader may open, its case, and whether the case's data is readable too: the
+    task's check, both rows and the case's check (`can_read_instance`) in one statement.
 
     Raises:
-        TaskNotFound: no such task, or not readable (as `require_task`).
+        TaskNotFound: no such task, or not readable: refused as if it did not exist (no case data leaks).
     """
     found = session.execute(_task_page_rows(reader), {"object_id": task_id}).first()
     if found is None:
@@ -152,11 +145,6 @@ def readable_customer(session: Session, reader: Reader, customer_id: int) -> Cus
     return customer
 
 
-def can_read_task(session: Session, reader: Reader, task_id: str) -> bool:
-    """Tell whether the reader may open this task's page."""
-    return reader.reads_all or session.scalar(_task_check(reader), {"object_id": task_id}) is not None
-
-
 def can_read_instance(session: Session, reader: Reader, instance_id: int) -> bool:
     """Tell whether the reader may see this case's data."""
     return reader.reads_all or session.scalar(_instance_check(reader), {"object_id": instance_id}) is not None
@@ -165,16 +153,6 @@ def can_read_instance(session: Session, reader: Reader, instance_id: int) -> boo
 def can_read_customer(session: Session, reader: Reader, customer_id: int) -> bool:
     """Tell whether the reader may open this customer's page."""
     return reader.reads_all or session.scalar(_customer_check(reader), {"object_id": customer_id}) is not None
-
-
-def require_task(session: Session, reader: Reader, task_id: str) -> None:
-    """Refuse a task the reader may not see as if it did not exist (no case data leaks).
-
-    Raises:
-        TaskNotFound: no such task, or not readable.
-    """
-    if not can_read_task(session, reader, task_id):
-        raise TaskNotFound(f"no task {task_id}")
 
 
 def require_customer(session: Session, reader: Reader, customer_id: int) -> None:
