@@ -163,7 +163,7 @@ def _pct(values: list[int], share: float) -> float:
 
 
 def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: int, instances: int,
-        scratch: Path, think: float = 0.2) -> dict:
+        scratch: Path, think: float) -> dict:
     """One Locust run against a fresh database; return the figures."""
     url, dropname = _new_database(kind, scratch)
     try:
@@ -319,6 +319,8 @@ def main() -> None:
                         help="an expert's pause before each task, 0 to this many seconds (0: none)")
     parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
     args = parser.parse_args()
+    if args.think < 0:
+        parser.error("--think must be 0 or more seconds")
     levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
