@@ -138,8 +138,10 @@ def row_context(rows: list[tuple[Task, Any]], also_named: Iterable[str | None] =
 
 
 def _filter(tab: str, user: User, now: datetime) -> TaskFilter:
-    base = {"mine": TaskFilter(assignee=user.username, cover=_cover(user, now)), "group": TaskFilter(roles=frozenset(user.role_set)),
-            "all": TaskFilter()}[tab]
+    if tab == "mine":  # only "my tasks" shows the tasks of the absent colleagues I cover (a statement)
+        base = TaskFilter(assignee=user.username, cover=_cover(user, now))
+    else:
+        base = TaskFilter(roles=frozenset(user.role_set)) if tab == "group" else TaskFilter()
     due = request.args.get("due")
     if tab == "all" and request.args.get("assignee"):
         base = TaskFilter(assignee=request.args["assignee"])
