@@ -11,7 +11,8 @@ SQLAlchemy's own handling (wrapped as `DBAPIError`, a dropped connection invalid
 see exactly what `Connection.execute` would raise.
 
 Supported: inserts, updates and deletes (one row or executemany) and selects returning rows.
-Not supported: expanding (IN-list) parameters, RETURNING, ORM entities.
+Not supported: expanding (IN-list) parameters, RETURNING, ORM entities. A select of every column of
+a mapped table gives rows that `adopt` turns into the session's objects, as the ORM's loader would.
 
 Writes can also be queued (`Fast.later`): the timer sweep fires 25 instances in one transaction,
 each writing the same few statements, and on PostgreSQL each statement is a round trip. Queued
@@ -27,18 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Dialect, event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session, class_mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql import ClauseElement
 
 from .db import refuse_write_when_reading
 
-__all__ = ["Fast", "QueuedWriteFailed", "run_later"]
+__all__ = ["Fast", "QueuedWriteFailed", "adopt", "run_later"]
 
 _NO_VALUE = object()
+_Mapped = TypeVar("_Mapped")
 _LATER = "polku_fast_later"  # session.info: rank -> (statement, every row must match one, rows by their names)
 
 
@@ -150,6 +154,40 @@ class Fast:
         """Run a select; return its first row (as `all` gives it) or None."""
         rows = self.all(session, params)
         return rows[0] if rows else None
+
+
+def _mapping(cls: type) -> tuple[Any, tuple[str, ...]]:
+    """Return a mapped class's manager and its attributes' keys in table column order (kept per class)."""
+    found = _MAPPINGS.get(cls)
+    if found is None:
+        mapper: Mapper[Any] = class_mapper(cls)
+        found = _MAPPINGS[cls] = (mapper.class_manager, tuple(mapper.get_property_by_column(column).key
+                                                               for column in mapper.local_table.columns))
+    return found
+
+
+_MAPPINGS: dict[type, tuple[Any, tuple[str, ...]]] = {}
+
+
+def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refresh: bool = False) -> _Mapped:
+    """Return the session's object of a row read on the cursor: every column of `cls`'s table, in table
+    order, as `Fast.all` gives them (the primary key first), persistent in the session as if the
+    ORM had loaded it (its changes are flushed as updates; no constructor runs).
+
+    An object the session holds already is returned as it is, unless `refresh` or it is expired: then
+    the row's values replace what it holds, as a fresh read would.
+    """
+    manager, keys = _mapping(cls)
+    found = session.identity_map.get(identity_key(cls, values[0]))
+    if found is None:
+        found = manager.new_instance()
+        found.__dict__.update(zip(keys, values, strict=True))
+        make_transient_to_detached(found)
+        session.add(found)
+    elif refresh or instance_state(found).expired_attributes:
+        for key, value in zip(keys, values, strict=True):
+            set_committed_value(found, key, value)
+    return cast(_Mapped, found)
 
 
 class QueuedWriteFailed(Exception):

@@ -37,12 +37,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.util import identity_key
 
-from . import audit, deploy, forms, juel, lru, office, sandbox, spiff, users, values
+from . import audit, deploy, fastsql, forms, juel, lru, office, sandbox, spiff, users, values
 from .audit import EventKind
 from .db import UTCDateTime, column_length, utcnow
 from .errors import (
@@ -209,15 +209,7 @@ def _adopt_instance(session: Session, values: Sequence[Any], *, refresh: bool = 
 
     `refresh`: the row's values replace what the session's object holds (a locked, fresh read).
     """
-    instance = session.identity_map.get(identity_key(Instance, values[0]))
-    if instance is None:  # a persistent object from the row, as the ORM's loader fills one (no constructor)
-        instance = _INSTANCE_CLASS.new_instance()
-        instance.__dict__.update(zip(_INSTANCE_KEYS, values, strict=True))
-        make_transient_to_detached(instance)
-        session.add(instance)
-    elif refresh or inspect(instance).expired_attributes:  # expired: its next use would read this row again
-        for key, value in zip(_INSTANCE_KEYS, values, strict=True):
-            set_committed_value(instance, key, value)
+    instance = fastsql.adopt(session, Instance, values, refresh=refresh)
     session.info["polku_held_instance"] = instance  # the identity map holds rows weakly: keep it
     return instance
 
@@ -225,7 +217,6 @@ def _adopt_instance(session: Session, values: Sequence[Any], *, refresh: bool = 
 _INSTANCE_TABLE = cast(Table, Instance.__table__)
 _INSTANCE_KEYS = tuple(c.key for c in _INSTANCE_TABLE.c)
 _REVISION_AT = _INSTANCE_KEYS.index("revision")
-_INSTANCE_CLASS = Instance.__mapper__.class_manager
 # PostgreSQL's instance lock: the row, fresh, on the cursor (engine.fastsql); an ORM get costs ten times as much
 _LOCK_INSTANCE = Fast(select(*_INSTANCE_TABLE.c).where(_INSTANCE_TABLE.c.id == bindparam("b_id")).with_for_update())
 _READ_INSTANCE = Fast(select(*_INSTANCE_TABLE.c).where(_INSTANCE_TABLE.c.id == bindparam("b_id")))

@@ -17,13 +17,14 @@ import enum
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
 from .db import column_length
+from .fastsql import Fast, adopt
 from .models import LoginFailure, StashedForm, User, UserSession
 
 AUDIT_STREAM = "signin"
@@ -62,29 +63,43 @@ def find_session(session: Session, token: str) -> UserSession | None:
     return session.get(UserSession, _digest(token)) if token else None
 
 
-def signin_statement(*also: Any) -> Select[Any]:
+def signin_statement(*also: Any) -> Fast:
     """Return the statement `find_session_and_user` runs: the session row a cookie's token names, its
-    user and the values of `also`, in one round trip.
+    user and the values of `also`, in one round trip, on the cursor (`engine.fastsql`).
 
     `also`: scalar subqueries every page needs (the user's unread notices, the newest version id),
     which may refer to `User`. Build it once and pass it on every request: building a statement and
-    its cache key cost more than running this one on SQLite.
+    its cache key cost more than running this one on SQLite, and SQLAlchemy's execution and loading
+    of the two rows as much again as the cursor and `fastsql.adopt`.
     """
-    return (select(UserSession, User, *also).outerjoin(User, User.id == UserSession.user_id)
-            .where(UserSession.id == bindparam("digest")))
+    return Fast(select(*_SESSIONS.c, *_USERS.c, *also).outerjoin(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+                .where(_SESSIONS.c.id == bindparam("digest")))
 
 
+_SESSIONS, _USERS = cast(Table, UserSession.__table__), cast(Table, User.__table__)
 _SESSION_AND_USER = signin_statement()
 
 
-def find_session_and_user(session: Session, token: str, statement: Select[Any] = _SESSION_AND_USER
+def find_session_and_user(session: Session, token: str, statement: Fast = _SESSION_AND_USER
                           ) -> tuple[UserSession | None, User | None, tuple[Any, ...]]:
     """Return the session row a cookie's token names (live or not), its user and the values of the
-    statement's other columns (`signin_statement(*also)`; none by default), read in one statement."""
+    statement's other columns (`signin_statement(*also)`; none by default), read in one statement.
+
+    Both rows are the session's objects, as `session.get` would give them (a change is flushed).
+    """
     if not token:
         return None, None, ()
-    found = session.execute(statement, {"digest": _digest(token)}).first()
-    return (None, None, ()) if found is None else (found[0], found[1], tuple(found[2:]))
+    found = statement.first(session, {"digest": _digest(token)})
+    if found is None:
+        return None, None, ()
+    row = adopt(session, UserSession, found[:_USER_AT])
+    user_id = found[_USER_AT]  # None: the user row is gone (an outer join)
+    user = None if user_id is None else adopt(session, User, found[_USER_AT:_ALSO_AT])
+    return row, user, tuple(found[_ALSO_AT:])
+
+
+_USER_AT = len(_SESSIONS.c)
+_ALSO_AT = _USER_AT + len(_USERS.c)
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:

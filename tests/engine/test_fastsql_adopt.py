@@ -1,0 +1,69 @@
+"""engine.fastsql.adopt: a row read on the cursor becomes the session's object, as the ORM's loader
+would make it: persistent (a change is flushed as an update, a refresh reads it again), the same
+object the session already holds for that key, and that object's values replaced only when it is
+expired or a fresh read is asked for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+from sqlalchemy import Table, bindparam, inspect, select
+
+from engine import fastsql, signin, users
+from engine.fastsql import Fast
+from engine.models import User, UserSession
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+_SESSIONS = cast(Table, UserSession.__table__)
+_ROW = Fast(select(*_SESSIONS.c).where(_SESSIONS.c.id == bindparam("b_id")))
+
+
+def _signed_in(sessions) -> tuple[str, str]:
+    """Return a sign-in's token and its row's id, committed."""
+    with sessions.begin() as s:
+        user = users.add_user(s, "aino", "salasana-123", ["expert", "supervisor"])
+        token = signin.start_session(s, user.id, now=NOW, lifetime=timedelta(hours=8))
+        s.flush()
+        return token, signin.find_session(s, token).id
+
+
+def test_an_adopted_row_is_persistent_and_its_change_is_flushed_as_an_update(sessions):
+    _token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        row = fastsql.adopt(s, UserSession, _ROW.first(s, {"b_id": row_id}))
+        assert inspect(row).persistent and s.get(UserSession, row_id) is row
+        assert (row.created_at, row.expires_at, row.ended_at) == (NOW, NOW + timedelta(hours=8), None)
+        assert row.created_at.tzinfo is not None  # the column's result type ran (UTC, aware)
+        assert not s.dirty
+        row.last_seen_at = NOW + timedelta(minutes=5)
+    with sessions.begin() as s:
+        assert s.get(UserSession, row_id).last_seen_at == NOW + timedelta(minutes=5)
+
+
+def test_the_object_the_session_holds_is_given_back_as_it_is_unless_expired_or_refreshed(sessions):
+    _token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        held = s.get(UserSession, row_id)
+        held.address = "10.0.0.9"  # a change of this transaction, not yet flushed
+        values = _ROW.first(s, {"b_id": row_id})
+        assert fastsql.adopt(s, UserSession, values) is held and held.address == "10.0.0.9"
+        s.flush()
+        s.expire(held)
+        assert fastsql.adopt(s, UserSession, values) is held
+        assert "address" not in inspect(held).unloaded and held.address is None  # the row's value, no select
+        held.address = "10.0.0.9"
+        assert fastsql.adopt(s, UserSession, values, refresh=True).address is None
+        s.rollback()
+
+
+def test_the_sign_in_gives_the_sessions_own_objects_of_its_row_and_user(sessions):
+    token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        row, user, also = signin.find_session_and_user(s, token)
+        assert also == () and s.get(UserSession, row_id) is row and s.get(User, row.user_id) is user
+        assert (user.username, user.role_set, user.active) == ("aino", {"expert", "supervisor"}, True)
+        signin.touch_session(row, now=NOW + signin.TOUCH_EVERY)
+    with sessions.begin() as s:
+        assert s.get(UserSession, row_id).last_seen_at == NOW + signin.TOUCH_EVERY
+        assert signin.find_session_and_user(s, "not-a-token") == (None, None, ())
