@@ -17,7 +17,7 @@ from flask import template_rendered
 from sqlalchemy import event, select
 from sqlalchemy import exc as sa_exc
 
-from engine import deploy, notices, providers, runtime
+from engine import deploy, fastsql, notices, providers, runtime
 from engine.models import Task, TaskStatus
 
 MODEL = Path(__file__).parents[1] / "engine" / "bpmn" / "record_service.bpmn"  # people and providers in its form
@@ -97,7 +97,8 @@ def test_a_completion_that_succeeds_does_not_draw_the_page_kept_for_a_failure(ap
 
 
 def test_a_completion_reads_the_badge_the_process_names_and_the_user_only_with_its_sign_in(app, client, login_as,
-                                                                                         sessions, task_id):
+                                                                                         sessions, task_id,
+                                                                                         monkeypatch):
     login_as("expert")
     typed = {**_typed(sessions), "csrf_token": client.csrf_token()}
     engine = app.extensions["polku"].engine
@@ -106,6 +107,13 @@ def test_a_completion_reads_the_badge_the_process_names_and_the_user_only_with_i
     def record(conn, cursor, statement, *_args):
         statements.append(" ".join(statement.split()))
 
+    on_cursor = fastsql._run  # statements run on the cursor (engine.fastsql) pass no SQLAlchemy event
+
+    def run(conn, plan, params, **kw):
+        record(conn, None, plan.sql)
+        return on_cursor(conn, plan, params, **kw)
+
+    monkeypatch.setattr(fastsql, "_run", run)
     event.listen(engine, "before_cursor_execute", record)
     try:
         response = client.post(f"/tasks/{task_id}", data=typed)
