@@ -340,3 +340,19 @@ def test_a_retry_that_leaves_the_case_stuck_opens_an_incident_saying_so(sessions
             "admin", T1.isoformat(), runtime.get_instance(s, iid).version_id, "join",
             {"incident_id": stuck.id, "message": stuck.message})
     assert f"incident {stuck.id} on instance {iid} at join: the case cannot go on" in caplog.text
+
+
+def test_a_cases_variables_are_read_as_stored_with_this_sessions_changes(sessions, deploy):
+    from engine.models import Variable
+
+    deploy("order.bpmn")
+    iid, _task_id = _start(sessions, divisor=2)
+    with sessions.begin() as s:
+        held = s.scalars(select(Variable).where(Variable.instance_id == iid, Variable.name == "amount")).one()
+        held.value = 650  # changed in this session, not yet flushed
+        s.add(Variable(instance_id=iid, name="note", value={"text": "soitettu"}, updated_at=T1))
+        found = runtime.instance_variables(s, iid)
+        assert (found["amount"], found["note"], found["customer"]) == (650, {"text": "soitettu"}, "Acme Oy")
+        s.rollback()
+    with sessions.begin() as s:
+        assert runtime.instance_variables(s, iid)["amount"] == 500 and "note" not in runtime.instance_variables(s, iid)

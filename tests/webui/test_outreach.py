@@ -113,6 +113,24 @@ def test_admin_sees_the_mail_outbox(client, login_as):
     assert "SMTP" in page
 
 
+def _reads_absences(client, path: str) -> bool:
+    """Tell whether a page's request read the absences (only "my tasks" shows whom I cover)."""
+    from sqlalchemy import event
+
+    read: list[str] = []
+    engine = client.application.extensions["polku"].engine
+
+    def listener(_conn, _cursor, statement, *_rest):
+        read.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return any("FROM absence" in statement for statement in read)
+
+
 def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cover(client, login_as, sessions):
     from datetime import timedelta
     from pathlib import Path
@@ -134,6 +152,7 @@ def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cov
     login_as("pekka")
     page = client.get("/tasks/?tab=mine").get_data(as_text=True)
     assert "Call the customer" in page and "cover-mark" in page and "Maija Poissa" in page
+    assert _reads_absences(client, "/tasks/?tab=mine") and not _reads_absences(client, "/tasks/?tab=group")
     response = client.post(f"/absences/take/{task.id}")
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/tasks/{task.id}")
     assert client.get(f"/tasks/{task.id}").status_code == 200
