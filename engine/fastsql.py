@@ -161,8 +161,11 @@ def _mapping(cls: type) -> tuple[Any, tuple[str, ...]]:
     found = _MAPPINGS.get(cls)
     if found is None:
         mapper: Mapper[Any] = class_mapper(cls)
+        columns = list(mapper.local_table.columns)
+        if list(mapper.primary_key) != columns[:1]:  # the identity key is the row's first value
+            raise TypeError(f"adopt needs {cls.__name__}'s primary key to be its table's first column, alone")
         found = _MAPPINGS[cls] = (mapper.class_manager, tuple(mapper.get_property_by_column(column).key
-                                                               for column in mapper.local_table.columns))
+                                                               for column in columns))
     return found
 
 
@@ -174,8 +177,9 @@ def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refres
     order, as `Fast.all` gives them (the primary key first), persistent in the session as if the
     ORM had loaded it (its changes are flushed as updates; no constructor runs).
 
-    An object the session holds already is returned as it is, unless `refresh` or it is expired: then
-    the row's values replace what it holds, as a fresh read would.
+    An object the session holds already is returned as it is. If it is expired, the row fills in what
+    is not loaded (a change made since the expiry is kept, as the ORM's loader keeps it); with
+    `refresh`, the row's values replace everything it holds, as a fresh read would.
     """
     manager, keys = _mapping(cls)
     found = session.identity_map.get(identity_key(cls, values[0]))
@@ -185,8 +189,10 @@ def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refres
         make_transient_to_detached(found)
         session.add(found)
     elif refresh or instance_state(found).expired_attributes:
+        held = found.__dict__
         for key, value in zip(keys, values, strict=True):
-            set_committed_value(found, key, value)
+            if refresh or key not in held:
+                set_committed_value(found, key, value)
     return cast(_Mapped, found)
 
 

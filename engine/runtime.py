@@ -1354,7 +1354,8 @@ def instance_variables(session: Session, instance_id: int) -> dict[str, Any]:
     them both, and a case of the shipped process has dozens; loading each as an ORM object cost two to
     three times as much.
     """
-    session.flush()  # what the ORM's autoflush did before its select
+    if session.autoflush:  # what the ORM's autoflush did before its select (not within `no_autoflush`)
+        session.flush()
     return dict(_VARIABLES_OF_INSTANCE.all(session, {"b_instance": instance_id}))
 
 

@@ -89,6 +89,8 @@ def find_session_and_user(session: Session, token: str, statement: Fast = _SESSI
     """
     if not token:
         return None, None, ()
+    if session.autoflush:  # what the ORM's autoflush did before its select: a pending row counts
+        session.flush()
     found = statement.first(session, {"digest": _digest(token)})
     if found is None:
         return None, None, ()

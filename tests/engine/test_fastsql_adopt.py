@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
+import pytest
 from sqlalchemy import Table, bindparam, inspect, select
 
 from engine import fastsql, signin, users
@@ -67,3 +68,35 @@ def test_the_sign_in_gives_the_sessions_own_objects_of_its_row_and_user(sessions
     with sessions.begin() as s:
         assert s.get(UserSession, row_id).last_seen_at == NOW + signin.TOUCH_EVERY
         assert signin.find_session_and_user(s, "not-a-token") == (None, None, ())
+
+
+def test_an_expired_objects_change_made_since_is_kept(sessions):
+    _token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        held = s.get(UserSession, row_id)
+        s.expire(held)
+        held.address = "10.0.0.7"  # changed after the expiry, not flushed: the ORM's loader keeps it
+        values = _ROW.first(s, {"b_id": row_id})
+        assert fastsql.adopt(s, UserSession, values) is held
+        assert (held.address, held.expires_at) == ("10.0.0.7", NOW + timedelta(hours=8))
+    with sessions.begin() as s:
+        assert s.get(UserSession, row_id).address == "10.0.0.7"  # flushed as an update
+
+
+def test_a_class_whose_key_is_not_its_first_column_alone_is_refused(sessions):
+    from engine.models import Variable
+
+    with sessions.begin() as s, pytest.raises(TypeError, match="primary key"):
+        fastsql.adopt(s, Variable, (1, "amount", 5, NOW))
+
+
+def test_the_sign_in_sees_this_sessions_pending_rows_as_a_query_would(sessions):
+    token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        s.delete(s.get(UserSession, row_id))  # not yet flushed
+        assert signin.find_session_and_user(s, token) == (None, None, ())
+        s.rollback()
+    with sessions.begin() as s:
+        other = signin.start_session(s, s.get(UserSession, row_id).user_id, now=NOW, lifetime=timedelta(hours=1))
+        row, user, _also = signin.find_session_and_user(s, other)  # added, not yet flushed
+        assert row is not None and row.expires_at == NOW + timedelta(hours=1) and user.username == "aino"

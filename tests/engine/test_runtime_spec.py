@@ -356,3 +356,9 @@ def test_a_cases_variables_are_read_as_stored_with_this_sessions_changes(session
         s.rollback()
     with sessions.begin() as s:
         assert runtime.instance_variables(s, iid)["amount"] == 500 and "note" not in runtime.instance_variables(s, iid)
+    with sessions.begin() as s:
+        held = s.scalars(select(Variable).where(Variable.instance_id == iid, Variable.name == "amount")).one()
+        with s.no_autoflush:  # the caller holds its changes back: the read gives what is stored
+            held.value = 900
+            assert runtime.instance_variables(s, iid)["amount"] == 500
+        s.rollback()

@@ -122,4 +122,5 @@ def test_a_completion_reads_the_badge_the_process_names_and_the_user_only_with_i
     assert response.status_code == 302
     assert statements and statements[0].startswith("SELECT user_session.id")  # the sign-in, with what every page shows
     assert not [q for q in statements[1:] if "FROM notice" in q or "max(process_version.id)" in q
-                or q.startswith("SELECT user_account.id AS user_account_id") or "FROM variable WHERE variable.instance_id = ? AND" in q], statements
+                or q.startswith(("SELECT user_account.id AS user_account_id", "SELECT user_account.id, user_account.username"))
+                or "FROM variable WHERE variable.instance_id = ? AND" in q], statements
