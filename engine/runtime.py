@@ -1348,7 +1348,8 @@ def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str 
 
 
 def instance_variables(session: Session, instance_id: int) -> dict[str, Any]:
-    """Return an instance's current variables, as stored (what this session changed is flushed first).
+    """Return an instance's current variables, as stored (this session's changes flushed first, as the
+    ORM's autoflush would: not within `no_autoflush`).
 
     Read on the cursor (`engine.fastsql`), by name and value: the task page and its completion read
     them both, and a case of the shipped process has dozens; loading each as an ORM object cost two to

@@ -63,6 +63,11 @@ def find_session(session: Session, token: str) -> UserSession | None:
     return session.get(UserSession, _digest(token)) if token else None
 
 
+_SESSIONS, _USERS = cast(Table, UserSession.__table__), cast(Table, User.__table__)
+_USER_AT = len(_SESSIONS.c)  # the sign-in's row: the session's columns, the user's, then `also`
+_ALSO_AT = _USER_AT + len(_USERS.c)
+
+
 def signin_statement(*also: Any) -> Fast:
     """Return the statement `find_session_and_user` runs: the session row a cookie's token names, its
     user and the values of `also`, in one round trip, on the cursor (`engine.fastsql`).
@@ -76,7 +81,6 @@ def signin_statement(*also: Any) -> Fast:
                 .where(_SESSIONS.c.id == bindparam("digest")))
 
 
-_SESSIONS, _USERS = cast(Table, UserSession.__table__), cast(Table, User.__table__)
 _SESSION_AND_USER = signin_statement()
 
 
@@ -98,10 +102,6 @@ def find_session_and_user(session: Session, token: str, statement: Fast = _SESSI
     user_id = found[_USER_AT]  # None: the user row is gone (an outer join)
     user = None if user_id is None else adopt(session, User, found[_USER_AT:_ALSO_AT])
     return row, user, tuple(found[_ALSO_AT:])
-
-
-_USER_AT = len(_SESSIONS.c)
-_ALSO_AT = _USER_AT + len(_USERS.c)
 
 
 def why_not_live(row: UserSession, *, now: datetime, idle: timedelta) -> EndReason | None:
