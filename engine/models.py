@@ -226,15 +226,13 @@ class AuditEvent(Base):
     """One append-only audit event; `hash` covers its fields and the previous event's hash."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (
-        UniqueConstraint("stream", "seq"),
-        Index("ix_audit_kind_at", "kind", "at"),
-    )
+    # found by stream (the unique (stream, seq)), by instance or by id; not by kind or time (migrations 0015, 0016)
+    __table_args__ = (UniqueConstraint("stream", "seq"),)
     id: Mapped[intpk]
     stream: Mapped[str] = mapped_column(String(60))
     seq: Mapped[int]
     kind: Mapped[str40]
-    at: Mapped[datetime]  # not indexed alone: events are found by instance, by stream or by kind
+    at: Mapped[datetime]
     actor: Mapped[str200]
     instance_id: Mapped[int | None] = mapped_column(index=True)
     version_id: Mapped[int | None]
