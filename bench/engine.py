@@ -11,7 +11,7 @@ belongs to no completion of a server that has been running):
   3. Polku's engine API: load, validate form, complete, persist task rows/variables/timers, audit
      hash chain, commit — one transaction per completion, on SQLite (WAL).
 Then the cost of one completion after 10, 100 and 1,000 completed loop iterations, for Polku and
-for raw stateless SpiffWorkflow (which stops finding the ready task after ~500 iterations).
+for raw stateless SpiffWorkflow (which stops finding the ready task after about 250 iterations).
 This script imports SpiffWorkflow directly for the baseline: it measures, it is not product code.
 """
 
@@ -213,7 +213,12 @@ def rss_growth(count: int, tmp: str) -> tuple[float, int, float]:
     return (_rss_bytes() - before) / 2**20, len(runtime._cache), runtime._cache.bytes / 2**20
 
 
-def _sample(fn, count: int = 20) -> float:
+# completions timed at each loop mark; their median is the cost (with 20, one burst of the host's load
+# doubled a mark's median now and then)
+SAMPLES = 50
+
+
+def _sample(fn, count: int = SAMPLES) -> float:
     times = []
     for _ in range(count):
         t = CLOCK()
@@ -239,7 +244,7 @@ def polku_loop_costs(marks: list[int], tmp: str) -> dict[int, float]:
             complete()
             done += 1
         costs[mark] = _sample(complete)
-        done += 20
+        done += SAMPLES
     return costs
 
 
@@ -263,7 +268,7 @@ def raw_loop_costs(marks: list[int], tmp: str) -> dict[int, float | str]:
                 complete()
                 done += 1
             costs[mark] = _sample(complete)
-            done += 20
+            done += SAMPLES
         except (LookupError, RecursionError) as err:
             costs[mark] = f"fails after {done} iterations ({type(err).__name__}: {err})"
             break
@@ -312,7 +317,7 @@ def main() -> None:
               f"  = {cold / raw * 100:.0f} % of raw stateless")
         print(f"  (finding the next task with an inbox query costs another {lookup_ms:.2f} ms, not included;"
               " the raw baseline finds it in memory)")
-        print("cost of one completion after N completed loop iterations (median of 20, ms)")
+        print(f"cost of one completion after N completed loop iterations (median of {SAMPLES}, ms)")
         polku_costs = polku_loop_costs(marks, tmp)
         raw_costs = raw_loop_costs(marks, tmp)
         for mark in marks:
