@@ -3,7 +3,8 @@
 Web tests: `client` posts carry the page's CSRF token automatically (read from the
 `<meta name="csrf-token">` of a real page); pass `csrf=False` to send a POST without one.
 `login_as("expert")` creates and signs in a user holding that role; `login_as("someone")` signs
-in an existing user. Do not hold the `session` fixture open while the client writes: SQLite
+in an existing user. `statements_of(engine)` records the SQL an engine runs within a `with` block,
+the statements on the DB-API cursor (`engine.fastsql`) too. Do not hold the `session` fixture open while the client writes: SQLite
 has one writer, so a web test prepares or checks data in short `with sessions.begin() as s:`
 blocks instead.
 """
@@ -13,15 +14,16 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import runtime, users
+from engine import fastsql, runtime, users
 from engine.config import Settings
 from engine.db import make_engine, make_sessions, upgrade, utcnow
 from webui import create_app
@@ -38,6 +40,47 @@ def cheap_password_hashing(request, monkeypatch) -> None:
     """Hash the passwords set in a test with a cheap scrypt, unless the test is marked `product_hashing`."""
     if request.node.get_closest_marker("product_hashing") is None:
         monkeypatch.setattr(users, "PASSWORD_METHOD", TEST_PASSWORD_METHOD)
+
+
+StatementsOf = Callable[..., AbstractContextManager[list[str]]]
+
+
+@pytest.fixture
+def statements_of() -> StatementsOf:
+    """Return `statements_of(engine, check=None)`: a `with` block that gives the list of the statements
+    `engine` runs in it (whitespace folded), those SQLAlchemy runs and those run on the DB-API cursor
+    (`engine.fastsql`), which pass no SQLAlchemy event. `check(statement)` sees each before it runs:
+    it may raise, as a failing database would.
+    """
+
+    @contextmanager
+    def record(engine: Engine, check: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+        seen: list[str] = []
+
+        def note(statement: str) -> None:
+            if check is not None:
+                check(statement)
+            seen.append(" ".join(statement.split()))
+
+        on_cursor = fastsql._run
+
+        def run_on_cursor(conn, plan, params, **kwargs):  # type: ignore[no-untyped-def]
+            if conn.engine.pool is engine.pool:  # the engine, or one with its options (engine.db.reader)
+                note(plan.sql)
+            return on_cursor(conn, plan, params, **kwargs)
+
+        def on_event(_conn, _cursor, statement, *_rest):  # type: ignore[no-untyped-def]
+            note(statement)
+
+        fastsql._run = run_on_cursor  # type: ignore[assignment]
+        event.listen(engine, "before_cursor_execute", on_event)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", on_event)
+            fastsql._run = on_cursor  # type: ignore[assignment]
+
+    return record
 
 
 @pytest.fixture

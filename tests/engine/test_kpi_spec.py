@@ -179,11 +179,9 @@ def test_summary_counts_this_months_contacts_from_local_midnight_of_the_first(se
         assert figures["on_time"] == kpi.OnTime(done=2, on_time=1, not_reached=0)
 
 
-def test_summary_reads_its_figures_together_and_gives_what_each_function_gives_alone(sessions, case):
+def test_summary_reads_its_figures_together_and_gives_what_each_function_gives_alone(sessions, case, statements_of):
     """`summary` reads the month's cases and the open aftercare in four statements (the variables of both
     at once, the loads and the unassigned work in one count): every figure is the one its own function gives."""
-    from sqlalchemy import event
-
     case(contract("2026-03-01"), tasks=[("aftercare_contact", "anna", NOW + DAY)])  # overdue by its case
     case(contract("2026-03-15"), tasks=[("aftercare_contact", "eero", NOW - DAY)])  # due by its case, not its date
     case(contract("2026-02-20", aftercare_contacted_on="2026-03-05"))  # on time in March
@@ -192,17 +190,11 @@ def test_summary_reads_its_figures_together_and_gives_what_each_function_gives_a
                   aftercare_attempts=[{"on": "2026-03-04"}]))  # not reached in March
     case(tasks=[("call", None, NOW - DAY), ("call", None, NOW + DAY), ("hold_follow_up_day", None, NOW - DAY),
                 ("call", "anna", NOW - DAY), ("hold_follow_up_day", "eero", NOW - DAY)])
-    statements: list[str] = []
-    engine = sessions.kw["bind"]
     with sessions.begin() as s:
         alone = (kpi.expert_loads(s, NOW), kpi.unassigned_open(s, NOW),
                  kpi.aftercare_on_time(s, kpi.month_start(NOW), NOW), kpi.open_aftercare(s, NOW))
-        listen = lambda *args: statements.append(args[2])
-        event.listen(engine, "before_cursor_execute", listen)
-        try:
+        with statements_of(sessions.kw["bind"]) as statements:
             figures = kpi.summary(s, NOW)
-        finally:
-            event.remove(engine, "before_cursor_execute", listen)
     assert len(statements) == 4, statements
     assert (figures["loads"], figures["unassigned"], figures["on_time"], figures["open_rows"]) == alone
     assert [(x.assignee, x.open_tasks, x.overdue_tasks, x.aftercare_due, x.aftercare_overdue)

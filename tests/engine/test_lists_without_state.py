@@ -5,7 +5,7 @@ aftercare cases. A case read this way still gives its state when asked (SQLAlche
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 
 from engine import access, apiquery, customers, history, providers, runtime
 from engine.models import Variable
@@ -24,28 +24,19 @@ def cases(sessions, deploy):
     return ids
 
 
-def _statements(sessions, read):
-    """Return what `read(session)` gives as ids, and the statements it ran; every listed case's row must still
-    give its state when asked (SQLAlchemy loads it then)."""
-    selected: list[str] = []
-    engine = sessions.kw["bind"]
-
-    def seen(_conn, _cursor, statement, *_rest):
-        selected.append(statement)
-
+def _statements(sessions, statements_of, read):
+    """Return what `read(session)` gives as ids, and the statements it ran (on the cursor too); every listed
+    case's row must still give its state when asked (SQLAlchemy loads it then)."""
     with sessions.begin() as s:
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
+        with statements_of(sessions.kw["bind"]) as selected:
             ids, rows = read(s)
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
         assert all("state" in inspect(row).unloaded for row in rows)
         assert all(len(row.state) > 100 for row in rows)  # loaded when asked
     return ids, selected
 
 
 @pytest.mark.parametrize("lister", ["customer's cases", "API instance list", "provider's aftercare"])
-def test_lists_of_cases_leave_the_serialized_workflow_unread(sessions, cases, lister):
+def test_lists_of_cases_leave_the_serialized_workflow_unread(sessions, cases, lister, statements_of):
     anna = access.Reader.of("anna", ["supervisor"])
 
     def read(s):
@@ -57,7 +48,7 @@ def test_lists_of_cases_leave_the_serialized_workflow_unread(sessions, cases, li
             return [a.instance_id for a in providers.aftercare_of(s, 7)], []
         return [r.id for r in rows], rows
 
-    ids, selected = _statements(sessions, read)
+    ids, selected = _statements(sessions, statements_of, read)
     assert sorted(ids) == cases
     assert any("FROM instance" in sql for sql in selected)
     assert not [sql for sql in selected if "instance.state" in sql]

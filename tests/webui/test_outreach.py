@@ -113,25 +113,15 @@ def test_admin_sees_the_mail_outbox(client, login_as):
     assert "SMTP" in page
 
 
-def _reads_absences(client, path: str) -> bool:
+def _reads_absences(client, statements_of, path: str) -> bool:
     """Tell whether a page's request read the absences (only "my tasks" shows whom I cover)."""
-    from sqlalchemy import event
-
-    read: list[str] = []
-    engine = client.application.extensions["polku"].engine
-
-    def listener(_conn, _cursor, statement, *_rest):
-        read.append(statement)
-
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
+    with statements_of(client.application.extensions["polku"].engine) as read:
         assert client.get(path).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
     return any("FROM absence" in statement for statement in read)
 
 
-def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cover(client, login_as, sessions):
+def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cover(client, login_as, sessions,
+                                                                                   statements_of):
     from datetime import timedelta
     from pathlib import Path
 
@@ -152,7 +142,8 @@ def test_absent_experts_due_task_shows_in_the_substitutes_my_tasks_marked_as_cov
     login_as("pekka")
     page = client.get("/tasks/?tab=mine").get_data(as_text=True)
     assert "Call the customer" in page and "cover-mark" in page and "Maija Poissa" in page
-    assert _reads_absences(client, "/tasks/?tab=mine") and not _reads_absences(client, "/tasks/?tab=group")
+    assert _reads_absences(client, statements_of, "/tasks/?tab=mine")
+    assert not _reads_absences(client, statements_of, "/tasks/?tab=group")
     response = client.post(f"/absences/take/{task.id}")
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/tasks/{task.id}")
     assert client.get(f"/tasks/{task.id}").status_code == 200

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from flask import template_rendered
-from sqlalchemy import event, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
 
-from engine import deploy, fastsql, notices, providers, runtime
+from engine import deploy, notices, providers, runtime
 from engine.models import Task, TaskStatus
 
 MODEL = Path(__file__).parents[1] / "engine" / "bpmn" / "record_service.bpmn"  # people and providers in its form
@@ -41,28 +41,28 @@ def _typed(sessions) -> dict[str, str]:
 
 
 def test_a_failed_write_shows_the_page_kept_before_it_without_reading_the_database(app, client, login_as,
-                                                                                 sessions, task_id, monkeypatch):
+                                                                                 sessions, task_id, monkeypatch,
+                                                                                 statements_of):
     login_as("expert")
     typed = _typed(sessions)
     with sessions.begin() as s:
         notices.notify(s, "unsaved-test", "test-expert", "reminder", "Muistutus", "Soita asiakkaalle")
     engine = app.extensions["polku"].engine
     after_failure: list[str] = []
+    gone = [False]
 
-    def gone(conn, cursor, statement, *_args):  # the database server went away
-        after_failure.append(statement)
-        raise sa_exc.OperationalError(statement, {}, sqlite3.OperationalError("disk I/O error"))
+    def fail_when_gone(statement):  # the database server went away: every statement fails, on the cursor too
+        if gone[0]:
+            after_failure.append(statement)
+            raise sa_exc.OperationalError(statement, {}, sqlite3.OperationalError("disk I/O error"))
 
     def failing_write(*_args, **_kwargs):
-        event.listen(engine, "before_cursor_execute", gone)
+        gone[0] = True
         raise sa_exc.OperationalError("UPDATE task", {}, sqlite3.OperationalError("disk I/O error"))
 
     monkeypatch.setattr(runtime, "complete_task", failing_write)
-    try:
+    with statements_of(engine, fail_when_gone):
         response = client.post(f"/tasks/{task_id}", data=typed)
-    finally:
-        if event.contains(engine, "before_cursor_execute", gone):
-            event.remove(engine, "before_cursor_execute", gone)
     page = response.get_data(as_text=True)
     assert response.status_code == 503, page[:500]
     assert after_failure == []
@@ -98,27 +98,11 @@ def test_a_completion_that_succeeds_does_not_draw_the_page_kept_for_a_failure(ap
 
 def test_a_completion_reads_the_badge_the_process_names_and_the_user_only_with_its_sign_in(app, client, login_as,
                                                                                          sessions, task_id,
-                                                                                         monkeypatch):
+                                                                                         statements_of):
     login_as("expert")
     typed = {**_typed(sessions), "csrf_token": client.csrf_token()}
-    engine = app.extensions["polku"].engine
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, *_args):
-        statements.append(" ".join(statement.split()))
-
-    on_cursor = fastsql._run  # statements run on the cursor (engine.fastsql) pass no SQLAlchemy event
-
-    def run(conn, plan, params, **kw):
-        record(conn, None, plan.sql)
-        return on_cursor(conn, plan, params, **kw)
-
-    monkeypatch.setattr(fastsql, "_run", run)
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_of(app.extensions["polku"].engine) as statements:
         response = client.post(f"/tasks/{task_id}", data=typed)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 302
     assert statements and statements[0].startswith("SELECT user_session.id")  # the sign-in, with what every page shows
     assert not [q for q in statements[1:] if "FROM notice" in q or "max(process_version.id)" in q
