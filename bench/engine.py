@@ -286,7 +286,16 @@ def main() -> None:
     parser.add_argument("--loops", default="10,100,1000")
     parser.add_argument("--touch", type=int, default=20_000, help="open instances for the RSS line (0: skip)")
     args = parser.parse_args()
-    marks = [int(x) for x in args.loops.split(",")]
+    if args.instances < 1:
+        parser.error("--instances must be 1 or more")
+    if args.touch < 0:
+        parser.error("--touch must be 0 or more")
+    try:
+        marks = [int(x) for x in args.loops.split(",")]
+    except ValueError:
+        parser.error(f"--loops takes whole numbers separated by commas, not {args.loops!r}")
+    if not marks or min(marks) < 0 or marks != sorted(marks):
+        parser.error("--loops takes rising counts of 0 or more, e.g. 10,100,1000")
     with tempfile.TemporaryDirectory() as tmp:
         mem_rate, mem_run = raw_in_memory()
         raw_rate, raw_run = raw_stateless(tmp)
