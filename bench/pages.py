@@ -152,6 +152,7 @@ def fill(url: str, instances: int, open_count: int, versions: int) -> dict[str, 
     history_bench.fill(sessions, instances, open_rows=0, version_id=five_id, first_id=first_id,
                        experts=BULK_EXPERTS)
     _fix_sequences(engine)
+    http_bench.analyze(engine)  # PostgreSQL: the statistics autovacuum keeps on a live database
     took["filled_s"] = time.perf_counter() - began
     with sessions() as s:
         mine = list(s.scalars(select(Task.id).where(Task.state == TaskStatus.READY, Task.assignee == EXPERT)
