@@ -11,7 +11,8 @@ where the app's redirect leads; the supervisor refreshes the supervisor view. Pr
 p50/p95 from the access log (gunicorn's %(M)s). Task completions over HTTP per second (counted in the
 database: over the whole run, and from the first completion to the last, which leaves out the sign-ins
 of the ramp-up, each a deliberately slow password hash) are compared with the engine API's completions
-per second measured in the same run (the median of three rounds of 40 cases, one connection, no think time).
+per second measured in the same run (the median of six rounds of 40 cases, one connection, no think time: three
+before Locust and three after, as the host's speed drifts within minutes).
 With several `--levels`, the p95 per page against the number of users is drawn as an SVG chart.
 This measures; it asserts nothing. Figures depend on the machine's load: the load average is printed.
 """
@@ -104,8 +105,8 @@ def analyze(engine: Any) -> None:
             conn.execute(text("ANALYZE"))
 
 
-def _prepare(url: str, experts: int, instances: int) -> tuple[str, float]:
-    """Fill the database; return the accounts for Locust and the engine API's completions/s (wall clock)."""
+def _prepare(url: str, experts: int, instances: int) -> tuple[str, list[float]]:
+    """Fill the database; return the accounts for Locust and three rounds of `api_rounds`."""
     engine = make_engine(url)
     upgrade(engine)
     sessions = make_sessions(engine)
@@ -121,10 +122,17 @@ def _prepare(url: str, experts: int, instances: int) -> tuple[str, float]:
             for _ in range(min(100, instances - first)):
                 runtime.start_instance(s, "five_tasks", by="bench")
     analyze(engine)
-    # the engine API's rate on this database, in this run: three rounds of 40 cases from start to
-    # end, the median round (one round lasts about a second: the machine's swings move it by a fifth)
+    rates = api_rounds(sessions, 3)
+    engine.dispose()
+    runtime.forget_cache()
+    return ",".join(f"{u}:{p}" for u, p in accounts), rates
+
+
+def api_rounds(sessions: Any, rounds: int) -> list[float]:
+    """The engine API's completions per second on this database (wall clock, one connection, no pause),
+    one figure per round of 40 cases from start to end (a round lasts about a second)."""
     rates = []
-    for _round in range(3):
+    for _round in range(rounds):
         started, done = time.perf_counter(), 0
         for _ in range(40):
             with sessions.begin() as s:
@@ -135,10 +143,17 @@ def _prepare(url: str, experts: int, instances: int) -> tuple[str, float]:
                     runtime.complete_task(s, row.id, {f"v{step}": step}, by="bench-api")
                 done += 1
         rates.append(done / (time.perf_counter() - started))
-    rate = statistics.median(rates)
-    engine.dispose()
-    runtime.forget_cache()
-    return ",".join(f"{u}:{p}" for u, p in accounts), rate
+    return rates
+
+
+def _api_after(url: str, rounds: int) -> list[float]:
+    """`api_rounds` again once Locust is done, on the database as the run left it."""
+    engine = make_engine(url)
+    try:
+        return api_rounds(make_sessions(engine), rounds)
+    finally:
+        engine.dispose()
+        runtime.forget_cache()
 
 
 def _completions(url: str) -> tuple[int, float]:
@@ -182,7 +197,7 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
     """One Locust run against a fresh database; return the figures."""
     url, dropname = _new_database(kind, scratch)
     try:
-        accounts, api_rate = _prepare(url, users_count, instances)
+        accounts, api_before = _prepare(url, users_count, instances)
         port = _free_port()
         log = scratch / f"access-{kind}-{users_count}.log"
         env = {**os.environ, "POLKU_DATABASE_URL": url, "POLKU_EMBEDDED_WORKER": "0",
@@ -212,6 +227,10 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
+        # the engine API's rate again, after the run: the host's speed drifts within minutes, and the
+        # run left the database larger; the median of all six rounds is the figure compared with
+        api_after = _api_after(url, 3)
+        api_rate = statistics.median(api_before + api_after)
         pages = {}
         with open(f"{prefix}_stats.csv", newline="") as handle:
             for row in csv.DictReader(handle):
@@ -228,7 +247,7 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
         return {"kind": kind, "users": users_count, "think": think, "workers": web_workers, "threads": threads,
                 "pages": pages, "http_rate": completed / elapsed,
                 "steady_rate": (completed - 1) / span if completed > 1 and span > 0 else float("nan"),
-                "api_rate": api_rate, "load": load, "seconds": elapsed, "completed": completed,
+                "api_rate": api_rate, "api_rounds": api_before + api_after, "load": load, "seconds": elapsed, "completed": completed,
                 "per_completion": expert_requests / completed if completed else float("nan")}
     finally:
         _drop_database(dropname)
@@ -250,7 +269,9 @@ def print_run(result: dict) -> None:
     steady = result["steady_rate"] / result["api_rate"] * 100 if result["api_rate"] else float("nan")
     print(f"  task completions over HTTP {result['http_rate']:.1f}/s over the run, {result['steady_rate']:.1f}/s from"
           f" the first to the last ({result['completed']} in all, {result['per_completion']:.1f} expert requests"
-          f" each); engine API {result['api_rate']:.1f}/s (same database, wall clock) = {ratio:.0f} % / {steady:.0f} %")
+          f" each); engine API {result['api_rate']:.1f}/s (same database, wall clock; median of six rounds,"
+          f" {min(result['api_rounds']):.0f}-{max(result['api_rounds']):.0f}/s, three before and three after the run)"
+          f" = {ratio:.0f} % / {steady:.0f} %")
 
 
 def _nice_top(value: float) -> float:
