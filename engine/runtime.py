@@ -932,7 +932,7 @@ def task_details(session: Session, task_id: str, rows: tuple[Task, Instance] | N
         session.info["polku_held_instance"] = instance  # as _task_row: the identity map holds rows weakly
     version = deploy.version_by_id(session, instance.version_id)  # kept per process: versions never change
     entry = deploy.catalogue_entry(version, row.element_id, row.process_id)
-    data = instance_variables(session, instance.id) if variables else {}
+    data = instance_variables(session, instance.id, instance.revision) if variables else {}
     return {"task": row, "instance": instance, "version": version,
             "form": forms.fields_from_catalogue(entry), "documentation": entry.get("documentation"),
             "variables": data}
@@ -1347,17 +1347,41 @@ def cancel_instance(session: Session, instance_id: int, *, by: str, reason: str 
     return instance
 
 
-def instance_variables(session: Session, instance_id: int) -> dict[str, Any]:
+def instance_variables(session: Session, instance_id: int, revision: int | None = None) -> dict[str, Any]:
     """Return an instance's current variables, as stored (this session's changes flushed first, as the
-    ORM's autoflush would: not within `no_autoflush`).
+    ORM's autoflush would: not within `no_autoflush`), by name.
 
-    Read on the cursor (`engine.fastsql`), by name and value: the task page and its completion read
+    `revision`: the instance row's revision as the caller read it. If this process holds the instance
+    at that revision (its last action here committed it, and nobody has changed it since), the
+    variables it holds are the stored ones: only the runtime writes variables, and each change it saves
+    is a new revision. They are returned as a copy, and no statement runs.
+
+    Else read on the cursor (`engine.fastsql`), by name and value: the task page and its completion read
     them both, and a case of the shipped process has dozens; loading each as an ORM object cost two to
     three times as much.
     """
+    if revision is not None:
+        held = _held_variables(session, instance_id, revision)
+        if held is not None:
+            return held
     if session.autoflush:  # what the ORM's autoflush did before its select (not within `no_autoflush`)
         session.flush()
     return dict(_VARIABLES_OF_INSTANCE.all(session, {"b_instance": instance_id}))
+
+
+def _held_variables(session: Session, instance_id: int, revision: int) -> dict[str, Any] | None:
+    """The variables this process holds of an instance at `revision` (a copy, by name), or None."""
+    key = _cache_key(session, instance_id)
+    if key in session.info.get("polku_cache", {}):
+        return None  # this transaction acted on the instance: what it wrote is read from the database
+    found = _cache.get(key)
+    if found is None or found[0] != revision:
+        return None
+    variables = found[1].variables  # replaced by each action, never changed in place
+    if _cache.get(key) is not found:  # an action took the instance meanwhile: its variables may be the next revision's
+        return None
+    copied = _plain_copy(variables, 0)  # held variables are JSON-plain: the copy is what the database gives
+    return dict(sorted(copied.items())) if copied is not _MISSING else None
 
 
 _VARIABLES_OF_INSTANCE = Fast(select(_V.c.name, _V.c.value).where(_V.c.instance_id == bindparam("b_instance"))
