@@ -247,7 +247,8 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
         return {"kind": kind, "users": users_count, "think": think, "workers": web_workers, "threads": threads,
                 "pages": pages, "http_rate": completed / elapsed,
                 "steady_rate": (completed - 1) / span if completed > 1 and span > 0 else float("nan"),
-                "api_rate": api_rate, "api_rounds": api_before + api_after, "load": load, "seconds": elapsed, "completed": completed,
+                "api_rate": api_rate, "api_rounds": api_before + api_after, "load": load, "seconds": elapsed,
+                "completed": completed,
                 "per_completion": expert_requests / completed if completed else float("nan")}
     finally:
         _drop_database(dropname)
