@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,23 +21,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def variable_reads(sessions, statements_of):
-    """Return a `with` block giving the statements that read the variable table."""
-    engine = sessions.kw["bind"]
+    """Return a `with` block giving the list of the statements in it that read a case's variables
+    (filled when the block ends)."""
 
-    class Reads:
-        def __enter__(self):
-            self._block = statements_of(engine)
-            self._seen = self._block.__enter__()
-            return self
+    @contextmanager
+    def reads():
+        found: list[str] = []
+        with statements_of(sessions.kw["bind"]) as seen:
+            yield found
+        found.extend(s for s in seen if s.startswith("SELECT variable.name, variable.value FROM variable"))
 
-        def __exit__(self, *exc):
-            return self._block.__exit__(*exc)
-
-        @property
-        def statements(self):
-            return [s for s in self._seen if s.startswith("SELECT variable.name, variable.value FROM variable")]
-
-    return Reads
+    return reads
 
 
 def _start(sessions, deploy, **data):
@@ -53,7 +48,7 @@ def test_a_case_this_process_holds_gives_its_variables_without_a_statement(sessi
     iid, task_id = _start(sessions, deploy, tags=["a", "b"])
     with variable_reads() as reads, sessions.begin() as s:
         details = runtime.task_details(s, task_id)
-    assert reads.statements == []
+    assert reads == []
     assert list(details["variables"].items()) == [("amount", 500), ("customer", "Acme Oy"), ("owner", "olli"),
                                                   ("tags", ["a", "b"])]  # by name, as the database gives them
     with sessions.begin() as s:
@@ -87,7 +82,7 @@ def test_a_case_another_process_changed_is_read_from_the_database(sessions, depl
     with variable_reads() as reads, sessions.begin() as s:
         details = runtime.task_details(s, approve.id)
         assert details["instance"].revision > held_revision
-    assert len(reads.statements) == 1
+    assert len(reads) == 1
     assert details["variables"]["channel"] == "email" and details["variables"]["note"] == "checked"
 
 
@@ -99,10 +94,10 @@ def test_a_transaction_that_acted_on_the_case_reads_what_it_wrote(sessions, depl
         details = runtime.task_details(s, approve.id)
         assert details["instance"].revision == instance.revision
         assert details["variables"]["channel"] == "phone"
-    assert len(reads.statements) == 1
+    assert len(reads) == 1
     with variable_reads() as reads, sessions.begin() as s:  # committed: held at the new revision
         assert runtime.task_details(s, approve.id)["variables"]["channel"] == "phone"
-    assert reads.statements == []
+    assert reads == []
 
 
 def test_an_action_taking_the_case_while_its_variables_are_copied_sends_the_reader_to_the_database(
@@ -121,5 +116,5 @@ def test_an_action_taking_the_case_while_its_variables_are_copied_sends_the_read
     monkeypatch.setattr(cache, "get", get)
     with variable_reads() as reads, sessions.begin() as s:
         details = runtime.task_details(s, task_id)
-    assert len(looks) == 2 and len(reads.statements) == 1
+    assert len(looks) == 2 and len(reads) == 1
     assert details["variables"]["customer"] == "Acme Oy"
