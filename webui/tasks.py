@@ -130,11 +130,14 @@ def process_names() -> dict[str, str]:
 def row_context(rows: list[tuple[Task, Any]], also_named: Iterable[str | None] = ()) -> dict[str, Any]:
     """Return what a task table shows beside the rows: customer, assignee and process names, due states.
 
-    `also_named`: other user names the page shows, looked up with the assignees' (one statement)."""
+    `also_named`: other user names the page shows, looked up with the assignees' (one statement, none
+    when the request has read the active experts (`request_experts`) and every name is one of them)."""
     session = get_session()
+    wanted = {n for n in (*(t.assignee for t, _i in rows), *also_named) if n}
+    names = {u.username: u.display_name for u in g.get("experts", ()) if u.username in wanted}
+    names.update(display_names(session, wanted - names.keys()))  # no statement when none is left
     return {"customer_names": kpi.customer_names(session, (i.business_key for _t, i in rows)),
-            "names": display_names(session, [*(t.assignee for t, _i in rows), *also_named]),
-            "processes": process_names(), "now": utcnow(), "due_state": due_state}
+            "names": names, "processes": process_names(), "now": utcnow(), "due_state": due_state}
 
 
 def _filter(tab: str, user: User, now: datetime) -> TaskFilter:

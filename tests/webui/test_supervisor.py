@@ -170,3 +170,27 @@ def test_expert_row_links_to_that_experts_open_tasks(client, supervisor):
     assert 'href="/tasks/?tab=all&amp;assignee=aino"' in page
     tasks = client.get("/tasks/?tab=all&assignee=aino").get_data(as_text=True)
     assert "1 tehtävä." in tasks and "Ota jälkihoitoyhteys asiakkaaseen" in tasks and "Aino Asiantuntija" in tasks
+
+
+def _name_lookups(statements):
+    return [s for s in statements if s.startswith(
+        "SELECT user_account.username, user_account.display_name FROM user_account WHERE user_account.username IN")]
+
+
+def _load_name(page, username):
+    return re.search(rf'<tr id="load-{username}"><th scope="row"><a [^>]*>(.*?)</a>', page)[1]
+
+
+def test_names_of_active_experts_come_with_them_and_only_other_holders_are_looked_up(
+        app, client, supervisor, sessions, statements_of):
+    engine = app.extensions["polku"].engine
+    with statements_of(engine) as seen:
+        page = client.get("/supervisor/").get_data(as_text=True)
+    assert _name_lookups(seen) == []  # every holder is an active expert, read for the page already
+    assert (_load_name(page, "aino"), _load_name(page, "eero")) == ("Aino Asiantuntija", "Eero Expert")
+    with sessions.begin() as s:  # aino is a supervisor now, still holding her tasks
+        users.set_roles(s, "aino", ["supervisor"], by="test")
+    with statements_of(engine) as seen:
+        page = client.get("/supervisor/").get_data(as_text=True)
+    assert len(_name_lookups(seen)) == 1
+    assert (_load_name(page, "aino"), _load_name(page, "eero")) == ("Aino Asiantuntija", "Eero Expert")
