@@ -205,8 +205,10 @@ def list_users(session: Session) -> list[User]:
 
 def experts(session: Session) -> list[User]:
     """Return the active users holding the expert role, by display name."""
-    query = select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)
-    return [u for u in session.scalars(query) if "expert" in u.role_set]
+    return [u for u in session.scalars(_ACTIVE) if "expert" in u.role_set]
+
+
+_ACTIVE = select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)  # built once
 
 
 def display_names(session: Session, usernames: Iterable[str | None]) -> dict[str, str]:
