@@ -171,12 +171,16 @@ def aftercare_cases(session: Session, instance_ids: Iterable[int], timezone: str
     """Return the aftercare case of each instance (by id), read from its variables."""
     ids = list(dict.fromkeys(instance_ids))
     values: dict[int, dict[str, Any]] = {i: {} for i in ids}
-    named = Variable.name.in_(CASE_VARIABLES) | Variable.name.like("%\\_ended\\_on", escape="\\")
     for part in _chunks(ids):
-        for iid, name, value in session.execute(select(Variable.instance_id, Variable.name, Variable.value)
-                                                .where(Variable.instance_id.in_(part), named)):
+        for iid, name, value in session.execute(_CASE_VALUES, {"b_ids": part}):
             values[iid][name] = value
     return {i: AftercareCase.from_values(i, values[i], timezone) for i in ids}
+
+
+# built once (the supervisor view's every request, the aftercare lists)
+_CASE_VALUES = select(Variable.instance_id, Variable.name, Variable.value).where(
+    Variable.instance_id.in_(bindparam("b_ids", expanding=True)),
+    Variable.name.in_(CASE_VARIABLES) | Variable.name.like("%\\_ended\\_on", escape="\\"))
 
 
 def open_aftercare(session: Session, now: datetime, timezone: str = ZONE) -> list[tuple[Task, Instance, bool]]:
