@@ -344,8 +344,11 @@ def customer_names(session: Session, business_ids: Iterable[str | None]) -> dict
     wanted = {b for b in business_ids if b}
     if not wanted:
         return {}
-    query = select(Customer.business_id, Customer.name).where(Customer.business_id.in_(wanted))
-    return {bid: name for bid, name in session.execute(query)}
+    return {bid: name for bid, name in session.execute(_CUSTOMER_NAMES, {"b_ids": sorted(wanted)})}
+
+
+_CUSTOMER_NAMES = select(Customer.business_id, Customer.name).where(  # built once (every task table)
+    Customer.business_id.in_(bindparam("b_ids", expanding=True)))
 
 
 def process_steps(session: Session, instances: list[Instance]) -> list[ProcessStep]:

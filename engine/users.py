@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -216,8 +216,11 @@ def display_names(session: Session, usernames: Iterable[str | None]) -> dict[str
     wanted = {u for u in usernames if u}
     if not wanted:
         return {}
-    query = select(User.username, User.display_name).where(User.username.in_(wanted))
-    return {name: shown for name, shown in session.execute(query)}
+    return {name: shown for name, shown in session.execute(_DISPLAY_NAMES, {"b_names": sorted(wanted)})}
+
+
+_DISPLAY_NAMES = select(User.username, User.display_name).where(  # built once (every task table and page)
+    User.username.in_(bindparam("b_names", expanding=True)))
 
 
 DEMO_USERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
