@@ -154,33 +154,37 @@ def customer_contacts(session: Session, customer_id: int) -> list[Contact]:
 
 def visits_in_year(session: Session, year: int) -> int:
     """Return how many company visits were logged with a contact date in this calendar year."""
-    return session.scalar(select(func.count(Contact.id)).where(*_visits_in(year))) or 0
+    return session.scalar(select(func.count(Contact.id)).where(*_VISITS), _year(year)) or 0
 
 
-def _visits_in(year: int) -> tuple[Any, ...]:
-    return (Contact.channel == "visit", Contact.contacted_on >= date(year, 1, 1),
-            Contact.contacted_on <= date(year, 12, 31))
+# a calendar year's logged visits: the year's first and last day are bound values (`_year`)
+_VISITS = (Contact.channel == "visit", Contact.contacted_on >= bindparam("b_first"),
+           Contact.contacted_on <= bindparam("b_last"))
+
+
+def _year(year: int) -> dict[str, date]:
+    return {"b_first": date(year, 1, 1), "b_last": date(year, 12, 31)}
 
 
 def visits_by_expert(session: Session, year: int) -> dict[str, int]:
     """Return this year's logged visits per expert who logged them."""
-    query = select(Contact.created_by, func.count(Contact.id)).where(*_visits_in(year)).group_by(Contact.created_by)
-    return {who: count for who, count in session.execute(query).all()}
+    query = select(Contact.created_by, func.count(Contact.id)).where(*_VISITS).group_by(Contact.created_by)
+    return {who: count for who, count in session.execute(query, _year(year)).all()}
 
 
 def visit_progress(session: Session, today: date) -> dict[str, Any]:
     """Return the year's visits against the office target, and the share expected by today."""
-    start, end = date(today.year, 1, 1), date(today.year, 12, 31)
-    done, stored = session.execute(_VISITS_AND_TARGET, {"b_first": start, "b_last": end}).one()
+    year = _year(today.year)
+    done, stored = session.execute(_VISITS_AND_TARGET, year).one()
     target = office.value_of("visit_target", stored)
+    start, end = year["b_first"], year["b_last"]
     expected = round(target * ((today - start).days + 1) / ((end - start).days + 1))
     return {"year": today.year, "target": target, "done": done, "expected": expected,
             "percent": round(100 * done / target) if target else 0}
 
 
 # the year's visits and the office's target in one statement, built once (the supervisor view's every request)
-_VISITS_AND_TARGET = select(func.count(Contact.id), office.stored("visit_target")).where(
-    Contact.channel == "visit", Contact.contacted_on >= bindparam("b_first"), Contact.contacted_on <= bindparam("b_last"))
+_VISITS_AND_TARGET = select(func.count(Contact.id), office.stored("visit_target")).where(*_VISITS)
 
 
 # ---------------------------------------------------------------------------------------------

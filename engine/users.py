@@ -205,10 +205,10 @@ def list_users(session: Session) -> list[User]:
 
 def experts(session: Session) -> list[User]:
     """Return the active users holding the expert role, by display name."""
-    return [u for u in session.scalars(_ACTIVE) if "expert" in u.role_set]
+    return [u for u in session.scalars(_ACTIVE_USERS) if "expert" in u.role_set]
 
 
-_ACTIVE = select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)  # built once
+_ACTIVE_USERS = select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)  # built once
 
 
 def display_names(session: Session, usernames: Iterable[str | None]) -> dict[str, str]:

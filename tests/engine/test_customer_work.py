@@ -83,6 +83,24 @@ def test_contact_log_prospecting_visit_starts_a_process_and_counts_against_the_t
         assert contacts.customers_to_contact(s, date(2027, 2, 28)) == []
 
 
+def test_a_years_visits_are_those_from_its_first_day_to_its_last(sessions):
+    customer_id = _people(sessions)
+    later = datetime(2028, 1, 2, 9, tzinfo=UTC)  # every contact day below is in the past then
+    with sessions.begin() as s:
+        for day, who in (("2026-12-31", "maija"), ("2027-01-01", "maija"), ("2027-12-31", "pekka"),
+                         ("2028-01-01", "pekka")):
+            contacts.log_contact(s, customer_id, {"contacted_on": day, "channel": "visit", "topic": "Käynti"},
+                                 by=who, now=later)
+        contacts.log_contact(s, customer_id, {"contacted_on": "2027-06-01", "channel": "phone", "topic": "Puhelu"},
+                             by="maija", now=later)
+        office.set_value(s, "visit_target", 4, by="esko")
+    with sessions.begin() as s:
+        assert contacts.visits_in_year(s, 2027) == 2
+        assert contacts.visits_by_expert(s, 2027) == {"maija": 1, "pekka": 1}
+        progress = contacts.visit_progress(s, date(2027, 12, 31))
+        assert (progress["done"], progress["target"], progress["expected"], progress["percent"]) == (2, 4, 4, 50)
+
+
 def test_company_import_validates_business_ids_and_becomes_a_worklist(sessions):
     text = "business_id;name;first_posting_on\n0737546-2;Konepaja Oy;2027-01-05\n0737546-3;Wrong Oy;\n" \
            "1572860-0;Uusi Oy;2027-01-07\n0737546-2;Konepaja Oy;2027-01-05\n"
