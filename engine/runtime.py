@@ -1354,7 +1354,8 @@ def instance_variables(session: Session, instance_id: int, revision: int | None 
     `revision`: the instance row's revision as the caller read it. If this process holds the instance
     at that revision (its last action here committed it, and nobody has changed it since), the
     variables it holds are the stored ones: only the runtime writes variables, and each change it saves
-    is a new revision. They are returned as a copy, and no statement runs.
+    is a new revision. They are returned as a copy, and no statement runs (nor a flush: nothing this
+    session holds unwritten can be a variable, which only the runtime's statements write).
 
     Else read on the cursor (`engine.fastsql`), by name and value: the task page and its completion read
     them both, and a case of the shipped process has dozens; loading each as an ORM object cost two to
