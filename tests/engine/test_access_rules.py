@@ -257,3 +257,49 @@ def test_the_world_is_as_described(world):
         assert s.get(Task, w.tasks["of another role, nobody's"]).assignee is None
         assert s.get(Customer, w.customers["own customer"]).responsible_expert == "oma"
         assert not users.get_user(s, "vanha").active
+
+
+def _columns(row, model) -> dict:
+    return {c.key: getattr(row, c.key) for c in model.__table__.columns}
+
+
+def test_the_task_pages_rows_are_the_sessions_objects_as_the_orm_would_load_them(world):
+    """`readable_task` reads on the cursor (engine.fastsql): the rows must be what `session.get` gives."""
+    sessions, w = world
+    tid = w.tasks["assigned to her"]
+    with sessions() as fresh:
+        loaded_task = fresh.get(Task, tid)
+        expected = _columns(loaded_task, Task), _columns(fresh.get(Instance, loaded_task.instance_id), Instance)
+    with sessions() as s:
+        task, instance, _readable = access.readable_task(s, ME, tid)
+        assert (_columns(task, Task), _columns(instance, Instance)) == expected
+        assert task.created_at.tzinfo is not None and instance.started_at.tzinfo is not None
+        assert s.get(Task, tid) is task and s.get(Instance, task.instance_id) is instance  # persistent, not copies
+        assert access.readable_task(s, ME, tid)[0] is task  # read again: the object the session holds
+        task.name = "changed, not flushed"
+        assert access.readable_task(s, ME, tid)[0].name == "changed, not flushed"  # a change is kept
+        s.flush()
+        assert s.scalar(select(Task.name).where(Task.id == tid)) == "changed, not flushed"  # and written as an update
+        s.rollback()
+
+
+def test_a_change_not_yet_flushed_counts_in_the_check(world):
+    sessions, w = world
+    tid = w.tasks["of another role, nobody's"]
+    with sessions() as s:
+        with pytest.raises(access.TaskNotFound):
+            access.readable_task(s, ME, tid)
+        s.get(Task, tid).assignee = "oma"  # in this session only: flushed before the check reads
+        assert access.readable_task(s, ME, tid)[0].assignee == "oma"
+        s.rollback()
+
+
+def test_any_of_several_roles_lets_a_reader_take_a_task_of_that_role(world):
+    sessions, w = world
+    free = w.tasks["of her role, unassigned"]
+    with sessions() as s:
+        assert access.readable_task(s, access.Reader.of("vieras", ["auditor-in-training", "expert"]), free)[0].id == free
+        assert access.can_read_instance(s, access.Reader.of("vieras", ["expert", "zz"]), w.cases["free review"])
+        with pytest.raises(access.TaskNotFound):
+            access.readable_task(s, access.Reader.of("vieras", ["auditor-in-training", "zz"]), free)
+        assert not access.can_read_instance(s, access.Reader.of("vieras", ["zz"]), w.cases["free review"])
