@@ -19,6 +19,7 @@ from . import audit
 from .audit import EventKind
 from .db import utcnow
 from .errors import InvalidInput, TaskNotAvailable, TaskNotFound
+from .fastsql import Fast, adopt
 from .models import Instance, Task, TaskStatus
 from .paging import Page
 
@@ -119,13 +120,19 @@ def tasks(session: Session, *, instance_id: int | None = None, assignee: str | N
           state: TaskStatus | None = TaskStatus.READY) -> list[Task]:
     """List tasks of an instance or of an assignee (all matching, oldest first)."""
     if instance_id is not None and assignee is None and state is not None:  # a case's open tasks: after every step
-        return list(session.scalars(_TASKS_OF_INSTANCE, {"instance_id": instance_id, "state": state}))
+        if session.autoflush:  # what the ORM's autoflush did before its select
+            session.flush()
+        return [adopt(session, Task, row) for row in _TASKS_OF_INSTANCE.all(session, {"instance_id": instance_id,
+                                                                                       "state": state})]
     query = _query(TaskFilter(assignee=assignee, instance_id=instance_id, state=state), Task, join=False)
     return list(session.scalars(query.order_by(Task.created_at)))
 
 
-_TASKS_OF_INSTANCE = (select(Task).where(Task.instance_id == bindparam("instance_id"), Task.state == bindparam("state"))
-                      .order_by(Task.created_at))  # built once: the statement and its cache key
+# on the cursor (engine.fastsql), every column in table order for `adopt`: the rows are the session's
+# objects as the ORM's select would give them, at a third of its CPU (no cache key, no result object)
+_TASKS_OF_INSTANCE = Fast(select(*Task.__table__.columns)
+                          .where(Task.instance_id == bindparam("instance_id"), Task.state == bindparam("state"))
+                          .order_by(Task.created_at))
 
 
 def overdue(session: Session, now: datetime | None = None) -> list[Task]:

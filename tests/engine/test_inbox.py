@@ -83,3 +83,25 @@ def test_overdue_and_due_soon(sessions, cases):
         late = inbox.overdue(s, now=T0 + timedelta(days=1, hours=1))
         assert len(late) == 1 and inbox.is_overdue(late[0], now=T0 + timedelta(days=1, hours=1))
         assert inbox.due_soon(late[0], now=T0)
+
+
+def test_a_cases_open_tasks_are_the_sessions_objects_as_the_orm_would_load_them(sessions, cases):
+    """`inbox.tasks(instance_id=...)` reads on the cursor (engine.fastsql) after every step of a case."""
+    from sqlalchemy import select
+
+    from engine.models import Task, TaskStatus
+
+    reminder = cases[0]
+    with sessions() as fresh:
+        expected = [{c.key: getattr(t, c.key) for c in Task.__table__.columns}
+                    for t in fresh.scalars(select(Task).where(Task.instance_id == reminder, Task.state == "ready")
+                                           .order_by(Task.created_at))]
+    assert expected and all(row["due_at"].tzinfo is not None for row in expected)
+    with sessions() as s:
+        found = inbox.tasks(s, instance_id=reminder)
+        assert [{c.key: getattr(t, c.key) for c in Task.__table__.columns} for t in found] == expected
+        assert all(s.get(Task, t.id) is t for t in found)  # the session's own objects, not copies
+        found[0].state = TaskStatus.COMPLETED  # not flushed yet: the read sees it (the ORM's autoflush)
+        assert [t.id for t in inbox.tasks(s, instance_id=reminder)] == [t.id for t in found[1:]]
+        assert [t.id for t in inbox.tasks(s, instance_id=reminder, state=TaskStatus.COMPLETED)] == [found[0].id]
+        s.rollback()
