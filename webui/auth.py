@@ -40,6 +40,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -276,8 +277,29 @@ def _trust_proxies(app: Flask, hops: int) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
+class SignedCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed session cookie, its signing serializer made once per set of keys.
+
+    Flask makes the serializer anew twice a request (to read the cookie and to write it); it depends
+    only on the secret key and its fallbacks, and signing and checking do not change it, so one
+    serves every request thread until a key changes.
+    """
+
+    def __init__(self) -> None:
+        self._kept: tuple[tuple[Any, ...], Any] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:  # itsdangerous' URLSafeTimedSerializer, or None
+        """Return the serializer for the app's current keys (made again when they change)."""
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        kept = self._kept
+        if kept is None or kept[0] != keys:
+            kept = self._kept = (keys, super().get_signing_serializer(app))
+        return kept[1]
+
+
 def init_app(app: Flask) -> None:
     """Refuse an unsafe production start, trust the configured proxies, load the user, add headers."""
+    app.session_interface = SignedCookieSessions()
     polku = app.extensions["polku"]
     with polku.sessions() as db:
         refuse_unsafe_start(db, polku.settings)

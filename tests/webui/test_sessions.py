@@ -307,3 +307,17 @@ def test_a_post_to_a_path_no_page_has_is_not_stashed_when_the_sign_in_expired(cl
     assert response.status_code == 302 and "/login" in response.headers["Location"]
     with sessions.begin() as s:
         assert s.scalars(select(StashedForm)).all() == []
+
+
+def test_the_cookie_signer_is_kept_until_the_keys_change_and_a_retired_key_reads_only_as_a_fallback(app, client, aino):
+    sessions_ = app.session_interface
+    assert sessions_.get_signing_serializer(app) is sessions_.get_signing_serializer(app)  # made once, not per request
+    assert _sign_in(client).status_code == 302
+    assert _signed_in(client.get("/customers/"))
+    old_key = app.secret_key
+    app.secret_key = "uusi-avain-" + "x" * 30
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]  # key rotation: cookies signed with the old one still read
+    assert _signed_in(client.get("/customers/"))
+    app.config["SECRET_KEY_FALLBACKS"] = []  # the old key retired: its cookies are nobody's
+    response = client.get("/customers/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
