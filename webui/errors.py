@@ -194,7 +194,7 @@ def frozen(value: Any) -> Any:
         return type(value)(frozen(item) for item in value)
     if type(value) is dict:
         return {key: frozen(item) for key, item in value.items()}
-    if isinstance(sa_inspect(value, raiseerr=False), InstanceState):  # a row, not a mapped class
+    if isinstance(getattr(value, "_sa_instance_state", None), InstanceState):  # a row (a mapped class has none)
         return Frozen(value)
     return value
 

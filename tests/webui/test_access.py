@@ -29,3 +29,17 @@ def test_home_links_only_to_areas_the_roles_open(client, login_as, role, visible
         assert f'href="{url}"' in page
     for url in hidden:
         assert f'href="{url}"' not in page
+
+
+def test_every_page_menu_follows_the_signed_in_users_roles_in_one_app(app, client, login_as, sessions):
+    from engine import users
+
+    login_as("expert")
+    assert 'href="/admin/users"' not in client.get("/customers/").get_data(as_text=True)
+    with sessions.begin() as s:
+        users.add_user(s, "paakayttaja", "salasana-123456", ["admin", "expert"])
+    admin = app.test_client()
+    assert admin.post("/login", data={"username": "paakayttaja", "password": "salasana-123456"}).status_code == 302
+    menu = admin.get("/customers/").get_data(as_text=True)
+    assert 'href="/admin/users"' in menu and 'href="/customers/"' in menu
+    assert 'href="/admin/users"' not in client.get("/customers/").get_data(as_text=True)  # the expert's own again
