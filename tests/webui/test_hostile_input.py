@@ -98,6 +98,9 @@ def test_invalid_utf8_in_the_query_string_is_a_400(client, login_as):
     response = client.get("/customers/?q=%C3%28")
     assert response.status_code == 400 and "UTF-8" in response.get_data(as_text=True)
     assert client.get("/customers/?q=%C3%A4").status_code == 200  # ä is fine
+    # the halves of an ä in two values, or in a name and its value, are two invalid texts, not an ä
+    for split in ("/customers/?q=%C3&r=%A4", "/customers/?q%C3=%A4", "/customers/?q=%C3"):
+        assert client.get(split).status_code == 400, split
 
 
 def test_invalid_utf8_in_an_upload_name_is_a_400(client, login_as, sessions):
