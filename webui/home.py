@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from engine import users
 
+from . import i18n
 from .auth import LANG_KEY, current_user, login_required, safe_next
 from .db import get_session
 from .i18n import LOCALES
@@ -77,6 +78,45 @@ def visible_areas() -> list[Area]:
     return list(found)
 
 
+@dataclass(frozen=True)
+class NavLink:
+    """One link of the menu every page shows, ready to draw."""
+
+    url: str
+    label: str  # in the user's language
+    section: str  # the area's blueprint: the link is marked current on its pages
+
+
+def nav_links() -> list[NavLink]:
+    """Return the signed-in user's menu: the visible areas, their addresses and labels in the user's language.
+
+    Every page draws it: kept in the app per set of roles, language and mount point (a URL and a
+    lazy label cost more to make than the rest of the menu), made anew for any other.
+    """
+    user = current_user()
+    if user is None:
+        return []
+    key = (frozenset(user.role_set), i18n.language(), request.script_root)
+    kept: dict[tuple[frozenset[str], str, str], list[NavLink]] = current_app.extensions.setdefault("polku_nav", {})
+    found = kept.get(key)
+    if found is None:
+        found = kept[key] = [NavLink(url_for(a.endpoint), i18n.label(a.label), a.endpoint.split(".")[0])
+                             for a in visible_areas()]
+    return found
+
+
+def fixed_url(endpoint: str, **values: str) -> str:
+    """Return `url_for(endpoint, **values)` for an address of the page frame that never changes while
+    the app runs (the style sheet, home, sign-out): made once per mount point. Literal arguments only:
+    every distinct call is kept."""
+    key = (endpoint, tuple(sorted(values.items())), request.script_root)
+    kept: dict[tuple[Any, ...], str] = current_app.extensions.setdefault("polku_fixed_urls", {})
+    found = kept.get(key)
+    if found is None:
+        found = kept[key] = url_for(endpoint, **values)
+    return found
+
+
 @bp.route("/")
 @login_required()
 def index() -> str:
@@ -97,5 +137,6 @@ def language() -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Offer the visible areas to every template as `nav_areas`."""
-    app.context_processor(lambda: {"nav_areas": visible_areas() if g.get("user") else []})
+    """Offer the menu's links to every template as `nav_links`, and `fixed_url` for the frame's addresses."""
+    app.context_processor(lambda: {"nav_links": nav_links() if g.get("user") else []})
+    app.add_template_global(fixed_url)

@@ -184,4 +184,4 @@ def init_app(app: Flask, settings: Settings) -> None:
         npgettext=lambda c, s, p, n: ui_translations().unpgettext(c, s, p, n),
         newstyle=True)
     app.jinja_env.filters.update(localtime=localtime, localdate=localdate, number=number, translated=translated)
-    app.context_processor(lambda: {"current_locale": str(get_locale() or DEFAULT_LOCALE)})
+    app.context_processor(lambda: {"current_locale": language()})

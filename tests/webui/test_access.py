@@ -43,3 +43,35 @@ def test_every_page_menu_follows_the_signed_in_users_roles_in_one_app(app, clien
     menu = admin.get("/customers/").get_data(as_text=True)
     assert 'href="/admin/users"' in menu and 'href="/customers/"' in menu
     assert 'href="/admin/users"' not in client.get("/customers/").get_data(as_text=True)  # the expert's own again
+
+
+def _menu(page: str) -> list[tuple[str, bool, str]]:
+    import re
+
+    nav = page.split('<nav class="main-nav"', 1)[1].split("</nav>", 1)[0]
+    return [(href, current == ' aria-current="page"', label)
+            for href, current, label in re.findall(r'<li><a href="([^"]+)"((?: aria-current="page")?)>([^<]+)</a>', nav)]
+
+
+def test_the_menu_marks_the_area_of_the_page_and_speaks_the_users_language(client, login_as):
+    login_as("supervisor")
+    menu = _menu(client.get("/tasks/").get_data(as_text=True))
+    assert ("/tasks/", True, "Tehtävät") in menu and ("/customers/", False, "Asiakkaat") in menu
+    assert [current for _h, current, _l in menu].count(True) == 1
+    menu = _menu(client.get("/customers/").get_data(as_text=True))
+    assert ("/tasks/", False, "Tehtävät") in menu and ("/customers/", True, "Asiakkaat") in menu
+    client.post("/language", data={"lang": "en"})
+    menu = _menu(client.get("/supervisor/").get_data(as_text=True))
+    assert ("/tasks/", False, "Tasks") in menu and ("/supervisor/", True, "Supervisor view") in menu
+    client.post("/language", data={"lang": "fi"})
+    assert ("/supervisor/", True, "Esimiesnäkymä") in _menu(client.get("/supervisor/").get_data(as_text=True))
+
+
+def test_the_page_frames_addresses_follow_the_mount_point(client, login_as):
+    """The frame's links and the menu are kept per mount point (a proxy may serve Polku under a prefix)."""
+    login_as("supervisor")
+    for prefix in ("", "/polku", ""):
+        page = client.get("/tasks/", base_url=f"http://localhost{prefix}").get_data(as_text=True)
+        assert f'href="{prefix}/static/polku.css"' in page and f'action="{prefix}/logout"' in page
+        assert f'<a class="brand" href="{prefix}/">' in page
+        assert (f"{prefix}/tasks/", True, "Tehtävät") in _menu(page)
