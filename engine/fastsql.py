@@ -172,7 +172,8 @@ def _mapping(cls: type) -> tuple[Any, tuple[str, ...]]:
 _MAPPINGS: dict[type, tuple[Any, tuple[str, ...]]] = {}
 
 
-def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refresh: bool = False) -> _Mapped:
+def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refresh: bool = False,
+          keys: tuple[str, ...] | None = None) -> _Mapped:
     """Return the session's object of a row read on the cursor: every column of `cls`'s table, in table
     order, as `Fast.all` gives them (the primary key first), persistent in the session as if the
     ORM had loaded it (its changes are flushed as updates; no constructor runs).
@@ -180,8 +181,15 @@ def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refres
     An object the session holds already is returned as it is. If it is expired, the row fills in what
     is not loaded (a change made since the expiry is kept, as the ORM's loader keeps it); with
     `refresh`, the row's values replace everything it holds, as a fresh read would.
+
+    `keys`: the attributes of `values` when the row has only some columns (the primary key first); a
+    new object leaves the others unloaded, read on first use as a deferred column is.
     """
-    manager, keys = _mapping(cls)
+    manager, every = _mapping(cls)
+    if keys is None:
+        keys = every
+    elif keys[0] != every[0]:
+        raise ValueError(f"adopt needs {cls.__name__}'s primary key first")
     found = session.identity_map.get(identity_key(cls, values[0]))
     if found is None:
         found = manager.new_instance()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import Integer, Select, and_, bindparam, false, func, or_, select
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from . import audit
@@ -106,14 +107,101 @@ def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: in
         raise InvalidInput("page must be 1 or more and per_page between 1 and 500")
     # Count and sort the task rows alone (the instance only when a filter or the sort reads it), then
     # read the page's tasks with their instances: joining and sorting every open task's instance
-    # (its serialized state too) cost more than the page itself.
-    total = session.scalar(select(func.count()).select_from(_query(flt, Task.id, join=False).subquery())) or 0
-    ids = list(session.scalars(_query(flt, Task.id, join=sort in ("customer", "process")).order_by(*SORTS[sort])
-                               .offset((page - 1) * per_page).limit(per_page)))
-    found = {t.id: (t, i) for t, i in session.execute(
-        select(Task, Instance).join(Instance, Instance.id == Task.instance_id).where(Task.id.in_(ids))
-        .options(defer(Instance.state)))} if ids else {}
+    # (its serialized state too) cost more than the page itself. The three statements run on the
+    # cursor (engine.fastsql), each built once per shape of filter, every value a bound parameter.
+    if session.autoflush:  # what the ORM's autoflush did before its selects
+        session.flush()
+    shape, values = _shape(flt), _values(flt)
+    total = _listing("count", shape).first(session, values)[0] or 0  # type: ignore[index]
+    ids = [row[0] for row in _listing(sort, shape).all(session, {**values, "page_limit": per_page,
+                                                                 "page_offset": (page - 1) * per_page})]
+    found = {}
+    if ids:
+        for row in _page_rows(len(ids)).all(session, {f"id{n}": task_id for n, task_id in enumerate(ids)}):
+            task = adopt(session, Task, row[:_ROW_INSTANCE_AT])
+            found[task.id] = (task, adopt(session, Instance, row[_ROW_INSTANCE_AT:], keys=_ROW_INSTANCE_KEYS))
     return Page([found[i] for i in ids if i in found], total, page, per_page)
+
+
+# A filter's shape: what decides the statement's text (which criteria, how many roles and cover windows).
+_Shape = tuple[bool, bool, int | None, tuple[bool, ...], bool, bool, bool, bool, bool]
+
+
+def _shape(flt: TaskFilter) -> _Shape:
+    return (flt.state is not None, flt.assignee is not None, None if flt.roles is None else len(flt.roles),
+            tuple(start is None for _user, start, _end in flt.cover), flt.instance_id is not None,
+            bool(flt.business_key), bool(flt.process_id), flt.due_before is not None, flt.overdue_at is not None)
+
+
+def _values(flt: TaskFilter) -> dict[str, Any]:
+    """Return the filter's values by the names `_bound_criteria` binds them to."""
+    values: dict[str, Any] = {"state": flt.state, "assignee": flt.assignee, "instance_id": flt.instance_id,
+                              "business_key": flt.business_key, "process_id": flt.process_id,
+                              "due_before": flt.due_before, "overdue_at": flt.overdue_at}
+    for n, role in enumerate(sorted(flt.roles or ())):
+        values[f"role{n}"] = role
+    for n, (user, start, end) in enumerate(flt.cover):
+        values.update({f"cover_user{n}": user, f"cover_start{n}": start, f"cover_end{n}": end})
+    return values
+
+
+def _bound_criteria(shape: _Shape) -> list[Any]:
+    """Return `_query`'s criteria for a filter of this shape, each value a named bound parameter."""
+    state, assignee, roles, cover, instance_id, business_key, process_id, due_before, overdue_at = shape
+
+    def bound(name: str, column: Any) -> Any:
+        return bindparam(name, type_=column.type)
+
+    criteria: list[Any] = [Task.state == bound("state", Task.state)] if state else []
+    covered = [and_(Task.assignee == bound(f"cover_user{n}", Task.assignee),
+                    Task.due_at < bound(f"cover_end{n}", Task.due_at) if open_start else
+                    and_(Task.due_at >= bound(f"cover_start{n}", Task.due_at),
+                         Task.due_at < bound(f"cover_end{n}", Task.due_at)))
+               for n, open_start in enumerate(cover)]
+    of_roles = (Task.candidate_role.in_([bound(f"role{n}", Task.candidate_role) for n in range(roles)])
+                if roles else false())
+    if assignee and roles is not None:
+        criteria.append(or_(Task.assignee == bound("assignee", Task.assignee), *covered,
+                            Task.assignee.is_(None) & of_roles))
+    elif assignee:
+        criteria.append(or_(Task.assignee == bound("assignee", Task.assignee), *covered))
+    elif roles is not None:
+        criteria += [Task.assignee.is_(None), of_roles]
+    for present, column in ((instance_id, Task.instance_id), (business_key, Instance.business_key),
+                            (process_id, Instance.process_id)):
+        if present:
+            criteria.append(column == bound(column.key, column))
+    if due_before:
+        criteria.append(Task.due_at <= bound("due_before", Task.due_at))
+    if overdue_at:
+        criteria.append(Task.due_at < bound("overdue_at", Task.due_at))
+    return criteria
+
+
+@lru_cache(maxsize=256)
+def _listing(kind: str, shape: _Shape) -> Fast:
+    """Return the count ("count") or a page of ids in a sort's order, for a filter of this shape."""
+    join = kind in ("customer", "process") or shape[5] or shape[6]  # a sort or a filter reads the instance
+    ids = select(Task.id)
+    if join:
+        ids = ids.join(Instance, Instance.id == Task.instance_id)
+    ids = ids.where(*_bound_criteria(shape))
+    if kind == "count":
+        return Fast(select(func.count()).select_from(ids.subquery()))
+    return Fast(ids.order_by(*SORTS[kind]).limit(bindparam("page_limit", type_=Integer))
+                .offset(bindparam("page_offset", type_=Integer)))
+
+
+_ROW_INSTANCE_COLUMNS = tuple(c for c in Instance.__table__.columns if c.key != "state")  # not the serialized state
+_ROW_INSTANCE_KEYS = tuple(c.key for c in _ROW_INSTANCE_COLUMNS)
+_ROW_INSTANCE_AT = len(Task.__table__.columns)
+
+
+@lru_cache(maxsize=512)
+def _page_rows(count: int) -> Fast:
+    """Return the select of `count` tasks by id (id0, id1, ...) with their instances, the state left out."""
+    return Fast(select(*Task.__table__.columns, *_ROW_INSTANCE_COLUMNS).join(Instance, Instance.id == Task.instance_id)
+                .where(Task.id.in_([bindparam(f"id{n}", type_=Task.id.type) for n in range(count)])))
 
 
 def tasks(session: Session, *, instance_id: int | None = None, assignee: str | None = None,
