@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from engine import runtime, users
@@ -140,3 +141,24 @@ def test_serve_runs_two_web_processes_sharing_sign_ins_and_one_timer_worker(tmp_
             AuditEvent.instance_id == instance_id, AuditEvent.kind == EventKind.TIMER_FIRED))
     assert fired == 1
     engine.dispose()
+
+
+@pytest.mark.parametrize("status, sent", [("200 OK", 5120), ("302 FOUND", 0), (404, None)])
+def test_the_access_line_is_gunicorns_own_from_fewer_values(status, sent):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn import glogging
+    from gunicorn.config import Config
+
+    from webui.server import ACCESS_LOG_FORMAT, AccessLogger
+
+    resp = SimpleNamespace(status=status, sent=sent, headers=[("Content-Type", "text/html"), ("Set-Cookie", "x=1")])
+    req = SimpleNamespace(headers=[("HOST", "polku.example"), ("COOKIE", "polku_session=abc")])
+    environ = {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "POST", "RAW_URI": "/tasks/abc?tab=group",
+               "SERVER_PROTOCOL": "HTTP/1.1", "PATH_INFO": "/tasks/abc", "QUERY_STRING": "tab=group"}
+    took = timedelta(seconds=1, microseconds=12_700)
+    ours, theirs = AccessLogger(Config()), glogging.Logger(Config())
+    line = ACCESS_LOG_FORMAT % glogging.SafeAtoms(ours.atoms(resp, req, environ, took))
+    assert line == ACCESS_LOG_FORMAT % glogging.SafeAtoms(theirs.atoms(resp, req, environ, took))
+    assert line.startswith('10.0.0.7 "POST /tasks/abc?tab=group HTTP/1.1" ') and " 1012ms pid=<" in line
