@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from babel import Locale, dates
+from babel import Locale, dates, numbers
 from flask import Flask, g, session
 from flask_babel import (
     Babel,
@@ -158,8 +158,34 @@ def localdate(value: date | datetime | None, format: str = "short") -> str:
 
 
 def number(value: float | None) -> str:
-    """Format a number with the user's language's separators ('' for None)."""
-    return "" if value is None else format_decimal(value)
+    """Format a number with the user's language's separators ('' for None).
+
+    A whole number is grouped here when Babel groups the language's whole numbers by threes (its own
+    output for a sample, read once per language, gives the separator and the minus): the text is
+    Babel's, without its pattern machinery (about 30 µs a number; a task page shows several).
+    """
+    if value is None:
+        return ""
+    if type(value) is int:
+        style = _whole_number_style(language())
+        if style is not None:
+            grouped = f"{abs(value):,}".replace(",", style[0])
+            return style[1] + grouped if value < 0 else grouped
+    return str(format_decimal(value))
+
+
+@lru_cache(maxsize=16)
+def _whole_number_style(name: str) -> tuple[str, str] | None:
+    """Return (group separator, minus) if Babel writes whole numbers of this language in plain groups of three."""
+    negative = numbers.format_decimal(-1234567, locale=name)
+    found = re.fullmatch(r"(?P<minus>\D*)1(?P<group>\D+)234(?P=group)567", negative)
+    if found is None:
+        return None
+    minus, group = found["minus"], found["group"]
+    expected = {7: "7", 1000: f"1{group}000", 1234567: f"1{group}234{group}567"}
+    if any(numbers.format_decimal(n, locale=name) != text for n, text in expected.items()):
+        return None
+    return group, minus
 
 
 def translated(text: object) -> str:

@@ -516,8 +516,8 @@ def run_action(task_id: str, action_id: str) -> Any:
 def _coverable(details: dict[str, Any]) -> list[dict[str, Any]]:
     """Return the other lines' open aftercare contacts this contact may cover, labelled by their line."""
     task, instance = details["task"], details["instance"]
-    if task.state != TaskStatus.READY or details.get("case_hidden"):
-        return []
+    if task.element_id != aftercare_lines.CONTACT or task.state != TaskStatus.READY or details.get("case_hidden"):
+        return []  # only an aftercare contact covers others: no lookup for any other task
     found = aftercare_lines.coverable_contacts(get_session(), task.id)
     if not found:
         return []

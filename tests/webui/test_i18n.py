@@ -122,3 +122,22 @@ def test_a_language_changed_during_a_request_is_used_from_then_on(app):
         session["lang"] = "en"
         refresh()  # as Flask-Babel asks after changing the language within a request
         assert (render_template_string("{{ _('Task') }}"), localtime(moment)) == ("Task", "1/5/26, 12:00\u202fPM")  # CLDR: a narrow no-break space
+
+
+@pytest.mark.parametrize("lang", ["fi", "en"])
+def test_numbers_are_written_as_babel_writes_them(app, lang):
+    from flask import session
+    from flask_babel import format_decimal
+
+    values = [0, 7, -7, 999, 1000, -1000, 12345, 999999, 1000000, -1234567, 10**15 + 1, 2.5, -1234.75]
+    with app.test_request_context():
+        session["lang"] = lang
+        for value in values:
+            assert number(value) == format_decimal(value), value
+
+
+def test_a_language_whose_numbers_are_not_grouped_by_threes_is_left_to_babel():
+    from webui.i18n import _whole_number_style
+
+    assert _whole_number_style("fi") == ("\xa0", "-") and _whole_number_style("en") == (",", "-")
+    assert _whole_number_style("hi") is None  # 12,34,567: groups of two after the first three
