@@ -71,11 +71,24 @@ def visible_areas() -> list[Area]:
     if user is None:
         return []
     roles = frozenset(user.role_set)
-    kept: dict[frozenset[str], list[Area]] = current_app.extensions.setdefault("polku_areas", {})
+    kept: dict[frozenset[str], list[Area]] = _kept("polku_areas")
     found = kept.get(roles)  # every page's menu: the same few sets of roles; the views are fixed once the app is built
     if found is None:
         found = kept[roles] = [a for a in AREAS if a.endpoint in current_app.view_functions and roles & set(a.roles)]
     return list(found)
+
+
+def _kept(name: str) -> dict[Any, Any]:
+    """Return one of the app's small caches of the page frame, emptied once it holds 256 entries.
+
+    Their keys are sets of roles, languages and mount points: a handful in an office. The bound is for
+    a mount point a misconfigured proxy would let clients choose (gunicorn takes SCRIPT_NAME from a
+    trusted proxy's header).
+    """
+    kept: dict[Any, Any] = current_app.extensions.setdefault(name, {})
+    if len(kept) >= 256:
+        kept.clear()
+    return kept
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ class NavLink:
     section: str  # the area's blueprint: the link is marked current on its pages
 
 
-def nav_links() -> list[NavLink]:
+def nav_links() -> tuple[NavLink, ...]:
     """Return the signed-in user's menu: the visible areas, their addresses and labels in the user's language.
 
     Every page draws it: kept in the app per set of roles, language and mount point (a URL and a
@@ -95,13 +108,13 @@ def nav_links() -> list[NavLink]:
     """
     user = current_user()
     if user is None:
-        return []
+        return ()
     key = (frozenset(user.role_set), i18n.language(), request.script_root)
-    kept: dict[tuple[frozenset[str], str, str], list[NavLink]] = current_app.extensions.setdefault("polku_nav", {})
+    kept: dict[tuple[frozenset[str], str, str], tuple[NavLink, ...]] = _kept("polku_nav")
     found = kept.get(key)
     if found is None:
-        found = kept[key] = [NavLink(url_for(a.endpoint), i18n.label(a.label), a.endpoint.split(".")[0])
-                             for a in visible_areas()]
+        found = kept[key] = tuple(NavLink(url_for(a.endpoint), i18n.label(a.label), a.endpoint.split(".")[0])
+                                  for a in visible_areas())
     return found
 
 
@@ -110,7 +123,7 @@ def fixed_url(endpoint: str, **values: str) -> str:
     the app runs (the style sheet, home, sign-out): made once per mount point. Literal arguments only:
     every distinct call is kept."""
     key = (endpoint, tuple(sorted(values.items())), request.script_root)
-    kept: dict[tuple[Any, ...], str] = current_app.extensions.setdefault("polku_fixed_urls", {})
+    kept: dict[tuple[Any, ...], str] = _kept("polku_fixed_urls")
     found = kept.get(key)
     if found is None:
         found = kept[key] = url_for(endpoint, **values)
@@ -138,5 +151,5 @@ def language() -> Response:
 
 def init_app(app: Flask) -> None:
     """Offer the menu's links to every template as `nav_links`, and `fixed_url` for the frame's addresses."""
-    app.context_processor(lambda: {"nav_links": nav_links() if g.get("user") else []})
+    app.context_processor(lambda: {"nav_links": nav_links() if g.get("user") else ()})
     app.add_template_global(fixed_url)

@@ -75,3 +75,11 @@ def test_the_page_frames_addresses_follow_the_mount_point(client, login_as):
         assert f'href="{prefix}/static/polku.css"' in page and f'action="{prefix}/logout"' in page
         assert f'<a class="brand" href="{prefix}/">' in page
         assert (f"{prefix}/tasks/", True, "Tehtävät") in _menu(page)
+
+
+def test_the_frames_kept_addresses_stay_few_whatever_mount_points_arrive(app, client, login_as):
+    login_as("supervisor")
+    for n in range(300):
+        assert f'href="/m{n}/static/polku.css"' in client.get("/tasks/", base_url=f"http://localhost/m{n}").get_data(
+            as_text=True)
+    assert 0 < len(app.extensions["polku_nav"]) <= 256 and 0 < len(app.extensions["polku_fixed_urls"]) <= 256
