@@ -149,9 +149,7 @@ def readable_task(session: Session, reader: Reader, task_id: str) -> tuple[Task,
     Raises:
         TaskNotFound: no such task, or not readable: refused as if it did not exist (no case data leaks).
     """
-    if session.autoflush:  # what the ORM's autoflush did before its select
-        session.flush()
-    found = _task_page_rows(reader).first(session, {"object_id": task_id})
+    found = _task_page_rows(reader).first(session, {"object_id": task_id}, autoflush=True)
     if found is None:
         raise TaskNotFound(f"no task {task_id}")
     return (adopt(session, Task, found[:_INSTANCE_AT]), adopt(session, Instance, found[_INSTANCE_AT:_READABLE_AT]),

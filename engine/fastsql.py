@@ -12,7 +12,8 @@ see exactly what `Connection.execute` would raise.
 
 Supported: inserts, updates and deletes (one row or executemany) and selects returning rows.
 Not supported: expanding (IN-list) parameters, RETURNING, ORM entities. A select of every column of
-a mapped table gives rows that `adopt` turns into the session's objects, as the ORM's loader would.
+a mapped table (or of some, the primary key first) gives rows that `adopt` turns into the session's
+objects, as the ORM's loader would; `autoflush=True` flushes first, as the ORM's select does.
 
 Writes can also be queued (`Fast.later`): the timer sweep fires 25 instances in one transaction,
 each writing the same few statements, and on PostgreSQL each statement is a round trip. Queued
@@ -136,8 +137,16 @@ class Fast:
             return _run(conn, plan, plan.params(rows[0]), many=False, fetch=False)[0]
         return _run(conn, plan, [plan.params(row) for row in rows], many=True, fetch=False)[0]
 
-    def all(self, session: Session, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run a select; return its rows as tuples, each column as SQLAlchemy's result types would give it."""
+    def all(self, session: Session, params: dict[str, Any] | None = None, *,
+            autoflush: bool = False) -> list[tuple[Any, ...]]:
+        """Run a select; return its rows as tuples, each column as SQLAlchemy's result types would give it.
+
+        `autoflush`: first flush the session's changes, as the ORM's select does when the session
+        autoflushes (not within `no_autoflush`): a read whose rows `adopt` makes the session's objects
+        must see what the session changed.
+        """
+        if autoflush and session.autoflush:
+            session.flush()
         if _LATER in session.info:
             run_later(session)
         params = params or {}
@@ -150,9 +159,10 @@ class Fast:
         return [tuple(value if process is None or value is None else process(value)
                       for value, process in zip(row, result, strict=True)) for row in rows]
 
-    def first(self, session: Session, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
+    def first(self, session: Session, params: dict[str, Any] | None = None, *,
+              autoflush: bool = False) -> tuple[Any, ...] | None:
         """Run a select; return its first row (as `all` gives it) or None."""
-        rows = self.all(session, params)
+        rows = self.all(session, params, autoflush=autoflush)
         return rows[0] if rows else None
 
 

@@ -54,17 +54,9 @@ class TaskFilter:
 
 
 
-def _cover_clauses(flt: TaskFilter) -> list[Any]:
-    """Return one clause per absence this user covers: the absent one's tasks due in the period."""
-    clauses = []
-    for username, start, end in flt.cover:
-        due = Task.due_at < end if start is None else and_(Task.due_at >= start, Task.due_at < end)
-        clauses.append(and_(Task.assignee == username, due))
-    return clauses
-
-
 def _query(flt: TaskFilter, *columns: Any, join: bool = True) -> Select:
-    """Return the filtered select of `columns` (default: each task and its instance).
+    """Return the filtered select of `columns` (default: each task and its instance), the filter's
+    values in it (the criteria are `list_tasks`' own, `_criteria`).
 
     With `join=False` the instance is joined only when a filter reads it (its business key or process).
     """
@@ -72,26 +64,7 @@ def _query(flt: TaskFilter, *columns: Any, join: bool = True) -> Select:
     query = select(*columns)
     if join or flt.business_key or flt.process_id:
         query = query.join(Instance, Instance.id == Task.instance_id)
-    if flt.state is not None:
-        query = query.where(Task.state == flt.state)
-    if flt.assignee is not None and flt.roles is not None:
-        query = query.where(or_(Task.assignee == flt.assignee, *_cover_clauses(flt),
-                                Task.assignee.is_(None) & Task.candidate_role.in_(flt.roles)))
-    elif flt.assignee is not None:
-        query = query.where(or_(Task.assignee == flt.assignee, *_cover_clauses(flt)))
-    elif flt.roles is not None:
-        query = query.where(Task.assignee.is_(None), Task.candidate_role.in_(flt.roles))
-    if flt.instance_id is not None:
-        query = query.where(Task.instance_id == flt.instance_id)
-    if flt.business_key:
-        query = query.where(Instance.business_key == flt.business_key)
-    if flt.process_id:
-        query = query.where(Instance.process_id == flt.process_id)
-    if flt.due_before is not None:
-        query = query.where(Task.due_at <= flt.due_before)
-    if flt.overdue_at is not None:
-        query = query.where(Task.due_at < flt.overdue_at)
-    return query
+    return query.where(*_criteria(_shape(flt), _values(flt)))
 
 
 def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: int = 1,
@@ -109,10 +82,8 @@ def list_tasks(session: Session, flt: TaskFilter, *, sort: str = "due", page: in
     # read the page's tasks with their instances: joining and sorting every open task's instance
     # (its serialized state too) cost more than the page itself. The three statements run on the
     # cursor (engine.fastsql), each built once per shape of filter, every value a bound parameter.
-    if session.autoflush:  # what the ORM's autoflush did before its selects
-        session.flush()
     shape, values = _shape(flt), _values(flt)
-    total = _listing("count", shape).first(session, values)[0] or 0  # type: ignore[index]
+    total = _listing("count", shape).first(session, values, autoflush=True)[0] or 0  # type: ignore[index]
     ids = [row[0] for row in _listing(sort, shape).all(session, {**values, "page_limit": per_page,
                                                                  "page_offset": (page - 1) * per_page})]
     found = {}
@@ -134,7 +105,7 @@ def _shape(flt: TaskFilter) -> _Shape:
 
 
 def _values(flt: TaskFilter) -> dict[str, Any]:
-    """Return the filter's values by the names `_bound_criteria` binds them to."""
+    """Return the filter's values by the names `_criteria` binds them to."""
     values: dict[str, Any] = {"state": flt.state, "assignee": flt.assignee, "instance_id": flt.instance_id,
                               "business_key": flt.business_key, "process_id": flt.process_id,
                               "due_before": flt.due_before, "overdue_at": flt.overdue_at}
@@ -145,12 +116,16 @@ def _values(flt: TaskFilter) -> dict[str, Any]:
     return values
 
 
-def _bound_criteria(shape: _Shape) -> list[Any]:
-    """Return `_query`'s criteria for a filter of this shape, each value a named bound parameter."""
+def _criteria(shape: _Shape, values: dict[str, Any] | None = None) -> list[Any]:
+    """Return the WHERE criteria of a filter of this shape, each value a bound parameter named as in
+    `_values`: without `values` to be given at each execution (`list_tasks`' statements, built once
+    per shape), with them holding those values (`_query`: a statement for this filter alone)."""
     state, assignee, roles, cover, instance_id, business_key, process_id, due_before, overdue_at = shape
 
     def bound(name: str, column: Any) -> Any:
-        return bindparam(name, type_=column.type)
+        if values is None:
+            return bindparam(name, type_=column.type)
+        return bindparam(name, values[name], type_=column.type, unique=True)
 
     criteria: list[Any] = [Task.state == bound("state", Task.state)] if state else []
     covered = [and_(Task.assignee == bound(f"cover_user{n}", Task.assignee),
@@ -185,7 +160,7 @@ def _listing(kind: str, shape: _Shape) -> Fast:
     ids = select(Task.id)
     if join:
         ids = ids.join(Instance, Instance.id == Task.instance_id)
-    ids = ids.where(*_bound_criteria(shape))
+    ids = ids.where(*_criteria(shape))
     if kind == "count":
         return Fast(select(func.count()).select_from(ids.subquery()))
     return Fast(ids.order_by(*SORTS[kind]).limit(bindparam("page_limit", type_=Integer))
@@ -208,10 +183,8 @@ def tasks(session: Session, *, instance_id: int | None = None, assignee: str | N
           state: TaskStatus | None = TaskStatus.READY) -> list[Task]:
     """List tasks of an instance or of an assignee (all matching, oldest first)."""
     if instance_id is not None and assignee is None and state is not None:  # a case's open tasks: after every step
-        if session.autoflush:  # what the ORM's autoflush did before its select
-            session.flush()
-        return [adopt(session, Task, row) for row in _TASKS_OF_INSTANCE.all(session, {"instance_id": instance_id,
-                                                                                       "state": state})]
+        rows = _TASKS_OF_INSTANCE.all(session, {"instance_id": instance_id, "state": state}, autoflush=True)
+        return [adopt(session, Task, row) for row in rows]
     query = _query(TaskFilter(assignee=assignee, instance_id=instance_id, state=state), Task, join=False)
     return list(session.scalars(query.order_by(Task.created_at)))
 

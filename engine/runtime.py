@@ -1365,9 +1365,7 @@ def instance_variables(session: Session, instance_id: int, revision: int | None 
         held = _held_variables(session, instance_id, revision)
         if held is not None:
             return held
-    if session.autoflush:  # what the ORM's autoflush did before its select (not within `no_autoflush`)
-        session.flush()
-    return dict(_VARIABLES_OF_INSTANCE.all(session, {"b_instance": instance_id}))
+    return dict(_VARIABLES_OF_INSTANCE.all(session, {"b_instance": instance_id}, autoflush=True))
 
 
 def _held_variables(session: Session, instance_id: int, revision: int) -> dict[str, Any] | None:

@@ -93,9 +93,7 @@ def find_session_and_user(session: Session, token: str, statement: Fast = _SESSI
     """
     if not token:
         return None, None, ()
-    if session.autoflush:  # what the ORM's autoflush did before its select: a pending row counts
-        session.flush()
-    found = statement.first(session, {"digest": _digest(token)})
+    found = statement.first(session, {"digest": _digest(token)}, autoflush=True)  # a pending row counts
     if found is None:
         return None, None, ()
     row = adopt(session, UserSession, found[:_USER_AT])

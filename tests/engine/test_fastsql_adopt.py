@@ -100,3 +100,29 @@ def test_the_sign_in_sees_this_sessions_pending_rows_as_a_query_would(sessions):
         other = signin.start_session(s, s.get(UserSession, row_id).user_id, now=NOW, lifetime=timedelta(hours=1))
         row, user, _also = signin.find_session_and_user(s, other)  # added, not yet flushed
         assert row is not None and row.expires_at == NOW + timedelta(hours=1) and user.username == "aino"
+
+
+def test_a_row_of_some_columns_leaves_the_others_unloaded_and_must_lead_with_the_key(sessions):
+    _token, row_id = _signed_in(sessions)
+    some = ("id", "user_id", "expires_at")
+    with sessions.begin() as s:
+        values = s.execute(select(_SESSIONS.c.id, _SESSIONS.c.user_id, _SESSIONS.c.expires_at)
+                           .where(_SESSIONS.c.id == row_id)).one()
+        row = fastsql.adopt(s, UserSession, tuple(values), keys=some)
+        assert "created_at" not in row.__dict__ and row.expires_at == NOW + timedelta(hours=8)
+        assert row.created_at == NOW  # an unloaded column is read on first use
+        with pytest.raises(ValueError, match="primary key first"):
+            fastsql.adopt(s, UserSession, (values[1], values[0]), keys=("user_id", "id"))
+
+
+def test_a_select_on_the_cursor_flushes_first_only_when_asked(sessions):
+    _token, row_id = _signed_in(sessions)
+    with sessions() as s:
+        s.get(UserSession, row_id).ended_reason = "signed_out"  # not flushed
+        ended = Fast(select(_SESSIONS.c.ended_reason).where(_SESSIONS.c.id == bindparam("b_id")))
+        assert ended.first(s, {"b_id": row_id}) == (None,)
+        assert ended.first(s, {"b_id": row_id}, autoflush=True) == ("signed_out",)
+        with s.no_autoflush:  # as the ORM: not within no_autoflush
+            s.get(UserSession, row_id).ended_reason = "idle"
+            assert ended.first(s, {"b_id": row_id}, autoflush=True) == ("signed_out",)
+        s.rollback()

@@ -1,7 +1,11 @@
 """The inbox's listing (`inbox.list_tasks`) runs statements built once per shape of filter, on the
 cursor: every filter, sort and page must give exactly what the filter's ORM query gives
-(`inbox._query`, the reference kept for the other readers), on SQLite here and PostgreSQL in
-tests/postgres."""
+(`inbox._query`, which the other readers use), on SQLite here and PostgreSQL in tests/postgres.
+
+Both build their criteria with `inbox._criteria`; what this compares is the rest: a statement kept
+per shape given another filter's values, the join, the order, the pages, the adopted rows. The
+criteria themselves are checked against written expectations (the counts below,
+tests/engine/test_inbox_spec.py)."""
 
 from __future__ import annotations
 
