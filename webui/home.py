@@ -70,12 +70,7 @@ def visible_areas() -> list[Area]:
     user = current_user()
     if user is None:
         return []
-    roles = frozenset(user.role_set)
-    kept: dict[frozenset[str], list[Area]] = _kept("polku_areas")
-    found = kept.get(roles)  # every page's menu: the same few sets of roles; the views are fixed once the app is built
-    if found is None:
-        found = kept[roles] = [a for a in AREAS if a.endpoint in current_app.view_functions and roles & set(a.roles)]
-    return list(found)
+    return [a for a in AREAS if a.endpoint in current_app.view_functions and user.role_set & set(a.roles)]
 
 
 def _kept(name: str) -> dict[Any, Any]:
