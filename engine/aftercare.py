@@ -120,9 +120,13 @@ class Coverable:
     due_at: datetime | None
 
 
-def coverable_contacts(session: Session, task_id: str) -> list[Coverable]:
-    """Return the other lines' open contacts this contact may cover (none for any other task)."""
-    row = session.get(Task, task_id)
+def coverable_contacts(session: Session, task: Task | str) -> list[Coverable]:
+    """Return the other lines' open contacts this contact may cover (none for any other task).
+
+    `task`: the task's row when the caller holds it (the task page: no lookup for a task that is not a
+    contact), or its id.
+    """
+    row = task if isinstance(task, Task) else session.get(Task, task)
     if row is None or row.element_id != CONTACT or row.state != TaskStatus.READY or row.due_at is None:
         return []
     instance = session.get(Instance, row.instance_id)
@@ -134,11 +138,12 @@ def coverable_contacts(session: Session, task_id: str) -> list[Coverable]:
                     Instance.process_id == PROCESS, Instance.status == InstanceStatus.RUNNING,
                     Task.element_id == CONTACT, Task.state == TaskStatus.READY).order_by(Task.due_at, Task.id))
     found = []
-    for task, other in session.execute(query):
-        if task.due_at is None or abs(task.due_at - row.due_at) > window:
+    for candidate, other in session.execute(query):
+        if candidate.due_at is None or abs(candidate.due_at - row.due_at) > window:
             continue
         data = runtime.instance_variables(session, other.id)
-        found.append(Coverable(task.id, other.id, data.get("service_line"), data.get("service_ended_on"), task.due_at))
+        found.append(Coverable(candidate.id, other.id, data.get("service_line"), data.get("service_ended_on"),
+                               candidate.due_at))
     return found
 
 

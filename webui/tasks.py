@@ -516,9 +516,9 @@ def run_action(task_id: str, action_id: str) -> Any:
 def _coverable(details: dict[str, Any]) -> list[dict[str, Any]]:
     """Return the other lines' open aftercare contacts this contact may cover, labelled by their line."""
     task, instance = details["task"], details["instance"]
-    if task.element_id != aftercare_lines.CONTACT or task.state != TaskStatus.READY or details.get("case_hidden"):
-        return []  # only an aftercare contact covers others: no lookup for any other task
-    found = aftercare_lines.coverable_contacts(get_session(), task.id)
+    if details.get("case_hidden"):
+        return []
+    found = aftercare_lines.coverable_contacts(get_session(), task)
     if not found:
         return []
     lines = next((dict(f.options) for f in modeltexts.fields(details["form"], instance.version_id)
