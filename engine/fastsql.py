@@ -297,20 +297,52 @@ def _forget_connection(session: Session, transaction: Any) -> None:
         session.info.pop(_LATER, None)  # a rollback drops them (a commit ran them first)
 
 
+_CURSOR = "polku_fast_cursor"  # ConnectionPoolEntry.info: (DBAPI connection, its kept cursor), psycopg only
+_KEEP_UP_TO = 100  # rows: a cursor that fetched more is closed, so that it does not hold the result
+
+
+def _cursor(conn: Connection) -> tuple[Any, dict[str, Any] | None]:
+    """Return a cursor of the connection, and the pool entry's `info` it is kept in (None: not kept).
+
+    A psycopg cursor costs about 12 µs to make and close, a fifth of a short statement's time in the
+    client; the cursor of the previous statement on the same connection serves instead. sqlite3's
+    cost about 1 µs: SQLite gets a new one each time, closed at once (an open cursor of an
+    unfinished SELECT would hold its read lock).
+    """
+    pooled = conn.connection
+    dbapi = pooled.dbapi_connection
+    if conn.dialect.driver != "psycopg":
+        return dbapi.cursor(), None  # type: ignore[union-attr]
+    info = pooled.info
+    kept = info.get(_CURSOR)
+    if kept is not None and kept[0] is dbapi and not kept[1].closed:
+        return kept[1], info
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
+    info[_CURSOR] = (dbapi, cursor)
+    return cursor, info
+
+
 def _run(conn: Connection, plan: _Plan, params: Any, *, many: bool, fetch: bool) -> tuple[int, list[Any]]:
     refuse_write_when_reading(conn, plan.sql)  # as for SQLAlchemy's own statements (engine.db's event)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor, kept_in = _cursor(conn)
+    rows: list[Any] = []
+    done = False
     try:
         if many:
             cursor.executemany(plan.sql, params)
         else:
             cursor.execute(plan.sql, params)
-        rows = list(cursor.fetchall()) if fetch else []
+        if fetch:
+            rows = cursor.fetchall()
         count = cursor.rowcount
+        done = True
     except Exception as err:  # noqa: BLE001 - SQLAlchemy wraps it (DBAPIError) or re-raises it as it is
         conn._handle_dbapi_exception(err, plan.sql, params, cursor, None)
     finally:
-        cursor.close()
+        if kept_in is None or not done or len(rows) > _KEEP_UP_TO:  # failed or interrupted: never used again
+            if kept_in is not None and kept_in.get(_CURSOR, (None, None))[1] is cursor:
+                del kept_in[_CURSOR]
+            cursor.close()
     return count, rows
 
 
