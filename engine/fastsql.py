@@ -205,7 +205,10 @@ def adopt(session: Session, cls: type[_Mapped], values: Sequence[Any], *, refres
         found = manager.new_instance()
         found.__dict__.update(zip(keys, values, strict=True))
         make_transient_to_detached(found)
-        session.add(found)
+        # what session.add does with a detached object, less its cascade, which finds nothing here (the
+        # object holds no related object yet) and cost a third of an adoption: SQLAlchemy's private
+        # step (2.0; pyproject keeps SQLAlchemy below 2.1), covered by tests/engine/test_fastsql_adopt.py
+        session._update_impl(instance_state(found))
     elif refresh or instance_state(found).expired_attributes:
         held = found.__dict__
         for key, value in zip(keys, values, strict=True):

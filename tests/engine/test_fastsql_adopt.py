@@ -126,3 +126,20 @@ def test_a_select_on_the_cursor_flushes_first_only_when_asked(sessions):
             s.get(UserSession, row_id).ended_reason = "idle"
             assert ended.first(s, {"b_id": row_id}, autoflush=True) == ("signed_out",)
         s.rollback()
+
+
+def test_an_adopted_row_belongs_to_the_session_as_a_loaded_one_does(sessions):
+    from sqlalchemy.orm import object_session
+
+    _token, row_id = _signed_in(sessions)
+    with sessions.begin() as s:
+        row = fastsql.adopt(s, UserSession, _ROW.first(s, {"b_id": row_id}))
+        assert object_session(row) is s and row in s and not s.new
+        assert fastsql.adopt(s, UserSession, _ROW.first(s, {"b_id": row_id})) is row
+        s.expunge(row)  # detached as a loaded row is
+        assert object_session(row) is None and s.get(UserSession, row_id) is not row
+    with sessions.begin() as s:
+        row = fastsql.adopt(s, UserSession, _ROW.first(s, {"b_id": row_id}))
+        s.delete(row)  # deleted as a loaded row is: the flush deletes it
+    with sessions.begin() as s:
+        assert s.get(UserSession, row_id) is None
