@@ -141,3 +141,73 @@ def test_a_language_whose_numbers_are_not_grouped_by_threes_is_left_to_babel():
 
     assert _whole_number_style("fi") == ("\xa0", "-") and _whole_number_style("en") == (",", "-")
     assert _whole_number_style("hi") is None  # 12,34,567: groups of two after the first three
+
+
+# The templates' `_()`, `gettext()` and `localtime` (webui.i18n.template_gettext, template_localtime) give
+# what Jinja's new-style gettext (over Flask-Babel's translations) and `localtime` give.
+_MESSAGES = ["Task", "Sign out", "Tasks of %(name)s", "100 %% done", "no such message <b>"]
+
+
+def _jinjas_own(autoescape: bool):
+    """Return a Jinja environment of its own with Jinja's new-style gettext over Flask-Babel's (its way)."""
+    from flask_babel import gettext as babel_gettext
+    from flask_babel import ngettext as babel_ngettext
+    from jinja2 import Environment
+
+    env = Environment(extensions=["jinja2.ext.i18n"], autoescape=autoescape)
+    env.install_gettext_callables(babel_gettext, babel_ngettext, newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+@pytest.mark.parametrize("lang", ["fi", "en"])
+@pytest.mark.parametrize("autoescape", [True, False])
+def test_the_templates_gettext_gives_what_jinjas_gives(app, lang, autoescape):
+    from flask import session
+
+    own = _jinjas_own(autoescape)
+    with app.test_request_context("/"):
+        session["lang"] = lang
+        for message in _MESSAGES:
+            for source in ("{{ _(m) }}", "{{ gettext(m) }}", "{{ _(m, name=who) }}"):
+                if ("%(name)s" in message) != ("name=" in source):
+                    continue  # a message without its variable fails (below); one with an unused one is not written
+                ours = app.jinja_env.overlay(autoescape=autoescape).from_string(source)
+                for context in ({}, {"current_locale": lang}):  # drawn by render_template, or not
+                    values = {"m": message, "who": "<Aino & Eino>", **context}
+                    assert ours.render(values) == own.from_string(source).render(values), (message, source)
+                    assert ours.render(values) == own.from_string(source).render(values)  # kept: the same again
+
+
+def test_a_message_needing_variables_without_them_fails_as_in_jinja(app):
+    with app.test_request_context("/"), pytest.raises(KeyError):
+        app.jinja_env.from_string("{{ _('Tasks of %(name)s') }}").render(current_locale="fi")
+
+
+def test_the_templates_texts_follow_the_pages_language(client, login_as):
+    login_as("expert")
+    assert ">Kirjaudu ulos<" in client.get("/tasks/").get_data(as_text=True)
+    client.post("/language", data={"lang": "en", "next": "/tasks/"})
+    page = client.get("/tasks/").get_data(as_text=True)
+    assert ">Sign out<" in page and "Kirjaudu ulos" not in page
+    client.post("/language", data={"lang": "fi", "next": "/tasks/"})
+    assert ">Kirjaudu ulos<" in client.get("/tasks/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lang", ["fi", "en"])
+def test_the_templates_localtime_gives_what_localtime_gives(app, lang):
+    from flask import session
+
+    zone = ZoneInfo("Europe/Helsinki")
+    start = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)  # over the spring change to summer time, and the autumn's
+    moments = [start + timedelta(minutes=29 * n) for n in range(20)]
+    moments += [datetime(2026, 10, 25, 0, 30, tzinfo=UTC) + timedelta(minutes=20 * n) for n in range(8)]
+    moments += [datetime(2026, 5, 1, 12, 0), None]  # naive: taken as UTC, as localtime takes it
+    with app.test_request_context("/"):
+        session["lang"] = lang
+        for moment in moments:
+            for fmt in (*NAMED_FORMATS, "yyyy-MM-dd HH:mm"):
+                for context in ({}, {"current_locale": lang}):
+                    drawn = app.jinja_env.from_string("{{ t|localtime(f) }}").render(t=moment, f=fmt, **context)
+                    assert drawn == str(localtime(moment, fmt)), (moment, fmt, context)
+        aware = datetime(2026, 7, 15, 10, 0, tzinfo=UTC)
+        assert localtime(aware) == dates.format_datetime(aware, "short", tzinfo=zone, locale=lang)
