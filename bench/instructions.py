@@ -1,7 +1,7 @@
 """Instructions per task completion, counted by valgrind's callgrind: the web's expert cycle and the engine API.
 
 Run: .venv/bin/python bench/instructions.py [--dbs sqlite,postgresql] [--counts 10,40] [--code DIR]
-     (needs valgrind: `apt-get install valgrind`; about 3 minutes per database)
+     (needs valgrind: `apt-get install valgrind`; about 3 minutes per database, 4–5 with --code)
 
 Wall-clock and CPU-time benchmarks on a shared 2-core machine move by ±10–20 % from run to run, more
 than most single changes to the web's work: this one counts the CPU instructions the Python process
@@ -29,12 +29,13 @@ from __future__ import annotations
 import os.path
 import sys
 
+from benchmodules import bench_module  # bench/ is still on sys.path here; it imports no `http`
+
 # bench/http.py sits beside this file: the folder must not shadow the standard library's `http` package.
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _FOLDER]
 
 import argparse
-import importlib.util
 import os
 import random
 import re
@@ -42,7 +43,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -50,15 +50,9 @@ CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 TASK_LINK = re.compile(r'href="/tasks/([0-9a-f-]{36})"')
 NEXT_TASK = re.compile(r"/tasks/([0-9a-f-]{36})$")
 COLLECTED = re.compile(r"Collected : (\d+)")
-WARM_UP = 20
+WARM_UP = 20  # completions before the counted ones: four cases' tasks
+CASE_TASKS = 5  # the bench process's user tasks: the engine API completes whole cases
 
-
-def _bench_module(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def web_cycle(url: str, completions: int) -> None:
@@ -88,29 +82,18 @@ def web_cycle(url: str, completions: int) -> None:
 
 
 def engine_cycle(url: str, completions: int) -> None:
-    """Start cases and complete their five tasks through the engine API (bench/http.py's rounds)."""
-    from engine import inbox, runtime
+    """Complete tasks through the engine API as bench/http.py's engine API rounds do (`complete_cases`)."""
     from engine.db import make_engine, make_sessions
 
-    sessions = make_sessions(make_engine(url))
-    done = 0
-    while done < WARM_UP + completions:
-        with sessions.begin() as s:
-            instance_id = runtime.start_instance(s, "five_tasks", by="bench-api").id
-        for step in range(1, 6):
-            if done == WARM_UP + completions:
-                break
-            with sessions.begin() as s:
-                [row] = inbox.tasks(s, instance_id=instance_id)
-                runtime.complete_task(s, row.id, {f"v{step}": step}, by="bench-api")
-            done += 1
+    http_bench = bench_module("http")  # it puts this checkout first on sys.path: the engine is counted here only
+    http_bench.complete_cases(make_sessions(make_engine(url)), (WARM_UP + completions) // CASE_TASKS)
 
 
 class Databases:
     """A filled database per kind, and fresh copies of it."""
 
     def __init__(self, kind: str, scratch: Path, instances: int):
-        http_bench = _bench_module("http")
+        http_bench = bench_module("http")  # the parent measures this checkout's code only in its children
         self.kind, self.scratch, self.http = kind, scratch, http_bench
         self.url, self.name = http_bench._new_database(kind, scratch)
         http_bench._prepare(self.url, 2, instances)
@@ -160,24 +143,41 @@ def per_completion(databases: Databases, kind: str, counts: tuple[int, int], cod
     return (high - low) / (counts[1] - counts[0])
 
 
+def _counts(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """Return the two counts of `--counts`, or stop with a message saying what they must be."""
+    try:
+        low, high = (int(n) for n in text.split(","))
+    except ValueError:
+        parser.error(f"--counts {text}: two whole numbers, such as 10,40")
+    if not 0 <= low < high or low % CASE_TASKS or high % CASE_TASKS:
+        parser.error(f"--counts {text}: the first smaller than the second, both multiples of {CASE_TASKS} "
+                     "(the engine API completes whole cases)")
+    return low, high
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dbs", default="sqlite,postgresql")
-    parser.add_argument("--counts", default="10,40", help="the two numbers of completions measured")
-    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--dbs", default="sqlite,postgresql", help="databases, in order (default sqlite,postgresql)")
+    parser.add_argument("--counts", default="10,40", help="the two numbers of completions counted, multiples of 5 (default 10,40)")
+    parser.add_argument("--instances", type=int, default=400, help="cases waiting in the filled database (default 400)")
     parser.add_argument("--code", type=Path, help="another checkout: its web cycle is counted beside this one's")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "URL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, url, completions = args.child
         sys.path.insert(0, os.getcwd())  # the checkout measured (cwd and PYTHONPATH name it)
-        (web_cycle if kind == "web" else engine_cycle)(url, int(completions))
+        (web_cycle if kind == "web" else engine_cycle)(url, int(completions))  # validated by the parent
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
-    low, high = (int(n) for n in args.counts.split(","))
+    low, high = _counts(parser, args.counts)
+    kinds = args.dbs.split(",")
+    if not kinds or any(kind not in ("sqlite", "postgresql") for kind in kinds):
+        parser.error(f"--dbs {args.dbs}: sqlite, postgresql or both, separated by a comma")
+    if args.code is not None and not (args.code / "webui" / "__init__.py").is_file():
+        parser.error(f"--code {args.code}: not a checkout of Polku (no webui/__init__.py in it)")
     with tempfile.TemporaryDirectory() as scratch:
-        for kind in args.dbs.split(","):
+        for kind in kinds:
             databases = Databases(kind, Path(scratch), args.instances)
             try:
                 web = per_completion(databases, "web", (low, high), ROOT)

@@ -30,12 +30,13 @@ from __future__ import annotations
 import os.path
 import sys
 
+from benchmodules import bench_module  # bench/ is still on sys.path here; it imports no `http`
+
 # bench/ holds http.py: its folder must not shadow the standard library's `http` package (werkzeug needs it).
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _FOLDER]
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -59,17 +60,8 @@ from engine.db import make_engine, make_sessions, upgrade
 from engine.models import Customer, Instance, ProcessVersion, Task, TaskStatus
 from webui import create_app, server
 
-
-def _bench_module(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-history_bench = _bench_module("history")
-http_bench = _bench_module("http")
+history_bench = bench_module("history")
+http_bench = bench_module("http")
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 PROCESS_TAG = re.compile(rb'(<bpmn:process id="[^"]+")')
