@@ -343,8 +343,8 @@ def _run(conn: Connection, plan: _Plan, params: Any, *, many: bool, fetch: bool)
         conn._handle_dbapi_exception(err, plan.sql, params, cursor, None)
     finally:
         if kept_in is None or not done or len(rows) > _KEEP_UP_TO:  # failed or interrupted: never used again
-            if kept_in is not None and kept_in.get(_CURSOR, (None, None))[1] is cursor:
-                del kept_in[_CURSOR]
+            if kept_in is not None:
+                kept_in.pop(_CURSOR, None)
             cursor.close()
     return count, rows
 

@@ -106,6 +106,9 @@ def localtime(value: datetime | None, format: str = "short") -> str:
     return format_moment((value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(kept[2]), kept[1], format)
 
 
+_ZONE = "polku_display_zone"  # an attribute of the app's Jinja environment: the zone pages show times in
+
+
 @pass_context
 def template_localtime(context: Any, value: datetime | None, format: str = "short") -> str:
     """The templates' `localtime` filter: `localtime`, with the language and zone the page was drawn with.
@@ -118,9 +121,6 @@ def template_localtime(context: Any, value: datetime | None, format: str = "shor
     if value is None or locale is None or zone is None or format not in NAMED_FORMATS:
         return localtime(value, format)
     return format_moment((value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone), locale, format)
-
-
-_ZONE = "polku_display_zone"  # an attribute of the app's Jinja environment: the zone pages show times in
 
 
 def format_moment(moment: datetime, locale: str, format: str = "short") -> str:
