@@ -63,6 +63,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def database_kinds(parser: argparse.ArgumentParser, names: str) -> list[str]:
+    """Return the databases `--dbs` names, in order; stop with a message at any other name."""
+    kinds = names.split(",")
+    if any(kind not in DATABASES for kind in kinds):
+        parser.error(f"--dbs {names}: sqlite, postgresql or both, separated by a comma")
+    return kinds
+
+
 def _new_database(kind: str, scratch: Path) -> tuple[str, str | None]:
     if kind == "sqlite":
         return f"sqlite:///{scratch / ('http-' + secrets.token_hex(4) + '.db')}", None
@@ -92,17 +103,21 @@ def _drop_database(name: str | None) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def analyze(engine: Any) -> None:
+def analyze(engine: Any, *, vacuum: bool = False) -> None:
     """PostgreSQL: gather the planner's statistics of a database just filled, as autovacuum keeps a live one's.
 
     Without them the planner guesses until autovacuum comes by (within a minute or so, often during a
     run): in a fresh database, by pg_stat_statements, a case's open tasks took 0.2 ms a read instead of
     0.014 ms, and an expert's cycle (task page, completion, the inbox one time in five) 1.2 ms of the
     server's time instead of 0.8 ms. SQLite's planner keeps no statistics unless asked (Polku does not ask).
+
+    With `vacuum`, VACUUM too (as after a bulk load, so that autovacuum does not come by to do it during
+    the measurement): the new rows' visibility map is set and their hint bits written, as on a database
+    that has lived with them.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("ANALYZE"))
+            conn.execute(text("VACUUM (ANALYZE)" if vacuum else "ANALYZE"))
 
 
 def _prepare(url: str, experts: int, instances: int) -> tuple[str, list[float]]:
@@ -364,10 +379,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.think < 0:
         parser.error("--think must be 0 or more seconds")
-    levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
+    for name in ("users", "seconds", "web_workers", "threads", "instances"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
+    try:
+        levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
+    except ValueError:
+        parser.error(f"--levels {args.levels}: user counts separated by commas, e.g. 5,10,20")
+    if any(level < 1 for level in levels):
+        parser.error(f"--levels {args.levels}: every user count must be 1 or more")
+    kinds = database_kinds(parser, args.dbs)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.dbs.split(","):
+        for kind in kinds:
             for level in levels:
                 result = run(kind, level, args.seconds, args.web_workers, args.threads, args.instances, Path(tmp),
                              args.think)

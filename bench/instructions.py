@@ -171,9 +171,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     low, high = _counts(parser, args.counts)
-    kinds = args.dbs.split(",")
-    if not kinds or any(kind not in ("sqlite", "postgresql") for kind in kinds):
-        parser.error(f"--dbs {args.dbs}: sqlite, postgresql or both, separated by a comma")
+    kinds = bench_module("http").database_kinds(parser, args.dbs)
     if args.code is not None and not (args.code / "webui" / "__init__.py").is_file():
         parser.error(f"--code {args.code}: not a checkout of Polku (no webui/__init__.py in it)")
     with tempfile.TemporaryDirectory() as scratch:

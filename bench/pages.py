@@ -144,7 +144,7 @@ def fill(url: str, instances: int, open_count: int, versions: int) -> dict[str, 
     history_bench.fill(sessions, instances, open_rows=0, version_id=five_id, first_id=first_id,
                        experts=BULK_EXPERTS)
     _fix_sequences(engine)
-    http_bench.analyze(engine)  # PostgreSQL: the statistics autovacuum keeps on a live database
+    http_bench.analyze(engine, vacuum=True)  # PostgreSQL: as autovacuum keeps a live database (after a bulk load)
     took["filled_s"] = time.perf_counter() - began
     with sessions() as s:
         mine = list(s.scalars(select(Task.id).where(Task.state == TaskStatus.READY, Task.assignee == EXPERT)
@@ -254,8 +254,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="keep the filled databases here and measure them again next time")
     args = parser.parse_args()
+    kinds = http_bench.database_kinds(parser, args.dbs)
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.dbs.split(","):
+        for kind in kinds:
             kept = args.keep / f"pages-{kind}.json" if args.keep else None
             if kept is not None and kept.exists():
                 found = json.loads(kept.read_text())
