@@ -53,6 +53,17 @@ def dev_secret_key(path: Path = SECRET_FILE) -> str:
     return key
 
 
+def heartbeat_dir(candidate: Path = Path("/dev/shm")) -> str | None:  # noqa: S108 - a fixed memory-backed folder
+    """Return a memory-backed folder for gunicorn's worker heartbeat files, or None for the temporary folder.
+
+    Each web process tells the master it lives by setting its heartbeat file's time, at every turn
+    of its request loop; on a disk-backed file system (often `/tmp`) that write can wait on the
+    journal, behind the database's own writes to the same disk. gunicorn's documentation advises a
+    memory-backed one. Where there is none (not Linux), gunicorn's default is kept.
+    """
+    return str(candidate) if candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK) else None
+
+
 def bind_address(host: str, port: int) -> str:
     """Return gunicorn's bind string (IPv6 addresses in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -134,6 +145,7 @@ class PolkuServer(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread" if threads > 1 else "sync",
             "timeout": max(1, round(self.settings.web_timeout)),
             "graceful_timeout": 10,
+            "worker_tmp_dir": heartbeat_dir(),
             "proc_name": "polku",
             "access_log_format": ACCESS_LOG_FORMAT,
             "logger_class": AccessLogger,

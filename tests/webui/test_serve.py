@@ -101,6 +101,9 @@ def test_serve_runs_two_web_processes_sharing_sign_ins_and_one_timer_worker(tmp_
         timer_workers = [c for c in _children(server.pid) if "main(['worker'])" in _cmdline(c)]
         web = [c for c in _children(server.pid) if c not in timer_workers]
         assert len(timer_workers) == 1 and len(web) == 2
+        for pid in web:  # each web process's heartbeat file is in memory (webui.server.heartbeat_dir), not on disk
+            held_files = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            assert any(f.startswith("/dev/shm/wgunicorn-") for f in held_files), held_files
 
         # One web process (sync worker, one request at a time) is kept busy reading a half-sent request...
         held = socket.create_connection(("127.0.0.1", port))
@@ -162,3 +165,16 @@ def test_the_access_line_is_gunicorns_own_from_fewer_values(status, sent):
     line = ACCESS_LOG_FORMAT % glogging.SafeAtoms(ours.atoms(resp, req, environ, took))
     assert line == ACCESS_LOG_FORMAT % glogging.SafeAtoms(theirs.atoms(resp, req, environ, took))
     assert line.startswith('10.0.0.7 "POST /tasks/abc?tab=group HTTP/1.1" ') and " 1012ms pid=<" in line
+
+
+def test_heartbeat_files_go_to_a_memory_backed_folder_where_there_is_one(tmp_path):
+    from webui.server import heartbeat_dir
+
+    assert heartbeat_dir(tmp_path) == str(tmp_path)
+    assert heartbeat_dir(tmp_path / "absent") is None  # gunicorn's default: the temporary folder
+    (tmp_path / "a-file").write_text("")
+    assert heartbeat_dir(tmp_path / "a-file") is None
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert heartbeat_dir(locked) is None
