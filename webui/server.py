@@ -53,7 +53,7 @@ def dev_secret_key(path: Path = SECRET_FILE) -> str:
     return key
 
 
-def heartbeat_dir(candidate: Path = Path("/dev/shm")) -> str | None:  # noqa: S108 - a fixed memory-backed folder
+def heartbeat_dir(candidate: Path = Path("/dev/shm")) -> str | None:
     """Return a memory-backed folder for gunicorn's worker heartbeat files, or None for the temporary folder.
 
     Each web process tells the master it lives by setting its heartbeat file's time, at every turn
