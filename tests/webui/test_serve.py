@@ -173,6 +173,7 @@ def test_heartbeat_files_go_to_a_memory_backed_folder_where_there_is_one(tmp_pat
     assert heartbeat_dir(tmp_path) == str(tmp_path)
     assert heartbeat_dir(tmp_path / "absent") is None  # gunicorn's default: the temporary folder
     (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-file").chmod(0o755)  # writable and executable: refused only as not a folder
     assert heartbeat_dir(tmp_path / "a-file") is None
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
