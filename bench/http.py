@@ -22,6 +22,8 @@ from __future__ import annotations
 import os.path
 import sys
 
+from benchmodules import DBS_HELP, at_least_one, database_kinds  # bench/ is still on sys.path here
+
 # This file is named http.py: its folder must not shadow the standard library's `http` package.
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _FOLDER]
@@ -61,17 +63,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-DATABASES = ("sqlite", "postgresql")
-
-
-def database_kinds(parser: argparse.ArgumentParser, names: str) -> list[str]:
-    """Return the databases `--dbs` names, in order; stop with a message at any other name."""
-    kinds = names.split(",")
-    if any(kind not in DATABASES for kind in kinds):
-        parser.error(f"--dbs {names}: sqlite, postgresql or both, separated by a comma")
-    return kinds
 
 
 def _new_database(kind: str, scratch: Path) -> tuple[str, str | None]:
@@ -365,12 +356,13 @@ def chart(results: list[dict], path: Path) -> None:
 def main() -> None:
     """Run every database at every user level and print the tables (and the chart)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--users", type=int, default=20, help="simulated experts (default 20)")
     parser.add_argument("--levels", help="several user counts, e.g. 5,10,20 (overrides --users)")
-    parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--dbs", default="sqlite,postgresql")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=Settings.web_threads)
+    parser.add_argument("--seconds", type=int, default=60, help="how long Locust runs at each level (default 60)")
+    parser.add_argument("--dbs", default="sqlite,postgresql", help=DBS_HELP)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn web processes (default 2)")
+    parser.add_argument("--threads", type=int, default=Settings.web_threads,
+                        help=f"request threads per web process, 1 for gunicorn's sync worker (default {Settings.web_threads})")
     parser.add_argument("--instances", type=int, default=3000,
                         help="cases waiting at their first task (five tasks each: enough for 150 completions/s for 100 s)")
     parser.add_argument("--think", type=float, default=0.2,
@@ -379,9 +371,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.think < 0:
         parser.error("--think must be 0 or more seconds")
-    for name in ("users", "seconds", "web_workers", "threads", "instances"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
+    at_least_one(parser, args, "users", "seconds", "web_workers", "threads", "instances")
     try:
         levels = [int(v) for v in args.levels.split(",")] if args.levels else [args.users]
     except ValueError:

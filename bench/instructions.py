@@ -29,7 +29,12 @@ from __future__ import annotations
 import os.path
 import sys
 
-from benchmodules import bench_module  # bench/ is still on sys.path here; it imports no `http`
+from benchmodules import (  # bench/ is still on sys.path here
+    DBS_HELP,
+    at_least_one,
+    bench_module,
+    database_kinds,
+)
 
 # bench/http.py sits beside this file: the folder must not shadow the standard library's `http` package.
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
@@ -157,7 +162,7 @@ def _counts(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dbs", default="sqlite,postgresql", help="databases, in order (default sqlite,postgresql)")
+    parser.add_argument("--dbs", default="sqlite,postgresql", help=DBS_HELP)
     parser.add_argument("--counts", default="10,40", help="the two numbers of completions counted, multiples of 5 (default 10,40)")
     parser.add_argument("--instances", type=int, default=400, help="cases waiting in the filled database (default 400)")
     parser.add_argument("--code", type=Path, help="another checkout: its web cycle is counted beside this one's")
@@ -171,7 +176,8 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     low, high = _counts(parser, args.counts)
-    kinds = bench_module("http").database_kinds(parser, args.dbs)
+    at_least_one(parser, args, "instances")
+    kinds = database_kinds(parser, args.dbs)
     if args.code is not None and not (args.code / "webui" / "__init__.py").is_file():
         parser.error(f"--code {args.code}: not a checkout of Polku (no webui/__init__.py in it)")
     with tempfile.TemporaryDirectory() as scratch:

@@ -30,7 +30,12 @@ from __future__ import annotations
 import os.path
 import sys
 
-from benchmodules import bench_module  # bench/ is still on sys.path here; it imports no `http`
+from benchmodules import (  # bench/ is still on sys.path here
+    DBS_HELP,
+    at_least_one,
+    bench_module,
+    database_kinds,
+)
 
 # bench/ holds http.py: its folder must not shadow the standard library's `http` package (werkzeug needs it).
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
@@ -247,14 +252,15 @@ def _kept_database(kind: str, folder: Path) -> tuple[str, str | None]:
 def main() -> None:
     """Fill a database per kind, measure the pages, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dbs", default="sqlite,postgresql")
-    parser.add_argument("--instances", type=int, default=100_000)
-    parser.add_argument("--open", type=int, default=2000)
-    parser.add_argument("--versions", type=int, default=100)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--dbs", default="sqlite,postgresql", help=DBS_HELP)
+    parser.add_argument("--instances", type=int, default=100_000, help="finished cases (default 100,000)")
+    parser.add_argument("--open", type=int, default=2000, help="open cases of the five-task process, each at its first task (default 2,000)")
+    parser.add_argument("--versions", type=int, default=100, help="deployed process versions, at least (default 100)")
+    parser.add_argument("--requests", type=int, default=200, help="measured requests per page (default 200)")
     parser.add_argument("--keep", type=Path, help="keep the filled databases here and measure them again next time")
     args = parser.parse_args()
-    kinds = http_bench.database_kinds(parser, args.dbs)
+    at_least_one(parser, args, "instances", "open", "versions", "requests")
+    kinds = database_kinds(parser, args.dbs)
     with tempfile.TemporaryDirectory() as tmp:
         for kind in kinds:
             kept = args.keep / f"pages-{kind}.json" if args.keep else None
