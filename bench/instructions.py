@@ -10,7 +10,7 @@ the machine's load. Per database a database is filled once (`bench/http.py`'s: t
 process, experts, 400 cases at their first task) and copied for each count, so every process starts
 from the same state. Then, each in a new process under `valgrind --tool=callgrind`:
 
-- **web**: the app (`create_app`, Flask's test client: no gunicorn, no sockets) as one signed-in
+- **web**: the app (`create_app` and `settle_heap`, as in a web process of `polku serve`; Flask's test client: no gunicorn, no sockets) as one signed-in
   expert of `bench/http.py`'s Locust users works: open the group inbox when the redirect gives no next
   task, open a task, complete it with valid data, follow the redirect to the case's next task;
 - **engine API**: `bench/http.py`'s engine API round: start a case, complete its five tasks, each in
@@ -65,9 +65,10 @@ def web_cycle(url: str, completions: int) -> None:
     os.environ["POLKU_DATABASE_URL"] = url
     os.environ.setdefault("POLKU_SECRET_KEY", "instructions-bench-" + "k" * 32)
     from engine.config import Settings
-    from webui import create_app
+    from webui import create_app, server
 
     app = create_app(Settings.from_env())
+    server.settle_heap()  # as `polku serve` does in each web process
     client = app.test_client()
     token = CSRF.search(client.get("/login").get_data(as_text=True))[1]  # type: ignore[index]
     signed = client.post("/login", data={"csrf_token": token, "username": "bench1", "password": "bench1-password"})

@@ -179,3 +179,39 @@ def test_heartbeat_files_go_to_a_memory_backed_folder_where_there_is_one(tmp_pat
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         assert heartbeat_dir(locked) is None
+
+
+SETTLE = """
+import gc, sys
+from webui import server
+if sys.argv[1] != "default":
+    gc.set_threshold(int(sys.argv[1]), 10, 10)
+server.settle_heap()
+print(*gc.get_threshold(), gc.get_freeze_count() > 1000)
+"""
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("default", "10000 10 10"),  # Python's 700: raised
+    ("20000", "20000 10 10"),  # higher already: kept
+    ("0", "0 10 10"),  # automatic collection turned off: stays off
+])
+def test_a_web_process_settles_its_heap_and_collects_the_young_generation_less_often(before, after):
+    from webui.server import YOUNG_OBJECTS
+
+    assert YOUNG_OBJECTS == 10_000
+    shown = subprocess.run([sys.executable, "-c", SETTLE, before], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parents[2], timeout=60).stdout.split()
+    assert " ".join(shown[:3]) == after
+    assert shown[3:] == ["True"]  # what the imports made is frozen
+
+
+def test_serve_settles_each_web_process_heap_when_its_app_is_built(monkeypatch):
+    from engine.config import Settings
+    from webui import server
+
+    settled = []
+    monkeypatch.setattr(server, "settle_heap", lambda: settled.append(True))
+    built = server.PolkuServer(Settings(database_url="sqlite://", secret_key="s" * 40), host="127.0.0.1",
+                               port=0).load()
+    assert settled == [True] and built.name == "webui"
