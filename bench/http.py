@@ -13,6 +13,10 @@ database: over the whole run, and from the first completion to the last, which l
 of the ramp-up, each a deliberately slow password hash) are compared with the engine API's completions
 per second measured in the same run (the median of six rounds of 40 cases, one connection, no think time: three
 before Locust and three after, as the host's speed drifts within minutes).
+Where /proc can be read (Linux), `bench/cpushare.py` samples once a second the CPU of the web processes, of
+Locust and of the PostgreSQL server (every process named `postgres`), and the machine's busy time; printed are
+each one's CPU per completion over the run's steady part (from 5 s after the first completion, past the sign-ins' password hashes,
+to the last; the supervisor's views are in it), and the engine API's in its three rounds after the run.
 With several `--levels`, the p95 per page against the number of users is drawn as an SVG chart.
 This measures; it asserts nothing. Figures depend on the machine's load: the load average is printed.
 """
@@ -23,6 +27,8 @@ import os.path
 import sys
 
 from benchmodules import DBS_HELP, at_least_one, database_kinds  # bench/ is still on sys.path here
+from cpushare import CpuShare, Share
+from cpushare import available as cpu_share_available
 
 # This file is named http.py: its folder must not shadow the standard library's `http` package.
 _FOLDER = os.path.realpath(os.path.dirname(__file__))
@@ -39,6 +45,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +64,9 @@ from engine.models import AuditEvent
 
 BIN = Path(sys.executable).parent
 PAGES = ("sign in", "inbox", "task page", "complete task", "supervisor view")
+API_ROUND = 40  # cases in one round of the engine API (five completions each)
+RAMP_UP = 5.0  # seconds after the first completion left out of the CPU figures: the sign-ins' password hashes
+WEB, LOAD, SERVER = "web processes", "Locust", "PostgreSQL server"
 ACCESS = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+) \S+ (\d+)ms')
 
 
@@ -140,7 +151,7 @@ def api_rounds(sessions: Any, rounds: int) -> list[float]:
     rates = []
     for _round in range(rounds):
         started = time.perf_counter()
-        done = complete_cases(sessions, 40)
+        done = complete_cases(sessions, API_ROUND)
         rates.append(done / (time.perf_counter() - started))
     return rates
 
@@ -158,24 +169,34 @@ def complete_cases(sessions: Any, cases: int) -> int:
     return cases * 5
 
 
-def _api_after(url: str, rounds: int) -> list[float]:
-    """`api_rounds` again once Locust is done, on the database as the run left it."""
+def _api_after(url: str, rounds: int, mark: Callable[[], float]) -> tuple[list[float], tuple[float, float, float, int]]:
+    """`api_rounds` again once Locust is done, on the database as the run left it; also return the rounds'
+    span (what `mark` returned just before and after them: time.time, or a `CpuShare` sample's), this
+    process's CPU seconds for them and their completions."""
     engine = make_engine(url)
+    sessions = make_sessions(engine)
     try:
-        return api_rounds(make_sessions(engine), rounds)
+        began, cpu = mark(), time.process_time()
+        rates = api_rounds(sessions, rounds)
+        cpu = time.process_time() - cpu
+        return rates, (began, mark(), cpu, rounds * API_ROUND * 5)
     finally:
         engine.dispose()
         runtime.forget_cache()
 
 
-def _completions(url: str) -> tuple[int, float]:
-    """Return how many tasks the simulated experts completed and the seconds from their first to their last."""
+def _completions(url: str, start: float | None = None, end: float | None = None) -> tuple[int, float, float]:
+    """Return how many tasks the simulated experts completed (between `start` and `end`, time.time, if given),
+    and when the first and the last of them were (time.time; 0.0 if none)."""
     engine = make_engine(url)
+    when = [AuditEvent.kind == "task_completed", AuditEvent.actor.like("bench%"), AuditEvent.actor != "bench-api"]
+    if start is not None and end is not None:
+        when += [AuditEvent.at >= datetime.fromtimestamp(start, UTC), AuditEvent.at <= datetime.fromtimestamp(end, UTC)]
     with make_sessions(engine).begin() as s:
-        count, first, last = s.execute(select(func.count(), func.min(AuditEvent.at), func.max(AuditEvent.at)).where(
-            AuditEvent.kind == "task_completed", AuditEvent.actor.like("bench%"), AuditEvent.actor != "bench-api")).one()
+        count, first, last = s.execute(select(func.count(), func.min(AuditEvent.at), func.max(AuditEvent.at))
+                                       .where(*when)).one()
     engine.dispose()
-    return int(count or 0), (last - first).total_seconds() if first and last else 0.0
+    return int(count or 0), first.timestamp() if first else 0.0, last.timestamp() if last else 0.0
 
 
 def _page_of(method: str, path: str) -> str | None:
@@ -224,25 +245,37 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
                         break
                 except OSError:
                     time.sleep(0.2)
-            before, _span = _completions(url)
+            before = _completions(url)[0]
             prefix = scratch / f"locust-{kind}-{users_count}"
             load = os.getloadavg()[0]
+            share = _share(server.pid, kind)
             began = time.perf_counter()
-            subprocess.run([str(BIN / "locust"), "-f", str(HERE / "locust" / "locustfile.py"), "--headless",
-                            "-u", str(users_count + 1), "-r", str(max(1, users_count)), "--run-time", f"{seconds}s",
-                            "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary",
-                            "--loglevel", "WARNING"], env=env, check=False, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=seconds + 120)
+            locust = subprocess.Popen(
+                [str(BIN / "locust"), "-f", str(HERE / "locust" / "locustfile.py"), "--headless",
+                 "-u", str(users_count + 1), "-r", str(max(1, users_count)), "--run-time", f"{seconds}s",
+                 "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary",
+                 "--loglevel", "WARNING"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if share is not None:
+                share.tree(LOAD, locust.pid)
+            try:
+                locust.wait(timeout=seconds + 120)
+            except subprocess.TimeoutExpired:
+                locust.kill()
+                locust.wait()
             elapsed = time.perf_counter() - began
-            completed, span = _completions(url)
+            completed, first, last = _completions(url)
             completed -= before
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         # the engine API's rate again, after the run: the host's speed drifts within minutes, and the
         # run left the database larger; the median of all six rounds is the figure compared with
-        api_after = _api_after(url, 3)
+        api_after, api_work = _api_after(url, 3, share.sample if share is not None else time.time)
         api_rate = statistics.median(api_before + api_after)
+        cpu = None
+        if share is not None:
+            share.stop()
+            cpu = _cpu_figures(url, share, first + RAMP_UP, last, api_work)
         pages = {}
         with open(f"{prefix}_stats.csv", newline="") as handle:
             for row in csv.DictReader(handle):
@@ -258,12 +291,42 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
         expert_requests = sum(pages.get(p, {}).get("count", 0) for p in ("inbox", "task page", "complete task"))
         return {"kind": kind, "users": users_count, "think": think, "workers": web_workers, "threads": threads,
                 "pages": pages, "http_rate": completed / elapsed,
-                "steady_rate": (completed - 1) / span if completed > 1 and span > 0 else float("nan"),
+                "steady_rate": (completed - 1) / (last - first) if completed > 1 and last > first else float("nan"),
                 "api_rate": api_rate, "api_rounds": api_before + api_after, "load": load, "seconds": elapsed,
-                "completed": completed,
+                "completed": completed, "cpu": cpu, "tasks": instances * 5,
                 "per_completion": expert_requests / completed if completed else float("nan")}
     finally:
         _drop_database(dropname)
+
+
+def _share(server_pid: int, kind: str) -> CpuShare | None:
+    """Start sampling the web processes' (and PostgreSQL's) CPU; None where /proc is not there to read."""
+    if not cpu_share_available():
+        return None
+    share = CpuShare()
+    share.tree(WEB, server_pid)
+    if kind == "postgresql":
+        share.command(SERVER, "postgres")
+    share.start()
+    return share
+
+
+def _cpu_figures(url: str, share: CpuShare, start: float, end: float,
+                 api: tuple[float, float, float, int]) -> dict[str, Any] | None:
+    """Return the CPU per completion over HTTP between `start` and `end` (the steady part of the run), per
+    group of processes, and the engine API's in its rounds after the run (its process; PostgreSQL's server)."""
+    steady = share.between(start, end)
+    count = _completions(url, steady.start, steady.end)[0] if steady is not None else 0
+    if steady is None or not count:  # a run too short to leave two samples past the ramp-up
+        return None
+    api_began, api_ended, api_cpu, api_count = api
+    api_share: Share | None = share.between(api_began, api_ended)
+    return {"start": steady.start, "end": steady.end, "completions": count,
+            "ms": {group: 1000 * seconds / count for group, seconds in steady.seconds.items()},
+            "rest_ms": 1000 * steady.rest / count, "busy": steady.busy / steady.total if steady.total else 0.0,
+            "api_ms": 1000 * api_cpu / api_count,
+            "api_server_ms": 1000 * api_share.seconds[SERVER] / api_count
+            if api_share is not None and SERVER in api_share.seconds else None}
 
 
 def print_run(result: dict) -> None:
@@ -285,6 +348,18 @@ def print_run(result: dict) -> None:
           f" each); engine API {result['api_rate']:.1f}/s (same database, wall clock; median of six rounds,"
           f" {min(result['api_rounds']):.0f}-{max(result['api_rounds']):.0f}/s, three before and three after the run)"
           f" = {ratio:.0f} % / {steady:.0f} %")
+    if result["completed"] >= result["tasks"]:
+        print(f"  every one of the {result['tasks']} tasks was completed before the run ended: the rate over the run"
+              " is a lower bound (give more --instances)")
+    cpu = result.get("cpu")
+    if cpu:
+        groups = ", ".join(f"{group} {ms:.2f} ms" for group, ms in cpu["ms"].items())
+        server = f" + {SERVER} {cpu['api_server_ms']:.2f} ms" if cpu["api_server_ms"] is not None else ""
+        print(f"  CPU per completion over HTTP ({cpu['completions']} completions,"
+              f" {time.strftime('%H:%M:%S', time.localtime(cpu['start']))}-"
+              f"{time.strftime('%H:%M:%S', time.localtime(cpu['end']))}): {groups}, other {cpu['rest_ms']:.2f} ms;"
+              f" the machine {100 * cpu['busy']:.0f} % busy ({os.cpu_count()} cores). Engine API, its rounds after"
+              f" the run: {cpu['api_ms']:.2f} ms in its process{server}")
 
 
 def _nice_top(value: float) -> float:
@@ -363,8 +438,9 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn web processes (default 2)")
     parser.add_argument("--threads", type=int, default=Settings.web_threads,
                         help=f"request threads per web process, 1 for gunicorn's sync worker (default {Settings.web_threads})")
-    parser.add_argument("--instances", type=int, default=3000,
-                        help="cases waiting at their first task (five tasks each: enough for 150 completions/s for 100 s)")
+    parser.add_argument("--instances", type=int, default=6000,
+                        help="cases waiting at their first task (default 6000; five tasks each: enough for 300"
+                             " completions/s for 100 s)")
     parser.add_argument("--think", type=float, default=0.2,
                         help="an expert's pause before each task, 0 to this many seconds (0: none)")
     parser.add_argument("--chart", type=Path, help="write the p95-against-users SVG here")
