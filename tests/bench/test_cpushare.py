@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,7 +66,8 @@ def test_a_tree_counts_its_root_and_every_process_below_it_and_nothing_else():
     finally:
         for pid in (child, tree.pid):
             if pid is not None:
-                subprocess.run(["kill", "-9", str(pid)], check=False)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         tree.wait()
         tree.stdin.close()
         tree.stdout.close()
