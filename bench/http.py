@@ -64,7 +64,8 @@ from engine.models import AuditEvent
 
 BIN = Path(sys.executable).parent
 PAGES = ("sign in", "inbox", "task page", "complete task", "supervisor view")
-API_ROUND = 40  # cases in one round of the engine API (five completions each)
+CASE_TASKS = 5  # the user tasks of bench/five_tasks.bpmn: completions per case
+API_ROUND = 40  # cases in one round of the engine API
 RAMP_UP = 5.0  # seconds after the first completion left out of the CPU figures: the sign-ins' password hashes
 WEB, LOAD, SERVER = "web processes", "Locust", "PostgreSQL server"
 ACCESS = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+) \S+ (\d+)ms')
@@ -162,11 +163,11 @@ def complete_cases(sessions: Any, cases: int) -> int:
     for _ in range(cases):
         with sessions.begin() as s:
             iid = runtime.start_instance(s, "five_tasks", by="bench-api").id
-        for step in range(1, 6):
+        for step in range(1, CASE_TASKS + 1):
             with sessions.begin() as s:
                 [row] = inbox.tasks(s, instance_id=iid)
                 runtime.complete_task(s, row.id, {f"v{step}": step}, by="bench-api")
-    return cases * 5
+    return cases * CASE_TASKS
 
 
 def _api_after(url: str, rounds: int, mark: Callable[[], float]) -> tuple[list[float], tuple[float, float, float, int]]:
@@ -179,7 +180,7 @@ def _api_after(url: str, rounds: int, mark: Callable[[], float]) -> tuple[list[f
         began, cpu = mark(), time.process_time()
         rates = api_rounds(sessions, rounds)
         cpu = time.process_time() - cpu
-        return rates, (began, mark(), cpu, rounds * API_ROUND * 5)
+        return rates, (began, mark(), cpu, rounds * API_ROUND * CASE_TASKS)
     finally:
         engine.dispose()
         runtime.forget_cache()
@@ -293,7 +294,7 @@ def run(kind: str, users_count: int, seconds: int, web_workers: int, threads: in
                 "pages": pages, "http_rate": completed / elapsed,
                 "steady_rate": (completed - 1) / (last - first) if completed > 1 and last > first else float("nan"),
                 "api_rate": api_rate, "api_rounds": api_before + api_after, "load": load, "seconds": elapsed,
-                "completed": completed, "cpu": cpu, "tasks": instances * 5,
+                "completed": completed, "cpu": cpu, "tasks": instances * CASE_TASKS,
                 "per_completion": expert_requests / completed if completed else float("nan")}
     finally:
         _drop_database(dropname)

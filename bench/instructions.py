@@ -56,7 +56,7 @@ TASK_LINK = re.compile(r'href="/tasks/([0-9a-f-]{36})"')
 NEXT_TASK = re.compile(r"/tasks/([0-9a-f-]{36})$")
 COLLECTED = re.compile(r"Collected : (\d+)")
 WARM_UP = 20  # completions before the counted ones: four cases' tasks
-CASE_TASKS = 5  # the bench process's user tasks: the engine API completes whole cases
+CASE_TASKS = 5  # bench/http.py's CASE_TASKS (its module is loaded only later): the engine API completes whole cases
 
 
 

@@ -100,14 +100,15 @@ def settle_heap() -> None:
     """Put what is alive now (the imports, the app) out of the cyclic garbage collector's reach.
 
     A web process holds about 120,000 long-lived objects; every full collection walked them all
-    (about 80 ms, once in 60-100 requests: the slowest requests of a page). Later objects are
-    collected as before. Called once per web process, when its app is built.
+    (about 80 ms, once in 60-100 requests: the slowest requests of a page). Called once per web
+    process, when its app is built.
 
     The youngest generation is collected once `YOUNG_OBJECTS` more container objects are alive than
     at its last collection, not 700: a page holds more than 700 at once while it is drawn (the
     inbox's rows, the form's fields), all freed by their reference counts at the request's end,
     so at 700 the collector ran a few times a request for nothing and, every tenth and hundredth
-    time, walked the older generations too (about 3 % of a completion's CPU, bench/instructions.py).
+    time, walked the older generations too (about 3 % of a completion's CPU in process: docs/performance.md,
+    Pages, "Nineteenth round").
     Real cycles (a few objects a request) are still collected, later; a higher threshold set
     before is kept, and so is 0 (collection turned off).
     """
