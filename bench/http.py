@@ -172,14 +172,15 @@ def complete_cases(sessions: Any, cases: int) -> int:
 
 def _api_after(url: str, rounds: int, mark: Callable[[], float]) -> tuple[list[float], tuple[float, float, float, int]]:
     """`api_rounds` again once Locust is done, on the database as the run left it; also return the rounds'
-    span (what `mark` returned just before and after them: time.time, or a `CpuShare` sample's), this
-    process's CPU seconds for them and their completions."""
+    span (what `mark` returned just before and after them: time.time, or a `CpuShare` sample's), the CPU
+    seconds of this thread for them (not the process's: a `CpuShare` samples /proc in a thread of its own)
+    and their completions."""
     engine = make_engine(url)
     sessions = make_sessions(engine)
     try:
-        began, cpu = mark(), time.process_time()
+        began, cpu = mark(), time.thread_time()
         rates = api_rounds(sessions, rounds)
-        cpu = time.process_time() - cpu
+        cpu = time.thread_time() - cpu
         return rates, (began, mark(), cpu, rounds * API_ROUND * CASE_TASKS)
     finally:
         engine.dispose()
@@ -315,7 +316,7 @@ def _share(server_pid: int, kind: str) -> CpuShare | None:
 def _cpu_figures(url: str, share: CpuShare, start: float, end: float,
                  api: tuple[float, float, float, int]) -> dict[str, Any] | None:
     """Return the CPU per completion over HTTP between `start` and `end` (the steady part of the run), per
-    group of processes, and the engine API's in its rounds after the run (its process; PostgreSQL's server)."""
+    group of processes, and the engine API's in its rounds after the run (its thread; PostgreSQL's server)."""
     steady = share.between(start, end)
     count = _completions(url, steady.start, steady.end)[0] if steady is not None else 0
     if steady is None or not count:  # a run too short to leave two samples past the ramp-up
@@ -360,7 +361,7 @@ def print_run(result: dict) -> None:
               f" {time.strftime('%H:%M:%S', time.localtime(cpu['start']))}-"
               f"{time.strftime('%H:%M:%S', time.localtime(cpu['end']))}): {groups}, other {cpu['rest_ms']:.2f} ms;"
               f" the machine {100 * cpu['busy']:.0f} % busy ({os.cpu_count()} cores). Engine API, its rounds after"
-              f" the run: {cpu['api_ms']:.2f} ms in its process{server}")
+              f" the run: {cpu['api_ms']:.2f} ms in its thread{server}")
 
 
 def _nice_top(value: float) -> float:
